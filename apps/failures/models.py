@@ -1,0 +1,98 @@
+from django.db import models
+from django.db.models import Q
+
+
+class EventCode(models.TextChoices):
+    """The fixed diagnostic taxonomy; every terminal failure and every retry carries one."""
+
+    AUTH_FAILED = "AUTH_FAILED"
+    INPUT_INVALID = "INPUT_INVALID"
+    DOWNSTREAM_CALL_FAILED = "DOWNSTREAM_CALL_FAILED"
+    MODEL_PARSE_ERROR = "MODEL_PARSE_ERROR"
+    DB_WRITE_FAILED = "DB_WRITE_FAILED"
+    PIPELINE_RETRY = "PIPELINE_RETRY"
+
+
+class PipelineFailure(models.Model):
+    """The dead-letter row for a block that failed for good; beat replays due rows."""
+
+    run = models.ForeignKey("runs.Run", null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="failures")
+    block = models.ForeignKey("runs.Block", null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="failures")
+    failing_function = models.CharField(max_length=200)
+    caller_function = models.CharField(max_length=200, blank=True, default="")
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=64)
+    error_message = models.TextField(blank=True, default="")
+    attempt_count = models.PositiveIntegerField(default=0)
+    # How often the replay task has put this block back to work.
+    replay_count = models.PositiveIntegerField(default=0)
+    # What was sent, secrets redacted (apps.keys.redaction).
+    payload_snapshot = models.JSONField(default=dict, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    failed_at = models.DateTimeField(auto_now_add=True)
+    # None on an unresolved row: parked, replayed only by hand.
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution_note = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "pipeline_failures"
+        ordering = ["-failed_at"]
+        constraints = [
+            # One open failure per block: a block that fails again updates its row.
+            models.UniqueConstraint(
+                fields=["block"],
+                condition=Q(resolved_at__isnull=True),
+                name="one_unresolved_failure_per_block",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["run", "-failed_at"], name="failure_run_failed_idx"),
+            models.Index(fields=["failing_function", "-failed_at"], name="failure_function_idx"),
+            models.Index(
+                fields=["next_retry_at"],
+                condition=Q(resolved_at__isnull=True),
+                name="failure_unresolved_due_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.error_code} at {self.failing_function}"
+
+
+class LogLevel(models.TextChoices):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class DiagnosticLog(models.Model):
+    """Written on failure and retry paths only, to bound volume."""
+
+    function_name = models.CharField(max_length=200)
+    function_version = models.CharField(max_length=32)
+    log_level = models.CharField(max_length=8, choices=LogLevel.choices)
+    event_code = models.CharField(max_length=32, choices=EventCode.choices)
+    message = models.TextField()
+    metadata = models.JSONField(default=dict, blank=True)
+    run = models.ForeignKey("runs.Run", null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="diagnostics")
+    block = models.ForeignKey("runs.Block", null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="diagnostics")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "diagnostic_logs"
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(event_code__in=EventCode.values), name="diagnostic_event_code_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["event_code", "-created_at"], name="diagnostic_code_idx"),
+            models.Index(fields=["function_name", "-created_at"], name="diagnostic_function_idx"),
+        ]

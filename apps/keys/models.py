@@ -1,0 +1,39 @@
+from django.conf import settings
+from django.db import models
+
+
+class Provider(models.TextChoices):
+    ANTHROPIC = "anthropic", "Anthropic"
+
+
+class ProviderKey(models.Model):
+    """A user's own provider API key. The secret is stored only encrypted and shown only by suffix."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_keys"
+    )
+    provider = models.CharField(max_length=32, choices=Provider.choices, default=Provider.ANTHROPIC)
+    label = models.CharField(max_length=100)
+    # Fernet token of the secret; never the secret itself (see apps.keys.crypto).
+    secret_ciphertext = models.TextField()
+    # The last four characters: the only part of the secret ever shown again.
+    suffix = models.CharField(max_length=4)
+    # Empty means the provider's official URL.
+    base_url = models.CharField(max_length=500, blank=True, default="")
+    # None: not validated yet; True/False: result of the last validation or of a provider 401/403.
+    is_valid = models.BooleanField(null=True, default=None)
+    validated_at = models.DateTimeField(null=True, blank=True)
+    validation_error = models.TextField(blank=True, default="")
+    # Set on 429/529: no call on this key starts before this moment, from any worker.
+    throttled_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "label"], name="key_label_unique_per_owner"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} (…{self.suffix})"

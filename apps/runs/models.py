@@ -1,0 +1,196 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from apps.keys.models import ProviderKey
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    CANCELING = "canceling", "Canceling"
+    CANCELED = "canceled", "Canceled"
+    COMPLETE = "complete", "Complete"
+
+
+class BlockStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    CLAIMED = "claimed", "Claimed"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+
+
+ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+TERMINAL_BLOCK_STATUSES = (BlockStatus.SUCCEEDED, BlockStatus.FAILED, BlockStatus.CANCELED)
+
+
+class Usage(models.Model):
+    """Token usage and cost, accumulated (never overwritten) on runs, blocks and attempts."""
+
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_creation_input_tokens = models.BigIntegerField(default=0)
+    cache_read_input_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+
+    class Meta:
+        abstract = True
+
+
+class Run(Usage):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs")
+    key = models.ForeignKey(ProviderKey, on_delete=models.PROTECT, related_name="runs")
+    name = models.CharField(max_length=200, blank=True, default="")
+    model = models.CharField(max_length=100)
+    system_prompt = models.TextField(blank=True, default="")
+    # `{input}` is replaced by the block's input; the rest is the stable, cacheable instruction.
+    prompt_template = models.TextField(default="{input}")
+    max_tokens = models.PositiveIntegerField(default=1024)
+    # Optional sampling: the 2026-10-21 API version rejects these, so nothing sends them by default.
+    temperature = models.FloatField(null=True, blank=True)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    # Most provider calls of this run in flight at once, across all workers.
+    parallelism = models.PositiveIntegerField(default=16)
+    # Engine options: {"cache": bool, "pack_size": int, "stream": bool}.
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    paused_reason = models.TextField(blank=True, default="")
+    total_blocks = models.PositiveIntegerField(default=0)
+    completed_blocks = models.PositiveIntegerField(default=0)
+    failed_blocks = models.PositiveIntegerField(default=0)
+    canceled_blocks = models.PositiveIntegerField(default=0)
+    # Version stamp: which code and which prompt produced the results (targets for reseeding).
+    pipeline_version = models.CharField(max_length=32)
+    prompt_version = models.CharField(max_length=64)
+    # Each reseed starts a new pass over the same run; attempts keep the history of every pass.
+    current_pass = models.PositiveIntegerField(default=1)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=RunStatus.values), name="run_status_valid"
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="run_idempotency_key_unique_per_owner",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status"], name="run_status_idx"),
+            models.Index(fields=["owner", "-created_at"], name="run_owner_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or str(self.id)
+
+    @property
+    def terminal_blocks(self) -> int:
+        return self.completed_blocks + self.failed_blocks + self.canceled_blocks
+
+    @property
+    def progress(self) -> float:
+        return self.terminal_blocks / self.total_blocks if self.total_blocks else 1.0
+
+
+class Block(Usage):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="blocks")
+    block_index = models.PositiveIntegerField()
+    uid = models.CharField(max_length=200)
+    input = models.TextField()
+    status = models.CharField(max_length=16, choices=BlockStatus.choices, default=BlockStatus.PENDING)
+    # Claims made this pass; bounded by run.max_attempts (a crash mid-call counts too).
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # 429/529 waits: not the block's fault, so not attempts; bounded by MAX_THROTTLE_WAITS.
+    throttle_waits = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True, default="")
+    output = models.TextField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Version stamp of the result.
+    model = models.CharField(max_length=100, blank=True, default="")
+    pipeline_version = models.CharField(max_length=32, blank=True, default="")
+    prompt_version = models.CharField(max_length=64, blank=True, default="")
+    pass_number = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "block_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "uid"], name="block_uid_unique_per_run"),
+            models.UniqueConstraint(fields=["run", "block_index"], name="block_index_unique_per_run"),
+            models.CheckConstraint(
+                condition=Q(status__in=BlockStatus.values), name="block_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=BlockStatus.CLAIMED) | Q(lease_token__isnull=False),
+                name="claimed_block_has_lease",
+            ),
+        ]
+        indexes = [
+            # The claim: due pending blocks of a run in block_index order.
+            models.Index(
+                fields=["run", "block_index"],
+                condition=Q(status="pending"),
+                name="block_pending_idx",
+            ),
+            # The pump: leases that have expired.
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status="claimed"),
+                name="block_claimed_lease_idx",
+            ),
+            models.Index(fields=["run", "status"], name="block_run_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}/{self.uid}"
+
+
+class AttemptOutcome(models.TextChoices):
+    SUCCEEDED = "succeeded", "Succeeded"
+    RETRY = "retry", "Retryable error"
+    THROTTLED = "throttled", "Throttled (429/529)"
+    KEY_REJECTED = "key_rejected", "Key rejected (401/403)"
+    FAILED = "failed", "Failed"
+    LEASE_EXPIRED = "lease_expired", "Lease expired (worker lost)"
+
+
+class Attempt(Usage):
+    """One provider call for one block: every retry and every cent can be traced."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="attempts")
+    block = models.ForeignKey(Block, on_delete=models.CASCADE, related_name="attempt_set")
+    number = models.PositiveSmallIntegerField()
+    pass_number = models.PositiveIntegerField(default=1)
+    outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
+    # False when the block's lease had been taken over: the call happened (and cost) but its
+    # result was not written.
+    accepted = models.BooleanField(default=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    request_id = models.CharField(max_length=100, blank=True, default="")
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    model = models.CharField(max_length=100, blank=True, default="")
+    worker = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["block", "created_at"]
+        indexes = [models.Index(fields=["run", "-created_at"], name="attempt_run_created_idx")]
