@@ -96,3 +96,6 @@ class DiagnosticLog(models.Model):
             models.Index(fields=["event_code", "-created_at"], name="diagnostic_code_idx"),
             models.Index(fields=["function_name", "-created_at"], name="diagnostic_function_idx"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.event_code} in {self.function_name}"

@@ -69,7 +69,8 @@ class Run(Usage):
     prompt_version = models.CharField(max_length=64)
     # Each reseed starts a new pass over the same run; attempts keep the history of every pass.
     current_pass = models.PositiveIntegerField(default=1)
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    # NULL, not "", when absent: the unique constraint must ignore runs created without one.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -117,7 +118,8 @@ class Block(Usage):
     lease_token = models.UUIDField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=200, blank=True, default="")
-    output = models.TextField(null=True, blank=True)
+    # NULL until the block succeeds: an empty reply is a real (if odd) result.
+    output = models.TextField(null=True, blank=True)  # noqa: DJ001
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -194,3 +196,6 @@ class Attempt(Usage):
     class Meta:
         ordering = ["block", "created_at"]
         indexes = [models.Index(fields=["run", "-created_at"], name="attempt_run_created_idx")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.block_id}: {self.outcome}"

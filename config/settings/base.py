@@ -4,7 +4,6 @@ Defaults make a local run work with zero configuration: SQLite beside the projec
 and development-only encryption keys (which production refuses, see production.py).
 """
 
-from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -66,9 +65,10 @@ TEMPLATES = [
 # --- Database --------------------------------------------------------------------------------------
 # PostgreSQL is the store in every real deployment (claims use FOR UPDATE SKIP LOCKED). The SQLite
 # default exists only so that `manage.py demo` runs on a machine with no server installed.
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'conveyor.sqlite3'}"),
-}
+VAR_DIR = BASE_DIR / "var"
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'conveyor.sqlite3'}")}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    VAR_DIR.mkdir(exist_ok=True)
 # Workers open a connection per unit of work and give it back; CONN_MAX_AGE keeps it across requests.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -1,0 +1,70 @@
+"""The one registry of models: ids, prices, cache minimums and retirement dates, loaded from data.
+
+Every code path (submission, validation, pricing, the demo) asks this module; nothing else hard-codes a
+model id or a price. Operators update prices by pointing CONVEYOR_MODEL_CATALOG at their own file.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+
+DEFAULT_CATALOG = Path(__file__).with_name("catalog.json")
+PER_MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    aliases: tuple[str, ...]
+    input: Decimal
+    cache_write_5m: Decimal
+    cache_write_1h: Decimal
+    cache_read: Decimal
+    output: Decimal
+    min_cache_tokens: int
+    retires_at: date | None = None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    default_model: str
+    models: dict[str, ModelInfo]
+
+    def get(self, model_id: str) -> ModelInfo | None:
+        return self.models.get(model_id)
+
+    def ids(self) -> list[str]:
+        return sorted({m.id for m in self.models.values()})
+
+
+def _parse(raw: dict) -> Catalog:
+    models: dict[str, ModelInfo] = {}
+    for entry in raw["models"]:
+        info = ModelInfo(
+            id=entry["id"],
+            aliases=tuple(entry.get("aliases", [])),
+            input=Decimal(entry["input"]),
+            cache_write_5m=Decimal(entry["cache_write_5m"]),
+            cache_write_1h=Decimal(entry["cache_write_1h"]),
+            cache_read=Decimal(entry["cache_read"]),
+            output=Decimal(entry["output"]),
+            min_cache_tokens=int(entry["min_cache_tokens"]),
+            retires_at=date.fromisoformat(entry["retires_at"]) if entry.get("retires_at") else None,
+        )
+        for name in (info.id, *info.aliases):
+            models[name] = info
+    return Catalog(default_model=raw["default_model"], models=models)
+
+
+@cache
+def catalog() -> Catalog:
+    path = Path(os.environ.get("CONVEYOR_MODEL_CATALOG") or DEFAULT_CATALOG)
+    return _parse(json.loads(path.read_text()))
+
+
+def get_model(model_id: str) -> ModelInfo | None:
+    return catalog().get(model_id)

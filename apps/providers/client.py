@@ -1,0 +1,118 @@
+"""Calls to the provider through the official SDK, with the SDK's own retries off: our policy (in the
+database, see apps.runs) owns retries, so that a wait never holds a worker or a lease.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+from django.conf import settings
+
+from apps.providers.errors import FailureKind, ProviderFailure, classify
+from apps.providers.usage import TokenUsage
+
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+
+
+@dataclass(frozen=True)
+class CallResult:
+    text: str
+    stop_reason: str
+    usage: TokenUsage
+    request_id: str
+    model: str
+    latency_ms: int
+    # True when a stream broke and the non-streaming fallback produced this result.
+    fell_back: bool = False
+
+
+def _timeout() -> float:
+    return settings.CONVEYOR["PROVIDER_TIMEOUT_SECONDS"]
+
+
+def make_async_client(*, api_key: str, base_url: str = "", timeout: float | None = None,
+                      max_connections: int = 1000) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(
+        api_key=api_key,
+        base_url=base_url or ANTHROPIC_BASE_URL,
+        max_retries=0,
+        timeout=timeout or _timeout(),
+    )
+
+
+def make_client(*, api_key: str, base_url: str = "", timeout: float | None = None
+                ) -> anthropic.Anthropic:
+    return anthropic.Anthropic(
+        api_key=api_key,
+        base_url=base_url or ANTHROPIC_BASE_URL,
+        max_retries=0,
+        timeout=timeout or _timeout(),
+    )
+
+
+def _text_of(message: Any) -> str:
+    return "".join(block.text for block in message.content if block.type == "text")
+
+
+def _result(message: Any, request_id: str, started: float, fell_back: bool = False) -> CallResult:
+    usage = TokenUsage.from_sdk(message.usage)
+    latency_ms = int((time.monotonic() - started) * 1000)
+    text = _text_of(message)
+    if message.stop_reason == "max_tokens":
+        raise ProviderFailure(
+            FailureKind.OUTPUT_PROBLEM, "max_tokens",
+            f"reply stopped at max_tokens after {usage.output_tokens} tokens",
+            http_status=200, request_id=request_id, partial_text=text, usage=usage,
+        )
+    if message.stop_reason in ("refusal", "model_context_window_exceeded"):
+        raise ProviderFailure(
+            FailureKind.BLOCK_FATAL, message.stop_reason, f"model stopped: {message.stop_reason}",
+            http_status=200, request_id=request_id, partial_text=text, usage=usage,
+        )
+    return CallResult(
+        text=text, stop_reason=message.stop_reason or "", usage=usage, request_id=request_id,
+        model=message.model, latency_ms=latency_ms, fell_back=fell_back,
+    )
+
+
+async def call_messages(client: anthropic.AsyncAnthropic, params: dict[str, Any], *,
+                        stream: bool = False, secrets: tuple[str, ...] = (),
+                        headers: dict[str, str] | None = None) -> CallResult:
+    """One provider call. Raises ProviderFailure (classified, redacted) on any error.
+
+    With `stream`, a stream that breaks after it started falls back to one non-streaming call; the
+    partial text is kept on the failure for diagnosis, never accepted as a result.
+    """
+    started = time.monotonic()
+    extra = {"extra_headers": headers} if headers else {}
+    partial = ""
+    try:
+        if stream:
+            async with client.messages.stream(**params, **extra) as s:
+                try:
+                    message = await s.get_final_message()
+                except (anthropic.APIConnectionError, anthropic.APIStatusError) as exc:
+                    # Errors before the stream started were raised by __aenter__ above; only a
+                    # stream that broke mid-way (a dropped connection, an `event: error` frame,
+                    # which the SDK raises with the stream's 200 status) falls back.
+                    timed_out = isinstance(exc, anthropic.APITimeoutError)
+                    status_error = isinstance(exc, anthropic.APIStatusError)
+                    if timed_out or (status_error and exc.status_code != 200):
+                        raise
+                    partial = _snapshot_text(s)
+                else:
+                    return _result(message, s.request_id or "", started)
+        message = await client.messages.create(**params, **extra)
+        return _result(message, getattr(message, "_request_id", "") or "", started, bool(partial))
+    except anthropic.APIError as exc:
+        failure = classify(exc, secrets=secrets)
+        failure.partial_text = partial
+        raise failure from None
+
+
+def _snapshot_text(stream: Any) -> str:
+    try:
+        return _text_of(stream.current_message_snapshot) or " "
+    except Exception:  # no message_start yet: nothing was received
+        return " "

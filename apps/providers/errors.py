@@ -1,0 +1,118 @@
+"""Every provider error is classified here, once, into what the engine should do about it."""
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import anthropic
+
+from apps.keys.redaction import redact_text
+from apps.providers.usage import TokenUsage
+
+
+class FailureKind(enum.StrEnum):
+    # Try the block again later (5xx, timeouts, dropped connections); uses an attempt.
+    RETRYABLE = "retryable"
+    # The provider is rationing us (429, 529): the whole key waits; not the block's fault.
+    THROTTLED = "throttled"
+    # The key itself is bad (401/403): mark it invalid and pause its runs.
+    KEY_INVALID = "key_invalid"
+    # The key cannot spend (402 billing, a spend limit reached): pause its runs, key stays valid.
+    KEY_BLOCKED = "key_blocked"
+    # This block's request can never succeed as sent (400, 404 model, 413 too large).
+    BLOCK_FATAL = "block_fatal"
+    # The reply was cut at max_tokens or could not be mapped back to the blocks: split the pack,
+    # else fail the block.
+    OUTPUT_PROBLEM = "output_problem"
+
+
+@dataclass(eq=False)
+class ProviderFailure(Exception):
+    kind: FailureKind
+    code: str
+    message: str
+    http_status: int | None = None
+    request_id: str = ""
+    retry_after: float | None = None
+    # Text received before a stream broke: kept for diagnosis, never accepted as a result.
+    partial_text: str = ""
+    # Tokens the failed call was billed for (a max_tokens reply costs as much as a good one).
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    extra: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def parse_retry_after(headers: object) -> float | None:
+    """Seconds to wait from `retry-after-ms`, `retry-after` (seconds or HTTP date), else None."""
+    get = getattr(headers, "get", None)
+    if get is None:
+        return None
+    if (ms := get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def classify(exc: BaseException, *, secrets: tuple[str, ...] = ()) -> ProviderFailure:
+    """Map an SDK exception to a ProviderFailure. Messages are redacted: a provider that echoes
+    the key back must not carry it into our database or logs."""
+    if isinstance(exc, ProviderFailure):
+        return exc
+    message = redact_text(str(exc), secrets)
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ProviderFailure(FailureKind.RETRYABLE, "timeout", message)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return ProviderFailure(FailureKind.RETRYABLE, "connection_error", message)
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        error_type = exc.type or f"http_{status}"
+        api_message = redact_text(exc.api_message or message, secrets)
+        common = {
+            "http_status": status,
+            "request_id": exc.request_id or "",
+            "message": api_message,
+        }
+        # A mid-stream `event: error` arrives with the 200 of the stream that carried it.
+        if status == 200:
+            kind = (
+                FailureKind.THROTTLED
+                if error_type in ("overloaded_error", "rate_limit_error")
+                else FailureKind.RETRYABLE
+            )
+            return ProviderFailure(kind, error_type, **common)
+        retry_after = parse_retry_after(exc.response.headers)
+        if status in (401, 403):
+            return ProviderFailure(FailureKind.KEY_INVALID, error_type, **common)
+        if status == 402 or exc.error_code in (
+            "enforced_spend_limit_reached",
+            "contract_spend_limit_reached",
+        ):
+            return ProviderFailure(FailureKind.KEY_BLOCKED, exc.error_code or error_type, **common)
+        if status == 400 and api_message.startswith("You have reached your specified API usage"):
+            return ProviderFailure(FailureKind.KEY_BLOCKED, "usage_limit_reached", **common)
+        if status in (429, 529):
+            return ProviderFailure(
+                FailureKind.THROTTLED, error_type, retry_after=retry_after, **common
+            )
+        if status in (408, 409) or status >= 500:
+            return ProviderFailure(
+                FailureKind.RETRYABLE, error_type, retry_after=retry_after, **common
+            )
+        return ProviderFailure(FailureKind.BLOCK_FATAL, error_type, **common)
+    return ProviderFailure(FailureKind.RETRYABLE, type(exc).__name__, message)

@@ -1,0 +1,64 @@
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from apps.providers.catalog import PER_MILLION, get_model
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    # Of cache_creation_input_tokens, those written with the 1h TTL (priced higher).
+    cache_creation_1h_tokens: int = 0
+
+    @classmethod
+    def from_sdk(cls, usage: Any) -> "TokenUsage":
+        if usage is None:
+            return cls()
+        creation = getattr(usage, "cache_creation", None)
+        return cls(
+            input_tokens=usage.input_tokens or 0,
+            output_tokens=usage.output_tokens or 0,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+            cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+            cache_creation_1h_tokens=(getattr(creation, "ephemeral_1h_input_tokens", 0) or 0)
+            if creation is not None
+            else 0,
+        )
+
+    def __add__(self, other: "TokenUsage") -> "TokenUsage":
+        return TokenUsage(
+            *(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__)
+        )
+
+    def split(self, parts: int) -> list["TokenUsage"]:
+        """Share a packed call's usage among its blocks so that the shares add up exactly."""
+        fields = list(self.__dataclass_fields__)
+        shares = [dict.fromkeys(fields, 0) for _ in range(parts)]
+        for f in fields:
+            total = getattr(self, f)
+            base, rest = divmod(total, parts)
+            for i in range(parts):
+                shares[i][f] = base + (1 if i < rest else 0)
+        return [TokenUsage(**s) for s in shares]
+
+
+def cost_usd(model: str, usage: TokenUsage) -> Decimal:
+    """Price of a call; an unknown model costs nothing rather than guessing (submission refuses
+    unknown models, so this only happens when the catalog shrank under a running run)."""
+    info = get_model(model)
+    if info is None:
+        return Decimal(0)
+    write_1h = usage.cache_creation_1h_tokens
+    write_5m = usage.cache_creation_input_tokens - write_1h
+    total = (
+        usage.input_tokens * info.input
+        + write_5m * info.cache_write_5m
+        + write_1h * info.cache_write_1h
+        + usage.cache_read_input_tokens * info.cache_read
+        + usage.output_tokens * info.output
+    )
+    return (total / PER_MILLION).quantize(Decimal("0.00000001"))
