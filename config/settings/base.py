@@ -136,6 +136,9 @@ CONVEYOR = {
     "MAX_THROTTLE_WAITS": env.int("MAX_THROTTLE_WAITS", default=50),
     # Back-off used on 429/529 when the provider gives no Retry-After.
     "THROTTLE_DEFAULT_SECONDS": env.float("THROTTLE_DEFAULT_SECONDS", default=10.0),
+    # Dead-letter replay: a failed block goes back to work after base * 2**replays, at most this often.
+    "FAILURE_REPLAY_BASE_SECONDS": env.float("FAILURE_REPLAY_BASE_SECONDS", default=300.0),
+    "FAILURE_MAX_REPLAYS": env.int("FAILURE_MAX_REPLAYS", default=3),
     "PIPELINE_VERSION": "1",
 }
 
@@ -161,6 +164,22 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Push large batches of text through LLMs reliably.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# The project's schedules. django-celery-beat's DatabaseScheduler installs these into the database
+# on start, where the admin can edit them. Each expires before its next run, so a backlog of pumps
+# never piles up behind a stalled worker.
+CELERY_BEAT_SCHEDULE = {
+    "pump": {
+        "task": "conveyor.runs.pump",
+        "schedule": CONVEYOR["PUMP_INTERVAL_SECONDS"],
+        "options": {"expires": CONVEYOR["PUMP_INTERVAL_SECONDS"] * 0.9},
+    },
+    "replay-failures": {
+        "task": "conveyor.failures.replay",
+        "schedule": CONVEYOR["REPLAY_INTERVAL_SECONDS"],
+        "options": {"expires": CONVEYOR["REPLAY_INTERVAL_SECONDS"] * 0.9},
+    },
 }
 
 LOGGING = {

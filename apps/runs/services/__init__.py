@@ -1,0 +1,43 @@
+"""The run engine's operations. Views, tasks, admin actions and commands all call these."""
+
+from apps.runs.services.claiming import Claim, blocks_claim
+from apps.runs.services.finalize import run_finalize
+from apps.runs.services.lifecycle import (
+    RunStateError,
+    leases_expire,
+    pump,
+    run_cancel,
+    run_dispatch,
+    run_resume,
+    runs_pause_for_key,
+    runs_resume_for_key,
+)
+from apps.runs.services.outcomes import Outcome, outcomes_record
+from apps.runs.services.submission import (
+    BlockSpec,
+    SubmissionError,
+    parse_jsonl,
+    run_create,
+    run_create_idempotent,
+)
+
+__all__ = [
+    "BlockSpec",
+    "Claim",
+    "Outcome",
+    "RunStateError",
+    "SubmissionError",
+    "blocks_claim",
+    "leases_expire",
+    "outcomes_record",
+    "parse_jsonl",
+    "pump",
+    "run_cancel",
+    "run_create",
+    "run_create_idempotent",
+    "run_dispatch",
+    "run_finalize",
+    "run_resume",
+    "runs_pause_for_key",
+    "runs_resume_for_key",
+]

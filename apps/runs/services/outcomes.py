@@ -1,0 +1,269 @@
+"""Writing call outcomes: fenced by the lease token, counted on the run in the same transaction.
+
+A worker whose lease was taken over (it was presumed dead and its block handed out again) still
+records its Attempt, since the call happened and was billed, but its UPDATE matches no row, so the
+block's state and the run's counts are written exactly once, by the lease holder.
+"""
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from apps.failures.models import EventCode
+from apps.failures.services import diagnostic_log, event_code_for, failure_record
+from apps.keys.models import ProviderKey
+from apps.providers.errors import FailureKind, ProviderFailure
+from apps.providers.usage import TokenUsage
+from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, Run, RunStatus
+from apps.runs.services.claiming import lock_run
+from apps.runs.services.finalize import run_finalize
+
+FAILING_FUNCTION = "conveyor.runs.drain"
+
+
+@dataclass
+class Outcome:
+    """What one provider call meant for one block."""
+
+    block_id: int
+    lease_token: uuid.UUID
+    attempt: int
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    cost_usd: Decimal = Decimal(0)
+    latency_ms: int | None = None
+    request_id: str = ""
+    model: str = ""
+    output: str | None = None
+    failure: ProviderFailure | None = None
+    # The request as sent, secrets redacted; kept only on failures.
+    payload_snapshot: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RecordReport:
+    run_status: str
+    written: int = 0
+    fenced_out: int = 0
+
+
+def retry_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter (half fixed, half random), never sooner than Retry-After."""
+    conf = settings.CONVEYOR
+    delay = min(conf["RETRY_MAX_SECONDS"], conf["RETRY_BASE_SECONDS"] * 2 ** max(attempt - 1, 0))
+    delay = delay / 2 + random.uniform(0, delay / 2)
+    return max(delay, retry_after or 0.0)
+
+
+@dataclass
+class _Decision:
+    status: str
+    attempt_outcome: str
+    next_attempt_at: datetime | None = None
+    refund_attempt: bool = False
+    throttle_wait: bool = False
+    error_code: str = ""
+    error_message: str = ""
+
+
+def _decide(outcome: Outcome, block: Block, run: Run, now: datetime) -> _Decision:
+    failure = outcome.failure
+    if failure is None:
+        return _Decision(BlockStatus.SUCCEEDED, AttemptOutcome.SUCCEEDED)
+    code, message = failure.code, failure.message
+    kind = failure.kind
+    if kind == FailureKind.THROTTLED:
+        if block.throttle_waits + 1 > settings.CONVEYOR["MAX_THROTTLE_WAITS"]:
+            return _Decision(BlockStatus.FAILED, AttemptOutcome.FAILED, error_code="throttle_exhausted",
+                             error_message=f"gave up after {block.throttle_waits + 1} throttled calls: "
+                                           f"{code}: {message}")
+        wait = failure.retry_after or settings.CONVEYOR["THROTTLE_DEFAULT_SECONDS"]
+        return _Decision(BlockStatus.PENDING, AttemptOutcome.THROTTLED,
+                         next_attempt_at=now + timedelta(seconds=wait), refund_attempt=True,
+                         throttle_wait=True, error_code=code, error_message=message)
+    if kind in (FailureKind.KEY_INVALID, FailureKind.KEY_BLOCKED):
+        # The key's fault, not the block's: the block waits, unharmed, for the key to be fixed.
+        return _Decision(BlockStatus.PENDING, AttemptOutcome.KEY_REJECTED, next_attempt_at=now,
+                         refund_attempt=True, error_code=code, error_message=message)
+    if kind == FailureKind.RETRYABLE and outcome.attempt < run.max_attempts:
+        delay = retry_delay(outcome.attempt, failure.retry_after)
+        return _Decision(BlockStatus.PENDING, AttemptOutcome.RETRY,
+                         next_attempt_at=now + timedelta(seconds=delay),
+                         error_code=code, error_message=message)
+    if kind == FailureKind.RETRYABLE:
+        message = f"gave up after {outcome.attempt} attempts: {message}"
+    return _Decision(BlockStatus.FAILED, AttemptOutcome.FAILED, error_code=code, error_message=message)
+
+
+def outcomes_record(*, run_id: Any, outcomes: list[Outcome], worker: str = "",
+                    secrets: tuple[str, ...] = ()) -> RecordReport:
+    """Record a batch of outcomes of one run in one transaction, then apply key-level effects."""
+    key_effects: list[ProviderFailure] = []
+    with transaction.atomic():
+        report = _record(run_id, outcomes, worker, secrets, key_effects)
+    throttles = [o.failure for o in outcomes if o.failure and o.failure.kind == FailureKind.THROTTLED]
+    if throttles:
+        default = settings.CONVEYOR["THROTTLE_DEFAULT_SECONDS"]
+        key_id = Run.objects.filter(pk=run_id).values_list("key_id", flat=True).first()
+        if key_id is not None:
+            key_throttle(key_id=key_id, seconds=max(f.retry_after or default for f in throttles))
+    if key_effects:
+        _apply_key_effects(run_id, key_effects)
+    return report
+
+
+def _record(run_id: Any, outcomes: list[Outcome], worker: str, secrets: tuple[str, ...],
+            key_effects: list[ProviderFailure]) -> RecordReport:
+    now = timezone.now()
+    run = lock_run(run_id)
+    ending = run.status in (RunStatus.CANCELING, RunStatus.CANCELED)
+    blocks = {b.id: b for b in Block.objects.filter(id__in=[o.block_id for o in outcomes])}
+    report = RecordReport(run_status=run.status)
+    counts = {BlockStatus.SUCCEEDED: 0, BlockStatus.FAILED: 0, BlockStatus.CANCELED: 0}
+    usage, cost = TokenUsage(), Decimal(0)
+    attempts: list[Attempt] = []
+    newly_failed: list[tuple[Outcome, _Decision, Block]] = []
+    pause_reason = ""
+    for outcome in outcomes:
+        block = blocks[outcome.block_id]
+        decision = _decide(outcome, block, run, now)
+        if decision.status == BlockStatus.PENDING and ending:
+            decision.status = BlockStatus.CANCELED
+        changes: dict[str, Any] = {
+            "status": decision.status,
+            "lease_token": None,
+            "lease_expires_at": None,
+            "next_attempt_at": decision.next_attempt_at,
+            "error_code": decision.error_code,
+            "error_message": decision.error_message,
+            "input_tokens": F("input_tokens") + outcome.usage.input_tokens,
+            "output_tokens": F("output_tokens") + outcome.usage.output_tokens,
+            "cache_creation_input_tokens": F("cache_creation_input_tokens")
+            + outcome.usage.cache_creation_input_tokens,
+            "cache_read_input_tokens": F("cache_read_input_tokens")
+            + outcome.usage.cache_read_input_tokens,
+            "cost_usd": F("cost_usd") + outcome.cost_usd,
+        }
+        if decision.refund_attempt:
+            changes["attempts"] = F("attempts") - 1
+        if decision.throttle_wait:
+            changes["throttle_waits"] = F("throttle_waits") + 1
+        if decision.status == BlockStatus.SUCCEEDED:
+            changes.update(output=outcome.output, latency_ms=outcome.latency_ms,
+                           model=outcome.model or run.model, pass_number=run.current_pass,
+                           pipeline_version=run.pipeline_version, prompt_version=run.prompt_version)
+        if decision.status in counts:
+            changes["finished_at"] = now
+        matched = Block.objects.filter(
+            pk=outcome.block_id, status=BlockStatus.CLAIMED, lease_token=outcome.lease_token
+        ).update(**changes)
+        if matched:
+            report.written += 1
+            if decision.status in counts:
+                counts[decision.status] += 1
+            if decision.status == BlockStatus.FAILED:
+                newly_failed.append((outcome, decision, block))
+            elif decision.attempt_outcome in (AttemptOutcome.RETRY, AttemptOutcome.THROTTLED):
+                diagnostic_log(
+                    function_name=FAILING_FUNCTION, event_code=EventCode.PIPELINE_RETRY,
+                    message=f"{decision.error_code}: {decision.error_message}",
+                    metadata={"attempt": outcome.attempt, "outcome": decision.attempt_outcome,
+                              "http_status": outcome.failure.http_status if outcome.failure else None},
+                    run_id=run.pk, block_id=block.pk, secrets=secrets,
+                )
+            if decision.attempt_outcome == AttemptOutcome.KEY_REJECTED and outcome.failure:
+                key_effects.append(outcome.failure)
+                pause_reason = f"provider rejected the key: {decision.error_code}: {decision.error_message}"
+        else:
+            report.fenced_out += 1
+        usage += outcome.usage
+        cost += outcome.cost_usd
+        failure = outcome.failure
+        attempts.append(Attempt(
+            run_id=run.pk, block_id=outcome.block_id, number=outcome.attempt,
+            pass_number=run.current_pass, outcome=decision.attempt_outcome, accepted=bool(matched),
+            http_status=failure.http_status if failure else 200,
+            error_code=decision.error_code, error_message=decision.error_message,
+            request_id=(failure.request_id if failure else outcome.request_id)[:100],
+            latency_ms=outcome.latency_ms, model=outcome.model or run.model, worker=worker[:200],
+            input_tokens=outcome.usage.input_tokens, output_tokens=outcome.usage.output_tokens,
+            cache_creation_input_tokens=outcome.usage.cache_creation_input_tokens,
+            cache_read_input_tokens=outcome.usage.cache_read_input_tokens,
+            cost_usd=outcome.cost_usd,
+        ))
+    Attempt.objects.bulk_create(attempts)
+    # Every call is on the invoice, accepted or not: run usage is the sum of its attempts.
+    run_changes: dict[str, Any] = {
+        "completed_blocks": F("completed_blocks") + counts[BlockStatus.SUCCEEDED],
+        "failed_blocks": F("failed_blocks") + counts[BlockStatus.FAILED],
+        "canceled_blocks": F("canceled_blocks") + counts[BlockStatus.CANCELED],
+        "input_tokens": F("input_tokens") + usage.input_tokens,
+        "output_tokens": F("output_tokens") + usage.output_tokens,
+        "cache_creation_input_tokens": F("cache_creation_input_tokens")
+        + usage.cache_creation_input_tokens,
+        "cache_read_input_tokens": F("cache_read_input_tokens") + usage.cache_read_input_tokens,
+        "cost_usd": F("cost_usd") + cost,
+    }
+    budget = run.options.get("max_cost_usd")
+    if pause_reason and run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+        run_changes.update(status=RunStatus.PAUSED, paused_reason=pause_reason[:1000])
+        report.run_status = RunStatus.PAUSED
+    elif budget is not None and run.status == RunStatus.RUNNING and (
+        run.cost_usd + cost >= Decimal(str(budget))
+    ):
+        run_changes.update(status=RunStatus.PAUSED,
+                           paused_reason=f"budget of ${budget} spent (cost ${run.cost_usd + cost})")
+        report.run_status = RunStatus.PAUSED
+    Run.objects.filter(pk=run.pk).update(**run_changes)
+    for outcome, decision, block in newly_failed:
+        failure = outcome.failure
+        failure_record(
+            run_id=run.pk, block_id=block.pk, failing_function=FAILING_FUNCTION,
+            caller_function="conveyor.runs.services.drain", error_code=decision.error_code,
+            error_message=decision.error_message,
+            http_status=failure.http_status if failure else None,
+            attempt_count=outcome.attempt, payload_snapshot=outcome.payload_snapshot,
+            context={"uid": block.uid, "block_index": block.block_index, "model": run.model,
+                     "request_id": failure.request_id if failure else "",
+                     "partial_text": (failure.partial_text[:2000] if failure else ""),
+                     "pass": run.current_pass},
+            event_code=event_code_for(decision.error_code, failure.http_status if failure else None),
+            secrets=secrets,
+        )
+    ended = run_finalize(run_id=run.pk)
+    if ended:
+        report.run_status = ended
+    return report
+
+
+def _apply_key_effects(run_id: Any, failures: list[ProviderFailure]) -> None:
+    """After the run's transaction: a rejected key is marked invalid and every run on it pauses."""
+    from apps.runs.services.lifecycle import runs_pause_for_key
+
+    key_id = Run.objects.filter(pk=run_id).values_list("key_id", flat=True).first()
+    if key_id is None:
+        return
+    failure = failures[0]
+    reason = f"provider rejected the key: {failure.code}: {failure.message}"
+    if any(f.kind == FailureKind.KEY_INVALID for f in failures):
+        ProviderKey.objects.filter(pk=key_id).update(
+            is_valid=False, validation_error=f"{failure.code}: {failure.message}"[:2000],
+            validated_at=timezone.now(),
+        )
+    runs_pause_for_key(key_id=key_id, reason=reason)
+
+
+def key_throttle(*, key_id: int, seconds: float) -> None:
+    """Make every worker wait before calling with this key (429/529 Retry-After)."""
+    until = timezone.now() + timedelta(seconds=seconds)
+    ProviderKey.objects.filter(pk=key_id).update(
+        throttled_until=Greatest(Coalesce("throttled_until", until), until)
+    )

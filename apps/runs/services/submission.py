@@ -1,0 +1,158 @@
+"""Creating runs: blocks are validated and streamed into the database in chunks, inside one
+transaction, so a bad line anywhere leaves nothing half-created and a big file is never whole in memory.
+"""
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from apps.keys.models import ProviderKey
+from apps.providers.catalog import get_model
+from apps.providers.prompts import INPUT_PLACEHOLDER, prompt_version
+from apps.runs.models import Block, Run
+
+CHUNK_SIZE = 2000
+MAX_UID_LENGTH = 200
+BLOCK_FIELDS = {"uid", "input"}
+
+
+class SubmissionError(ValueError):
+    """Bad input, naming the line and/or field at fault."""
+
+    def __init__(self, message: str, *, field: str | None = None, line: int | None = None):
+        self.field = field
+        self.line = line
+        where = f"line {line}: " if line is not None else ""
+        super().__init__(f"{where}{message}")
+        self.message = message
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    uid: str
+    input: str
+    line: int | None = None
+
+
+def block_from_object(obj: Any, *, line: int) -> BlockSpec:
+    """Validate one block given as a JSON value; a missing uid is derived from its line."""
+    if not isinstance(obj, dict):
+        raise SubmissionError("a block must be a JSON object", line=line)
+    unknown = sorted(set(obj) - BLOCK_FIELDS)
+    if unknown:
+        raise SubmissionError(f"unknown field(s) {', '.join(unknown)}", field=unknown[0], line=line)
+    text = obj.get("input")
+    if not isinstance(text, str):
+        raise SubmissionError("`input` must be a string", field="input", line=line)
+    if not text.strip():
+        raise SubmissionError("`input` is empty", field="input", line=line)
+    uid = obj.get("uid", f"line-{line}")
+    if isinstance(uid, int) and not isinstance(uid, bool):
+        uid = str(uid)
+    if not isinstance(uid, str) or not uid.strip():
+        raise SubmissionError("`uid` must be a non-empty string", field="uid", line=line)
+    if len(uid) > MAX_UID_LENGTH:
+        raise SubmissionError(f"`uid` is longer than {MAX_UID_LENGTH} characters", field="uid",
+                              line=line)
+    return BlockSpec(uid=uid, input=text, line=line)
+
+
+def parse_jsonl(lines: Iterable[bytes | str]) -> Iterator[BlockSpec]:
+    """Blocks from JSONL, one per non-blank line, lazily."""
+    for number, raw in enumerate(lines, start=1):
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise SubmissionError("is not valid UTF-8", line=number) from None
+        raw = raw.removeprefix("\ufeff") if number == 1 else raw
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise SubmissionError(f"is not valid JSON ({exc.msg})", line=number) from None
+        yield block_from_object(obj, line=number)
+
+
+def validate_run_options(*, model: str, max_tokens: int, max_attempts: int, parallelism: int,
+                         prompt_template: str, options: dict[str, Any]) -> None:
+    if get_model(model) is None:
+        raise SubmissionError(f"unknown model {model!r}", field="model")
+    if not 1 <= max_tokens <= 128_000:
+        raise SubmissionError("must be between 1 and 128000", field="max_tokens")
+    if not 1 <= max_attempts <= 20:
+        raise SubmissionError("must be between 1 and 20", field="max_attempts")
+    if not 1 <= parallelism <= 1000:
+        raise SubmissionError("must be between 1 and 1000", field="parallelism")
+    if INPUT_PLACEHOLDER not in prompt_template:
+        raise SubmissionError(f"must contain {INPUT_PLACEHOLDER}", field="prompt_template")
+    pack_size = options.get("pack_size", 1)
+    if not isinstance(pack_size, int) or not 1 <= pack_size <= 50:
+        raise SubmissionError("pack_size must be an integer between 1 and 50", field="options")
+    if options.get("cache_ttl", "5m") not in ("5m", "1h"):
+        raise SubmissionError("cache_ttl must be 5m or 1h", field="options")
+
+
+@transaction.atomic
+def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], model: str,
+               system_prompt: str = "", prompt_template: str = INPUT_PLACEHOLDER,
+               max_tokens: int = 1024, max_attempts: int = 3, parallelism: int = 16,
+               temperature: float | None = None, options: dict[str, Any] | None = None,
+               name: str = "", idempotency_key: str | None = None) -> Run:
+    """Create a run and its blocks; the first drain is dispatched once the transaction commits."""
+    from apps.runs.services.lifecycle import run_dispatch
+
+    options = dict(options or {})
+    if key.owner_id != owner.pk:
+        raise SubmissionError("unknown key", field="key")
+    validate_run_options(model=model, max_tokens=max_tokens, max_attempts=max_attempts,
+                         parallelism=parallelism, prompt_template=prompt_template, options=options)
+    if idempotency_key:
+        existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+    run = Run.objects.create(
+        owner=owner, key=key, name=name, model=model, system_prompt=system_prompt,
+        prompt_template=prompt_template, max_tokens=max_tokens, max_attempts=max_attempts,
+        parallelism=parallelism, temperature=temperature, options=options,
+        pipeline_version=settings.CONVEYOR["PIPELINE_VERSION"],
+        prompt_version=prompt_version(system_prompt, prompt_template),
+        idempotency_key=idempotency_key or None,
+    )
+    seen: set[str] = set()
+    chunk: list[Block] = []
+    total = 0
+    for spec in blocks:
+        if spec.uid in seen:
+            raise SubmissionError(f"duplicate uid {spec.uid!r}", field="uid", line=spec.line)
+        seen.add(spec.uid)
+        chunk.append(Block(run=run, block_index=total, uid=spec.uid, input=spec.input,
+                           model=model, pipeline_version=run.pipeline_version,
+                           prompt_version=run.prompt_version))
+        total += 1
+        if len(chunk) >= CHUNK_SIZE:
+            Block.objects.bulk_create(chunk)
+            chunk = []
+    if chunk:
+        Block.objects.bulk_create(chunk)
+    if total == 0:
+        raise SubmissionError("a run needs at least one block", field="blocks")
+    Run.objects.filter(pk=run.pk).update(total_blocks=total)
+    run.total_blocks = total
+    transaction.on_commit(lambda: run_dispatch(run_id=run.pk))
+    return run
+
+
+def run_create_idempotent(**kwargs: Any) -> Run:
+    """run_create, where two concurrent creates with one Idempotency-Key yield the first run."""
+    try:
+        return run_create(**kwargs)
+    except IntegrityError:
+        if not kwargs.get("idempotency_key"):
+            raise
+        return Run.objects.get(owner=kwargs["owner"], idempotency_key=kwargs["idempotency_key"])

@@ -1,0 +1,26 @@
+"""Small typed builders for the rows tests need; they go through the same services as users do."""
+
+from typing import Any
+
+from apps.keys.crypto import encrypt_secret
+from apps.keys.models import ProviderKey
+from apps.runs.models import Run
+from apps.runs.services import BlockSpec, run_create
+
+MODEL = "claude-haiku-4-5"
+SECRET = "sk-ant-mock-test"
+
+
+def make_key(owner: Any, *, base_url: str = "", secret: str = SECRET, label: str = "main"
+             ) -> ProviderKey:
+    """A key row as key_create would store it, without the validation call."""
+    return ProviderKey.objects.create(
+        owner=owner, label=label, secret_ciphertext=encrypt_secret(secret), suffix=secret[-4:],
+        base_url=base_url, is_valid=True,
+    )
+
+
+def make_run(owner: Any, key: ProviderKey, inputs: list[str], **options: Any) -> Run:
+    blocks = [BlockSpec(uid=f"b{i}", input=text) for i, text in enumerate(inputs)]
+    options.setdefault("model", MODEL)
+    return run_create(owner=owner, key=key, blocks=blocks, **options)

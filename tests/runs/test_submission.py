@@ -1,0 +1,81 @@
+import io
+
+import pytest
+
+from apps.runs.models import Block, Run
+from apps.runs.services import SubmissionError, parse_jsonl, run_create
+from tests.factories import MODEL, make_key
+
+pytestmark = pytest.mark.django_db
+
+
+def submit(owner, key, text: bytes, **options):
+    options.setdefault("model", MODEL)
+    return run_create(owner=owner, key=key, blocks=parse_jsonl(io.BytesIO(text)), **options)
+
+
+@pytest.fixture
+def key(owner):
+    return make_key(owner)
+
+
+def test_it_creates_blocks_in_line_order_with_derived_uids(owner, key):
+    run = submit(owner, key, b'{"input": "first"}\n\n{"uid": "x", "input": "second"}\n')
+    blocks = list(run.blocks.order_by("block_index").values_list("block_index", "uid", "input"))
+    assert blocks == [(0, "line-1", "first"), (1, "x", "second")]
+    assert run.total_blocks == 2
+    assert run.status == "queued"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b'{"input": "ok"}\nnot json\n', "line 2: is not valid JSON"),
+        (b'["input"]\n', "line 1: a block must be a JSON object"),
+        (b'{"uid": "a", "input": "x"}\n{"uid": "a", "input": "y"}\n', "line 2: duplicate uid 'a'"),
+        (b'{"input": "   "}\n', "line 1: `input` is empty"),
+        (b'{"input": 5}\n', "line 1: `input` must be a string"),
+        (b'{"input": "x", "colour": "red"}\n', "line 1: unknown field(s) colour"),
+        (b'{"input": "ok"}\n{"input": "caf\xe9"}\n', "line 2: is not valid UTF-8"),
+    ],
+)
+def test_bad_lines_are_reported_by_line_and_nothing_is_created(owner, key, text, message):
+    with pytest.raises(SubmissionError) as excinfo:
+        submit(owner, key, text)
+    assert str(excinfo.value).startswith(message)
+    assert Run.objects.count() == 0
+    assert Block.objects.count() == 0
+
+
+def test_a_run_with_zero_blocks_is_refused(owner, key):
+    with pytest.raises(SubmissionError, match="at least one block"):
+        submit(owner, key, b"\n\n")
+    assert Run.objects.count() == 0
+
+
+def test_an_unknown_model_is_refused_naming_the_field(owner, key):
+    with pytest.raises(SubmissionError) as excinfo:
+        submit(owner, key, b'{"input": "x"}\n', model="claude-imaginary-9")
+    assert excinfo.value.field == "model"
+    assert Run.objects.count() == 0
+
+
+def test_another_users_key_cannot_be_used(owner, outsider, key):
+    with pytest.raises(SubmissionError) as excinfo:
+        submit(outsider, key, b'{"input": "x"}\n')
+    assert excinfo.value.field == "key"
+
+
+def test_the_same_idempotency_key_returns_the_first_run(owner, key):
+    first = submit(owner, key, b'{"input": "x"}\n', idempotency_key="abc")
+    again = submit(owner, key, b'{"input": "x"}\n', idempotency_key="abc")
+    assert again.pk == first.pk
+    assert Run.objects.count() == 1
+
+
+def test_the_run_is_stamped_with_pipeline_and_prompt_versions(owner, key):
+    a = submit(owner, key, b'{"input": "x"}\n', system_prompt="Grade it.")
+    b = submit(owner, key, b'{"input": "x"}\n', system_prompt="Grade it kindly.")
+    assert a.pipeline_version == "1"
+    assert a.prompt_version != b.prompt_version
+    assert a.blocks.get().prompt_version == a.prompt_version
