@@ -188,6 +188,8 @@ class Attempt(Usage):
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     request_id = models.CharField(max_length=100, blank=True, default="")
+    # The reply of an accepted success: earlier passes' results stay readable after a reseed.
+    output = models.TextField(null=True, blank=True)  # noqa: DJ001
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     model = models.CharField(max_length=100, blank=True, default="")
     worker = models.CharField(max_length=200, blank=True, default="")

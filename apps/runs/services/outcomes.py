@@ -18,7 +18,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from apps.failures.models import EventCode
+from apps.failures.models import EventCode, PipelineFailure
 from apps.failures.services import diagnostic_log, event_code_for, failure_record
 from apps.keys.models import ProviderKey
 from apps.providers.errors import FailureKind, ProviderFailure
@@ -132,6 +132,7 @@ def _record(run_id: Any, outcomes: list[Outcome], worker: str, secrets: tuple[st
     attempts: list[Attempt] = []
     newly_failed: list[tuple[Outcome, _Decision, Block]] = []
     pause_reason = ""
+    succeeded_ids: list[int] = []
     for outcome in outcomes:
         block = blocks[outcome.block_id]
         decision = _decide(outcome, block, run, now)
@@ -198,8 +199,17 @@ def _record(run_id: Any, outcomes: list[Outcome], worker: str, secrets: tuple[st
             cache_creation_input_tokens=outcome.usage.cache_creation_input_tokens,
             cache_read_input_tokens=outcome.usage.cache_read_input_tokens,
             cost_usd=outcome.cost_usd,
+            output=outcome.output if matched and decision.status == BlockStatus.SUCCEEDED else None,
         ))
+        if matched and decision.status == BlockStatus.SUCCEEDED:
+            succeeded_ids.append(outcome.block_id)
     Attempt.objects.bulk_create(attempts)
+    if succeeded_ids:
+        # A dead-lettered block that succeeds (after a replay or reseed) resolves its failure row.
+        PipelineFailure.objects.filter(block_id__in=succeeded_ids, resolved_at__isnull=True).update(
+            resolved_at=now, next_retry_at=None,
+            resolution_note=f"block succeeded on pass {run.current_pass}",
+        )
     # Every call is on the invoice, accepted or not: run usage is the sum of its attempts.
     run_changes: dict[str, Any] = {
         "completed_blocks": F("completed_blocks") + counts[BlockStatus.SUCCEEDED],
