@@ -26,6 +26,10 @@ class ProviderKey(models.Model):
     validation_error = models.TextField(blank=True, default="")
     # Set on 429/529: no call on this key starts before this moment, from any worker.
     throttled_until = models.DateTimeField(null=True, blank=True)
+    # Bumped whenever the secret or base_url changes: a validation (or a provider 401) records its
+    # verdict only if the revision it tested is still current, so a late answer about the old secret
+    # can never mark the new one valid or invalid.
+    revision = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

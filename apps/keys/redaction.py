@@ -8,18 +8,24 @@ from typing import Any
 
 REDACTED = "[REDACTED]"
 
-# Anthropic-style keys and anything that looks like a bearer credential.
+# Anthropic-style keys, and the value after anything that announces a credential (a bearer token, an
+# `x-api-key: ...` header echoed in an error), for secrets we were not told about.
 _SECRET_PATTERNS = [
     re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.=]{8,}"),
+    re.compile(r"""(?i)(x-api-key["']?\s*[:=]\s*["']?)[A-Za-z0-9_\-\.=]{8,}"""),
 ]
 _SECRET_FIELD_NAMES = re.compile(
-    r"(?i)^(x-api-key|api[_-]?key|authorization|secret|password|token|auth[_-]?token)$"
+    r"(?i)^(x-api-key|api[_-]?key|authorization|secret|secret_ciphertext|password|token|auth[_-]?token)$"
 )
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
-    for secret in secrets:
+    if isinstance(secrets, str):
+        # A bare string would iterate as characters and redact nothing.
+        secrets = (secrets,)
+    # Longest first, so that a secret containing another is replaced whole.
+    for secret in sorted(secrets, key=len, reverse=True):
         if secret and len(secret) >= 4:
             text = text.replace(secret, REDACTED)
     for pattern in _SECRET_PATTERNS:
@@ -31,7 +37,7 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
 
 def redact(value: Any, secrets: Iterable[str] = ()) -> Any:
     """Return a copy of `value` (str, dict, list, scalars) with secrets replaced by [REDACTED]."""
-    secrets = tuple(secrets)
+    secrets = (secrets,) if isinstance(secrets, str) else tuple(secrets)
     if isinstance(value, str):
         return redact_text(value, secrets)
     if isinstance(value, dict):

@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from rest_framework.routers import SimpleRouter
 
-urlpatterns: list = []
+from apps.keys.api import KeyViewSet
+
+router = SimpleRouter()
+router.register("keys", KeyViewSet, basename="key")
+
+urlpatterns = router.urls

@@ -1,0 +1,112 @@
+"""Staff manage every key here. The secret is entered in a password field that never echoes it, and
+saving goes through the same services as the API (encryption, base_url rules, revalidation)."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from apps.keys.models import ProviderKey
+from apps.keys.services import (
+    KeyInUse,
+    key_create,
+    key_delete,
+    key_schedule_validation,
+    key_update,
+)
+from apps.keys.validation import BaseUrlError, validate_base_url
+
+
+class ProviderKeyAdminForm(forms.ModelForm):
+    # render_value=False: a form shown again after an error, or the change page, never carries it.
+    secret = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        strip=True,
+        help_text="Stored encrypted and never shown again. On an existing key, leave empty to keep the "
+                  "current secret.",
+    )
+
+    class Meta:
+        model = ProviderKey
+        fields = ["owner", "provider", "label", "base_url"]
+
+    def clean_base_url(self) -> str:
+        # On a new key the provider field comes first; on an existing one it is read-only.
+        provider = self.cleaned_data.get("provider") or self.instance.provider
+        try:
+            return validate_base_url(self.cleaned_data.get("base_url", ""), provider=provider)
+        except BaseUrlError as exc:
+            raise forms.ValidationError(exc.message, code=exc.rule) from None
+
+    def clean_secret(self) -> str:
+        secret = self.cleaned_data.get("secret", "")
+        if not self.instance.pk and not secret:
+            raise forms.ValidationError("A secret is required for a new key.")
+        return secret
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        # The (owner, label) constraint is skipped by the model form when owner is read-only.
+        owner = cleaned.get("owner") or (self.instance.owner if self.instance.pk else None)
+        label = (cleaned.get("label") or "").strip()
+        if owner is not None and label:
+            taken = ProviderKey.objects.filter(owner=owner, label=label).exclude(pk=self.instance.pk)
+            if taken.exists():
+                self.add_error("label", f"{owner} already has a key labelled {label!r}.")
+        return cleaned
+
+
+@admin.register(ProviderKey)
+class ProviderKeyAdmin(admin.ModelAdmin):
+    form = ProviderKeyAdminForm
+    list_display = ["label", "owner", "provider", "suffix", "is_valid", "validated_at"]
+    list_filter = ["provider", "is_valid"]
+    search_fields = ["label", "owner__username", "suffix"]
+    list_select_related = ["owner"]
+    actions = ["validate_now"]
+    readonly_fields = [
+        "suffix", "is_valid", "validated_at", "validation_error", "throttled_until", "revision",
+        "created_at", "updated_at",
+    ]
+
+    def get_fields(self, request: HttpRequest, obj: ProviderKey | None = None) -> list[str]:
+        editable = ["owner", "provider", "label", "base_url", "secret"]
+        return editable if obj is None else [*editable, *self.readonly_fields]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ProviderKey | None = None) -> list[str]:
+        # A key keeps its owner and provider: runs already made with it belong to that pair.
+        return list(self.readonly_fields) + (["owner", "provider"] if obj is not None else [])
+
+    def save_model(self, request: HttpRequest, obj: ProviderKey, form: ProviderKeyAdminForm,
+                   change: bool) -> None:
+        data = form.cleaned_data
+        if change:
+            saved = key_update(key=obj, label=data["label"], base_url=data["base_url"],
+                               secret=data["secret"] or None)
+        else:
+            saved = key_create(owner=data["owner"], label=data["label"], secret=data["secret"],
+                               base_url=data["base_url"], provider=data["provider"])
+        # The admin goes on with `obj` (log entry, redirect): give it the saved row's state.
+        for field in ProviderKey._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(saved, field.attname))
+        obj._state.adding = False
+
+    def delete_model(self, request: HttpRequest, obj: ProviderKey) -> None:
+        key_delete(key=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ProviderKey]) -> None:
+        for key in queryset:
+            try:
+                key_delete(key=key)
+            except KeyInUse as exc:
+                self.message_user(request, f"{key}: {exc}", messages.ERROR)
+
+    @admin.action(description="Validate now (one cheap call to the provider)")
+    def validate_now(self, request: HttpRequest, queryset: QuerySet[ProviderKey]) -> None:
+        count = 0
+        for key in queryset:
+            key_schedule_validation(key=key)
+            count += 1
+        self.message_user(request, f"Validation queued for {count} key(s); refresh to see the results.",
+                          messages.SUCCESS)

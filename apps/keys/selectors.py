@@ -1,0 +1,19 @@
+"""Reads of provider keys. Ownership is enforced here, so every caller gets the same answer."""
+
+from django.db.models import QuerySet
+
+from apps.keys.models import ProviderKey
+
+
+def keys_for_user(*, user) -> QuerySet[ProviderKey]:
+    """The keys `user` may see and manage: their own, or every key for staff."""
+    keys = ProviderKey.objects.select_related("owner")
+    if user.is_staff:
+        return keys
+    return keys.filter(owner_id=user.pk)
+
+
+def key_get_for_user(*, user, key_id: int) -> ProviderKey | None:
+    """One key if `user` may see it; None for a missing key and for another user's key alike, so that
+    callers cannot tell the two apart (the API answers 404 for both)."""
+    return keys_for_user(user=user).filter(pk=key_id).first()
