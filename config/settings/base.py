@@ -69,6 +69,10 @@ VAR_DIR = BASE_DIR / "var"
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'conveyor.sqlite3'}")}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     VAR_DIR.mkdir(exist_ok=True)
+    # WAL lets the demo's progress display read while its in-process worker writes.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 30,
+    }
 # Workers open a connection per unit of work and give it back; CONN_MAX_AGE keeps it across requests.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -151,6 +155,11 @@ KEY_ENCRYPTION_KEYS = env.list("KEY_ENCRYPTION_KEYS", default=[DEV_ENCRYPTION_KE
 PROVIDER_HOST_ALLOWLIST = env.list("PROVIDER_HOST_ALLOWLIST", default=[])
 
 # --- REST API ------------------------------------------------------------------------------------
+# Run creation limits: a JSONL upload streams to disk and into the database, so its limit is about
+# disk and time; an inline JSON body is parsed whole in memory, so its limit is much smaller.
+MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
+MAX_UPLOAD_BLOCKS = env.int("MAX_UPLOAD_BLOCKS", default=100_000)
+MAX_JSON_BODY_BYTES = env.int("MAX_JSON_BODY_BYTES", default=10 * 1024 * 1024)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -158,12 +167,36 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": [
+        "config.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # One error shape for every 4xx: {"error": {"code", "message", "fields"?, "line"?}}.
+    "EXCEPTION_HANDLER": "config.api.errors.exception_handler",
+    # Only views that name a scope are throttled, and only their writes (config/api/throttles.py).
+    "DEFAULT_THROTTLE_CLASSES": ["config.api.throttles.WriteRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "uploads": env.str("API_THROTTLE_UPLOADS", default="120/minute"),
+        "writes": env.str("API_THROTTLE_WRITES", default="600/minute"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Conveyor API",
-    "DESCRIPTION": "Push large batches of text through LLMs reliably.",
+    "DESCRIPTION": (
+        "Push large batches of text through LLMs reliably.\n\n"
+        "Authenticate with `Authorization: Token <token>` (or a session). Every error answers with "
+        "one shape: `{\"error\": {\"code\", \"message\", \"fields\"?, \"line\"?, "
+        "\"retry_after\"?}}`."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "apps.runs.models.RunStatus",
+        "BlockStatusEnum": "apps.runs.models.BlockStatus",
+        "AttemptOutcomeEnum": "apps.runs.models.AttemptOutcome",
+    },
 }
 
 # The project's schedules. django-celery-beat's DatabaseScheduler installs these into the database

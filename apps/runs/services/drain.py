@@ -26,6 +26,7 @@ from apps.providers.prompts import BlockInput, CallSpec, build_params, parse_pac
 from apps.providers.usage import TokenUsage, cost_usd
 from apps.runs.models import Run, RunStatus
 from apps.runs.services.claiming import ClaimedBlock, blocks_claim, next_due_at
+from apps.runs.services.lifecycle import runs_pause_for_key_loss
 from apps.runs.services.outcomes import Outcome, outcomes_record
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,10 @@ SNAPSHOT_TEXT_LIMIT = 2000
 @dataclass(frozen=True)
 class DrainContext:
     run_id: Any
+    key_id: int
+    # The key's revision when its secret was read: a 401 on an old secret must not condemn a
+    # key its owner has fixed since (apps.keys.services.key_mark_invalid).
+    key_revision: int
     status: str
     api_key: str
     base_url: str
@@ -61,9 +66,14 @@ def drain_context(run_id: Any) -> DrainContext | None:
     run = Run.objects.select_related("key").filter(pk=run_id).first()
     if run is None:
         return None
+    if run.key is None:
+        runs_pause_for_key_loss(run_id=run.pk)
+        return None
     options = run.options or {}
     return DrainContext(
         run_id=run.pk,
+        key_id=run.key.pk,
+        key_revision=run.key.revision,
         status=run.status,
         api_key=decrypt_secret(run.key.secret_ciphertext),
         base_url=run.key.base_url,
@@ -209,7 +219,8 @@ class Drainer:
                     outcomes.extend(task.result())
                 if outcomes:
                     report = await sync_to_async(outcomes_record, thread_sensitive=True)(
-                        run_id=run_id, outcomes=outcomes, worker=self.worker, secrets=self.secrets
+                        run_id=run_id, outcomes=outcomes, worker=self.worker, secrets=self.secrets,
+                        key_revision=self.ctx.key_revision,
                     )
                     self.result.written += report.written
                     if report.run_status != RunStatus.RUNNING:

@@ -17,12 +17,12 @@ from apps.failures.services import failure_record
 from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, Run, RunStatus
 from apps.runs.services.claiming import lock_run
 from apps.runs.services.finalize import run_finalize
+from apps.runs.services.outcomes import KEY_PAUSE_PREFIX
 
 logger = logging.getLogger(__name__)
 
 PAUSABLE = (RunStatus.QUEUED, RunStatus.RUNNING)
 CANCELABLE = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED)
-KEY_PAUSE_PREFIX = "provider rejected the key"
 
 
 class RunStateError(ValueError):
@@ -84,6 +84,12 @@ def run_cancel(*, run_id: Any) -> Run:
     run_finalize(run_id=run.pk)
     run.refresh_from_db()
     return run
+
+
+def runs_pause_for_key_loss(*, run_id: Any) -> None:
+    Run.objects.filter(pk=run_id, status__in=PAUSABLE).update(
+        status=RunStatus.PAUSED, paused_reason="its provider key was deleted"
+    )
 
 
 def runs_pause_for_key(*, key_id: int, reason: str) -> int:

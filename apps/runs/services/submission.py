@@ -103,8 +103,9 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
                system_prompt: str = "", prompt_template: str = INPUT_PLACEHOLDER,
                max_tokens: int = 1024, max_attempts: int = 3, parallelism: int = 16,
                temperature: float | None = None, options: dict[str, Any] | None = None,
-               name: str = "", idempotency_key: str | None = None) -> Run:
-    """Create a run and its blocks; the first drain is dispatched once the transaction commits."""
+               name: str = "", idempotency_key: str | None = None, dispatch: bool = True) -> Run:
+    """Create a run and its blocks; the first drain is dispatched once the transaction commits
+    (`dispatch=False` leaves that to the caller, e.g. the demo's in-process drain)."""
     from apps.runs.services.lifecycle import run_dispatch
 
     options = dict(options or {})
@@ -144,7 +145,8 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
         raise SubmissionError("a run needs at least one block", field="blocks")
     Run.objects.filter(pk=run.pk).update(total_blocks=total)
     run.total_blocks = total
-    transaction.on_commit(lambda: run_dispatch(run_id=run.pk))
+    if dispatch:
+        transaction.on_commit(lambda: run_dispatch(run_id=run.pk))
     return run
 
 
