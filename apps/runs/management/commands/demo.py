@@ -48,9 +48,22 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"no such file: {path}")
         call_command("migrate", interactive=False, verbosity=0)
-        # No broker needed: tasks queued by the services (the key's validation) run inline.
+        # No broker needed: tasks queued by the services (the key's validation) run inline, and
+        # the key may point at the local mock. Both are put back afterwards.
+        eager, allowlist = celery_app.conf.task_always_eager, settings.PROVIDER_HOST_ALLOWLIST
         celery_app.conf.task_always_eager = True
-        settings.PROVIDER_HOST_ALLOWLIST = [*settings.PROVIDER_HOST_ALLOWLIST, "127.0.0.1"]
+        settings.PROVIDER_HOST_ALLOWLIST = [*allowlist, "127.0.0.1"]
+        try:
+            run = self._demo(path, opts)
+        finally:
+            celery_app.conf.task_always_eager = eager
+            settings.PROVIDER_HOST_ALLOWLIST = allowlist
+        self.stdout.write(summary(run))
+        for block in run.blocks.order_by("block_index")[:3]:
+            self.stdout.write(f"  {block.uid}: {block.output or block.error_code}")
+        self.stdout.write(f"\nAll results: python manage.py export {run.pk}")
+
+    def _demo(self, path: Path, opts: dict[str, Any]) -> Run:
         faults = {"500": opts["fault_rate"]} if opts["fault_rate"] else {}
         with running_mock(api_keys=[DEMO_SECRET], latency_ms=opts["latency_ms"],
                           fault_rates=faults, seed=1) as mock:
@@ -61,10 +74,7 @@ class Command(BaseCommand):
             worker.start()
             run = follow_run(run.pk, out=sys.stderr)
             worker.join(30)
-        self.stdout.write(summary(run))
-        for block in run.blocks.order_by("block_index")[:3]:
-            self.stdout.write(f"  {block.uid}: {block.output or block.error_code}")
-        self.stdout.write(f"\nAll results: python manage.py export {run.pk}")
+        return run
 
     def _submit(self, path: Path, base_url: str, parallelism: int) -> Run:
         user, _ = get_user_model().objects.get_or_create(username="demo")

@@ -1,0 +1,61 @@
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.runs.models import Run
+from tests.factories import make_run
+from tests.runs.helpers import drain_until_settled
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_submit_creates_a_run_from_a_jsonl_file(owner, key, tmp_path):
+    path = tmp_path / "blocks.jsonl"
+    path.write_text('{"uid": "a", "input": "one"}\n{"input": "two"}\n')
+    out = io.StringIO()
+    call_command("submit", str(path), "--user", "owner", "--key", "main", "--parallelism", "4",
+                 stdout=out)
+    run = Run.objects.get()
+    assert f"submitted run {run.pk} with 2 blocks" in out.getvalue()
+    assert (run.parallelism, list(run.blocks.values_list("uid", flat=True))) == (4, ["a", "line-2"])
+
+
+def test_submit_names_the_bad_line_and_creates_nothing(owner, key, tmp_path):
+    path = tmp_path / "blocks.jsonl"
+    path.write_text('{"input": "fine"}\n{"input": \n')
+    with pytest.raises(CommandError, match="line 2: is not valid JSON"):
+        call_command("submit", str(path), "--user", "owner", "--key", "main")
+    assert Run.objects.count() == 0
+
+
+def test_submit_refuses_a_key_the_user_does_not_own(owner, outsider, key, tmp_path):
+    path = tmp_path / "blocks.jsonl"
+    path.write_text('{"input": "x"}\n')
+    with pytest.raises(CommandError, match="has no key"):
+        call_command("submit", str(path), "--user", "outsider", "--key", str(key.pk))
+
+
+def test_export_writes_one_json_line_per_block_in_order(owner, key):
+    run = drain_until_settled(make_run(owner, key, ["first", "second [[mock:status=400]]"]))
+    out = io.StringIO()
+    call_command("export", str(run.pk), stdout=out)
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(r["uid"], r["status"]) for r in rows] == [("b0", "succeeded"), ("b1", "failed")]
+    assert rows[0]["output"] and rows[0]["usage"]["output_tokens"] > 0
+    assert rows[1]["error"]["code"] == "invalid_request_error"
+
+
+def test_export_of_an_unknown_run_is_a_clear_error():
+    with pytest.raises(CommandError, match="no run"):
+        call_command("export", "not-a-run")
+
+
+def test_the_demo_runs_a_sample_batch_to_completion():
+    out = io.StringIO()
+    call_command("demo", "--latency-ms", "0", stdout=out, stderr=io.StringIO())
+    run = Run.objects.get()
+    assert run.status == "complete"
+    assert run.completed_blocks + run.failed_blocks == run.total_blocks == 60
+    assert "60 total" in out.getvalue()
