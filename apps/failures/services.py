@@ -18,6 +18,10 @@ from apps.keys.redaction import redact
 
 logger = logging.getLogger(__name__)
 
+
+class FailureStateError(ValueError):
+    """The failure is not in a state that allows this operation (already resolved, nothing to replay)."""
+
 # Errors that no replay can fix without a change to the run (reseed instead): parked at once.
 NOT_REPLAYABLE_CODES = frozenset({
     "invalid_request_error", "not_found_error", "request_too_large", "refusal",
@@ -115,3 +119,20 @@ def event_code_for(error_code: str, http_status: int | None) -> EventCode:
     if error_code in ("invalid_request_error", "request_too_large", "input_invalid"):
         return EventCode.INPUT_INVALID
     return EventCode.DOWNSTREAM_CALL_FAILED
+
+
+def failure_resolve(*, failure_id: int, note: str) -> PipelineFailure:
+    """Close a dead-letter row by hand, with a note saying why; it is never replayed again. The block
+    stays as it is (reseed the run to run it again)."""
+    note = (note or "").strip()
+    if not note:
+        raise ValueError("a note is required to resolve a failure")
+    with transaction.atomic():
+        row = PipelineFailure.objects.select_for_update().get(pk=failure_id)
+        if row.resolved_at is not None:
+            raise FailureStateError(f"failure {row.pk} is already resolved")
+        row.resolved_at = timezone.now()
+        row.next_retry_at = None
+        row.resolution_note = note
+        row.save(update_fields=["resolved_at", "next_retry_at", "resolution_note"])
+    return row

@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from rest_framework.routers import SimpleRouter
 
-urlpatterns: list = []
+from apps.failures.api import FailureViewSet
+
+router = SimpleRouter()
+router.register("failures", FailureViewSet, basename="failure")
+
+urlpatterns = router.urls

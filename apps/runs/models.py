@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from apps.keys.models import ProviderKey
 
@@ -44,7 +45,9 @@ class Usage(models.Model):
 class Run(Usage):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs")
-    key = models.ForeignKey(ProviderKey, on_delete=models.PROTECT, related_name="runs")
+    # SET_NULL: a user must be able to delete a leaked key outright; finished runs keep their history.
+    # (Deleting a key that an active run uses is refused by apps.keys.services.key_delete.)
+    key = models.ForeignKey(ProviderKey, on_delete=models.SET_NULL, null=True, related_name="runs")
     name = models.CharField(max_length=200, blank=True, default="")
     model = models.CharField(max_length=100)
     system_prompt = models.TextField(blank=True, default="")
@@ -201,3 +204,47 @@ class Attempt(Usage):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.block_id}: {self.outcome}"
+
+
+class PassScope(models.TextChoices):
+    INITIAL = "initial", "Initial submission"
+    ALL = "all", "Reseed: all blocks"
+    FAILED = "failed", "Reseed: failed blocks"
+    FILTER = "filter", "Reseed: blocks matching a filter"
+
+
+class RunPass(models.Model):
+    """One pass over a run's blocks: the first from submission, one more per reseed.
+
+    Written by `run_reseed` (which also records pass 1 the first time a run is reseeded), so that a
+    run's history stays readable: which blocks each pass took, with which model and prompt, and the
+    run's counts when it began. Results of every pass are on the Attempt rows (`pass_number`,
+    `output`)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="passes")
+    number = models.PositiveIntegerField()
+    scope = models.CharField(max_length=16, choices=PassScope.choices)
+    # The reseed filter as given: {"status": [...], "error_code": ..., "prompt_version": ...}.
+    filter = models.JSONField(default=dict, blank=True)
+    model = models.CharField(max_length=100)
+    system_prompt = models.TextField(blank=True, default="")
+    prompt_template = models.TextField(default="{input}")
+    prompt_version = models.CharField(max_length=64)
+    pipeline_version = models.CharField(max_length=32)
+    # How many blocks this pass took back to pending (pass 1: every block).
+    selected_blocks = models.PositiveIntegerField(default=0)
+    # The run's counts when this pass began, that is at the end of the previous pass.
+    prior_completed_blocks = models.PositiveIntegerField(default=0)
+    prior_failed_blocks = models.PositiveIntegerField(default=0)
+    prior_canceled_blocks = models.PositiveIntegerField(default=0)
+    prior_cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="run_pass_number_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"pass {self.number} of {self.run_id}"

@@ -133,7 +133,7 @@ CONVEYOR = {
     # Client timeout for one provider call; the lease is this plus a margin.
     "PROVIDER_TIMEOUT_SECONDS": env.float("PROVIDER_TIMEOUT_SECONDS", default=120.0),
     "LEASE_MARGIN_SECONDS": env.float("LEASE_MARGIN_SECONDS", default=30.0),
-    # Retry backoff for retryable errors: base * 2**(attempt-1), capped, with full jitter.
+    # Retry backoff for retryable errors: base * 2**(attempt-1), capped, half of it random.
     "RETRY_BASE_SECONDS": env.float("RETRY_BASE_SECONDS", default=2.0),
     "RETRY_MAX_SECONDS": env.float("RETRY_MAX_SECONDS", default=300.0),
     # Throttling (429/529) waits do not use a block's attempts; this bounds them separately.
@@ -206,12 +206,19 @@ CELERY_BEAT_SCHEDULE = {
     "pump": {
         "task": "conveyor.runs.pump",
         "schedule": CONVEYOR["PUMP_INTERVAL_SECONDS"],
-        "options": {"expires": CONVEYOR["PUMP_INTERVAL_SECONDS"] * 0.9},
+        "options": {
+            "expires": CONVEYOR["PUMP_INTERVAL_SECONDS"] * 0.9,
+            # django-celery-beat's DatabaseScheduler keeps only this spelling of the expiry.
+            "expire_seconds": max(1, int(CONVEYOR["PUMP_INTERVAL_SECONDS"] * 0.9)),
+        },
     },
     "replay-failures": {
         "task": "conveyor.failures.replay",
         "schedule": CONVEYOR["REPLAY_INTERVAL_SECONDS"],
-        "options": {"expires": CONVEYOR["REPLAY_INTERVAL_SECONDS"] * 0.9},
+        "options": {
+            "expires": CONVEYOR["REPLAY_INTERVAL_SECONDS"] * 0.9,
+            "expire_seconds": max(1, int(CONVEYOR["REPLAY_INTERVAL_SECONDS"] * 0.9)),
+        },
     },
 }
 

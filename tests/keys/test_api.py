@@ -30,7 +30,7 @@ def test_a_created_key_belongs_to_the_requester(owner, api):
 def test_a_key_needs_a_secret(owner, api):
     response = api(owner).post("/api/v1/keys/", {"label": "Main"}, format="json")
     assert response.status_code == 400
-    assert "secret" in response.json()
+    assert "secret" in response.json()["error"]["fields"]
 
 
 @pytest.mark.parametrize("secret", ["sk-ant-with space-123", "sk-ant-caf\u00e9-12345", "short"],
@@ -38,7 +38,7 @@ def test_a_key_needs_a_secret(owner, api):
 def test_a_malformed_secret_is_refused_without_being_quoted(owner, api, secret):
     response = api(owner).post("/api/v1/keys/", {"label": "Main", "secret": secret}, format="json")
     assert response.status_code == 400
-    assert "secret" in response.json()
+    assert "secret" in response.json()["error"]["fields"]
     assert secret not in response.content.decode()
 
 
@@ -46,14 +46,14 @@ def test_a_bad_base_url_is_a_400_naming_the_rule(owner, api):
     response = api(owner).post("/api/v1/keys/", {"label": "Main", "secret": GOOD_SECRET,
                                                  "base_url": "http://api.example.com"}, format="json")
     assert response.status_code == 400
-    assert "https" in response.json()["base_url"][0]
+    assert "https" in response.json()["error"]["fields"]["base_url"][0]
 
 
 def test_a_label_is_unique_per_owner(owner, api, make_key):
     make_key(owner, label="Main")
     response = api(owner).post("/api/v1/keys/", {"label": "Main", "secret": GOOD_SECRET}, format="json")
     assert response.status_code == 400
-    assert "label" in response.json()
+    assert "label" in response.json()["error"]["fields"]
 
 
 def test_a_user_lists_only_their_own_keys(owner, outsider, api, make_key):
@@ -134,7 +134,7 @@ def test_deleting_a_key_is_refused_while_a_run_uses_it(owner, api, make_key, sta
     start_run(key, status)
     response = api(owner).delete(f"/api/v1/keys/{key.pk}/")
     assert response.status_code == 409
-    assert "1 active run" in response.json()["detail"]
+    assert "1 active run" in response.json()["error"]["message"]
     assert ProviderKey.objects.filter(pk=key.pk).exists()
 
 

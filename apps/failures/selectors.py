@@ -1,0 +1,41 @@
+"""Reads of the dead-letter table, shared by the API and the admin. Ownership is enforced here: a
+failure belongs to its run's owner, and staff see every one."""
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, F, Q, QuerySet
+
+from apps.failures.models import PipelineFailure
+
+
+def failures_visible_to(*, user: Any) -> QuerySet[PipelineFailure]:
+    rows = PipelineFailure.objects.annotate(block_uid=F("block__uid"))
+    return rows if user.is_staff else rows.filter(run__owner_id=user.pk)
+
+
+def failures_list(*, user: Any, run: Any = None, error_code: str | None = None,
+                  resolved: bool | None = None, failing_function: str | None = None,
+                  failed_after: datetime | None = None, failed_before: datetime | None = None
+                  ) -> QuerySet[PipelineFailure]:
+    rows = failures_visible_to(user=user)
+    if run is not None:
+        rows = rows.filter(run_id=run)
+    if error_code:
+        rows = rows.filter(error_code=error_code)
+    if resolved is not None:
+        rows = rows.filter(resolved_at__isnull=not resolved)
+    if failing_function:
+        rows = rows.filter(failing_function=failing_function)
+    if failed_after is not None:
+        rows = rows.filter(failed_at__gte=failed_after)
+    if failed_before is not None:
+        rows = rows.filter(failed_at__lt=failed_before)
+    return rows.order_by("-failed_at", "-pk")
+
+
+def failures_open_counts() -> dict[str, int]:
+    """Unresolved rows, and how many of them are parked (replayed only by hand)."""
+    return PipelineFailure.objects.filter(resolved_at__isnull=True).aggregate(
+        unresolved=Count("pk"), parked=Count("pk", filter=Q(next_retry_at__isnull=True))
+    )

@@ -1,0 +1,184 @@
+"""Dead-letter replay: a block that failed for good goes back to work with a fresh attempt budget.
+
+The beat task (`conveyor.failures.replay`) replays unresolved `pipeline_failures` rows whose
+`next_retry_at` has come; operators replay any unresolved row at once (`failure_replay`), parked ones
+too. A replayed row's `replay_count` goes up and its `next_retry_at` moves on with backoff; the block's
+next outcome then resolves the row (success, see outcomes.py) or updates it (failure, failure_record),
+which parks it once FAILURE_MAX_REPLAYS replays are spent.
+
+Locking: each row is replayed in its own transaction that locks the run row first, then the failure
+row (FOR UPDATE SKIP LOCKED, due condition re-checked), then writes the block, the same run -> block
+order as the engine. Two sweeps racing for one row are serialised on the run row and the second finds
+it no longer due; a row held by anyone else is left for the next sweep.
+"""
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from apps.failures.models import EventCode, LogLevel, PipelineFailure
+from apps.failures.services import FailureStateError, diagnostic_log, replay_due_at
+from apps.runs.models import Block, BlockStatus, Run, RunStatus
+from apps.runs.services.claiming import lock_run
+from apps.runs.services.lifecycle import run_dispatch
+
+FUNCTION_NAME = "conveyor.failures.replay"
+# Rows per sweep; the rest wait for the next tick (each row is a short transaction of its own).
+REPLAY_BATCH = 500
+
+
+class ReplayResult(enum.StrEnum):
+    REPLAYED = "replayed"
+    # Nothing left to replay: the block succeeded meanwhile, or it no longer exists.
+    RESOLVED = "resolved"
+    # Not replayable now (run canceled, block already back at work): taken off the schedule.
+    PARKED = "parked"
+    # Not due any more, resolved, or held by another transaction: left alone.
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class ReplayVerdict:
+    result: ReplayResult
+    reason: str = ""
+
+
+def _lock_run_or_none(run_id: Any) -> Run | None:
+    if run_id is None:
+        return None
+    try:
+        return lock_run(run_id)
+    except Run.DoesNotExist:
+        return None
+
+
+def _close(row: PipelineFailure, *, now: datetime, note: str) -> ReplayVerdict:
+    PipelineFailure.objects.filter(pk=row.pk).update(resolved_at=now, next_retry_at=None,
+                                                     resolution_note=note)
+    return ReplayVerdict(ReplayResult.RESOLVED, note)
+
+
+def _park(row: PipelineFailure, *, reason: str, write: bool) -> ReplayVerdict:
+    """Take the row off the schedule (the sweep), or just say why not (a replay by hand changes
+    nothing when it is refused)."""
+    if write:
+        PipelineFailure.objects.filter(pk=row.pk).update(next_retry_at=None)
+    return ReplayVerdict(ReplayResult.PARKED, reason)
+
+
+@transaction.atomic
+def _replay_one(*, failure_id: int, run_id: Any, now: datetime, due_only: bool) -> ReplayVerdict:
+    run = _lock_run_or_none(run_id)
+    rows = PipelineFailure.objects.filter(pk=failure_id)
+    if due_only:
+        rows = rows.select_for_update(skip_locked=True).filter(
+            resolved_at__isnull=True, next_retry_at__lte=now
+        )
+    else:
+        rows = rows.select_for_update()
+    row = rows.first()
+    if row is None:
+        return ReplayVerdict(ReplayResult.SKIPPED, "no longer due, or held by another transaction")
+    if row.resolved_at is not None:
+        return ReplayVerdict(ReplayResult.SKIPPED, f"failure {row.pk} is already resolved")
+    block_status = (
+        Block.objects.filter(pk=row.block_id).values_list("status", flat=True).first()
+        if run is not None and row.block_id is not None else None
+    )
+    if run is None or block_status is None:
+        return _close(row, now=now, note="the block no longer exists")
+    if block_status == BlockStatus.SUCCEEDED:
+        return _close(row, now=now, note="the block had already succeeded")
+    if run.status in (RunStatus.CANCELING, RunStatus.CANCELED) or block_status == BlockStatus.CANCELED:
+        return _park(row, reason="the run was canceled; reseed it to run the block again",
+                     write=due_only)
+    if run.key_id is None:
+        return _park(row, reason="the run's provider key was deleted; it cannot run again",
+                     write=due_only)
+    if block_status != BlockStatus.FAILED:
+        return _park(row, reason=f"the block is already {block_status}; its outcome will resolve or "
+                                 "reschedule this failure", write=due_only)
+
+    # The conditional UPDATE is the guard: only a block that is still failed goes back to work.
+    if not Block.objects.filter(pk=row.block_id, status=BlockStatus.FAILED).update(
+        status=BlockStatus.PENDING, attempts=0, throttle_waits=0, next_attempt_at=None,
+        error_code="", error_message="", finished_at=None,
+    ):
+        return ReplayVerdict(ReplayResult.SKIPPED, "the block changed meanwhile")
+    run_changes: dict[str, Any] = {"failed_blocks": F("failed_blocks") - 1}
+    status = run.status
+    if status == RunStatus.COMPLETE:
+        # Reopened while the block is in flight; run_finalize completes it again after its outcome.
+        status = RunStatus.RUNNING
+        run_changes.update(status=status, finished_at=None)
+    Run.objects.filter(pk=run.pk).update(**run_changes)
+
+    row.replay_count += 1
+    # Not picked again before then; the block's next failure reschedules it from its own time.
+    row.next_retry_at = replay_due_at(error_code=row.error_code, replay_count=row.replay_count, now=now)
+    row.save(update_fields=["replay_count", "next_retry_at"])
+    diagnostic_log(
+        function_name=FUNCTION_NAME, event_code=EventCode.PIPELINE_RETRY, level=LogLevel.INFO,
+        message=f"replay {row.replay_count} of failure {row.pk} ({row.error_code})",
+        metadata={"failure_id": row.pk, "replay_count": row.replay_count, "manual": not due_only},
+        run_id=run.pk, block_id=row.block_id,
+    )
+    # A paused run keeps the block pending until it is resumed.
+    if status in (RunStatus.QUEUED, RunStatus.RUNNING):
+        transaction.on_commit(lambda: run_dispatch(run_id=run.pk))
+    return ReplayVerdict(ReplayResult.REPLAYED)
+
+
+def failures_replay_due(now: datetime | None = None) -> int:
+    """One sweep of the beat task: replay every unresolved row whose next_retry_at has come (up to
+    REPLAY_BATCH). Returns how many blocks went back to work. Safe to run concurrently."""
+    now = now or timezone.now()
+    due = list(
+        PipelineFailure.objects.filter(resolved_at__isnull=True, next_retry_at__lte=now)
+        .order_by("next_retry_at", "pk")
+        .values_list("pk", "block__run_id")[:REPLAY_BATCH]
+    )
+    verdicts = [_replay_one(failure_id=pk, run_id=run_id, now=now, due_only=True) for pk, run_id in due]
+    return sum(v.result == ReplayResult.REPLAYED for v in verdicts)
+
+
+def failure_replay(*, failure_id: int) -> PipelineFailure:
+    """Replay one unresolved row now, due or not, parked or not (the API's and the admin's "replay").
+
+    Returns the row: replayed, or resolved if its block had already succeeded. Raises
+    FailureStateError when there is nothing to replay, PipelineFailure.DoesNotExist if it is gone."""
+    run_id = PipelineFailure.objects.filter(pk=failure_id).values_list("block__run_id", flat=True).get()
+    verdict = _replay_one(failure_id=failure_id, run_id=run_id, now=timezone.now(), due_only=False)
+    if verdict.result in (ReplayResult.PARKED, ReplayResult.SKIPPED):
+        raise FailureStateError(verdict.reason)
+    return PipelineFailure.objects.get(pk=failure_id)
+
+
+@dataclass
+class BulkReplayReport:
+    replayed: list[int] = field(default_factory=list)
+    # Closed instead of replayed: their block had already succeeded, or is gone.
+    resolved: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+
+
+def failures_replay(*, failure_ids: Iterable[int]) -> BulkReplayReport:
+    """failure_replay for each id (the bulk replay of the API and the admin); one transaction per row,
+    so one refusal never undoes the others."""
+    report = BulkReplayReport()
+    for failure_id in dict.fromkeys(failure_ids):
+        try:
+            row = failure_replay(failure_id=failure_id)
+        except PipelineFailure.DoesNotExist:
+            report.refused[failure_id] = "not found"
+        except FailureStateError as exc:
+            report.refused[failure_id] = str(exc)
+        else:
+            (report.resolved if row.resolved_at else report.replayed).append(failure_id)
+    return report

@@ -1,0 +1,151 @@
+"""Reseeding: a new pass over an ended (or paused) run, for all its blocks, only the failed ones, or
+those matching a filter (status, error code, an old prompt version), optionally with another model or
+prompt. Earlier passes stay readable: Attempt rows keep each pass's outputs and a RunPass row records
+what each pass was.
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, F, Q, QuerySet
+
+from apps.failures.models import PipelineFailure
+from apps.providers.prompts import prompt_version as compute_prompt_version
+from apps.runs.models import Block, BlockStatus, PassScope, Run, RunPass, RunStatus
+from apps.runs.services.claiming import lock_run
+from apps.runs.services.lifecycle import RunStateError, run_dispatch
+from apps.runs.services.submission import SubmissionError, validate_run_options
+
+RESEEDABLE = (RunStatus.COMPLETE, RunStatus.CANCELED, RunStatus.PAUSED)
+SCOPES = (PassScope.ALL, PassScope.FAILED, PassScope.FILTER)
+# Which run counter each terminal block status sits in: taking a block back undoes exactly that.
+COUNTERS = {
+    BlockStatus.SUCCEEDED: "completed_blocks",
+    BlockStatus.FAILED: "failed_blocks",
+    BlockStatus.CANCELED: "canceled_blocks",
+}
+
+
+def _statuses(status: str | Iterable[str] | None) -> list[str]:
+    if status is None:
+        return []
+    values = [status] if isinstance(status, str) else list(status)
+    unknown = sorted({v for v in values if v not in BlockStatus.values})
+    if unknown:
+        raise SubmissionError(f"unknown block status {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(BlockStatus.values)}", field="status")
+    return values
+
+
+def _selection(run_id: Any, scope: str, filters: dict[str, Any]) -> QuerySet[Block]:
+    blocks = Block.objects.filter(run_id=run_id)
+    if scope == PassScope.FAILED:
+        return blocks.filter(status=BlockStatus.FAILED)
+    if scope == PassScope.FILTER:
+        if filters.get("status"):
+            blocks = blocks.filter(status__in=filters["status"])
+        if filters.get("error_code"):
+            blocks = blocks.filter(error_code=filters["error_code"])
+        if filters.get("prompt_version"):
+            blocks = blocks.filter(prompt_version=filters["prompt_version"])
+    return blocks
+
+
+def _describe(scope: str, filters: dict[str, Any]) -> str:
+    if scope != PassScope.FILTER:
+        return f"scope={scope}"
+    return ", ".join(f"{name}={value!r}" for name, value in filters.items())
+
+
+def _record_first_pass(run: Run) -> None:
+    """Runs are created without a RunPass row; the first reseed writes pass 1 from the run as it was."""
+    if run.passes.filter(number=run.current_pass).exists():
+        return
+    RunPass.objects.create(
+        run=run, number=run.current_pass, scope=PassScope.INITIAL, model=run.model,
+        system_prompt=run.system_prompt, prompt_template=run.prompt_template,
+        prompt_version=run.prompt_version, pipeline_version=run.pipeline_version,
+        selected_blocks=run.total_blocks, created_at=run.created_at,
+    )
+
+
+def run_reseed(*, run_id: Any, scope: str, status: str | Iterable[str] | None = None,
+               error_code: str | None = None, prompt_version: str | None = None,
+               model: str | None = None, system_prompt: str | None = None,
+               prompt_template: str | None = None) -> Run:
+    """Start a new pass over the selected blocks of an ended or paused run.
+
+    The selected blocks go back to pending with a fresh attempt budget (their last output stays until
+    the new pass overwrites it), the run's counters drop by exactly the blocks taken back, and the run
+    reopens. Raises RunStateError for a run in progress, SubmissionError for bad fields or an empty
+    selection."""
+    if scope not in SCOPES:
+        raise SubmissionError(f"unknown scope {scope!r}; known: {', '.join(SCOPES)}", field="scope")
+    filters = {name: value for name, value in (
+        ("status", _statuses(status)), ("error_code", error_code), ("prompt_version", prompt_version),
+    ) if value}
+    if scope == PassScope.FILTER and not filters:
+        raise SubmissionError("scope=filter needs at least one of status, error_code, prompt_version",
+                              field="scope")
+    if scope != PassScope.FILTER and filters:
+        name = next(iter(filters))
+        raise SubmissionError(f"`{name}` applies only to scope=filter", field=name)
+
+    with transaction.atomic():
+        # Run row first, as everywhere in the engine: no block of this run changes under us.
+        run = lock_run(run_id)
+        if run.status not in RESEEDABLE:
+            raise RunStateError(f"a {run.status} run cannot be reseeded; cancel it or wait until it ends")
+        if run.key_id is None:
+            raise RunStateError("the run's provider key was deleted; it cannot run again")
+        new_model = run.model if model is None else model
+        new_system = run.system_prompt if system_prompt is None else system_prompt
+        new_template = run.prompt_template if prompt_template is None else prompt_template
+        validate_run_options(model=new_model, max_tokens=run.max_tokens, max_attempts=run.max_attempts,
+                             parallelism=run.parallelism, prompt_template=new_template,
+                             options=run.options or {})
+
+        selected = _selection(run.pk, scope, filters)
+        counts = selected.aggregate(
+            total=Count("id"),
+            in_flight=Count("id", filter=Q(status=BlockStatus.CLAIMED)),
+            **{status: Count("id", filter=Q(status=status)) for status in COUNTERS},
+        )
+        if not counts["total"]:
+            field = next(iter(filters)) if len(filters) == 1 else "scope"
+            raise SubmissionError(f"no block of this run matches {_describe(scope, filters)}", field=field)
+        if counts["in_flight"]:
+            # Only a paused run can have calls in flight; their results are written within a timeout.
+            raise RunStateError(f"{counts['in_flight']} selected block(s) still have a call in flight; "
+                                "reseed once they are written")
+
+        _record_first_pass(run)
+        new_pass = run.current_pass + 1
+        new_prompt_version = compute_prompt_version(new_system, new_template)
+        RunPass.objects.create(
+            run=run, number=new_pass, scope=scope, filter=filters, model=new_model,
+            system_prompt=new_system, prompt_template=new_template, prompt_version=new_prompt_version,
+            pipeline_version=run.pipeline_version, selected_blocks=counts["total"],
+            prior_completed_blocks=run.completed_blocks, prior_failed_blocks=run.failed_blocks,
+            prior_canceled_blocks=run.canceled_blocks, prior_cost_usd=run.cost_usd,
+        )
+        # Their dead-letter rows stay open but are not due while the blocks are back at work: the
+        # block's next outcome resolves the row (success) or schedules its replay again (failure).
+        PipelineFailure.objects.filter(
+            block__in=selected, resolved_at__isnull=True
+        ).update(next_retry_at=None)
+        selected.update(
+            status=BlockStatus.PENDING, attempts=0, throttle_waits=0, next_attempt_at=None,
+            lease_token=None, lease_expires_at=None, claimed_by="", error_code="", error_message="",
+            finished_at=None,
+        )
+        Run.objects.filter(pk=run.pk).update(
+            current_pass=new_pass, model=new_model, system_prompt=new_system,
+            prompt_template=new_template, prompt_version=new_prompt_version,
+            status=RunStatus.RUNNING, paused_reason="", finished_at=None,
+            **{field: F(field) - counts[status] for status, field in COUNTERS.items()},
+        )
+        transaction.on_commit(lambda: run_dispatch(run_id=run.pk))
+    run.refresh_from_db()
+    return run

@@ -1,0 +1,277 @@
+"""Dead-letter replay: due rows go back to work with backoff, are resolved when their block succeeds,
+and are parked after a bounded number of replays."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.conf import settings
+from django.db import transaction
+
+from apps.failures.models import PipelineFailure
+from apps.failures.services import FailureStateError, failure_resolve
+from apps.failures.tasks import replay_due
+from apps.providers.errors import FailureKind
+from apps.runs.models import Block
+from apps.runs.services import run_cancel
+from apps.runs.services.replay import failure_replay, failures_replay_due
+from tests.factories import make_run
+from tests.failures.helpers import counts, failure_of, settle
+from tests.runs.helpers import drain_until_settled, in_thread
+
+BASE = timedelta(seconds=settings.CONVEYOR["FAILURE_REPLAY_BASE_SECONDS"])
+MAX_REPLAYS = settings.CONVEYOR["FAILURE_MAX_REPLAYS"]
+
+
+def failed_run(owner, key, *, blocks: int = 2, fail: tuple[str, ...] = ("b1",), **kwargs):
+    run = make_run(owner, key, [f"text {i}" for i in range(blocks)], max_attempts=1, **kwargs)
+    return settle(run, fail=set(fail))
+
+
+# --- with the real engine and the mock provider -----------------------------------------------------
+
+@pytest.mark.django_db(transaction=True)
+def test_a_block_replayed_by_the_beat_task_succeeds_and_resolves_its_failure_with_exact_counts(
+        owner, key):
+    run = drain_until_settled(
+        make_run(owner, key, ["fine", "flaky [[mock:status=500 times=3]]"], max_attempts=3)
+    )
+    failure = failure_of(run, "b1")
+    assert counts(run) == ("complete", 1, 1, 0)
+
+    with time_machine.travel(failure.next_retry_at + timedelta(seconds=1), tick=False):
+        assert replay_due() == {"replayed": 1}
+    run = drain_until_settled(run)
+
+    failure.refresh_from_db()
+    assert failure.resolved_at is not None
+    assert (failure.replay_count, failure.attempt_count) == (1, 3)
+    assert counts(run) == ("complete", 2, 0, 0)
+    block = run.blocks.get(uid="b1")
+    assert (block.status, block.attempts) == ("succeeded", 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_replayed_block_that_fails_again_updates_the_same_failure_row(owner, key):
+    run = drain_until_settled(make_run(owner, key, ["broken [[mock:status=500]]"], max_attempts=2))
+    failure = failure_of(run, "b0")
+
+    with time_machine.travel(failure.next_retry_at + timedelta(seconds=1), tick=False):
+        replay_due()
+    run = drain_until_settled(run)
+
+    assert PipelineFailure.objects.count() == 1
+    failure.refresh_from_db()
+    assert (failure.resolved_at, failure.replay_count, failure.attempt_count) == (None, 1, 4)
+    assert counts(run) == ("complete", 0, 1, 0)
+
+
+# --- the replay service, with outcomes recorded by the test ------------------------------------------
+
+@pytest.mark.django_db
+def test_a_replay_puts_the_block_back_to_pending_with_a_fresh_attempt_budget(owner, offline_key):
+    run = failed_run(owner, offline_key)
+    failure = failure_of(run, "b1")
+
+    with time_machine.travel(failure.next_retry_at, tick=False):
+        assert failures_replay_due() == 1
+
+    block = run.blocks.get(uid="b1")
+    assert (block.status, block.attempts, block.error_code, block.finished_at) == ("pending", 0, "", None)
+
+
+@pytest.mark.django_db
+def test_a_replay_reopens_a_complete_run_and_takes_the_block_off_its_failed_count(owner, offline_key):
+    run = failed_run(owner, offline_key)
+    failure = failure_of(run, "b1")
+
+    with time_machine.travel(failure.next_retry_at, tick=False):
+        failures_replay_due()
+
+    assert counts(run) == ("running", 1, 0, 0)
+    assert run.finished_at is None
+
+
+@pytest.mark.django_db
+def test_a_row_is_not_replayed_before_its_next_retry_at(owner, offline_key):
+    run = failed_run(owner, offline_key)
+    failure = failure_of(run, "b1")
+
+    with time_machine.travel(failure.next_retry_at - timedelta(seconds=1), tick=False):
+        assert failures_replay_due() == 0
+    assert run.blocks.get(uid="b1").status == "failed"
+
+
+@pytest.mark.django_db
+def test_a_replay_moves_next_retry_at_on_by_the_doubled_backoff(owner, offline_key):
+    run = failed_run(owner, offline_key)
+    failure = failure_of(run, "b1")
+    replayed_at = failure.next_retry_at + timedelta(seconds=5)
+
+    with time_machine.travel(replayed_at, tick=False):
+        failures_replay_due()
+
+    failure.refresh_from_db()
+    assert failure.replay_count == 1
+    assert failure.next_retry_at == replayed_at + 2 * BASE
+
+
+@pytest.mark.django_db
+def test_a_replayed_row_is_not_picked_again_by_the_next_sweep(owner, offline_key):
+    run = failed_run(owner, offline_key)
+    failure = failure_of(run, "b1")
+    with time_machine.travel(failure.next_retry_at, tick=False):
+        failures_replay_due()
+
+    with time_machine.travel(failure.next_retry_at + BASE, tick=False):
+        assert failures_replay_due() == 0
+    assert failure_of(run, "b1").replay_count == 1
+
+
+@pytest.mark.django_db
+def test_a_block_failing_again_after_a_replay_is_rescheduled_from_its_new_failure(owner, offline_key):
+    run = failed_run(owner, offline_key)
+    failure = failure_of(run, "b1")
+    with time_machine.travel(failure.next_retry_at, tick=False):
+        failures_replay_due()
+    failed_again_at = failure.next_retry_at + timedelta(seconds=42)
+
+    with time_machine.travel(failed_again_at, tick=False):
+        settle(run, fail={"b1"})
+
+    failure.refresh_from_db()
+    assert (failure.replay_count, failure.attempt_count) == (1, 2)
+    assert failure.next_retry_at == failed_again_at + 2 * BASE
+    assert counts(run) == ("complete", 1, 1, 0)
+
+
+@pytest.mark.django_db
+def test_a_failure_is_parked_after_the_bounded_number_of_replays(owner, offline_key):
+    run = failed_run(owner, offline_key)
+    for _ in range(MAX_REPLAYS):
+        due = failure_of(run, "b1").next_retry_at
+        with time_machine.travel(due, tick=False):
+            assert failures_replay_due() == 1
+            settle(run, fail={"b1"})
+
+    failure = failure_of(run, "b1")
+    assert (failure.replay_count, failure.next_retry_at) == (MAX_REPLAYS, None)
+    assert failures_replay_due(now=failure.failed_at + timedelta(days=365)) == 0
+
+
+@pytest.mark.django_db
+def test_a_failure_of_a_canceled_run_is_parked_not_replayed(owner, offline_key):
+    run = make_run(owner, offline_key, ["a", "b"], max_attempts=1, parallelism=1)
+    settle(run, fail={"b0"})
+    run_cancel(run_id=run.pk)
+    failure = failure_of(run, "b0")
+
+    with time_machine.travel(failure.next_retry_at, tick=False):
+        assert failures_replay_due() == 0
+
+    failure.refresh_from_db()
+    assert (failure.next_retry_at, failure.replay_count) == (None, 0)
+    assert counts(run) == ("canceled", 0, 1, 1)
+
+
+@pytest.mark.django_db
+def test_a_parked_failure_can_be_replayed_by_hand(owner, offline_key):
+    run = make_run(owner, offline_key, ["a"])
+    settle(run, fail={"b0"}, code="invalid_request_error", kind=FailureKind.BLOCK_FATAL)
+    failure = failure_of(run, "b0")
+    assert failure.next_retry_at is None
+
+    failure_replay(failure_id=failure.pk)
+
+    failure.refresh_from_db()
+    assert (failure.replay_count, failure.next_retry_at) == (1, None)
+    assert run.blocks.get().status == "pending"
+
+
+@pytest.mark.django_db
+def test_replaying_a_block_already_back_at_work_is_refused(owner, offline_key):
+    run = failed_run(owner, offline_key)
+    failure = failure_of(run, "b1")
+    scheduled = failure_replay(failure_id=failure.pk).next_retry_at
+
+    with pytest.raises(FailureStateError, match="already pending"):
+        failure_replay(failure_id=failure.pk)
+    assert (failure_of(run, "b1").replay_count, failure_of(run, "b1").next_retry_at) == (1, scheduled)
+
+
+@pytest.mark.django_db
+def test_a_resolved_failure_is_never_replayed(owner, offline_key):
+    run = failed_run(owner, offline_key)
+    failure = failure_of(run, "b1")
+    failure_resolve(failure_id=failure.pk, note="known bad input")
+
+    assert failures_replay_due(now=failure.next_retry_at + timedelta(days=1)) == 0
+    with pytest.raises(FailureStateError, match="already resolved"):
+        failure_replay(failure_id=failure.pk)
+    assert run.blocks.get(uid="b1").status == "failed"
+
+
+@pytest.mark.django_db
+def test_resolving_a_failure_records_the_note_and_takes_it_off_the_schedule(owner, offline_key):
+    run = failed_run(owner, offline_key)
+
+    row = failure_resolve(failure_id=failure_of(run, "b1").pk, note="  upstream outage, rerun later ")
+
+    row.refresh_from_db()
+    assert (row.resolution_note, row.next_retry_at) == ("upstream outage, rerun later", None)
+    assert row.resolved_at is not None
+
+
+@pytest.mark.django_db
+def test_a_failure_cannot_be_resolved_without_a_note(owner, offline_key):
+    run = failed_run(owner, offline_key)
+    with pytest.raises(ValueError, match="note"):
+        failure_resolve(failure_id=failure_of(run, "b1").pk, note="   ")
+
+
+# --- concurrency --------------------------------------------------------------------------------------
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_replay_sweeps_never_replay_a_row_twice(owner, offline_key):
+    runs = [failed_run(owner, offline_key, blocks=6, fail=("b0", "b1", "b2", "b3", "b4", "b5"))
+            for _ in range(2)]
+    now = PipelineFailure.objects.latest("next_retry_at").next_retry_at
+    start = threading.Barrier(2)
+    replayed: list[int] = []
+
+    def sweep() -> None:
+        start.wait(10)
+        replayed.append(failures_replay_due(now=now))
+
+    threads = [in_thread(sweep) for _ in range(2)]
+    for thread in threads:
+        thread.join(60)
+
+    assert sum(replayed) == 12
+    # Each row replayed once and rescheduled once: none counted twice, none parked by the loser.
+    assert set(PipelineFailure.objects.values_list("replay_count", "next_retry_at")) == {(1, now + 2 * BASE)}
+    assert [counts(run)[2] for run in runs] == [0, 0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_locked_by_another_transaction_is_skipped_not_waited_for(owner, offline_key):
+    run = failed_run(owner, offline_key)
+    failure = failure_of(run, "b1")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        with transaction.atomic():
+            PipelineFailure.objects.select_for_update().get(pk=failure.pk)
+            locked.set()
+            release.wait(30)
+
+    holder = in_thread(hold_lock)
+    try:
+        assert locked.wait(10)
+        assert failures_replay_due(now=failure.next_retry_at) == 0
+    finally:
+        release.set()
+        holder.join(30)
+    assert Block.objects.get(pk=failure.block_id).status == "failed"
+    assert failures_replay_due(now=failure.next_retry_at) == 1
