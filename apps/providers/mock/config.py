@@ -1,0 +1,121 @@
+"""Settings of one mock server. Every field can be set at start (keyword arguments, command flags) and
+changed while it runs (`POST /_mock/config`), so a soak run can turn faults on and off mid-way.
+"""
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Kinds of random fault a soak run can ask for, each with a probability per /v1/messages request.
+# Plain numbers are HTTP statuses answered with the API's error body; `429` carries `retry-after`
+# (`fault_retry_after` seconds), `429_no_retry_after` does not, like the API's spend-cap 429s.
+INJECTABLE_STATUSES: frozenset[int] = frozenset(
+    {400, 401, 402, 403, 404, 408, 409, 413, 429, 500, 502, 503, 504, 529}
+)
+NAMED_FAULTS: tuple[str, ...] = ("429_no_retry_after", "hang", "drop", "stream_error")
+FAULT_KINDS: frozenset[str] = frozenset({str(s) for s in INJECTABLE_STATUSES} | set(NAMED_FAULTS))
+
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # the API's limit for Messages and count_tokens
+
+
+def parse_fault_rates(spec: str | Mapping[str, Any] | None) -> dict[str, float]:
+    """`"429=0.01,529=0.02,hang=0.001"` (or a mapping) -> {"429": 0.01, ...}, validated.
+
+    Dashes are accepted for underscores (`stream-error`), so command-line spellings work too.
+    """
+    if not spec:
+        return {}
+    if isinstance(spec, str):
+        pairs: list[tuple[str, Any]] = []
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, sep, value = part.partition("=")
+            if not sep:
+                raise ValueError(f"fault rate {part!r} is not kind=rate")
+            pairs.append((name, value))
+    else:
+        pairs = list(spec.items())
+    rates: dict[str, float] = {}
+    for name, value in pairs:
+        kind = str(name).strip().replace("-", "_")
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {name!r}; known: {', '.join(sorted(FAULT_KINDS))}")
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"fault rate for {kind} is not a number: {value!r}") from None
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"fault rate for {kind} must be between 0 and 1, got {rate}")
+        if rate:
+            rates[kind] = rate
+    if sum(rates.values()) > 1.0:
+        raise ValueError("fault rates add up to more than 1")
+    return rates
+
+
+def _optional_limit(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0")
+    return number or None  # 0 means "not limited", like leaving it out
+
+
+@dataclass(frozen=True)
+class MockConfig:
+    # Fixed latency before a reply starts, and per output token after that (streams are paced at it).
+    latency_ms: float = 0.0
+    latency_per_token_ms: float = 0.0
+    # Per-API-key limits per minute; None = not enforced (headers then report 1,000,000,000).
+    rpm: int | None = None
+    itpm: int | None = None
+    otpm: int | None = None
+    # Random faults for soak runs: kind -> probability per /v1/messages request (see FAULT_KINDS).
+    fault_rates: Mapping[str, float] = field(default_factory=dict)
+    fault_retry_after: int = 1
+    seed: int = 0
+    # Valid API keys; empty = any non-empty key is valid.
+    api_keys: frozenset[str] = frozenset()
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # How long a `hang` fault waits before answering anyway (clients time out well before this).
+    hang_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        # Normalise and validate once, here, so every way of building a config gets the same checks.
+        set_ = object.__setattr__
+        set_(self, "latency_ms", float(self.latency_ms))
+        set_(self, "latency_per_token_ms", float(self.latency_per_token_ms))
+        if self.latency_ms < 0 or self.latency_per_token_ms < 0:
+            raise ValueError("latencies must be >= 0")
+        for name in ("rpm", "itpm", "otpm"):
+            set_(self, name, _optional_limit(name, getattr(self, name)))
+        set_(self, "fault_rates", parse_fault_rates(self.fault_rates))
+        set_(self, "fault_retry_after", int(self.fault_retry_after))
+        set_(self, "seed", int(self.seed))
+        keys = self.api_keys
+        if isinstance(keys, str):
+            keys = [keys]
+        set_(self, "api_keys", frozenset(str(k) for k in keys if k))
+        set_(self, "max_body_bytes", int(self.max_body_bytes))
+        if self.max_body_bytes <= 0:
+            raise ValueError("max_body_bytes must be > 0")
+        set_(self, "hang_seconds", float(self.hang_seconds))
+
+    def updated(self, changes: Mapping[str, Any]) -> "MockConfig":
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown config fields: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return dataclasses.replace(self, **dict(changes))
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["fault_rates"] = dict(self.fault_rates)
+        data["api_keys"] = sorted(self.api_keys)
+        return data
+

@@ -1,0 +1,72 @@
+"""Everything one mock server remembers, in one object owned by its event loop.
+
+All handlers run on that single loop, so none of this needs locks; other threads (tests, the
+command) reach it only through HTTP (`/_mock/...`), never by touching these objects directly.
+"""
+
+import time
+
+from apps.providers.mock.cache import PrefixCache
+from apps.providers.mock.config import MockConfig
+from apps.providers.mock.faults import FaultCounters, RandomFaults
+from apps.providers.mock.ratelimit import RateLimiter
+from apps.providers.mock.stats import Stats
+
+
+class MockClock:
+    """The mock's time: real time plus an offset that tests move forward, so cache TTLs and
+    rate-limit refills can be tested without sleeping. Subclass it to drive time entirely by hand."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() + self.offset
+
+    def wall(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        self.offset += seconds
+
+    def reset(self) -> None:
+        self.offset = 0.0
+
+
+class MockState:
+    def __init__(self, config: MockConfig, clock: MockClock | None = None) -> None:
+        self.clock = clock or MockClock()
+        self.config = config
+        self.cache = PrefixCache(self.clock.now)
+        self.limiter = RateLimiter(rpm=config.rpm, itpm=config.itpm, otpm=config.otpm,
+                                   clock=self.clock.now, wall=self.clock.wall)
+        self.counters = FaultCounters()
+        self.random_faults = RandomFaults(config.fault_rates, config.seed)
+        self.stats = Stats()
+        self._seq = 0
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def configure(self, changes: dict[str, object]) -> MockConfig:
+        old, new = self.config, self.config.updated(changes)
+        self.config = new
+        if (old.rpm, old.itpm, old.otpm) != (new.rpm, new.itpm, new.otpm):
+            self.limiter.reconfigure(rpm=new.rpm, itpm=new.itpm, otpm=new.otpm)
+        if (old.fault_rates, old.seed) != (new.fault_rates, new.seed):
+            self.random_faults = RandomFaults(new.fault_rates, new.seed)
+        return new
+
+    def reset(self) -> None:
+        """Forget everything but the configuration: counters, log, cache, fault counts, buckets, the
+        random sequence (re-seeded) and any clock advance."""
+        self.cache.clear()
+        self.limiter.clear()
+        self.counters.clear()
+        self.random_faults = RandomFaults(self.config.fault_rates, self.config.seed)
+        # Requests still in flight will finish into the new counters; keep their count right.
+        self.stats = Stats(in_flight=self.stats.in_flight)
+        self.clock.reset()

@@ -1,0 +1,88 @@
+"""What the mock saw: counters by status, path, model, key, outcome and fault, tokens billed, and a
+log of recent requests with their arrival time on the mock's clock (tests use it to see, for example,
+that the SDK waited `retry-after` seconds between two attempts, without timing anything themselves).
+"""
+
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+LOG_SIZE = 10_000
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+def key_label(api_key: str) -> str:
+    """Short test keys are shown as they are; anything that looks like a real key is shortened."""
+    if len(api_key) <= 16:
+        return api_key
+    return f"{api_key[:7]}...{api_key[-4:]}"
+
+
+@dataclass
+class RequestRecord:
+    seq: int
+    t: float  # arrival, on the mock's clock (seconds; monotonic plus any advance())
+    method: str
+    path: str
+    request_id: str
+    retry_count: int | None  # the SDK's x-stainless-retry-count header
+    status: int | None = None  # None when no response was sent (dropped, client went away)
+    outcome: str = ""  # ok | error | stream_error | dropped | disconnected
+    model: str | None = None
+    api_key: str | None = None
+    stream: bool = False
+    fault: str | None = None  # e.g. "directive:status=529 times=2", "random:529"
+    usage: dict[str, int] | None = None
+    duration: float | None = None  # seconds, on the mock's clock
+
+
+@dataclass
+class Stats:
+    log: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=LOG_SIZE))
+    total: int = 0
+    in_flight: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    by_path: Counter[str] = field(default_factory=Counter)
+    by_model: Counter[str] = field(default_factory=Counter)
+    by_api_key: Counter[str] = field(default_factory=Counter)
+    by_outcome: Counter[str] = field(default_factory=Counter)
+    by_fault: Counter[str] = field(default_factory=Counter)
+    tokens: Counter[str] = field(default_factory=Counter)
+
+    def begin(self, record: RequestRecord) -> None:
+        self.total += 1
+        self.in_flight += 1
+        self.by_path[record.path] += 1
+        self.log.append(record)
+
+    def finish(self, record: RequestRecord, now: float) -> None:
+        self.in_flight -= 1
+        record.duration = now - record.t
+        self.by_status[str(record.status) if record.status is not None else "none"] += 1
+        self.by_outcome[record.outcome] += 1
+        if record.model:
+            self.by_model[record.model] += 1
+        if record.api_key is not None:
+            self.by_api_key[record.api_key] += 1
+        if record.fault:
+            self.by_fault[record.fault] += 1
+        if record.usage:
+            for name in TOKEN_FIELDS:
+                self.tokens[name] += record.usage.get(name, 0)
+
+    def to_json(self, limit: int | None = None) -> dict[str, Any]:
+        records = list(self.log)
+        if limit is not None:
+            records = records[-limit:] if limit else []
+        return {
+            "requests": self.total,
+            "in_flight": self.in_flight,
+            "by_status": dict(self.by_status),
+            "by_path": dict(self.by_path),
+            "by_model": dict(self.by_model),
+            "by_api_key": dict(self.by_api_key),
+            "by_outcome": dict(self.by_outcome),
+            "by_fault": dict(self.by_fault),
+            "tokens": {name: self.tokens[name] for name in TOKEN_FIELDS},
+            "log": [asdict(r) for r in records],
+        }

@@ -1,0 +1,26 @@
+"""The mock as its own process, as Celery workers in other processes and users see it."""
+
+import anthropic
+import pytest
+
+from apps.providers.mock.testing import running_mock_process
+from tests.providers.conftest import MODEL
+
+
+@pytest.mark.parametrize("manage_py", [False, True], ids=["python -m apps.providers.mock", "manage.py"])
+def test_the_command_serves_the_sdk_with_its_flags_and_stops_cleanly(manage_py: bool) -> None:
+    with running_mock_process(manage_py=manage_py, api_keys=["sk-proc"], rpm=9,
+                              fault_rates={"529": 0.0}) as mock:
+        client = anthropic.Anthropic(api_key="sk-proc", base_url=mock.base_url, max_retries=0)
+        raw = client.messages.with_raw_response.create(
+            model=MODEL, max_tokens=20, messages=[{"role": "user", "content": "from another process"}])
+        with pytest.raises(anthropic.AuthenticationError):
+            anthropic.Anthropic(api_key="sk-other", base_url=mock.base_url, max_retries=0).models.list()
+        mock.advance(10)
+        stats = mock.stats()
+
+    assert raw.parse().content[0].text.startswith("Reply ")
+    assert raw.headers["anthropic-ratelimit-requests-limit"] == "9"
+    assert stats["by_status"] == {"200": 1, "401": 1}
+    assert stats["clock_offset"] == 10
+    assert mock.process is not None and mock.process.returncode == 0

@@ -1,0 +1,110 @@
+import re
+
+import anthropic
+import pytest
+
+from apps.providers.mock.testing import MockHandle
+from tests.providers.conftest import MODEL
+
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+
+
+def raw_call(client: anthropic.Anthropic, text: str = "hi", max_tokens: int = 10
+             ) -> anthropic.APIResponse[anthropic.types.Message]:
+    return client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=max_tokens, messages=[{"role": "user", "content": text}])
+
+
+def test_every_response_carries_the_rate_limit_headers(client: anthropic.Anthropic) -> None:
+    headers = raw_call(client).headers
+
+    for dimension in ("requests", "tokens", "input-tokens", "output-tokens"):
+        assert int(headers[f"anthropic-ratelimit-{dimension}-limit"]) > 0
+        assert int(headers[f"anthropic-ratelimit-{dimension}-remaining"]) >= 0
+        assert RFC3339.match(headers[f"anthropic-ratelimit-{dimension}-reset"])
+
+
+def test_requests_remaining_counts_down_until_a_429_with_retry_after(
+    mock: MockHandle, client: anthropic.Anthropic,
+) -> None:
+    mock.configure(rpm=3)
+
+    remaining = [int(raw_call(client).headers["anthropic-ratelimit-requests-remaining"]) for _ in range(3)]
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        raw_call(client)
+
+    assert remaining == [2, 1, 0]
+    assert caught.value.type == "rate_limit_error"
+    assert caught.value.response.headers["anthropic-ratelimit-requests-limit"] == "3"
+    retry_after = caught.value.response.headers["retry-after"]
+    assert retry_after.isdigit() and 1 <= int(retry_after) <= 20  # one request refills in 20 s
+
+
+def test_the_bucket_refills_with_time(mock: MockHandle, client: anthropic.Anthropic) -> None:
+    mock.configure(rpm=1)
+    raw_call(client)
+    with pytest.raises(anthropic.RateLimitError):
+        raw_call(client)
+
+    mock.advance(60)
+
+    assert raw_call(client).headers["anthropic-ratelimit-requests-remaining"] == "0"
+
+
+def test_input_tokens_per_minute_are_enforced(mock: MockHandle, client: anthropic.Anthropic) -> None:
+    mock.configure(itpm=100)
+    first = raw_call(client, "x" * 320)  # 80 input tokens
+
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        raw_call(client, "x" * 320)
+
+    assert first.headers["anthropic-ratelimit-input-tokens-remaining"] == "20"
+    assert "100 input tokens per minute" in (caught.value.api_message or "")
+
+
+def test_output_tokens_per_minute_are_charged_for_what_was_generated(
+    mock: MockHandle, client: anthropic.Anthropic,
+) -> None:
+    mock.configure(otpm=50)
+    first = raw_call(client, "[[mock:output_tokens=30]] a", max_tokens=100)
+    raw_call(client, "[[mock:output_tokens=30]] b", max_tokens=100)  # admitted with 20 left; goes below 0
+
+    with pytest.raises(anthropic.RateLimitError):
+        raw_call(client, "c")
+
+    assert first.headers["anthropic-ratelimit-output-tokens-remaining"] == "20"
+
+
+def test_limits_apply_per_api_key(mock: MockHandle, client: anthropic.Anthropic) -> None:
+    mock.configure(rpm=1)
+    raw_call(client)
+    with pytest.raises(anthropic.RateLimitError):
+        raw_call(client)
+
+    assert raw_call(mock.client(api_key="sk-another-key")).parse().stop_reason
+
+
+def test_the_sdk_waits_out_a_rate_limit_429_and_succeeds(mock: MockHandle) -> None:
+    mock.configure(itpm=6_000)  # refills 100 input tokens a second
+    client = mock.client(max_retries=2)
+    raw_call(client, "x" * 24_000)  # 6,000 tokens: the bucket is empty
+
+    assert raw_call(client, "y" * 600).parse().stop_reason  # 150 tokens: refused, retried after retry-after
+
+    refused, accepted = mock.requests()[-2:]
+    assert (refused["status"], accepted["status"]) == (429, 200)
+    assert accepted["retry_count"] == 1
+    assert accepted["t"] - refused["t"] >= 0.95  # more than the SDK's own first backoff (<= 0.5 s)
+
+
+def test_a_throttled_request_does_not_use_up_a_directive(
+    mock: MockHandle, client: anthropic.Anthropic,
+) -> None:
+    mock.configure(rpm=1)
+    raw_call(client)
+    with pytest.raises(anthropic.RateLimitError):
+        raw_call(client, "[[mock:status=529 times=1]] x")
+    mock.advance(60)
+
+    with pytest.raises(anthropic.OverloadedError):
+        raw_call(client, "[[mock:status=529 times=1]] x")
