@@ -1,11 +1,13 @@
 """Reads of runs and blocks, shared by the API, the admin and the management commands."""
 
+import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 
-from apps.runs.models import Block, Run
+from apps.runs.models import Attempt, Block, BlockStatus, Run
 
 RESULT_FIELDS = (
     "uid", "block_index", "status", "output", "error_code", "error_message", "attempts",
@@ -18,6 +20,70 @@ def runs_visible_to(*, user: Any) -> QuerySet[Run]:
     """Staff see every run; everyone else only their own (another user's run is a 404)."""
     runs = Run.objects.all()
     return runs if user.is_staff else runs.filter(owner=user)
+
+
+def run_get_visible(*, user: Any, run_id: Any) -> Run | None:
+    """One run if `user` may see it; None for a missing run, another user's run and a malformed id
+    alike, so callers cannot tell them apart."""
+    try:
+        pk = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
+    except ValueError:
+        return None
+    return runs_visible_to(user=user).select_related("owner").filter(pk=pk).first()
+
+
+def run_for_idempotency_key(*, owner: Any, idempotency_key: str) -> Run | None:
+    return Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+
+
+RUN_ORDERINGS = {
+    "created_at": ("created_at", "id"),
+    "-created_at": ("-created_at", "-id"),
+    "status": ("status", "-created_at", "-id"),
+    "-status": ("-status", "-created_at", "-id"),
+}
+
+
+def runs_list(*, user: Any, status: str | None = None, model: str | None = None,
+              created_after: datetime | None = None, created_before: datetime | None = None,
+              ordering: str = "-created_at") -> QuerySet[Run]:
+    runs = runs_visible_to(user=user).select_related("owner")
+    if status:
+        runs = runs.filter(status=status)
+    if model:
+        runs = runs.filter(model=model)
+    if created_after:
+        runs = runs.filter(created_at__gte=created_after)
+    if created_before:
+        runs = runs.filter(created_at__lt=created_before)
+    return runs.order_by(*RUN_ORDERINGS[ordering])
+
+
+def run_block_status_counts(*, run_id: Any) -> dict[str, int]:
+    """Blocks per status, counted from the blocks themselves (every status present, zeros included)."""
+    counts = dict.fromkeys(BlockStatus.values, 0)
+    rows = Block.objects.filter(run_id=run_id).values_list("status").annotate(n=Count("pk")).order_by()
+    counts.update(dict(rows))
+    return counts
+
+
+def run_blocks(*, run_id: Any, status: str | None = None, error_code: str | None = None
+               ) -> QuerySet[Block]:
+    """A run's blocks without their (possibly long) input and output."""
+    blocks = Block.objects.filter(run_id=run_id).defer("input", "output")
+    if status:
+        blocks = blocks.filter(status=status)
+    if error_code:
+        blocks = blocks.filter(error_code=error_code)
+    return blocks
+
+
+def block_get(*, run_id: Any, uid: str) -> Block | None:
+    """One block of a run with every attempt of every pass, oldest first."""
+    if "\x00" in uid:  # PostgreSQL text cannot hold NUL, so no block has it
+        return None
+    attempts = Prefetch("attempt_set", queryset=Attempt.objects.order_by("created_at", "pk"))
+    return Block.objects.filter(run_id=run_id, uid=uid).prefetch_related(attempts).first()
 
 
 def run_results(*, run_id: Any, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:

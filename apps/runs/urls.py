@@ -1,3 +1,16 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from apps.runs import api
+
+# run_id is matched as text and parsed by the view, so a malformed id is a 404 in the API's error
+# shape rather than Django's HTML page. A uid may contain slashes.
+urlpatterns = [
+    path("runs/", api.RunListCreateApi.as_view(), name="run-list"),
+    path("runs/<str:run_id>/", api.RunDetailApi.as_view(), name="run-detail"),
+    path("runs/<str:run_id>/cancel/", api.RunCancelApi.as_view(), name="run-cancel"),
+    path("runs/<str:run_id>/resume/", api.RunResumeApi.as_view(), name="run-resume"),
+    path("runs/<str:run_id>/reseed/", api.RunReseedApi.as_view(), name="run-reseed"),
+    path("runs/<str:run_id>/results/", api.RunResultsApi.as_view(), name="run-results"),
+    path("runs/<str:run_id>/blocks/", api.RunBlockListApi.as_view(), name="run-block-list"),
+    path("runs/<str:run_id>/blocks/<path:uid>/", api.RunBlockDetailApi.as_view(), name="run-block-detail"),
+]

@@ -1,0 +1,352 @@
+"""`/api/v1/runs/`: thin views over the run services and selectors.
+
+Every run is scoped to its owner (another user's run is a 404, like a missing one); staff see all.
+Errors leave in the shared shape (config/api/errors.py); writes are throttled (config/api/throttles.py).
+"""
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.keys.selectors import key_get_for_user
+from apps.runs.models import Run
+from apps.runs.selectors import (
+    block_get,
+    run_block_status_counts,
+    run_blocks,
+    run_for_idempotency_key,
+    run_get_visible,
+    run_results,
+    runs_list,
+)
+from apps.runs.serializers import (
+    BlockDetailSerializer,
+    BlockFilterSerializer,
+    BlockSerializer,
+    ReseedInputSerializer,
+    ResultLineSerializer,
+    RunCreateInputSerializer,
+    RunDetailSerializer,
+    RunFilterSerializer,
+    RunSerializer,
+    RunUploadInputSerializer,
+    stored_options,
+)
+from apps.runs.services import (
+    BlockSpec,
+    RunStateError,
+    SubmissionError,
+    run_cancel,
+    run_create_idempotent,
+    run_resume,
+)
+from apps.runs.uploads import CountedBlocks, LineReader, TooManyBlocks, inline_blocks, jsonl_blocks
+from config.api.errors import Conflict, InputError, PayloadTooLarge, error_responses
+from config.api.pagination import IndexCursorPagination, PagePagination
+from config.api.parsers import JSONParser
+from config.api.renderers import NDJSONRenderer
+from config.api.throttles import UPLOADS, WRITES
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# 1 to 200 visible ASCII characters, spaces allowed inside: what any client can send in a header.
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ -~]{0,198}[!-~])?$"
+RESULTS_BATCH = 500
+
+RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+UID = OpenApiParameter("uid", OpenApiTypes.STR, OpenApiParameter.PATH, description="The block's uid.")
+IDEMPOTENCY_KEY = OpenApiParameter(
+    IDEMPOTENCY_HEADER, {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}, OpenApiParameter.HEADER,
+    required=False,
+    description="1 to 200 visible ASCII characters. A create retried with the same key returns the "
+                "first run (200) instead of creating another (201).",
+)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+def visible_run(request: Request, run_id: str) -> Run:
+    run = run_get_visible(user=request.user, run_id=run_id)
+    if run is None:
+        raise NotFound("No such run.")
+    return run
+
+
+def query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=request.query_params)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def run_response(run: Run, *, status_code: int = status.HTTP_200_OK) -> Response:
+    context = {"block_statuses": run_block_status_counts(run_id=run.pk)}
+    return Response(RunDetailSerializer(run, context=context).data, status=status_code)
+
+
+def submission_error(exc: SubmissionError, *, upload: bool) -> InputError:
+    """A service's complaint as a field error: in an upload the field at fault is `file` (and the
+    line is named); inline, it is the block's position, e.g. `blocks.3.uid`."""
+    if exc.line is None:
+        field = exc.field or "non_field_errors"
+        if upload and field == "blocks":
+            field = "file"
+        return InputError({field: [exc.message]})
+    if upload:
+        return InputError({"file": [f"line {exc.line}: {exc.message}"]}, line=exc.line)
+    path = f"blocks.{exc.line - 1}" + (f".{exc.field}" if exc.field else "")
+    return InputError({path: [exc.message]})
+
+
+# --- runs ------------------------------------------------------------------------------------------
+
+class RunListCreateApi(GenericAPIView):
+    serializer_class = RunSerializer
+    pagination_class = PagePagination
+    parser_classes = [JSONParser, MultiPartParser]
+    throttle_scope = UPLOADS
+
+    @extend_schema(operation_id="runs_list", tags=["runs"], parameters=[RunFilterSerializer],
+                   responses={200: RunSerializer(many=True), **error_responses(400, 401, 404)})
+    def get(self, request: Request) -> Response:
+        runs = runs_list(user=request.user, **query(RunFilterSerializer, request))
+        page = self.paginate_queryset(runs)
+        return self.get_paginated_response(RunSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="runs_create", tags=["runs"],
+        summary="Create a run, with blocks inline (JSON) or as a JSONL file (multipart).",
+        description=(
+            "JSON: the fields below with `blocks` inline (at most MAX_JSON_BODY_BYTES, 10 MB by "
+            "default). Multipart: the same fields as form fields, `options` as a JSON string, and "
+            "the blocks as a JSONL `file` (at most MAX_UPLOAD_BYTES, 200 MB, and 100,000 blocks), "
+            "streamed into the database. A bad line is reported with its number and nothing is "
+            "created."
+        ),
+        request={"application/json": RunCreateInputSerializer,
+                 "multipart/form-data": RunUploadInputSerializer},
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            201: RunDetailSerializer,
+            200: OpenApiResponse(RunDetailSerializer,
+                                 description="An earlier create with this Idempotency-Key."),
+            **error_responses(400, 401, 413, 415, 429),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        idempotency_key = self._idempotency_key(request)
+        if idempotency_key:
+            existing = run_for_idempotency_key(owner=request.user, idempotency_key=idempotency_key)
+            if existing is not None:
+                return run_response(existing)
+        upload = request.content_type.split(";")[0].strip().lower() == "multipart/form-data"
+        self._check_length(request, upload=upload)
+        data, blocks = self._upload(request) if upload else self._inline(request)
+        key = key_get_for_user(user=request.user, key_id=data.pop("key"))
+        if key is None:
+            raise InputError({"key": ["unknown key"]})
+        counted = CountedBlocks(blocks, limit=settings.MAX_UPLOAD_BLOCKS)
+        try:
+            run = run_create_idempotent(owner=request.user, key=key, blocks=counted,
+                                        idempotency_key=idempotency_key, **data)
+        except TooManyBlocks as exc:
+            raise PayloadTooLarge(str(exc)) from None
+        except SubmissionError as exc:
+            raise submission_error(exc, upload=upload) from None
+        # Blocks never read: a concurrent create with this Idempotency-Key won, and this is its run.
+        created = counted.count > 0
+        return run_response(run, status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @staticmethod
+    def _idempotency_key(request: Request) -> str | None:
+        value = request.headers.get(IDEMPOTENCY_HEADER)
+        if value is None:
+            return None
+        if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, value):
+            raise InputError({IDEMPOTENCY_HEADER: [
+                "must be 1 to 200 visible ASCII characters (spaces allowed inside)"
+            ]})
+        return value
+
+    @staticmethod
+    def _check_length(request: Request, *, upload: bool) -> None:
+        """Refuse before reading: the announced length is all the body there is (WSGI reads no
+        further), so nothing over the limit is ever parsed or spooled."""
+        limit = settings.MAX_UPLOAD_BYTES if upload else settings.MAX_JSON_BODY_BYTES
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit:
+            hint = "" if upload else "; upload the blocks as a JSONL file (multipart) instead"
+            raise PayloadTooLarge(f"the request body is larger than {limit:,} bytes{hint}")
+
+    @staticmethod
+    def _inline(request: Request) -> tuple[dict[str, Any], Iterator[BlockSpec]]:
+        raw = request.data
+        if isinstance(raw, dict) and isinstance(raw.get("blocks"), list) and (
+            len(raw["blocks"]) > settings.MAX_UPLOAD_BLOCKS
+        ):
+            raise PayloadTooLarge(str(TooManyBlocks(settings.MAX_UPLOAD_BLOCKS)))
+        serializer = RunCreateInputSerializer(data=raw)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        data["options"] = stored_options(data.get("options"))
+        return data, inline_blocks(data.pop("blocks"))
+
+    @staticmethod
+    def _upload(request: Request) -> tuple[dict[str, Any], Iterator[BlockSpec]]:
+        serializer = RunUploadInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        data["options"] = stored_options(data.get("options"))
+        uploaded = data.pop("file")
+        uploaded.seek(0)
+        return data, jsonl_blocks(LineReader(uploaded))
+
+
+@extend_schema(parameters=[RUN_ID], tags=["runs"])
+class RunDetailApi(APIView):
+    @extend_schema(operation_id="runs_retrieve",
+                   responses={200: RunDetailSerializer, **error_responses(401, 404)})
+    def get(self, request: Request, run_id: str) -> Response:
+        return run_response(visible_run(request, run_id))
+
+
+@extend_schema(parameters=[RUN_ID], tags=["runs"], request=None)
+class RunCancelApi(APIView):
+    throttle_scope = WRITES
+
+    @extend_schema(
+        operation_id="runs_cancel",
+        description="Pending blocks are canceled at once; calls in flight finish and are recorded.",
+        responses={200: RunDetailSerializer, **error_responses(401, 404, 409, 429)},
+    )
+    def post(self, request: Request, run_id: str) -> Response:
+        run = visible_run(request, run_id)
+        try:
+            run = run_cancel(run_id=run.pk)
+        except RunStateError as exc:
+            raise Conflict(str(exc)) from None
+        return run_response(run)
+
+
+@extend_schema(parameters=[RUN_ID], tags=["runs"], request=None)
+class RunResumeApi(APIView):
+    throttle_scope = WRITES
+
+    @extend_schema(operation_id="runs_resume", description="Resume a paused run.",
+                   responses={200: RunDetailSerializer, **error_responses(401, 404, 409, 429)})
+    def post(self, request: Request, run_id: str) -> Response:
+        run = visible_run(request, run_id)
+        try:
+            run = run_resume(run_id=run.pk)
+        except RunStateError as exc:
+            raise Conflict(str(exc)) from None
+        return run_response(run)
+
+
+@extend_schema(parameters=[RUN_ID], tags=["runs"])
+class RunReseedApi(APIView):
+    throttle_scope = WRITES
+
+    @extend_schema(
+        operation_id="runs_reseed",
+        description=(
+            "Start a new pass over the same run: all blocks, only failed ones, or those matching a "
+            "filter (status, error_code, prompt_version), optionally with a changed model or prompt. "
+            "Earlier passes stay readable in each block's attempts. A run still in progress is a 409."
+        ),
+        request=ReseedInputSerializer,
+        responses={200: RunDetailSerializer, **error_responses(400, 401, 404, 409, 429)},
+    )
+    def post(self, request: Request, run_id: str) -> Response:
+        # Imported here: the reseed service lives beside the admin's reseed actions.
+        from apps.runs.services.reseed import run_reseed
+
+        run = visible_run(request, run_id)
+        serializer = ReseedInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            run_reseed(run_id=run.pk, **serializer.validated_data)
+        except RunStateError as exc:
+            raise Conflict(str(exc)) from None
+        except SubmissionError as exc:
+            raise submission_error(exc, upload=False) from None
+        run.refresh_from_db()
+        return run_response(run)
+
+
+# --- blocks and results ------------------------------------------------------------------------------
+
+@extend_schema(parameters=[RUN_ID], tags=["blocks"])
+class RunBlockListApi(GenericAPIView):
+    serializer_class = BlockSerializer
+    pagination_class = IndexCursorPagination
+
+    @extend_schema(operation_id="runs_blocks_list", parameters=[BlockFilterSerializer],
+                   responses={200: BlockSerializer(many=True), **error_responses(400, 401, 404)})
+    def get(self, request: Request, run_id: str) -> Response:
+        run = visible_run(request, run_id)
+        blocks = run_blocks(run_id=run.pk, **query(BlockFilterSerializer, request))
+        page = self.paginate_queryset(blocks)
+        return self.get_paginated_response(BlockSerializer(page, many=True).data)
+
+
+@extend_schema(parameters=[RUN_ID, UID], tags=["blocks"])
+class RunBlockDetailApi(APIView):
+    @extend_schema(operation_id="runs_blocks_retrieve",
+                   responses={200: BlockDetailSerializer, **error_responses(401, 404)})
+    def get(self, request: Request, run_id: str, uid: str) -> Response:
+        run = visible_run(request, run_id)
+        block = block_get(run_id=run.pk, uid=uid)
+        if block is None:
+            raise NotFound("No such block in this run.")
+        return Response(BlockDetailSerializer(block).data)
+
+
+def jsonl_lines(rows: Iterator[dict[str, Any]], *, batch: int = RESULTS_BATCH) -> Iterator[bytes]:
+    """Rows as JSONL, a batch of lines per chunk: one write per line would dominate the cost."""
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    lines: list[str] = []
+    for row in rows:
+        lines.append(encode(row))
+        if len(lines) >= batch:
+            yield ("\n".join(lines) + "\n").encode()
+            lines = []
+    if lines:
+        yield ("\n".join(lines) + "\n").encode()
+
+
+@extend_schema(parameters=[RUN_ID], tags=["runs"])
+class RunResultsApi(APIView):
+    renderer_classes = [JSONRenderer, NDJSONRenderer]
+
+    @extend_schema(
+        operation_id="runs_results",
+        description="Every block's result as JSONL, one line per block in block order, streamed.",
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(
+                ResultLineSerializer, description="One such object per line."
+            ),
+            **error_responses(401, 404),
+        },
+    )
+    def get(self, request: Request, run_id: str) -> StreamingHttpResponse:
+        run = visible_run(request, run_id)
+        response = StreamingHttpResponse(jsonl_lines(run_results(run_id=run.pk)),
+                                         content_type="application/x-ndjson")
+        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.jsonl"'
+        return response

@@ -1,0 +1,322 @@
+"""The API's shapes for runs, blocks, attempts and results.
+
+Input serializers check types and ranges (so the schema documents them); the services remain the
+authority and check again. Output serializers list their fields explicitly, so that a new model field
+(or a key's secret) is never published by accident."""
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.runs.models import AttemptOutcome, BlockStatus, PassScope, Run, RunStatus
+from apps.runs.selectors import RUN_ORDERINGS
+
+PROMPT_MAX_CHARS = 500_000
+DEFAULT_OPTIONS: dict[str, Any] = {"cache": False, "cache_ttl": "5m", "pack_size": 1, "stream": False,
+                                   "max_cost_usd": None}
+
+
+def _reject_unknown(serializer: serializers.Serializer, data: Any) -> None:
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - set(serializer.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+
+
+# --- input -----------------------------------------------------------------------------------------
+
+class RunOptionsSerializer(serializers.Serializer):
+    cache = serializers.BooleanField(default=False, help_text="Cache the stable prompt prefix.")
+    cache_ttl = serializers.ChoiceField(choices=["5m", "1h"], default="5m")
+    pack_size = serializers.IntegerField(min_value=1, max_value=50, default=1,
+                                         help_text="Blocks sent together in one call.")
+    stream = serializers.BooleanField(default=False)
+    max_cost_usd = serializers.DecimalField(
+        max_digits=12, decimal_places=4, min_value=Decimal("0.0001"), required=False, allow_null=True,
+        default=None, help_text="The run pauses once it has spent this much.",
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        _reject_unknown(self, data)
+        return super().to_internal_value(data)
+
+
+def stored_options(validated: dict[str, Any] | None) -> dict[str, Any]:
+    """Options as stored on the run: every default spelled out, JSON-safe, no budget if none."""
+    options = {**DEFAULT_OPTIONS, **(validated or {})}
+    budget = options.pop("max_cost_usd")
+    if budget is not None:
+        options["max_cost_usd"] = str(budget)
+    return options
+
+
+class BlockInputSerializer(serializers.Serializer):
+    uid = serializers.CharField(max_length=200, required=False,
+                                help_text="Unique within the run; defaults to line-N (N from 1).")
+    input = serializers.CharField(trim_whitespace=False)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        _reject_unknown(self, data)
+        return super().to_internal_value(data)
+
+
+class RunSettingsSerializer(serializers.Serializer):
+    """The fields shared by an inline create and an upload."""
+
+    key = serializers.IntegerField(min_value=1, max_value=2**63 - 1,
+                                   help_text="Id of one of your provider keys.")
+    model = serializers.CharField(max_length=100)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    system_prompt = serializers.CharField(max_length=PROMPT_MAX_CHARS, required=False, allow_blank=True,
+                                          default="", trim_whitespace=False)
+    prompt_template = serializers.CharField(
+        max_length=PROMPT_MAX_CHARS, required=False, default="{input}", trim_whitespace=False,
+        help_text="`{input}` is replaced by each block's input.",
+    )
+    max_tokens = serializers.IntegerField(min_value=1, max_value=128_000, default=1024)
+    max_attempts = serializers.IntegerField(min_value=1, max_value=20, default=3)
+    parallelism = serializers.IntegerField(min_value=1, max_value=1000, default=16)
+    temperature = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True,
+                                         default=None)
+
+
+class RunCreateInputSerializer(RunSettingsSerializer):
+    """A run with its blocks inline."""
+
+    options = RunOptionsSerializer(required=False)
+    blocks = BlockInputSerializer(many=True, allow_empty=False, min_length=1)
+
+
+class RunUploadInputSerializer(RunSettingsSerializer):
+    """A run with its blocks in a JSONL file; `options`, if given, is a JSON string."""
+
+    file = serializers.FileField(
+        allow_empty_file=False,
+        help_text='JSONL: one block per line, `{"input": "...", "uid": "..."}` (uid optional).',
+    )
+    options = serializers.CharField(
+        required=False, help_text='The options as a JSON object, e.g. `{"pack_size": 10, "cache": true}`.',
+    )
+
+    def validate_options(self, value: str) -> dict[str, Any]:
+        try:
+            raw = json.loads(value)
+        except (ValueError, RecursionError):
+            raise serializers.ValidationError("Must be a JSON object.") from None
+        if not isinstance(raw, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        options = RunOptionsSerializer(data=raw)
+        options.is_valid(raise_exception=True)
+        return options.validated_data
+
+
+class ReseedInputSerializer(serializers.Serializer):
+    scope = serializers.ChoiceField(choices=[
+        (PassScope.ALL.value, "every block"),
+        (PassScope.FAILED.value, "only the failed blocks"),
+        (PassScope.FILTER.value, "the blocks matching status, error_code and/or prompt_version"),
+    ])
+    status = serializers.ChoiceField(choices=BlockStatus.choices, required=False)
+    error_code = serializers.CharField(max_length=64, required=False)
+    prompt_version = serializers.CharField(max_length=64, required=False)
+    model = serializers.CharField(max_length=100, required=False, help_text="Change the run's model.")
+    system_prompt = serializers.CharField(max_length=PROMPT_MAX_CHARS, required=False, allow_blank=True,
+                                          trim_whitespace=False)
+    prompt_template = serializers.CharField(max_length=PROMPT_MAX_CHARS, required=False,
+                                            trim_whitespace=False)
+
+
+class RunFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
+    model = serializers.CharField(max_length=100, required=False)
+    created_after = serializers.DateTimeField(required=False, help_text="Created at or after.")
+    created_before = serializers.DateTimeField(required=False, help_text="Created before.")
+    ordering = serializers.ChoiceField(choices=list(RUN_ORDERINGS), default="-created_at")
+
+
+class BlockFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=BlockStatus.choices, required=False)
+    error_code = serializers.CharField(max_length=64, required=False)
+
+
+# --- output ----------------------------------------------------------------------------------------
+
+class UsageSerializer(serializers.Serializer):
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cache_creation_input_tokens = serializers.IntegerField()
+    cache_read_input_tokens = serializers.IntegerField()
+    cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8)
+
+
+class RunCountsSerializer(serializers.Serializer):
+    """Kept by the engine in the same transaction as each result, so exact at every moment."""
+
+    total = serializers.IntegerField(source="total_blocks")
+    succeeded = serializers.IntegerField(source="completed_blocks")
+    failed = serializers.IntegerField(source="failed_blocks")
+    canceled = serializers.IntegerField(source="canceled_blocks")
+    remaining = serializers.SerializerMethodField()
+
+    def get_remaining(self, run: Run) -> int:
+        return run.total_blocks - run.terminal_blocks
+
+
+class RunOptionsOutputSerializer(serializers.Serializer):
+    cache = serializers.BooleanField()
+    cache_ttl = serializers.CharField()
+    pack_size = serializers.IntegerField()
+    stream = serializers.BooleanField()
+    max_cost_usd = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True)
+
+    def to_representation(self, instance: dict[str, Any]) -> dict[str, Any]:
+        return super().to_representation({**DEFAULT_OPTIONS, **(instance or {})})
+
+
+class RunSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    owner = serializers.CharField(source="owner.get_username")
+    key = serializers.IntegerField(source="key_id", allow_null=True,
+                                   help_text="The provider key's id (never its secret); null once deleted.")
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    paused_reason = serializers.CharField()
+    model = serializers.CharField()
+    system_prompt = serializers.CharField()
+    prompt_template = serializers.CharField()
+    max_tokens = serializers.IntegerField()
+    temperature = serializers.FloatField(allow_null=True)
+    max_attempts = serializers.IntegerField()
+    parallelism = serializers.IntegerField()
+    options = RunOptionsOutputSerializer()
+    counts = RunCountsSerializer(source="*")
+    progress = serializers.FloatField(help_text="Share of blocks in a terminal state, 0 to 1.")
+    usage = UsageSerializer(source="*", help_text="Every call, accepted or not, across all passes.")
+    pipeline_version = serializers.CharField()
+    prompt_version = serializers.CharField()
+    current_pass = serializers.IntegerField()
+    idempotency_key = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    duration_seconds = serializers.SerializerMethodField(
+        help_text="From start to finish, or to now while the run is unfinished; null before it starts."
+    )
+
+    def get_duration_seconds(self, run: Run) -> float | None:
+        if run.started_at is None:
+            return None
+        return round(((run.finished_at or timezone.now()) - run.started_at).total_seconds(), 3)
+
+
+class BlockStatusCountsSerializer(serializers.Serializer):
+    pending = serializers.IntegerField()
+    claimed = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    canceled = serializers.IntegerField()
+
+
+class RunPassFilterSerializer(serializers.Serializer):
+    status = serializers.ListField(child=serializers.ChoiceField(choices=BlockStatus.choices),
+                                   required=False)
+    error_code = serializers.CharField(required=False)
+    prompt_version = serializers.CharField(required=False)
+
+
+class RunPassSerializer(serializers.Serializer):
+    """One pass over the run: what it took back to pending, with which model and prompt, and the
+    run's counts when it began."""
+
+    number = serializers.IntegerField()
+    scope = serializers.ChoiceField(choices=PassScope.choices)
+    filter = RunPassFilterSerializer()
+    model = serializers.CharField()
+    system_prompt = serializers.CharField()
+    prompt_template = serializers.CharField()
+    prompt_version = serializers.CharField()
+    pipeline_version = serializers.CharField()
+    selected_blocks = serializers.IntegerField()
+    prior_completed_blocks = serializers.IntegerField()
+    prior_failed_blocks = serializers.IntegerField()
+    prior_canceled_blocks = serializers.IntegerField()
+    prior_cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8)
+    created_at = serializers.DateTimeField()
+
+
+class RunDetailSerializer(RunSerializer):
+    block_statuses = serializers.SerializerMethodField(
+        help_text="Blocks per status, counted from the blocks themselves."
+    )
+    passes = RunPassSerializer(
+        many=True, source="passes.all",
+        help_text="The run's passes, oldest first; recorded from its first reseed on (until then, "
+                  "empty: the run itself is pass 1).",
+    )
+
+    @extend_schema_field(BlockStatusCountsSerializer)
+    def get_block_statuses(self, run: Run) -> dict[str, int]:
+        return self.context["block_statuses"]
+
+
+class BlockSerializer(serializers.Serializer):
+    uid = serializers.CharField()
+    block_index = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=BlockStatus.choices)
+    attempt_count = serializers.IntegerField(source="attempts", help_text="Claims in the current pass.")
+    error_code = serializers.CharField()
+    error_message = serializers.CharField()
+    latency_ms = serializers.IntegerField(allow_null=True)
+    usage = UsageSerializer(source="*")
+    model = serializers.CharField()
+    pipeline_version = serializers.CharField()
+    prompt_version = serializers.CharField()
+    pass_number = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class AttemptSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    pass_number = serializers.IntegerField()
+    outcome = serializers.ChoiceField(choices=AttemptOutcome.choices)
+    accepted = serializers.BooleanField(help_text="False if the result arrived after the lease was lost.")
+    http_status = serializers.IntegerField(allow_null=True)
+    error_code = serializers.CharField()
+    error_message = serializers.CharField()
+    request_id = serializers.CharField()
+    latency_ms = serializers.IntegerField(allow_null=True)
+    model = serializers.CharField()
+    usage = UsageSerializer(source="*")
+    output = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class BlockDetailSerializer(BlockSerializer):
+    input = serializers.CharField()
+    output = serializers.CharField(allow_null=True)
+    attempts = AttemptSerializer(source="attempt_set", many=True)
+
+
+class ResultErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ResultLineSerializer(serializers.Serializer):
+    """One line of the JSONL export (documentation only: the export is written without DRF)."""
+
+    uid = serializers.CharField()
+    block_index = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=BlockStatus.choices)
+    output = serializers.CharField(allow_null=True)
+    error = ResultErrorSerializer(allow_null=True)
+    attempts = serializers.IntegerField()
+    usage = UsageSerializer()
+    model = serializers.CharField()
+    prompt_version = serializers.CharField()
+    pass_number = serializers.IntegerField()

@@ -1,0 +1,101 @@
+"""Turning a create request's blocks (inline JSON or an uploaded JSONL file) into BlockSpecs, lazily.
+
+An upload is never whole in memory: Django spools it to disk, `file_lines` reads it back in small
+chunks, `parse_jsonl` validates one line at a time and `run_create` writes them in chunks. What is
+held at once is one chunk of blocks plus the set of uids seen (for duplicates)."""
+
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from apps.runs.services import BlockSpec, SubmissionError, parse_jsonl
+from apps.runs.services.submission import block_from_object
+
+READ_SIZE = 256 * 1024
+# One block's line. Far above any input a model accepts, and what bounds memory per line.
+MAX_LINE_BYTES = 4 * 1024 * 1024
+
+
+class TooManyBlocks(Exception):
+    def __init__(self, limit: int):
+        super().__init__(f"a run holds at most {limit:,} blocks")
+        self.limit = limit
+
+
+class LineReader:
+    """The lines of a binary file, read in chunks; counts them so errors can name the line."""
+
+    def __init__(self, file: IO[bytes], *, max_line_bytes: int = MAX_LINE_BYTES):
+        self.file = file
+        self.max_line_bytes = max_line_bytes
+        self.line = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending = b""
+        while chunk := self.file.read(READ_SIZE):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield self._count(line)
+            if len(pending) > self.max_line_bytes:
+                raise SubmissionError(f"is longer than {self.max_line_bytes:,} bytes", line=self.line + 1)
+        if pending:
+            yield self._count(pending)
+
+    def _count(self, line: bytes) -> bytes:
+        self.line += 1
+        if len(line) > self.max_line_bytes:
+            raise SubmissionError(f"is longer than {self.max_line_bytes:,} bytes", line=self.line)
+        return line
+
+
+def _storable(text: str) -> bool:
+    """PostgreSQL text holds neither NUL nor unpaired surrogates (which valid JSON can spell)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class CountedBlocks:
+    """Blocks with a ceiling, counted as they go. `count` stays 0 if run_create never read them, which
+    is how a caller tells a new run from one an Idempotency-Key found."""
+
+    def __init__(self, specs: Iterable[BlockSpec], *, limit: int):
+        self.specs = specs
+        self.limit = limit
+        self.count = 0
+
+    def __iter__(self) -> Iterator[BlockSpec]:
+        for spec in self.specs:
+            self.count += 1
+            if self.count > self.limit:
+                raise TooManyBlocks(self.limit)
+            for field, value in (("input", spec.input), ("uid", spec.uid)):
+                if not _storable(value):
+                    raise SubmissionError(f"`{field}` contains a NUL or an unpaired surrogate character",
+                                          field=field, line=spec.line)
+            yield spec
+
+
+def jsonl_blocks(reader: LineReader) -> Iterator[BlockSpec]:
+    """Blocks of an uploaded JSONL file. A line nested too deeply for the JSON parser is bad input
+    like any other, reported with its line."""
+    specs = parse_jsonl(reader)
+    while True:
+        try:
+            spec = next(specs)
+        except StopIteration:
+            return
+        except RecursionError:
+            raise SubmissionError("is nested too deeply", line=reader.line) from None
+        yield spec
+
+
+def inline_blocks(items: Iterable[dict[str, Any]]) -> Iterator[BlockSpec]:
+    """Blocks given inline, already type-checked by the serializer; `line` is the 1-based position,
+    so a block without a uid gets the same one it would get as line N of a file."""
+    for position, item in enumerate(items, start=1):
+        yield block_from_object(item, line=position)
