@@ -21,6 +21,7 @@ from apps.keys.services import (
     key_schedule_validation,
     key_update,
 )
+from config.api.throttles import WRITES
 
 
 class KeyConflict(APIException):
@@ -39,6 +40,8 @@ class KeyViewSet(viewsets.ModelViewSet):
     # JSON only: the browsable API re-renders a failed form with the submitted values, which for
     # this endpoint would put the secret into an HTML page.
     renderer_classes = [JSONRenderer]
+    # Creating, changing, validating and deleting keys count as writes (config/api/throttles.py).
+    throttle_scope = WRITES
     # No PUT: an update changes only what is sent, which is PATCH.
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 

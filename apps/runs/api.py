@@ -50,11 +50,12 @@ from apps.runs.services import (
     BlockSpec,
     RunStateError,
     SubmissionError,
+    parse_jsonl,
     run_cancel,
     run_create_idempotent,
     run_resume,
 )
-from apps.runs.uploads import CountedBlocks, LineReader, TooManyBlocks, inline_blocks, jsonl_blocks
+from apps.runs.uploads import CountedBlocks, LineReader, TooManyBlocks, inline_blocks
 from config.api.errors import Conflict, InputError, PayloadTooLarge, error_responses
 from config.api.pagination import IndexCursorPagination, PagePagination
 from config.api.parsers import JSONParser
@@ -214,7 +215,7 @@ class RunListCreateApi(GenericAPIView):
         data["options"] = stored_options(data.get("options"))
         uploaded = data.pop("file")
         uploaded.seek(0)
-        return data, jsonl_blocks(LineReader(uploaded))
+        return data, parse_jsonl(LineReader(uploaded))
 
 
 @extend_schema(parameters=[RUN_ID], tags=["runs"])

@@ -7,7 +7,7 @@ held at once is one chunk of blocks plus the set of uids seen (for duplicates)."
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from apps.runs.services import BlockSpec, SubmissionError, parse_jsonl
+from apps.runs.services import BlockSpec, SubmissionError
 from apps.runs.services.submission import block_from_object
 
 READ_SIZE = 256 * 1024
@@ -48,17 +48,6 @@ class LineReader:
         return line
 
 
-def _storable(text: str) -> bool:
-    """PostgreSQL text holds neither NUL nor unpaired surrogates (which valid JSON can spell)."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 class CountedBlocks:
     """Blocks with a ceiling, counted as they go. `count` stays 0 if run_create never read them, which
     is how a caller tells a new run from one an Idempotency-Key found."""
@@ -73,25 +62,7 @@ class CountedBlocks:
             self.count += 1
             if self.count > self.limit:
                 raise TooManyBlocks(self.limit)
-            for field, value in (("input", spec.input), ("uid", spec.uid)):
-                if not _storable(value):
-                    raise SubmissionError(f"`{field}` contains a NUL or an unpaired surrogate character",
-                                          field=field, line=spec.line)
             yield spec
-
-
-def jsonl_blocks(reader: LineReader) -> Iterator[BlockSpec]:
-    """Blocks of an uploaded JSONL file. A line nested too deeply for the JSON parser is bad input
-    like any other, reported with its line."""
-    specs = parse_jsonl(reader)
-    while True:
-        try:
-            spec = next(specs)
-        except StopIteration:
-            return
-        except RecursionError:
-            raise SubmissionError("is nested too deeply", line=reader.line) from None
-        yield spec
 
 
 def inline_blocks(items: Iterable[dict[str, Any]]) -> Iterator[BlockSpec]:

@@ -97,3 +97,9 @@ def test_each_user_has_their_own_allowance(owner, outsider, run, api, rates):
     rates(writes="1/min")
     api(outsider).post(f"/api/v1/runs/{run.pk}/cancel/")
     assert api(owner).post(f"/api/v1/runs/{run.pk}/cancel/").status_code == 200
+
+
+def test_an_unknown_api_url_is_a_404_in_the_shared_shape(client):
+    response = client.get("/api/v1/no-such-thing/")
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": "Not found."}}

@@ -79,3 +79,18 @@ def test_the_run_is_stamped_with_pipeline_and_prompt_versions(owner, key):
     assert a.pipeline_version == "1"
     assert a.prompt_version != b.prompt_version
     assert a.blocks.get().prompt_version == a.prompt_version
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b'{"input": "nul \\u0000 here"}\n', "line 1: `input` contains a NUL"),
+        (b'{"input": "half \\ud800 pair"}\n', "line 1: `input` contains a NUL or an unpaired"),
+        (b"[" * 100_000 + b"\n", "line 1: is nested too deeply"),
+    ],
+)
+def test_text_postgresql_cannot_store_is_refused_by_line(owner, key, text, message):
+    with pytest.raises(SubmissionError) as excinfo:
+        submit(owner, key, text)
+    assert str(excinfo.value).startswith(message)
+    assert Run.objects.count() == 0

@@ -38,6 +38,17 @@ class BlockSpec:
     line: int | None = None
 
 
+def _storable(text: str) -> bool:
+    """PostgreSQL text holds neither NUL nor unpaired surrogates, both of which valid JSON can spell."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def block_from_object(obj: Any, *, line: int) -> BlockSpec:
     """Validate one block given as a JSON value; a missing uid is derived from its line."""
     if not isinstance(obj, dict):
@@ -58,6 +69,10 @@ def block_from_object(obj: Any, *, line: int) -> BlockSpec:
     if len(uid) > MAX_UID_LENGTH:
         raise SubmissionError(f"`uid` is longer than {MAX_UID_LENGTH} characters", field="uid",
                               line=line)
+    for name, value in (("input", text), ("uid", uid)):
+        if not _storable(value):
+            raise SubmissionError(f"`{name}` contains a NUL or an unpaired surrogate character",
+                                  field=name, line=line)
     return BlockSpec(uid=uid, input=text, line=line)
 
 
@@ -76,6 +91,8 @@ def parse_jsonl(lines: Iterable[bytes | str]) -> Iterator[BlockSpec]:
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise SubmissionError(f"is not valid JSON ({exc.msg})", line=number) from None
+        except RecursionError:
+            raise SubmissionError("is nested too deeply", line=number) from None
         yield block_from_object(obj, line=number)
 
 
