@@ -22,22 +22,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scripts.bench_db import ensure_database  # noqa: E402  (needs ROOT on the path)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/conveyor_bench")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
 os.environ.setdefault("PROVIDER_HOST_ALLOWLIST", "127.0.0.1")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("PUMP_INTERVAL_SECONDS", "1")
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 async def plain_asyncio(base_url: str, secret: str, blocks: int, cap: int) -> float:

@@ -27,22 +27,15 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scripts.bench_db import ensure_database  # noqa: E402  (needs ROOT on the path)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/conveyor_measure")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 # DEBUG keeps every SQL statement in memory, which would be measured as the upload's.
 os.environ["DEBUG"] = "false"
 BOUNDARY = "conveyor-measure-boundary"
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def write_multipart(path: Path, *, fields: dict[str, str], blocks: int, input_chars: int) -> int:
