@@ -3,6 +3,7 @@ import time
 import pytest
 from django.db.models import Count
 
+from apps.failures.models import PipelineFailure
 from apps.runs.models import Attempt, Block
 from apps.runs.services import run_cancel
 from tests.e2e.conftest import run_status, wait_for
@@ -29,14 +30,20 @@ def test_a_2000_block_run_on_two_workers_ends_with_every_block_terminal_and_exac
     stack.worker("w1")
     stack.worker("w2")
     stack.beat()
-    run = make_run(owner, e2e_key, [f"essay {i}" for i in range(2000)], parallelism=64,
-                   max_attempts=5)
+    inputs = [f"essay {i}" for i in range(2000)]
+    inputs[10] = "flaky essay [[mock:status=500 times=2]]"
+    inputs[20] = "doomed essay [[mock:status=504]]"
+    run = make_run(owner, e2e_key, inputs, parallelism=64, max_attempts=5)
 
     wait_for(lambda: run_status(run) == "complete", timeout=240, what="run to complete",
              stack=stack)
 
     assert_counts_equal_states(run)
     assert run.completed_blocks + run.failed_blocks == 2000
+    flaky, doomed = run.blocks.get(block_index=10), run.blocks.get(block_index=20)
+    assert flaky.status == "succeeded" and flaky.attempts >= 3
+    assert (doomed.status, doomed.attempts, doomed.error_code) == ("failed", 5, "timeout_error")
+    assert PipelineFailure.objects.get(block=doomed).attempt_count == 5
     workers = set(Attempt.objects.filter(run=run).values_list("worker", flat=True))
     assert len({w.split(":")[0] for w in workers}) >= 1 and len(workers) >= 2
     # Every call the provider answered is an attempt we recorded: nothing billed twice unseen.
