@@ -25,9 +25,9 @@ from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.prompts import BlockInput, CallSpec, build_params, parse_packed_reply, request_sha256
 from apps.providers.usage import TokenUsage, cost_usd
 from apps.runs.models import Run, RunStatus
-from apps.runs.services.claiming import ClaimedBlock, blocks_claim, next_due_at
+from apps.runs.services.claiming import Claim, ClaimedBlock, blocks_claim, next_due_at
 from apps.runs.services.lifecycle import runs_pause_for_key_loss
-from apps.runs.services.outcomes import Outcome, outcomes_record
+from apps.runs.services.outcomes import Outcome, RecordReport, outcomes_record
 
 logger = logging.getLogger(__name__)
 
@@ -171,32 +171,55 @@ class Drainer:
         )
         return [o for part in parts for o in part]
 
+    def record_and_claim(self, outcomes: list[Outcome], limit: int
+                         ) -> tuple[RecordReport | None, Claim | None]:
+        """Runs in the database thread: write what finished, then refill the freed slots. One hop
+        to that thread per turn of the loop, not two, since every hop waits for the GIL."""
+        report = None
+        if outcomes:
+            report = outcomes_record(run_id=self.ctx.run_id, outcomes=outcomes, worker=self.worker,
+                                     secrets=self.secrets, key_revision=self.ctx.key_revision)
+            if report.run_status != RunStatus.RUNNING:
+                return report, None
+        claim = None
+        if limit > 0:
+            claim = blocks_claim(run_id=self.ctx.run_id, limit=limit, worker=self.worker)
+        return report, claim
+
     async def run(self, *, slice_seconds: float, poll_seconds: float = 0.25) -> DrainResult:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + slice_seconds
         run_id = self.ctx.run_id
         tasks: dict[asyncio.Task, int] = {}
         in_flight = 0
+        finished: list[Outcome] = []
         claiming = self.ctx.status in (RunStatus.QUEUED, RunStatus.RUNNING)
+        database = sync_to_async(self.record_and_claim, thread_sensitive=True)
         try:
             while True:
                 if claiming and loop.time() >= deadline:
                     claiming = False
                     self.result.sliced = True
                 wait_until = None
-                if claiming and in_flight < self.ctx.parallelism:
-                    claim = await sync_to_async(blocks_claim, thread_sensitive=True)(
-                        run_id=run_id, limit=self.ctx.parallelism - in_flight, worker=self.worker
-                    )
-                    if claim.run_status != RunStatus.RUNNING:
-                        claiming = False
-                    elif claim.throttled_until:
-                        wait_until = claim.throttled_until
-                    size = max(1, self.ctx.pack_size)
-                    for i in range(0, len(claim.blocks), size):
-                        pack = claim.blocks[i:i + size]
-                        tasks[asyncio.create_task(self.call_pack(pack, claim.lease_token))] = len(pack)
-                        in_flight += len(pack)
+                limit = self.ctx.parallelism - in_flight if claiming else 0
+                if finished or limit > 0:
+                    report, claim = await database(finished, limit)
+                    finished = []
+                    if report is not None:
+                        self.result.written += report.written
+                        if report.run_status != RunStatus.RUNNING:
+                            claiming = False
+                    if claim is not None:
+                        if claim.run_status != RunStatus.RUNNING:
+                            claiming = False
+                        elif claim.throttled_until:
+                            wait_until = claim.throttled_until
+                        size = max(1, self.ctx.pack_size)
+                        for i in range(0, len(claim.blocks), size):
+                            pack = claim.blocks[i:i + size]
+                            task = asyncio.create_task(self.call_pack(pack, claim.lease_token))
+                            tasks[task] = len(pack)
+                            in_flight += len(pack)
                 if not tasks:
                     if not claiming:
                         break
@@ -213,18 +236,9 @@ class Drainer:
                     continue
                 done, _ = await asyncio.wait(tasks, timeout=poll_seconds,
                                              return_when=asyncio.FIRST_COMPLETED)
-                outcomes: list[Outcome] = []
                 for task in done:
                     in_flight -= tasks.pop(task)
-                    outcomes.extend(task.result())
-                if outcomes:
-                    report = await sync_to_async(outcomes_record, thread_sensitive=True)(
-                        run_id=run_id, outcomes=outcomes, worker=self.worker, secrets=self.secrets,
-                        key_revision=self.ctx.key_revision,
-                    )
-                    self.result.written += report.written
-                    if report.run_status != RunStatus.RUNNING:
-                        claiming = False
+                    finished.extend(task.result())
         finally:
             for task in tasks:
                 task.cancel()
