@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from apps.keys.models import ProviderKey
 from apps.providers.catalog import get_model
@@ -142,22 +142,7 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
         prompt_version=prompt_version(system_prompt, prompt_template),
         idempotency_key=idempotency_key or None,
     )
-    seen: set[str] = set()
-    chunk: list[Block] = []
-    total = 0
-    for spec in blocks:
-        if spec.uid in seen:
-            raise SubmissionError(f"duplicate uid {spec.uid!r}", field="uid", line=spec.line)
-        seen.add(spec.uid)
-        chunk.append(Block(run=run, block_index=total, uid=spec.uid, input=spec.input,
-                           model=model, pipeline_version=run.pipeline_version,
-                           prompt_version=run.prompt_version))
-        total += 1
-        if len(chunk) >= CHUNK_SIZE:
-            Block.objects.bulk_create(chunk)
-            chunk = []
-    if chunk:
-        Block.objects.bulk_create(chunk)
+    total = _insert_blocks(run, _unique(blocks))
     if total == 0:
         raise SubmissionError("a run needs at least one block", field="blocks")
     Run.objects.filter(pk=run.pk).update(total_blocks=total)
@@ -165,6 +150,53 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
     if dispatch:
         transaction.on_commit(lambda: run_dispatch(run_id=run.pk))
     return run
+
+
+def _unique(blocks: Iterable[BlockSpec]) -> Iterator[BlockSpec]:
+    seen: set[str] = set()
+    for spec in blocks:
+        if spec.uid in seen:
+            raise SubmissionError(f"duplicate uid {spec.uid!r}", field="uid", line=spec.line)
+        seen.add(spec.uid)
+        yield spec
+
+
+def _insert_blocks(run: Run, blocks: Iterable[BlockSpec]) -> int:
+    """Insert the run's blocks as they stream in; returns how many.
+
+    On PostgreSQL one COPY carries them all: rows are the same prepared values but for index, uid
+    and input, so a block costs microseconds (bulk_create spent ~200 us each building model instances
+    and preparing values: 23 s for 100,000). Elsewhere (the SQLite demo), bulk_create in chunks."""
+    def block(index: int, spec: BlockSpec) -> Block:
+        return Block(run=run, block_index=index, uid=spec.uid, input=spec.input, model=run.model,
+                     pipeline_version=run.pipeline_version, prompt_version=run.prompt_version)
+
+    total = 0
+    if connection.vendor != "postgresql":
+        chunk: list[Block] = []
+        for spec in blocks:
+            chunk.append(block(total, spec))
+            total += 1
+            if len(chunk) >= CHUNK_SIZE:
+                Block.objects.bulk_create(chunk)
+                chunk = []
+        Block.objects.bulk_create(chunk)
+        return total
+
+    template = block(0, BlockSpec(uid="", input=""))
+    fields = [f for f in Block._meta.concrete_fields if not f.primary_key]
+    row = [f.get_db_prep_save(f.pre_save(template, True), connection) for f in fields]
+    slot = {f.attname: i for i, f in enumerate(fields)}
+    index_at, uid_at, input_at = slot["block_index"], slot["uid"], slot["input"]
+    qn = connection.ops.quote_name
+    sql = (f"COPY {qn(Block._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+           "FROM STDIN")
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        for spec in blocks:
+            row[index_at], row[uid_at], row[input_at] = total, spec.uid, spec.input
+            copy.write_row(row)
+            total += 1
+    return total
 
 
 def run_create_idempotent(**kwargs: Any) -> Run:
