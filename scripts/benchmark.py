@@ -54,13 +54,18 @@ async def plain_asyncio(base_url: str, secret: str, blocks: int, cap: int) -> fl
 
 
 def pipeline(base_url: str, secret: str, blocks: int, cap: int, workers: int) -> float:
+    import redis
     from django.contrib.auth import get_user_model
 
     from apps.runs.models import Run
-    from apps.runs.services import BlockSpec, run_create
+    from apps.runs.services import BlockSpec, run_cancel, run_create
     from tests.factories import make_key
 
     user, _ = get_user_model().objects.get_or_create(username="bench")
+    # Runs left active by an interrupted benchmark would compete for the worker: end them first.
+    for stale in Run.objects.filter(owner=user, status__in=["queued", "running", "paused"]):
+        run_cancel(run_id=stale.pk)
+    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
     key = make_key(user, base_url=base_url, secret=secret, label=f"bench-{time.time_ns()}")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs = []
@@ -93,7 +98,11 @@ def pipeline(base_url: str, secret: str, blocks: int, cap: int, workers: int) ->
             for proc in procs:
                 proc.terminate()
             for proc in procs:
-                proc.wait(20)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:  # a drain mid-slice: its leases simply expire
+                    proc.kill()
+                    proc.wait()
     run.refresh_from_db()
     assert run.completed_blocks == blocks, run.completed_blocks
     return blocks / elapsed

@@ -128,6 +128,9 @@ CONVEYOR = {
     "PUMP_INTERVAL_SECONDS": env.float("PUMP_INTERVAL_SECONDS", default=5.0),
     # How often the dead-letter replay runs.
     "REPLAY_INTERVAL_SECONDS": env.float("REPLAY_INTERVAL_SECONDS", default=60.0),
+    # Most calls one drain (one worker process) keeps in flight. A run whose parallelism is larger
+    # gets more drains from the pump, on other processes, until its parallelism is in use.
+    "DRAIN_MAX_IN_FLIGHT": env.int("DRAIN_MAX_IN_FLIGHT", default=256),
     # How long one drain task runs before it hands the run back to the queue.
     "DRAIN_SLICE_SECONDS": env.float("DRAIN_SLICE_SECONDS", default=60.0),
     # Client timeout for one provider call; the lease is this plus a margin.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
@@ -109,6 +110,8 @@ class Drainer:
         self.secrets = (ctx.api_key,)
         self.client = make_async_client(api_key=ctx.api_key, base_url=ctx.base_url)
         self.result = DrainResult()
+        # This drain's share; the run-wide bound is enforced by the claim itself.
+        self.cap = min(ctx.parallelism, settings.CONVEYOR["DRAIN_MAX_IN_FLIGHT"])
 
     async def call_pack(self, blocks: list[ClaimedBlock], token: Any) -> list[Outcome]:
         try:
@@ -201,7 +204,7 @@ class Drainer:
                     claiming = False
                     self.result.sliced = True
                 wait_until = None
-                limit = self.ctx.parallelism - in_flight if claiming else 0
+                limit = self.cap - in_flight if claiming else 0
                 if finished or limit > 0:
                     report, claim = await database(finished, limit)
                     finished = []
