@@ -16,7 +16,7 @@ from apps.keys.services import key_create
 from apps.providers.mock.testing import MockHandle, running_mock
 from config.celery_app import app as celery_app
 
-GOOD_SECRET = "sk-ant-api03-Good7Hq2Lw9Xv4Rb8Nc1Jd6Kf3MtPz0Aa"
+GOOD_SECRET = "sk-ant-fake.Good7Hq2Lw9Xv4Rb8Nc1Jd6Kf3MtPz0Aa"
 # Matches none of the redaction patterns: only the exact-secret replacement can hide it.
 PROXY_SECRET = "proxy-credential-7Hq2Lw9Xv4Rb8Nc1Jd6Kf3MtQ"
 

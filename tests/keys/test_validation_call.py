@@ -15,7 +15,7 @@ from apps.runs.models import Run, RunStatus
 from apps.runs.services.lifecycle import KEY_PAUSE_PREFIX
 from tests.keys.conftest import GOOD_SECRET
 
-BAD_SECRET = "sk-ant-api03-Revoked0000000000000000000000000"
+BAD_SECRET = "sk-ant-fake.Revoked0000000000000000000000000"
 
 
 def paused_run(key: ProviderKey) -> Run:
