@@ -212,7 +212,7 @@ def _record(run_id: Any, outcomes: list[Outcome], worker: str, secrets: tuple[st
     ending = run.status in (RunStatus.CANCELING, RunStatus.CANCELED)
     # The fence: lock the rows that are still claimed under the lease each outcome was given.
     # Rows locked here cannot change under us, so the new values are computed from them and
-    # written back in one bulk UPDATE: a constant number of queries per batch, however large.
+    # written back by one executemany UPDATE: a constant number of round trips per batch.
     tokens = {o.block_id: o.lease_token for o in outcomes}
     held = {
         b.id: b
@@ -232,19 +232,19 @@ def _record(run_id: Any, outcomes: list[Outcome], worker: str, secrets: tuple[st
     for outcome in outcomes:
         block = held.pop(outcome.block_id, None)  # pop: a block answers once per batch
         matched = block is not None
-        if block is not None:
+        if block is None:
+            # Fenced out: the lease was taken over. Record what the call was, change nothing.
+            report.fenced_out += 1
+            failure = outcome.failure
+            decision = _Decision(BlockStatus.CLAIMED, _attempt_outcome_of(outcome),
+                                 error_code=failure.code if failure else "",
+                                 error_message=failure.message if failure else "")
+        else:
             decision = _decide(outcome, block, run, now)
             if decision.status == BlockStatus.PENDING and ending:
                 decision.status = BlockStatus.CANCELED
             _apply(block, outcome, decision, run, now, terminal=decision.status in counts)
             changed.append(block)
-        else:
-            # Fenced out: the lease was taken over. Record what the call was, change nothing.
-            failure = outcome.failure
-            decision = _Decision(BlockStatus.CLAIMED, _attempt_outcome_of(outcome),
-                                 error_code=failure.code if failure else "",
-                                 error_message=failure.message if failure else "")
-        if matched:
             report.written += 1
             if decision.status in counts:
                 counts[decision.status] += 1
@@ -261,8 +261,6 @@ def _record(run_id: Any, outcomes: list[Outcome], worker: str, secrets: tuple[st
             if decision.attempt_outcome == AttemptOutcome.KEY_REJECTED and outcome.failure:
                 key_effects.append(outcome.failure)
                 pause_reason = f"{KEY_PAUSE_PREFIX}: {decision.error_code}: {decision.error_message}"
-        else:
-            report.fenced_out += 1
         usage += outcome.usage
         cost += outcome.cost_usd
         failure = outcome.failure
