@@ -1,4 +1,5 @@
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -107,6 +108,14 @@ class Run(Usage):
         return self.terminal_blocks / self.total_blocks if self.total_blocks else 1.0
 
 
+class BlockQuerySet(models.QuerySet["Block"]):
+    def due(self, now: datetime) -> "BlockQuerySet":
+        """Pending blocks whose wait (retry backoff, throttling) is over: what a claim may take."""
+        return self.filter(status=BlockStatus.PENDING).filter(
+            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+        )
+
+
 class Block(Usage):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="blocks")
     block_index = models.PositiveIntegerField()
@@ -133,6 +142,8 @@ class Block(Usage):
     pass_number = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = BlockQuerySet.as_manager()
 
     class Meta:
         ordering = ["run", "block_index"]

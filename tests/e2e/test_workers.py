@@ -45,7 +45,7 @@ def test_a_2000_block_run_on_two_workers_ends_with_every_block_terminal_and_exac
     assert (doomed.status, doomed.attempts, doomed.error_code) == ("failed", 5, "timeout_error")
     assert PipelineFailure.objects.get(block=doomed).attempt_count == 5
     workers = set(Attempt.objects.filter(run=run).values_list("worker", flat=True))
-    assert len({w.split(":")[0] for w in workers}) >= 1 and len(workers) >= 2
+    assert len(workers) >= 2  # both worker processes took part
     # Every call the provider answered is an attempt we recorded: nothing billed twice unseen.
     billed = mock_process.stats()["by_path"].get("/v1/messages", 0)
     assert Attempt.objects.filter(run=run).exclude(outcome="lease_expired").count() == billed

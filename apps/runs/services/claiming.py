@@ -65,8 +65,8 @@ def blocks_claim(*, run_id: Any, limit: int, worker: str) -> Claim:
     if limit <= 0:
         return Claim(run_status=run.status)
     ids = list(
-        Block.objects.filter(run_id=run.pk, status=BlockStatus.PENDING)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        Block.objects.due(now)
+        .filter(run_id=run.pk)
         .order_by("block_index")
         .select_for_update(skip_locked=True)
         .values_list("id", flat=True)[:limit]

@@ -19,8 +19,8 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from apps.keys.crypto import decrypt_secret
 from apps.keys.redaction import redact
+from apps.keys.services import key_secret
 from apps.providers.client import call_messages, make_async_client
 from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.prompts import BlockInput, CallSpec, build_params, parse_packed_reply, request_sha256
@@ -76,7 +76,7 @@ def drain_context(run_id: Any) -> DrainContext | None:
         key_id=run.key.pk,
         key_revision=run.key.revision,
         status=run.status,
-        api_key=decrypt_secret(run.key.secret_ciphertext),
+        api_key=key_secret(key=run.key),
         base_url=run.key.base_url,
         spec=CallSpec(
             model=run.model, system_prompt=run.system_prompt, prompt_template=run.prompt_template,
