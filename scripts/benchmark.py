@@ -123,7 +123,7 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from apps.providers.mock.testing import running_mock_process
+    from mock_provider.testing import running_mock_process
 
     secret = "bench-mock-key"
     with running_mock_process(api_keys=[secret], latency_ms=args.latency_ms) as mock:

@@ -15,8 +15,8 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from apps.providers.mock.testing import MockHandle, running_mock_process
 from apps.runs.models import Run
+from mock_provider.testing import MockHandle, running_mock_process
 from tests.factories import SECRET, make_key
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ from rest_framework.test import APIClient
 
 from apps.keys.models import ProviderKey
 from apps.keys.services import key_create
-from apps.providers.mock.testing import MockHandle, running_mock
 from config.celery_app import app as celery_app
+from mock_provider.testing import MockHandle, running_mock
 
 GOOD_SECRET = "sk-ant-fake.Good7Hq2Lw9Xv4Rb8Nc1Jd6Kf3MtPz0Aa"
 # Matches none of the redaction patterns: only the exact-secret replacement can hide it.

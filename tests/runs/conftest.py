@@ -4,7 +4,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from apps.providers.mock.testing import MockHandle, running_mock
+from mock_provider.testing import MockHandle, running_mock
 from tests.factories import SECRET, make_key
 
 

@@ -2,7 +2,7 @@
 
 Prints `Mock Anthropic API listening on http://HOST:PORT` once it accepts connections (with `--port 0`
 that line is the only way to learn the port) and stops cleanly on SIGINT or SIGTERM. Options: see
-`--help` or docs/mock-provider.md; `python -m apps.providers.mock` takes the same ones.
+`--help` or docs/mock-provider.md; `python -m mock_provider` takes the same ones.
 """
 
 import asyncio
@@ -10,8 +10,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.providers.mock.cli import add_arguments, config_from_options, serve_until_signalled
-from apps.providers.mock.server import MockServer
+from mock_provider.cli import add_arguments, config_from_options, serve_until_signalled
+from mock_provider.server import MockServer
 
 
 class Command(BaseCommand):

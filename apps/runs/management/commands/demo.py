@@ -20,12 +20,12 @@ from django.db import close_old_connections
 from apps.keys.models import ProviderKey
 from apps.keys.services import key_create, key_update
 from apps.providers.catalog import catalog
-from apps.providers.mock.testing import running_mock
 from apps.runs.models import Run
 from apps.runs.progress import SETTLED, follow_run, summary
 from apps.runs.services import SubmissionError, parse_jsonl, run_create
 from apps.runs.services.drain import drain_run
 from config.celery_app import app as celery_app
+from mock_provider.testing import running_mock
 
 SAMPLE = Path(settings.BASE_DIR) / "samples" / "essays.jsonl"
 DEMO_SECRET = "demo-local-mock-key"

@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from apps.providers.mock.prompt import TTL_SECONDS, ParsedRequest
+from mock_provider.prompt import TTL_SECONDS, ParsedRequest
 
 LOOKBACK_BLOCKS = 20
 # Expired entries are only dropped lazily on lookup; sweep now and then so a soak run stays bounded.

@@ -2,9 +2,9 @@
 
 from aiohttp import web
 
-from apps.providers.mock.app import STATE, count_tokens, create_message, envelope, get_model, list_models
-from apps.providers.mock.control import add_control_routes
-from apps.providers.mock.state import MockState
+from mock_provider.app import STATE, count_tokens, create_message, envelope, get_model, list_models
+from mock_provider.control import add_control_routes
+from mock_provider.state import MockState
 
 
 def create_app(state: MockState) -> web.Application:

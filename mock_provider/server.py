@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from apps.providers.mock.config import MockConfig
-from apps.providers.mock.routes import create_app
-from apps.providers.mock.state import MockClock, MockState
+from mock_provider.config import MockConfig
+from mock_provider.routes import create_app
+from mock_provider.state import MockClock, MockState
 
 BACKLOG = 2048  # benchmarks open hundreds of connections at once
 SHUTDOWN_SECONDS = 0.5  # in-flight requests (a `hang` can last an hour) get this long, then are cut

@@ -20,9 +20,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from apps.providers.mock.faults import BLOCK_RE, Directive, strip_directives
-from apps.providers.mock.prompt import ParsedRequest
-from apps.providers.mock.tokens import chars_for_tokens, count_text
+from mock_provider.faults import BLOCK_RE, Directive, strip_directives
+from mock_provider.prompt import ParsedRequest
+from mock_provider.tokens import chars_for_tokens, count_text
 
 FILLER = (
     "amber", "basalt", "cedar", "delta", "ember", "fjord", "garnet", "harbor", "indigo", "juniper",

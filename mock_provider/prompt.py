@@ -8,9 +8,9 @@ MockAPIError (or 404 for an unknown model), so no malformed body can reach code 
 from dataclasses import dataclass
 from typing import Any
 
-from apps.providers.mock.errors import MockAPIError, invalid_request
-from apps.providers.mock.models import MockModel, find_model
-from apps.providers.mock.tokens import canonical_json, count_text
+from mock_provider.errors import MockAPIError, invalid_request
+from mock_provider.models import MockModel, find_model
+from mock_provider.tokens import canonical_json, count_text
 
 API_VERSIONS = frozenset({"2023-06-01", "2026-10-21"})
 # API version 2026-10-21 removed the sampling parameters; a request that still sends one gets a 400.

@@ -4,8 +4,8 @@ import anthropic
 import httpx2
 import pytest
 
-from apps.providers.mock.testing import MockHandle, running_mock
-from tests.providers.conftest import MODEL, ask
+from mock_provider.testing import MockHandle, running_mock
+from mock_provider.tests.conftest import MODEL, ask
 
 VALID = {"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 

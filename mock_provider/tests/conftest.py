@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import anthropic
 import pytest
 
-from apps.providers.mock.testing import MockHandle, running_mock
+from mock_provider.testing import MockHandle, running_mock
 
 MODEL = "claude-haiku-4-5"
 

@@ -1,8 +1,8 @@
 import anthropic
 import pytest
 
-from apps.providers.mock.testing import MockHandle
-from tests.providers.conftest import MODEL, ask
+from mock_provider.testing import MockHandle
+from mock_provider.tests.conftest import MODEL, ask
 
 
 def statuses(mock: MockHandle) -> list[int | None]:

@@ -3,8 +3,8 @@ from typing import Any
 import anthropic
 import pytest
 
-from apps.providers.mock.testing import MockHandle
-from tests.providers.conftest import ask
+from mock_provider.testing import MockHandle
+from mock_provider.tests.conftest import ask
 
 # Sonnet 4.6 caches prompts of 1,024 tokens and more; this system prompt is 1,160 tokens (4,640 chars).
 MODEL = "claude-sonnet-4-6"

@@ -3,8 +3,8 @@ import re
 import anthropic
 import pytest
 
-from apps.providers.mock.testing import MockHandle
-from tests.providers.conftest import MODEL
+from mock_provider.testing import MockHandle
+from mock_provider.tests.conftest import MODEL
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 

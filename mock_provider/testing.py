@@ -10,13 +10,13 @@ In-process (a daemon thread, 127.0.0.1, a free port)::
         mock.advance(301)               # move the mock's clock: cache TTLs, rate-limit refills
         mock.reset()
 
-As a subprocess (for Celery workers in other processes; `python -m apps.providers.mock`, or
+As a subprocess (for Celery workers in other processes; `python -m mock_provider`, or
 `manage.py mock_provider` with manage_py=True)::
 
     with running_mock_process(api_keys=["sk-a"], latency_ms=20) as mock:
         ...                             # same handle; mock.process is the Popen
 
-Both take MockConfig's fields as keyword arguments (see apps/providers/mock/config.py) and yield a
+Both take MockConfig's fields as keyword arguments (see mock_provider/config.py) and yield a
 MockHandle, which talks to the server only over HTTP (`/_mock/...`), so it works the same either way.
 """
 
@@ -35,11 +35,11 @@ from typing import Any
 
 import anthropic
 
-from apps.providers.mock.config import MockConfig
-from apps.providers.mock.server import MockServer
-from apps.providers.mock.state import MockClock
+from mock_provider.config import MockConfig
+from mock_provider.server import MockServer
+from mock_provider.state import MockClock
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 READY_LINE = re.compile(r"listening on (http://\S+)")
 TEST_API_KEY = "sk-ant-mock-test"
 
@@ -126,10 +126,10 @@ def running_mock_process(*, host: str = "127.0.0.1", port: int = 0, manage_py: b
                          startup_timeout: float = 60.0, **config: Any) -> Iterator[MockHandle]:
     """The mock in a subprocess; yields once it prints its URL, stops it (SIGTERM) on exit.
 
-    Runs `python -m apps.providers.mock`, which starts in about a second; `manage_py=True` runs
+    Runs `python -m mock_provider`, which starts in about a second; `manage_py=True` runs
     `manage.py mock_provider` instead (same flags), which first pays for Django's startup.
     """
-    entry = [str(PROJECT_ROOT / "manage.py"), "mock_provider"] if manage_py else ["-m", "apps.providers.mock"]
+    entry = [str(PROJECT_ROOT / "manage.py"), "mock_provider"] if manage_py else ["-m", "mock_provider"]
     argv = [sys.executable, *entry, "--host", host, "--port", str(port), *command_arguments(**config)]
     process = subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -1,6 +1,6 @@
 """Measure the mock's throughput, so we know it is never the bottleneck of a benchmark.
 
-    uv run python -m apps.providers.mock.bench [--requests 20000] [--concurrency 100] [--url URL]
+    uv run python -m mock_provider.bench [--requests 20000] [--concurrency 100] [--url URL]
 
 Starts `manage.py mock_provider --port 0` in its own process (unless --url is given) with no latency,
 then sends non-streaming and streaming /v1/messages requests from this process, first with a raw
@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 import anthropic
 
-from apps.providers.mock.testing import TEST_API_KEY, running_mock_process
+from mock_provider.testing import TEST_API_KEY, running_mock_process
 
 MODEL = "claude-haiku-4-5"
 HEADERS = {"x-api-key": TEST_API_KEY, "anthropic-version": "2026-10-21", "content-type": "application/json"}

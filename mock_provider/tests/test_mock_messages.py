@@ -2,8 +2,8 @@ import anthropic
 import httpx2
 import pytest
 
-from apps.providers.mock.testing import MockHandle
-from tests.providers.conftest import MODEL, ask
+from mock_provider.testing import MockHandle
+from mock_provider.tests.conftest import MODEL, ask
 
 
 def test_it_answers_with_a_parsed_message_and_usage(client: anthropic.Anthropic) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from apps.providers.errors import ProviderFailure
 from apps.providers.prompts import BlockInput, CallSpec, build_params, parse_packed_reply
-from tests.providers.conftest import MODEL, ask
+from mock_provider.tests.conftest import MODEL, ask
 
 PREAMBLE = "Answer each block. Reply with only a JSON object mapping uid to answer.\n\n"
 BLOCKS = [("b-1", "The first paragraph, about rivers."), ("b-2", "A second one, about hills."),

@@ -4,8 +4,8 @@ import urllib.error
 import anthropic
 import pytest
 
-from apps.providers.mock.testing import MockHandle, running_mock
-from tests.providers.conftest import MODEL, ask
+from mock_provider.testing import MockHandle, running_mock
+from mock_provider.tests.conftest import MODEL, ask
 
 
 def test_stats_count_requests_by_status_path_model_and_key(

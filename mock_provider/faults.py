@@ -25,9 +25,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from apps.providers.mock.config import INJECTABLE_STATUSES
-from apps.providers.mock.errors import invalid_request
-from apps.providers.mock.prompt import ParsedRequest
+from mock_provider.config import INJECTABLE_STATUSES
+from mock_provider.errors import invalid_request
+from mock_provider.prompt import ParsedRequest
 
 DIRECTIVE_RE = re.compile(r"\[\[mock:([^\[\]]*)\]\]")
 BLOCK_RE = re.compile(r'<block uid="([^"]*)">\n(.*?)\n</block>', re.DOTALL)

@@ -3,11 +3,11 @@
 import anthropic
 import pytest
 
-from apps.providers.mock.testing import running_mock_process
-from tests.providers.conftest import MODEL
+from mock_provider.testing import running_mock_process
+from mock_provider.tests.conftest import MODEL
 
 
-@pytest.mark.parametrize("manage_py", [False, True], ids=["python -m apps.providers.mock", "manage.py"])
+@pytest.mark.parametrize("manage_py", [False, True], ids=["python -m mock_provider", "manage.py"])
 def test_the_command_serves_the_sdk_with_its_flags_and_stops_cleanly(manage_py: bool) -> None:
     with running_mock_process(manage_py=manage_py, api_keys=["sk-proc"], rpm=9,
                               fault_rates={"529": 0.0}) as mock:

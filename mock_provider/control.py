@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from apps.providers.mock.app import CONTROL_PREFIX, STATE, json_response
-from apps.providers.mock.errors import invalid_request
+from mock_provider.app import CONTROL_PREFIX, STATE, json_response
+from mock_provider.errors import invalid_request
 
 
 async def _control_body(request: web.Request) -> dict[str, Any]:

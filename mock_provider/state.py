@@ -6,11 +6,11 @@ command) reach it only through HTTP (`/_mock/...`), never by touching these obje
 
 import time
 
-from apps.providers.mock.cache import PrefixCache
-from apps.providers.mock.config import MockConfig
-from apps.providers.mock.faults import FaultCounters, RandomFaults
-from apps.providers.mock.ratelimit import RateLimiter
-from apps.providers.mock.stats import Stats
+from mock_provider.cache import PrefixCache
+from mock_provider.config import MockConfig
+from mock_provider.faults import FaultCounters, RandomFaults
+from mock_provider.ratelimit import RateLimiter
+from mock_provider.stats import Stats
 
 
 class MockClock:

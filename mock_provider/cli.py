@@ -1,5 +1,5 @@
 """Command-line options and the foreground server loop, shared by `manage.py mock_provider` and
-`python -m apps.providers.mock`.
+`python -m mock_provider`.
 
 The second skips Django's startup (which imports every app and with it the whole `anthropic` package,
 several seconds on a busy machine): it is what `running_mock_process` starts by default, so end-to-end
@@ -12,8 +12,8 @@ import signal
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from apps.providers.mock.config import MockConfig, parse_fault_rates
-from apps.providers.mock.server import MockServer
+from mock_provider.config import MockConfig, parse_fault_rates
+from mock_provider.server import MockServer
 
 DEFAULT_PORT = 8765
 # --fault-rate-<kind> flags, one per kind a soak run usually wants; --fault-rates takes any kind.
@@ -76,7 +76,7 @@ async def serve_until_signalled(server: MockServer, host: str, port: int,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m apps.providers.mock",
+    parser = argparse.ArgumentParser(prog="python -m mock_provider",
                                      description="Serve a mock of the Anthropic Messages API.")
     add_arguments(parser)
     options = vars(parser.parse_args(argv))

@@ -9,9 +9,9 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from apps.providers.mock.cache import CachePlan
-from apps.providers.mock.replies import Reply
-from apps.providers.mock.tokens import count_text
+from mock_provider.cache import CachePlan
+from mock_provider.replies import Reply
+from mock_provider.tokens import count_text
 
 _ids = random.Random()  # ids need to be unique, not secret; this is much faster than `secrets`
 DELTA_CHARS = 20  # about 5 tokens per content_block_delta

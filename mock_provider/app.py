@@ -13,15 +13,15 @@ from typing import Any
 
 from aiohttp import web
 
-from apps.providers.mock.errors import MockAPIError, error_response, invalid_request, stream_error_frame
-from apps.providers.mock.faults import Directive, find_directives
-from apps.providers.mock.models import MODELS, find_model
-from apps.providers.mock.prompt import API_VERSIONS, ParsedRequest, parse_request
-from apps.providers.mock.ratelimit import RateLimiter
-from apps.providers.mock.replies import Reply, generate, shape_reply
-from apps.providers.mock.state import MockState
-from apps.providers.mock.stats import RequestRecord, key_label
-from apps.providers.mock.wire import Usage, dumps, message_json, new_id, stream_frames
+from mock_provider.errors import MockAPIError, error_response, invalid_request, stream_error_frame
+from mock_provider.faults import Directive, find_directives
+from mock_provider.models import MODELS, find_model
+from mock_provider.prompt import API_VERSIONS, ParsedRequest, parse_request
+from mock_provider.ratelimit import RateLimiter
+from mock_provider.replies import Reply, generate, shape_reply
+from mock_provider.state import MockState
+from mock_provider.stats import RequestRecord, key_label
+from mock_provider.wire import Usage, dumps, message_json, new_id, stream_frames
 
 log = logging.getLogger(__name__)
 
