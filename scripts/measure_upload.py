@@ -106,13 +106,13 @@ def main() -> None:
     from django.core.management import call_command
     from rest_framework.authtoken.models import Token
 
-    import apps.runs.services.lifecycle as lifecycle
+    import apps.runs.services.submission as submission
     from apps.keys.crypto import encrypt_secret
     from apps.keys.models import ProviderKey
     from apps.runs.models import Run
 
     call_command("migrate", verbosity=0)
-    lifecycle.run_dispatch = lambda **kwargs: False  # measure the upload, wake no worker
+    submission.run_dispatch_on_commit = lambda **kwargs: None  # measure the upload, wake no worker
     user = get_user_model().objects.create_user(f"measure-{uuid.uuid4().hex[:8]}")
     try:
         token = Token.objects.create(user=user).key

@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from apps.failures.models import DiagnosticLog, PipelineFailure
 from apps.failures.services import FailureStateError, failure_resolve
 from apps.runs.admin import OperatorActionsMixin
-from apps.runs.services.replay import failure_replay, failures_replay
+from apps.runs.services.replay import failure_replay_now, failures_replay_selected
 
 RESOLVE_TEMPLATE = "admin/failures/pipelinefailure/resolve.html"
 
@@ -136,7 +136,7 @@ class PipelineFailureAdmin(OperatorActionsMixin, admin.ModelAdmin):
 
     @admin.action(description="Replay now (the block goes back to work)", permissions=["operate"])
     def replay_now(self, request: HttpRequest, queryset: QuerySet[PipelineFailure]) -> None:
-        report = failures_replay(failure_ids=list(queryset.values_list("pk", flat=True)))
+        report = failures_replay_selected(failure_ids=list(queryset.values_list("pk", flat=True)))
         if report.replayed:
             self.message_user(request, f"{len(report.replayed)} failure(s) replayed.", messages.SUCCESS)
         if report.resolved:
@@ -159,7 +159,7 @@ class PipelineFailureAdmin(OperatorActionsMixin, admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         row = self._operable(request, object_id)
         try:
-            row = failure_replay(failure_id=row.pk)
+            row = failure_replay_now(failure_id=row.pk)
         except (FailureStateError, PipelineFailure.DoesNotExist) as exc:
             self.message_user(request, f"Not replayed: {exc}", messages.WARNING)
         else:

@@ -24,7 +24,7 @@ from apps.failures.serializers import (
     FailureResolveInputSerializer,
 )
 from apps.failures.services import FailureStateError, failure_resolve
-from apps.runs.services.replay import failure_replay, failures_replay
+from apps.runs.services.replay import failure_replay_now, failures_replay_selected
 from config.api.errors import Conflict, error_responses
 from config.api.pagination import PagePagination
 from config.api.throttles import WRITES
@@ -67,7 +67,7 @@ class FailureViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             raise NotFound()
         return row
 
-    @extend_schema(operation_id="failures_replay", request=None,
+    @extend_schema(operation_id="failures_replay_selected", request=None,
                    responses={200: FailureOutputSerializer, **error_responses(401, 404, 409, 429)})
     @action(detail=True, methods=["post"])
     def replay(self, request: Request, pk: str | None = None) -> Response:
@@ -75,7 +75,7 @@ class FailureViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         succeeded, the failure is resolved instead (see `state`)."""
         row = self.get_object()
         try:
-            failure_replay(failure_id=row.pk)
+            failure_replay_now(failure_id=row.pk)
         except FailureStateError as exc:
             raise Conflict(str(exc)) from None
         return Response(FailureOutputSerializer(self.get_object()).data)
@@ -110,7 +110,7 @@ class FailureViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             matching = failures_list(user=request.user, resolved=False, **data)
             ids = list(matching.values_list("pk", flat=True)[:MAX_BULK_IDS])
             hidden = []
-        report = failures_replay(failure_ids=ids)
+        report = failures_replay_selected(failure_ids=ids)
         refused = [{"id": pk, "reason": "not found"} for pk in hidden]
         refused += [{"id": pk, "reason": reason} for pk, reason in report.refused.items()]
         body = {"replayed": report.replayed, "resolved": report.resolved, "refused": refused}

@@ -7,13 +7,16 @@ a secret into an exception, a log line or a stored error message.
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import anthropic
 from cryptography.fernet import InvalidToken
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from apps.core.errors import StateConflict
 from apps.keys.crypto import decrypt_secret, encrypt_secret, reencrypt_secret
 from apps.keys.models import Provider, ProviderKey
 from apps.keys.redaction import redact_text
@@ -21,12 +24,10 @@ from apps.keys.validation import BaseUrlError, effective_base_url, validate_base
 from apps.providers.catalog import catalog
 from apps.providers.client import make_client
 from apps.providers.errors import FailureKind, classify
-from apps.runs.models import RunStatus
+from apps.runs.transitions import RUN_USING_KEY
 
 logger = logging.getLogger(__name__)
 
-# A run in any of these states may still call the provider with the key.
-BLOCKING_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.CANCELING)
 # The validation call is tiny; a slow answer is a problem in itself, and the task has a time limit.
 VALIDATION_TIMEOUT_SECONDS = 20.0
 MIN_SECRET_LENGTH = 8
@@ -34,8 +35,10 @@ MAX_SECRET_LENGTH = 500
 MAX_ERROR_LENGTH = 2000
 
 
-class KeyInUse(Exception):
+class KeyInUse(StateConflict):
     """The key cannot be deleted because runs still refer to it; the message says which and why."""
+
+    code = "key_in_use"
 
 
 class KeyValidationInconclusive(Exception):
@@ -114,7 +117,7 @@ def key_delete(*, key: ProviderKey) -> None:
     current = ProviderKey.objects.select_for_update().filter(pk=key.pk).first()
     if current is None:
         return
-    active = current.runs.filter(status__in=BLOCKING_RUN_STATUSES).count()
+    active = current.runs.filter(status__in=RUN_USING_KEY).count()
     if active:
         raise KeyInUse(
             f"This key is used by {active} active run(s) (queued, running, paused or canceling). "
@@ -228,6 +231,15 @@ def key_mark_invalid(*, key_id: int, error: str, revision: int | None = None) ->
     return bool(updated)
 
 
+def key_throttle(*, key_id: int, seconds: float) -> None:
+    """Make every worker wait before calling with this key (429 Retry-After); a later deadline
+    already set is kept."""
+    until = timezone.now() + timedelta(seconds=seconds)
+    ProviderKey.objects.filter(pk=key_id).update(
+        throttled_until=Greatest(Coalesce("throttled_until", until), until)
+    )
+
+
 def _record_validation(key: ProviderKey, revision: int, *, is_valid: bool | None,
                        error: str) -> ProviderKey:
     """Write a validation outcome if the key still holds what was tested; resume its runs on success.
@@ -258,9 +270,9 @@ def _record_validation(key: ProviderKey, revision: int, *, is_valid: bool | None
 
 
 def _resume_runs_for_key(key_id: int) -> None:
-    # Imported here: the run engine's services import key code, so a module-level import would be
-    # one edit away from a cycle.
-    from apps.runs.services import runs_resume_for_key
+    # Imported here: the run engine's services call these key services (throttle, mark invalid),
+    # so the two apps' services may only meet at call time.
+    from apps.runs.services.lifecycle import runs_resume_for_key
 
     runs_resume_for_key(key_id=key_id)
 

@@ -1,5 +1,4 @@
 import uuid
-from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -7,27 +6,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.keys.models import ProviderKey
+from apps.runs.transitions import BlockQuerySet, BlockStatus, PausedCause, RunQuerySet, RunStatus
 
-
-class RunStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    PAUSED = "paused", "Paused"
-    CANCELING = "canceling", "Canceling"
-    CANCELED = "canceled", "Canceled"
-    COMPLETE = "complete", "Complete"
-
-
-class BlockStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    CLAIMED = "claimed", "Claimed"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELED = "canceled", "Canceled"
-
-
-ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
-TERMINAL_BLOCK_STATUSES = (BlockStatus.SUCCEEDED, BlockStatus.FAILED, BlockStatus.CANCELED)
+__all__ = ["Attempt", "AttemptOutcome", "Block", "BlockStatus", "PassScope", "PausedCause", "Run",
+           "RunPass", "RunStatus"]
 
 
 class Usage(models.Model):
@@ -60,9 +42,12 @@ class Run(Usage):
     max_attempts = models.PositiveSmallIntegerField(default=3)
     # Most provider calls of this run in flight at once, across all workers.
     parallelism = models.PositiveIntegerField(default=16)
-    # Engine options: {"cache": bool, "pack_size": int, "stream": bool}.
+    # Engine options: {"cache", "cache_ttl", "pack_size", "stream", "max_cost_usd"}; see
+    # apps.runs.serializers.RunOptionsSerializer for what each means.
     options = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    # Why a paused run is paused (decides what resumes it); the reason is the human-readable detail.
+    paused_cause = models.CharField(max_length=16, choices=PausedCause.choices, blank=True, default="")
     paused_reason = models.TextField(blank=True, default="")
     total_blocks = models.PositiveIntegerField(default=0)
     completed_blocks = models.PositiveIntegerField(default=0)
@@ -79,11 +64,16 @@ class Run(Usage):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    objects = RunQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=RunStatus.values), name="run_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(paused_cause__in=["", *PausedCause.values]), name="run_paused_cause_valid"
             ),
             models.UniqueConstraint(
                 fields=["owner", "idempotency_key"],
@@ -106,14 +96,6 @@ class Run(Usage):
     @property
     def progress(self) -> float:
         return self.terminal_blocks / self.total_blocks if self.total_blocks else 1.0
-
-
-class BlockQuerySet(models.QuerySet["Block"]):
-    def due(self, now: datetime) -> "BlockQuerySet":
-        """Pending blocks whose wait (retry backoff, throttling) is over: what a claim may take."""
-        return self.filter(status=BlockStatus.PENDING).filter(
-            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-        )
 
 
 class Block(Usage):

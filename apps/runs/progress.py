@@ -5,13 +5,12 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from apps.runs.models import Run, RunStatus
-
-SETTLED = (RunStatus.COMPLETE, RunStatus.CANCELED, RunStatus.PAUSED)
+from apps.runs.models import Run
+from apps.runs.transitions import RUN_SETTLED
 
 
 def follow_run(run_id: Any, *, out: TextIO, poll_seconds: float = 0.5,
-               stop_when: tuple[str, ...] = SETTLED) -> Run:
+               stop_when: tuple[str, ...] = RUN_SETTLED) -> Run:
     run = Run.objects.get(pk=run_id)
     with tqdm(total=run.total_blocks, unit="block", file=out, dynamic_ncols=True) as bar:
         while True:

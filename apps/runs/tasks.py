@@ -6,9 +6,9 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
+from apps.runs.dispatch import run_dispatch_marker_clear, run_dispatch_rollback_unsafe
 from apps.runs.services import pump as pump_service
 from apps.runs.services.drain import drain_run
-from apps.runs.services.lifecycle import run_dispatch, run_dispatch_started
 
 logger = logging.getLogger(__name__)
 
@@ -22,12 +22,12 @@ def _drain_time_limit() -> float:
              soft_time_limit=_drain_time_limit())
 def drain(run_id: str) -> dict:
     """Claim and call a run's blocks for one time slice, then hand the run back to the queue."""
-    run_dispatch_started(run_id=run_id)
+    run_dispatch_marker_clear(run_id=run_id)
     result = asyncio.run(
         drain_run(run_id, slice_seconds=settings.CONVEYOR["DRAIN_SLICE_SECONDS"])
     )
     if result.sliced:
-        run_dispatch(run_id=run_id)
+        run_dispatch_rollback_unsafe(run_id=run_id)  # no transaction is open here
     return {"written": result.written, "calls": result.calls, "splits": result.splits}
 
 

@@ -11,7 +11,10 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# A `.env` file is read only when asked for: local settings ask (a developer's machine), tests never
+# do (they must not change with a developer's `.env`), production only with DJANGO_READ_DOT_ENV_FILE.
+if env.bool("DJANGO_READ_DOT_ENV_FILE", default=False):
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 SECRET_KEY = env.str("SECRET_KEY", default="django-insecure-local-development-only")
 DEBUG = env.bool("DEBUG", default=False)
@@ -205,25 +208,25 @@ SPECTACULAR_SETTINGS = {
 # The project's schedules. django-celery-beat's DatabaseScheduler installs these into the database
 # on start, where the admin can edit them. Each expires before its next run, so a backlog of pumps
 # never piles up behind a stalled worker.
-CELERY_BEAT_SCHEDULE = {
-    "pump": {
-        "task": "conveyor.runs.pump",
-        "schedule": CONVEYOR["PUMP_INTERVAL_SECONDS"],
-        "options": {
-            "expires": CONVEYOR["PUMP_INTERVAL_SECONDS"] * 0.9,
-            # django-celery-beat's DatabaseScheduler keeps only this spelling of the expiry.
-            "expire_seconds": max(1, int(CONVEYOR["PUMP_INTERVAL_SECONDS"] * 0.9)),
-        },
-    },
-    "replay-failures": {
-        "task": "conveyor.failures.replay",
-        "schedule": CONVEYOR["REPLAY_INTERVAL_SECONDS"],
-        "options": {
-            "expires": CONVEYOR["REPLAY_INTERVAL_SECONDS"] * 0.9,
-            "expire_seconds": max(1, int(CONVEYOR["REPLAY_INTERVAL_SECONDS"] * 0.9)),
-        },
-    },
-}
+def beat_schedule(conveyor: dict) -> dict:
+    def every(task: str, seconds: float) -> dict:
+        return {
+            "task": task,
+            "schedule": seconds,
+            "options": {
+                "expires": seconds * 0.9,
+                # django-celery-beat's DatabaseScheduler keeps only this spelling of the expiry.
+                "expire_seconds": max(1, int(seconds * 0.9)),
+            },
+        }
+
+    return {
+        "pump": every("conveyor.runs.pump", conveyor["PUMP_INTERVAL_SECONDS"]),
+        "replay-failures": every("conveyor.failures.replay_due", conveyor["REPLAY_INTERVAL_SECONDS"]),
+    }
+
+
+CELERY_BEAT_SCHEDULE = beat_schedule(CONVEYOR)
 
 LOGGING = {
     "version": 1,

@@ -94,11 +94,11 @@ def stack(transactional_db, broker, request) -> Iterator[Stack]:
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "TEST_REDIS_URL": settings.CELERY_BROKER_URL,
-        "PUMP_INTERVAL_SECONDS": "0.5",
-        "DRAIN_SLICE_SECONDS": "4",
-        "PROVIDER_TIMEOUT_SECONDS": "3",
-        "LEASE_MARGIN_SECONDS": "1",
-        "CELERY_BEAT_SCHEDULER": "celery.beat:PersistentScheduler",
+        "TEST_PUMP_INTERVAL_SECONDS": "0.5",
+        "TEST_DRAIN_SLICE_SECONDS": "4",
+        "TEST_PROVIDER_TIMEOUT_SECONDS": "3",
+        "TEST_LEASE_MARGIN_SECONDS": "1",
+        "TEST_CELERY_BEAT_SCHEDULER": "celery.beat:PersistentScheduler",
         "PYTHONUNBUFFERED": "1",
     }
     with tempfile.TemporaryDirectory(prefix="conveyor-e2e-") as tmp:

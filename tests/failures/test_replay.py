@@ -11,11 +11,11 @@ from django.db import transaction
 
 from apps.failures.models import PipelineFailure
 from apps.failures.services import FailureStateError, failure_resolve
-from apps.failures.tasks import replay_due
+from apps.failures.tasks import replay_due_failures
 from apps.providers.errors import FailureKind
 from apps.runs.models import Block
 from apps.runs.services import run_cancel
-from apps.runs.services.replay import failure_replay, failures_replay_due
+from apps.runs.services.replay import failure_replay_now, failures_replay_sweep
 from tests.factories import make_run
 from tests.failures.helpers import counts, failure_of, settle
 from tests.runs.helpers import drain_until_settled, in_thread
@@ -41,7 +41,7 @@ def test_a_block_replayed_by_the_beat_task_succeeds_and_resolves_its_failure_wit
     assert counts(run) == ("complete", 1, 1, 0)
 
     with time_machine.travel(failure.next_retry_at + timedelta(seconds=1), tick=False):
-        assert replay_due() == {"replayed": 1}
+        assert replay_due_failures() == {"replayed": 1}
     run = drain_until_settled(run)
 
     failure.refresh_from_db()
@@ -58,7 +58,7 @@ def test_a_replayed_block_that_fails_again_updates_the_same_failure_row(owner, k
     failure = failure_of(run, "b0")
 
     with time_machine.travel(failure.next_retry_at + timedelta(seconds=1), tick=False):
-        replay_due()
+        replay_due_failures()
     run = drain_until_settled(run)
 
     assert PipelineFailure.objects.count() == 1
@@ -75,7 +75,7 @@ def test_a_replay_puts_the_block_back_to_pending_with_a_fresh_attempt_budget(own
     failure = failure_of(run, "b1")
 
     with time_machine.travel(failure.next_retry_at, tick=False):
-        assert failures_replay_due() == 1
+        assert failures_replay_sweep() == 1
 
     block = run.blocks.get(uid="b1")
     assert (block.status, block.attempts, block.error_code, block.finished_at) == ("pending", 0, "", None)
@@ -87,7 +87,7 @@ def test_a_replay_reopens_a_complete_run_and_takes_the_block_off_its_failed_coun
     failure = failure_of(run, "b1")
 
     with time_machine.travel(failure.next_retry_at, tick=False):
-        failures_replay_due()
+        failures_replay_sweep()
 
     assert counts(run) == ("running", 1, 0, 0)
     assert run.finished_at is None
@@ -99,7 +99,7 @@ def test_a_row_is_not_replayed_before_its_next_retry_at(owner, offline_key):
     failure = failure_of(run, "b1")
 
     with time_machine.travel(failure.next_retry_at - timedelta(seconds=1), tick=False):
-        assert failures_replay_due() == 0
+        assert failures_replay_sweep() == 0
     assert run.blocks.get(uid="b1").status == "failed"
 
 
@@ -110,7 +110,7 @@ def test_a_replay_moves_next_retry_at_on_by_the_doubled_backoff(owner, offline_k
     replayed_at = failure.next_retry_at + timedelta(seconds=5)
 
     with time_machine.travel(replayed_at, tick=False):
-        failures_replay_due()
+        failures_replay_sweep()
 
     failure.refresh_from_db()
     assert failure.replay_count == 1
@@ -122,10 +122,10 @@ def test_a_replayed_row_is_not_picked_again_by_the_next_sweep(owner, offline_key
     run = failed_run(owner, offline_key)
     failure = failure_of(run, "b1")
     with time_machine.travel(failure.next_retry_at, tick=False):
-        failures_replay_due()
+        failures_replay_sweep()
 
     with time_machine.travel(failure.next_retry_at + BASE, tick=False):
-        assert failures_replay_due() == 0
+        assert failures_replay_sweep() == 0
     assert failure_of(run, "b1").replay_count == 1
 
 
@@ -134,7 +134,7 @@ def test_a_block_failing_again_after_a_replay_is_rescheduled_from_its_new_failur
     run = failed_run(owner, offline_key)
     failure = failure_of(run, "b1")
     with time_machine.travel(failure.next_retry_at, tick=False):
-        failures_replay_due()
+        failures_replay_sweep()
     failed_again_at = failure.next_retry_at + timedelta(seconds=42)
 
     with time_machine.travel(failed_again_at, tick=False):
@@ -152,12 +152,12 @@ def test_a_failure_is_parked_after_the_bounded_number_of_replays(owner, offline_
     for _ in range(MAX_REPLAYS):
         due = failure_of(run, "b1").next_retry_at
         with time_machine.travel(due, tick=False):
-            assert failures_replay_due() == 1
+            assert failures_replay_sweep() == 1
             settle(run, fail={"b1"})
 
     failure = failure_of(run, "b1")
     assert (failure.replay_count, failure.next_retry_at) == (MAX_REPLAYS, None)
-    assert failures_replay_due(now=failure.failed_at + timedelta(days=365)) == 0
+    assert failures_replay_sweep(now=failure.failed_at + timedelta(days=365)) == 0
 
 
 @pytest.mark.django_db
@@ -168,7 +168,7 @@ def test_a_failure_of_a_canceled_run_is_parked_not_replayed(owner, offline_key):
     failure = failure_of(run, "b0")
 
     with time_machine.travel(failure.next_retry_at, tick=False):
-        assert failures_replay_due() == 0
+        assert failures_replay_sweep() == 0
 
     failure.refresh_from_db()
     assert (failure.next_retry_at, failure.replay_count) == (None, 0)
@@ -182,7 +182,7 @@ def test_a_parked_failure_can_be_replayed_by_hand(owner, offline_key):
     failure = failure_of(run, "b0")
     assert failure.next_retry_at is None
 
-    failure_replay(failure_id=failure.pk)
+    failure_replay_now(failure_id=failure.pk)
 
     failure.refresh_from_db()
     assert (failure.replay_count, failure.next_retry_at) == (1, None)
@@ -193,10 +193,10 @@ def test_a_parked_failure_can_be_replayed_by_hand(owner, offline_key):
 def test_replaying_a_block_already_back_at_work_is_refused(owner, offline_key):
     run = failed_run(owner, offline_key)
     failure = failure_of(run, "b1")
-    scheduled = failure_replay(failure_id=failure.pk).next_retry_at
+    scheduled = failure_replay_now(failure_id=failure.pk).next_retry_at
 
     with pytest.raises(FailureStateError, match="already pending"):
-        failure_replay(failure_id=failure.pk)
+        failure_replay_now(failure_id=failure.pk)
     assert (failure_of(run, "b1").replay_count, failure_of(run, "b1").next_retry_at) == (1, scheduled)
 
 
@@ -206,9 +206,9 @@ def test_a_resolved_failure_is_never_replayed(owner, offline_key):
     failure = failure_of(run, "b1")
     failure_resolve(failure_id=failure.pk, note="known bad input")
 
-    assert failures_replay_due(now=failure.next_retry_at + timedelta(days=1)) == 0
+    assert failures_replay_sweep(now=failure.next_retry_at + timedelta(days=1)) == 0
     with pytest.raises(FailureStateError, match="already resolved"):
-        failure_replay(failure_id=failure.pk)
+        failure_replay_now(failure_id=failure.pk)
     assert run.blocks.get(uid="b1").status == "failed"
 
 
@@ -242,7 +242,7 @@ def test_two_concurrent_replay_sweeps_never_replay_a_row_twice(owner, offline_ke
 
     def sweep() -> None:
         start.wait(10)
-        replayed.append(failures_replay_due(now=now))
+        replayed.append(failures_replay_sweep(now=now))
 
     threads = [in_thread(sweep) for _ in range(2)]
     for thread in threads:
@@ -269,9 +269,9 @@ def test_a_row_locked_by_another_transaction_is_skipped_not_waited_for(owner, of
     holder = in_thread(hold_lock)
     try:
         assert locked.wait(10)
-        assert failures_replay_due(now=failure.next_retry_at) == 0
+        assert failures_replay_sweep(now=failure.next_retry_at) == 0
     finally:
         release.set()
         holder.join(30)
     assert Block.objects.get(pk=failure.block_id).status == "failed"
-    assert failures_replay_due(now=failure.next_retry_at) == 1
+    assert failures_replay_sweep(now=failure.next_retry_at) == 1

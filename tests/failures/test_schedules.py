@@ -22,7 +22,7 @@ def schedule_of(name: str) -> tuple:
 def test_the_pump_and_the_replay_are_scheduled_after_migrate():
     assert schedule_of("pump") == ("conveyor.runs.pump", int(CONF["PUMP_INTERVAL_SECONDS"]), "seconds", True)
     assert schedule_of("replay-failures") == (
-        "conveyor.failures.replay", int(CONF["REPLAY_INTERVAL_SECONDS"]), "seconds", True)
+        "conveyor.failures.replay_due", int(CONF["REPLAY_INTERVAL_SECONDS"]), "seconds", True)
 
 
 def test_each_schedule_expires_before_its_next_run():
@@ -33,7 +33,7 @@ def test_each_schedule_expires_before_its_next_run():
 
 def test_a_worker_finds_the_replay_task_under_its_scheduled_name():
     celery_app.loader.import_default_modules()  # what a worker does on start (autodiscovery)
-    assert "conveyor.failures.replay" in celery_app.tasks
+    assert "conveyor.failures.replay_due" in celery_app.tasks
 
 
 def test_installing_again_restores_the_interval_but_keeps_an_operators_pause():

@@ -11,8 +11,7 @@ from apps.keys.services import (
     key_validate,
 )
 from apps.keys.tasks import validate_key
-from apps.runs.models import Run, RunStatus
-from apps.runs.services.lifecycle import KEY_PAUSE_PREFIX
+from apps.runs.models import PausedCause, Run, RunStatus
 from tests.keys.conftest import GOOD_SECRET
 
 BAD_SECRET = "sk-ant-fake.Revoked0000000000000000000000000"
@@ -22,7 +21,8 @@ def paused_run(key: ProviderKey) -> Run:
     """A run the engine paused because the provider rejected its key."""
     return Run.objects.create(owner=key.owner, key=key, model="claude-haiku-4-5", pipeline_version="1",
                               prompt_version="x", status=RunStatus.PAUSED,
-                              paused_reason=f"{KEY_PAUSE_PREFIX}: authentication_error: invalid x-api-key")
+                              paused_cause=PausedCause.KEY_REJECTED,
+                              paused_reason="provider refused the key: authentication_error: bad key")
 
 
 def test_a_good_key_validates_against_the_mock(owner, make_key, mock_provider):

@@ -2,9 +2,9 @@ import pytest
 import redis
 from django.conf import settings
 
+from apps.runs.dispatch import run_dispatch_marker_clear
 from apps.runs.models import Block
 from apps.runs.services import blocks_claim, pump
-from apps.runs.services.lifecycle import run_dispatch_started
 from tests.factories import make_key, make_run
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +23,7 @@ def test_the_pump_wakes_a_run_with_due_work_once_until_a_drain_takes_it(owner, k
     run = make_run(owner, key, ["a", "b"])  # created in the test transaction: no dispatch yet
     assert pump()["dispatched"] == 1
     assert pump()["dispatched"] == 0  # the wake-up is still queued
-    run_dispatch_started(run_id=run.pk)
+    run_dispatch_marker_clear(run_id=run.pk)
     assert pump()["dispatched"] == 1
     assert queued_drains() == 2
 

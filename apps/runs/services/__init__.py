@@ -4,15 +4,13 @@ from apps.runs.services.claiming import Claim, blocks_claim
 from apps.runs.services.finalize import run_finalize
 from apps.runs.services.lifecycle import (
     RunStateError,
-    leases_expire,
-    pump,
     run_cancel,
-    run_dispatch,
     run_resume,
     runs_pause_for_key,
     runs_resume_for_key,
 )
 from apps.runs.services.outcomes import Outcome, outcomes_record
+from apps.runs.services.recovery import leases_expire, pump
 from apps.runs.services.submission import (
     BlockSpec,
     SubmissionError,
@@ -35,7 +33,6 @@ __all__ = [
     "run_cancel",
     "run_create",
     "run_create_idempotent",
-    "run_dispatch",
     "run_finalize",
     "run_resume",
     "runs_pause_for_key",

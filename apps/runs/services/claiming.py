@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Min, Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from apps.runs.models import Block, BlockStatus, Run, RunStatus
@@ -53,8 +53,7 @@ def blocks_claim(*, run_id: Any, limit: int, worker: str) -> Claim:
     """Claim up to `limit` due pending blocks, never more than the run's parallelism in flight."""
     now = timezone.now()
     run = lock_run(run_id)
-    if run.status == RunStatus.QUEUED:
-        Run.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, started_at=now)
+    if run.status == RunStatus.QUEUED and Run.objects.filter(pk=run.pk).start(now=now):
         run.status = RunStatus.RUNNING
     if run.status != RunStatus.RUNNING:
         return Claim(run_status=run.status)
@@ -76,12 +75,8 @@ def blocks_claim(*, run_id: Any, limit: int, worker: str) -> Claim:
     # One fresh token per claim: a block claimed again later gets another, which fences out
     # whoever held it before.
     token = uuid.uuid4()
-    Block.objects.filter(id__in=ids).update(
-        status=BlockStatus.CLAIMED,
-        lease_token=token,
-        lease_expires_at=now + timedelta(seconds=lease_seconds()),
-        claimed_by=worker[:200],
-        attempts=F("attempts") + 1,
+    Block.objects.filter(id__in=ids).claim(
+        token=token, lease_expires_at=now + timedelta(seconds=lease_seconds()), worker=worker
     )
     rows = Block.objects.filter(id__in=ids).order_by("block_index").values_list(
         "id", "uid", "input", "attempts"

@@ -27,8 +27,9 @@ from apps.providers.prompts import BlockInput, CallSpec, build_params, parse_pac
 from apps.providers.usage import TokenUsage, cost_usd
 from apps.runs.models import Run, RunStatus
 from apps.runs.services.claiming import Claim, ClaimedBlock, blocks_claim, next_due_at
-from apps.runs.services.lifecycle import runs_pause_for_key_loss
+from apps.runs.services.lifecycle import run_pause_for_deleted_key
 from apps.runs.services.outcomes import Outcome, RecordReport, outcomes_record
+from apps.runs.transitions import RUN_ACTIVE
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def drain_context(run_id: Any) -> DrainContext | None:
     if run is None:
         return None
     if run.key is None:
-        runs_pause_for_key_loss(run_id=run.pk)
+        run_pause_for_deleted_key(run_id=run.pk)
         return None
     options = run.options or {}
     return DrainContext(
@@ -110,7 +111,8 @@ class Drainer:
         self.secrets = (ctx.api_key,)
         self.client = make_async_client(api_key=ctx.api_key, base_url=ctx.base_url)
         self.result = DrainResult()
-        # This drain's share; the run-wide bound is enforced by the claim itself.
+        # What this drain keeps in flight: the run's parallelism, up to the per-process ceiling. The
+        # run-wide bound (several drains on other processes) is enforced by the claim itself.
         self.cap = min(ctx.parallelism, settings.CONVEYOR["DRAIN_MAX_IN_FLIGHT"])
 
     async def call_pack(self, blocks: list[ClaimedBlock], token: Any) -> list[Outcome]:
@@ -196,7 +198,7 @@ class Drainer:
         tasks: dict[asyncio.Task, int] = {}
         in_flight = 0
         finished: list[Outcome] = []
-        claiming = self.ctx.status in (RunStatus.QUEUED, RunStatus.RUNNING)
+        claiming = self.ctx.status in RUN_ACTIVE
         database = sync_to_async(self.record_and_claim, thread_sensitive=True)
         try:
             while True:
@@ -253,7 +255,7 @@ async def drain_run(run_id: Any, *, slice_seconds: float, worker: str | None = N
                     ) -> DrainResult:
     ctx = await sync_to_async(drain_context, thread_sensitive=True)(run_id)
     try:
-        if ctx is None or ctx.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+        if ctx is None or ctx.status not in RUN_ACTIVE:
             return DrainResult()
         return await Drainer(ctx, worker=worker or worker_name()).run(slice_seconds=slice_seconds)
     finally:

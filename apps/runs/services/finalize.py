@@ -4,10 +4,9 @@ import logging
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from apps.runs.models import Block, BlockStatus, Run, RunStatus
+from apps.runs.models import Run, RunStatus
 from apps.runs.signals import run_finished
 
 logger = logging.getLogger(__name__)
@@ -18,18 +17,11 @@ def run_finalize(*, run_id: Any) -> str | None:
     is in flight. Returns the new status if this call ended the run, else None. Safe to call from
     anywhere, any number of times: only the UPDATE that matches a row wins."""
     now = timezone.now()
-    open_blocks = Block.objects.filter(
-        run=OuterRef("pk"), status__in=[BlockStatus.PENDING, BlockStatus.CLAIMED]
-    )
-    in_flight = Block.objects.filter(run=OuterRef("pk"), status=BlockStatus.CLAIMED)
+    runs = Run.objects.filter(pk=run_id)
     ended = None
-    if Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).filter(~Exists(open_blocks)).update(
-        status=RunStatus.COMPLETE, finished_at=now
-    ):
+    if runs.complete_if_done(now=now):
         ended = RunStatus.COMPLETE
-    elif Run.objects.filter(pk=run_id, status=RunStatus.CANCELING).filter(~Exists(in_flight)).update(
-        status=RunStatus.CANCELED, finished_at=now
-    ):
+    elif runs.cancel_if_drained(now=now):
         ended = RunStatus.CANCELED
     if ended:
         transaction.on_commit(lambda: _announce(run_id, ended))

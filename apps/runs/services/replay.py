@@ -1,7 +1,7 @@
 """Dead-letter replay: a block that failed for good goes back to work with a fresh attempt budget.
 
-The beat task (`conveyor.failures.replay`) replays unresolved `pipeline_failures` rows whose
-`next_retry_at` has come; operators replay any unresolved row at once (`failure_replay`), parked ones
+The beat task (`conveyor.failures.replay_due`) replays unresolved `pipeline_failures` rows whose
+`next_retry_at` has come; operators replay any unresolved row at once (`failure_replay_now`), parked ones
 too. A replayed row's `replay_count` goes up and its `next_retry_at` moves on with backoff; the block's
 next outcome then resolves the row (success, see outcomes.py) or updates it (failure, failure_record),
 which parks it once FAILURE_MAX_REPLAYS replays are spent.
@@ -24,11 +24,12 @@ from django.utils import timezone
 
 from apps.failures.models import EventCode, LogLevel, PipelineFailure
 from apps.failures.services import FailureStateError, diagnostic_log, replay_due_at
+from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, BlockStatus, Run, RunStatus
 from apps.runs.services.claiming import lock_run
-from apps.runs.services.lifecycle import run_dispatch
+from apps.runs.transitions import RUN_ACTIVE, RUN_ENDING
 
-FUNCTION_NAME = "conveyor.failures.replay"
+FUNCTION_NAME = "conveyor.failures.replay_due"
 # Rows per sweep; the rest wait for the next tick (each row is a short transaction of its own).
 REPLAY_BATCH = 500
 
@@ -95,7 +96,7 @@ def _replay_one(*, failure_id: int, run_id: Any, now: datetime, due_only: bool) 
         return _close(row, now=now, note="the block no longer exists")
     if block_status == BlockStatus.SUCCEEDED:
         return _close(row, now=now, note="the block had already succeeded")
-    if run.status in (RunStatus.CANCELING, RunStatus.CANCELED) or block_status == BlockStatus.CANCELED:
+    if run.status in RUN_ENDING or block_status == BlockStatus.CANCELED:
         return _park(row, reason="the run was canceled; reseed it to run the block again",
                      write=due_only)
     if run.key_id is None:
@@ -106,18 +107,15 @@ def _replay_one(*, failure_id: int, run_id: Any, now: datetime, due_only: bool) 
                                  "reschedule this failure", write=due_only)
 
     # The conditional UPDATE is the guard: only a block that is still failed goes back to work.
-    if not Block.objects.filter(pk=row.block_id, status=BlockStatus.FAILED).update(
-        status=BlockStatus.PENDING, attempts=0, throttle_waits=0, next_attempt_at=None,
-        error_code="", error_message="", finished_at=None,
-    ):
+    if not Block.objects.filter(pk=row.block_id, status=BlockStatus.FAILED).reopen():
         return ReplayVerdict(ReplayResult.SKIPPED, "the block changed meanwhile")
-    run_changes: dict[str, Any] = {"failed_blocks": F("failed_blocks") - 1}
+    runs = Run.objects.filter(pk=run.pk)
+    runs.update(failed_blocks=F("failed_blocks") - 1)
     status = run.status
     if status == RunStatus.COMPLETE:
         # Reopened while the block is in flight; run_finalize completes it again after its outcome.
+        runs.reopen()
         status = RunStatus.RUNNING
-        run_changes.update(status=status, finished_at=None)
-    Run.objects.filter(pk=run.pk).update(**run_changes)
 
     row.replay_count += 1
     # Not picked again before then; the block's next failure reschedules it from its own time.
@@ -130,12 +128,12 @@ def _replay_one(*, failure_id: int, run_id: Any, now: datetime, due_only: bool) 
         run_id=run.pk, block_id=row.block_id,
     )
     # A paused run keeps the block pending until it is resumed.
-    if status in (RunStatus.QUEUED, RunStatus.RUNNING):
-        transaction.on_commit(lambda: run_dispatch(run_id=run.pk))
+    if status in RUN_ACTIVE:
+        run_dispatch_on_commit(run_id=run.pk)
     return ReplayVerdict(ReplayResult.REPLAYED)
 
 
-def failures_replay_due(now: datetime | None = None) -> int:
+def failures_replay_sweep(now: datetime | None = None) -> int:
     """One sweep of the beat task: replay every unresolved row whose next_retry_at has come (up to
     REPLAY_BATCH). Returns how many blocks went back to work. Safe to run concurrently."""
     now = now or timezone.now()
@@ -148,7 +146,7 @@ def failures_replay_due(now: datetime | None = None) -> int:
     return sum(v.result == ReplayResult.REPLAYED for v in verdicts)
 
 
-def failure_replay(*, failure_id: int) -> PipelineFailure:
+def failure_replay_now(*, failure_id: int) -> PipelineFailure:
     """Replay one unresolved row now, due or not, parked or not (the API's and the admin's "replay").
 
     Returns the row: replayed, or resolved if its block had already succeeded. Raises
@@ -168,13 +166,13 @@ class BulkReplayReport:
     refused: dict[int, str] = field(default_factory=dict)
 
 
-def failures_replay(*, failure_ids: Iterable[int]) -> BulkReplayReport:
-    """failure_replay for each id (the bulk replay of the API and the admin); one transaction per row,
+def failures_replay_selected(*, failure_ids: Iterable[int]) -> BulkReplayReport:
+    """failure_replay_now for each id (the bulk replay of the API and the admin); one transaction per row,
     so one refusal never undoes the others."""
     report = BulkReplayReport()
     for failure_id in dict.fromkeys(failure_ids):
         try:
-            row = failure_replay(failure_id=failure_id)
+            row = failure_replay_now(failure_id=failure_id)
         except PipelineFailure.DoesNotExist:
             report.refused[failure_id] = "not found"
         except FailureStateError as exc:

@@ -12,19 +12,14 @@ from django.db.models import Count, F, Q, QuerySet
 
 from apps.failures.models import PipelineFailure
 from apps.providers.prompts import prompt_version as compute_prompt_version
-from apps.runs.models import Block, BlockStatus, PassScope, Run, RunPass, RunStatus
+from apps.runs.dispatch import run_dispatch_on_commit
+from apps.runs.models import Block, BlockStatus, PassScope, Run, RunPass
 from apps.runs.services.claiming import lock_run
-from apps.runs.services.lifecycle import RunStateError, run_dispatch
+from apps.runs.services.lifecycle import RunStateError
 from apps.runs.services.submission import SubmissionError, validate_run_options
+from apps.runs.transitions import BLOCK_COUNTER, RUN_RESEEDABLE
 
-RESEEDABLE = (RunStatus.COMPLETE, RunStatus.CANCELED, RunStatus.PAUSED)
 SCOPES = (PassScope.ALL, PassScope.FAILED, PassScope.FILTER)
-# Which run counter each terminal block status sits in: taking a block back undoes exactly that.
-COUNTERS = {
-    BlockStatus.SUCCEEDED: "completed_blocks",
-    BlockStatus.FAILED: "failed_blocks",
-    BlockStatus.CANCELED: "canceled_blocks",
-}
 
 
 def _statuses(status: str | Iterable[str] | None) -> list[str]:
@@ -95,7 +90,7 @@ def run_reseed(*, run_id: Any, scope: str, status: str | Iterable[str] | None = 
     with transaction.atomic():
         # Run row first, as everywhere in the engine: no block of this run changes under us.
         run = lock_run(run_id)
-        if run.status not in RESEEDABLE:
+        if run.status not in RUN_RESEEDABLE:
             raise RunStateError(f"a {run.status} run cannot be reseeded; cancel it or wait until it ends")
         if run.key_id is None:
             raise RunStateError("the run's provider key was deleted; it cannot run again")
@@ -110,7 +105,7 @@ def run_reseed(*, run_id: Any, scope: str, status: str | Iterable[str] | None = 
         counts = selected.aggregate(
             total=Count("id"),
             in_flight=Count("id", filter=Q(status=BlockStatus.CLAIMED)),
-            **{status: Count("id", filter=Q(status=status)) for status in COUNTERS},
+            **{status: Count("id", filter=Q(status=status)) for status in BLOCK_COUNTER},
         )
         if not counts["total"]:
             field = next(iter(filters)) if len(filters) == 1 else "scope"
@@ -135,17 +130,13 @@ def run_reseed(*, run_id: Any, scope: str, status: str | Iterable[str] | None = 
         PipelineFailure.objects.filter(
             block__in=selected, resolved_at__isnull=True
         ).update(next_retry_at=None)
-        selected.update(
-            status=BlockStatus.PENDING, attempts=0, throttle_waits=0, next_attempt_at=None,
-            lease_token=None, lease_expires_at=None, claimed_by="", error_code="", error_message="",
-            finished_at=None,
-        )
-        Run.objects.filter(pk=run.pk).update(
+        selected.reopen()
+        # Taking a block back undoes exactly the counter its terminal status sat in.
+        Run.objects.filter(pk=run.pk).reopen(
             current_pass=new_pass, model=new_model, system_prompt=new_system,
             prompt_template=new_template, prompt_version=new_prompt_version,
-            status=RunStatus.RUNNING, paused_reason="", finished_at=None,
-            **{field: F(field) - counts[status] for status, field in COUNTERS.items()},
+            **{field: F(field) - counts[status] for status, field in BLOCK_COUNTER.items()},
         )
-        transaction.on_commit(lambda: run_dispatch(run_id=run.pk))
+        run_dispatch_on_commit(run_id=run.pk)
     run.refresh_from_db()
     return run

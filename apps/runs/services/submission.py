@@ -13,6 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from apps.keys.models import ProviderKey
 from apps.providers.catalog import get_model
 from apps.providers.prompts import INPUT_PLACEHOLDER, prompt_version
+from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, Run
 
 CHUNK_SIZE = 2000
@@ -123,8 +124,6 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
                name: str = "", idempotency_key: str | None = None, dispatch: bool = True) -> Run:
     """Create a run and its blocks; the first drain is dispatched once the transaction commits
     (`dispatch=False` leaves that to the caller, e.g. the demo's in-process drain)."""
-    from apps.runs.services.lifecycle import run_dispatch
-
     options = dict(options or {})
     if key.owner_id != owner.pk:
         raise SubmissionError("unknown key", field="key")
@@ -148,7 +147,7 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
     Run.objects.filter(pk=run.pk).update(total_blocks=total)
     run.total_blocks = total
     if dispatch:
-        transaction.on_commit(lambda: run_dispatch(run_id=run.pk))
+        run_dispatch_on_commit(run_id=run.pk)
     return run
 
 

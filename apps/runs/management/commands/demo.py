@@ -21,9 +21,10 @@ from apps.keys.models import ProviderKey
 from apps.keys.services import key_create, key_update
 from apps.providers.catalog import catalog
 from apps.runs.models import Run
-from apps.runs.progress import SETTLED, follow_run, summary
+from apps.runs.progress import follow_run, summary
 from apps.runs.services import SubmissionError, parse_jsonl, run_create
 from apps.runs.services.drain import drain_run
+from apps.runs.transitions import RUN_SETTLED
 from config.celery_app import app as celery_app
 from mock_provider.testing import running_mock
 
@@ -97,7 +98,7 @@ class Command(BaseCommand):
     def _drain(run_id: Any) -> None:
         """What a Celery worker would do, in a thread: drain slices until the run settles."""
         try:
-            while Run.objects.filter(pk=run_id).values_list("status", flat=True).get() not in SETTLED:
+            while Run.objects.filter(pk=run_id).values_list("status", flat=True).get() not in RUN_SETTLED:
                 asyncio.run(drain_run(run_id, slice_seconds=30))
         finally:
             close_old_connections()

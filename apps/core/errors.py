@@ -1,0 +1,16 @@
+"""Errors the services raise, which every caller (API, admin, commands) turns into its own answer.
+
+Bad input is Django's `ValidationError` (or a subclass naming the field and line); "the object is not
+in a state that allows this" is a `StateConflict`. config/api/errors.py maps both once for the API.
+"""
+
+
+class StateConflict(Exception):
+    """The object is not in a state that allows the operation (cancel a finished run, delete a key
+    that active runs use, replay a resolved failure). `code` is the API's machine-readable name."""
+
+    code = "conflict"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

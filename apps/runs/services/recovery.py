@@ -1,0 +1,125 @@
+"""The pump's recovery work: blocks whose worker vanished, runs that should have ended, and runs with
+due work and no worker on them. A stuck-work monitor, never the normal completion path."""
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from apps.failures.models import EventCode
+from apps.failures.services import failure_record
+from apps.runs.dispatch import run_dispatch_rollback_unsafe
+from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, Run
+from apps.runs.services.claiming import lock_run
+from apps.runs.services.finalize import run_finalize
+from apps.runs.transitions import BLOCK_COUNTER, RUN_ACTIVE, RUN_ENDING, RunStatus
+
+logger = logging.getLogger(__name__)
+
+
+def leases_expire() -> int:
+    """Blocks whose worker vanished (killed, lost) go back to pending; the attempt counts, so a
+    block that kills its workers ends failed rather than looping."""
+    now = timezone.now()
+    run_ids = set(
+        Block.objects.filter(status=BlockStatus.CLAIMED, lease_expires_at__lt=now)
+        .values_list("run_id", flat=True)
+        .distinct()
+    )
+    return sum(_expire_run_leases(run_id, now) for run_id in run_ids)
+
+
+def _expired_state(run: Run, block: Block) -> tuple[str, str]:
+    """Where an expired block goes, and the error code it carries there."""
+    if run.status in RUN_ENDING:
+        return BlockStatus.CANCELED, ""
+    if block.attempts >= run.max_attempts:
+        return BlockStatus.FAILED, "lease_expired"
+    return BlockStatus.PENDING, ""
+
+
+@transaction.atomic
+def _expire_run_leases(run_id: Any, now: datetime) -> int:
+    run = lock_run(run_id)
+    blocks = list(
+        Block.objects.filter(run_id=run.pk, status=BlockStatus.CLAIMED, lease_expires_at__lt=now)
+        .select_for_update(skip_locked=True)
+    )
+    ended = dict.fromkeys(BLOCK_COUNTER, 0)
+    for block in blocks:
+        status, code = _expired_state(run, block)
+        worker = block.claimed_by or "an unknown worker"
+        message = f"lease expired on {worker}"
+        Block.objects.filter(pk=block.pk, lease_token=block.lease_token).update(
+            status=status, lease_token=None, lease_expires_at=None, next_attempt_at=now,
+            error_code=code or "lease_expired", error_message=message if code else "lease expired; retried",
+            finished_at=now if status != BlockStatus.PENDING else None,
+        )
+        if status in ended:
+            ended[status] += 1
+        Attempt.objects.create(
+            run_id=run.pk, block_id=block.pk, number=block.attempts, pass_number=run.current_pass,
+            outcome=AttemptOutcome.LEASE_EXPIRED, accepted=True, error_code="lease_expired",
+            error_message=message, worker=block.claimed_by, model=run.model,
+        )
+        if status == BlockStatus.FAILED:
+            failure_record(
+                run_id=run.pk, block_id=block.pk, failing_function="conveyor.runs.pump",
+                caller_function="conveyor.runs.services.recovery.leases_expire",
+                error_code=code, error_message=message, http_status=None,
+                attempt_count=block.attempts, payload_snapshot={"uid": block.uid},
+                context={"uid": block.uid, "block_index": block.block_index,
+                         "worker": block.claimed_by},
+                event_code=EventCode.DOWNSTREAM_CALL_FAILED,
+            )
+    counters = {BLOCK_COUNTER[status]: F(BLOCK_COUNTER[status]) + n for status, n in ended.items() if n}
+    if counters:
+        Run.objects.filter(pk=run.pk).update(**counters)
+    run_finalize(run_id=run.pk)
+    if blocks:
+        logger.warning("run %s: %d expired lease(s) recovered", run.pk, len(blocks))
+    return len(blocks)
+
+
+def runs_finalize_stragglers() -> int:
+    """Recovery only: end runs whose last write could not (e.g. a crash between commit and the
+    finalising check). The normal path ends a run in the transaction of its last result."""
+    ended = 0
+    for run_id in Run.objects.filter(
+        status__in=[RunStatus.RUNNING, RunStatus.CANCELING]
+    ).values_list("pk", flat=True):
+        with transaction.atomic():
+            ended += bool(run_finalize(run_id=run_id))
+    return ended
+
+
+def runs_with_due_work() -> list[Any]:
+    """Active runs, not throttled, with due pending blocks and room under their parallelism.
+    EXISTS and a count of claimed blocks only: a tick never walks a run's finished blocks."""
+    now = timezone.now()
+    in_flight = (
+        Block.objects.filter(run=OuterRef("pk"), status=BlockStatus.CLAIMED)
+        .order_by().values("run").annotate(n=Count("id")).values("n")
+    )
+    rows = (
+        Run.objects.filter(status__in=RUN_ACTIVE)
+        .filter(Q(key__throttled_until__isnull=True) | Q(key__throttled_until__lte=now))
+        .filter(Exists(Block.objects.due(now).filter(run=OuterRef("pk"))))
+        .annotate(in_flight=Coalesce(Subquery(in_flight), 0))
+        .filter(in_flight__lt=F("parallelism"))
+        .values_list("pk", flat=True)
+    )
+    return list(rows)
+
+
+def pump() -> dict[str, int]:
+    """One tick of the scheduled pump. Everything it does is also safe to do twice. It runs outside
+    any transaction, so it dispatches at once."""
+    expired = leases_expire()
+    ended = runs_finalize_stragglers()
+    dispatched = sum(run_dispatch_rollback_unsafe(run_id=run_id) for run_id in runs_with_due_work())
+    return {"expired_leases": expired, "ended_runs": ended, "dispatched": dispatched}
