@@ -14,3 +14,15 @@ class StateConflict(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class InvalidInput(ValueError):
+    """Bad input a service found, naming the field (and the line of an uploaded file) at fault.
+    `str()` reads as a sentence for the command line ("line 3: `input` is empty")."""
+
+    def __init__(self, message: str, *, field: str | None = None, line: int | None = None) -> None:
+        self.field = field
+        self.line = line
+        where = f"line {line}: " if line is not None else ""
+        super().__init__(f"{where}{message}")
+        self.message = message

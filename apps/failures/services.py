@@ -13,13 +13,14 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from apps.core.errors import InvalidInput, StateConflict
 from apps.failures.models import DiagnosticLog, EventCode, LogLevel, PipelineFailure
 from apps.keys.redaction import redact
 
 logger = logging.getLogger(__name__)
 
 
-class FailureStateError(ValueError):
+class FailureStateError(StateConflict):
     """The failure is not in a state that allows this operation (already resolved, nothing to replay)."""
 
 # Errors that no replay can fix without a change to the run (reseed instead): parked at once.
@@ -126,7 +127,7 @@ def failure_resolve(*, failure_id: int, note: str) -> PipelineFailure:
     stays as it is (reseed the run to run it again)."""
     note = (note or "").strip()
     if not note:
-        raise ValueError("a note is required to resolve a failure")
+        raise InvalidInput("a note is required to resolve a failure", field="note")
     with transaction.atomic():
         row = PipelineFailure.objects.select_for_update().get(pk=failure_id)
         if row.resolved_at is not None:

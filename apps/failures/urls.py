@@ -1,8 +1,13 @@
-from rest_framework.routers import SimpleRouter
+from django.urls import path
 
-from apps.failures.api import FailureViewSet
+from apps.failures import api
 
-router = SimpleRouter()
-router.register("failures", FailureViewSet, basename="failure")
-
-urlpatterns = router.urls
+# The bulk replay comes first: `replay` is not an id.
+urlpatterns = [
+    path("failures/", api.FailureListApi.as_view(), name="failure-list"),
+    path("failures/replay/", api.FailureBulkReplayApi.as_view(), name="failure-replay-bulk"),
+    path("failures/<str:failure_id>/", api.FailureDetailApi.as_view(), name="failure-detail"),
+    path("failures/<str:failure_id>/replay/", api.FailureReplayApi.as_view(), name="failure-replay"),
+    path("failures/<str:failure_id>/resolve/", api.FailureResolveApi.as_view(),
+         name="failure-resolve"),
+]

@@ -1,8 +1,9 @@
-from rest_framework.routers import SimpleRouter
+from django.urls import path
 
-from apps.keys.api import KeyViewSet
+from apps.keys import api
 
-router = SimpleRouter()
-router.register("keys", KeyViewSet, basename="key")
-
-urlpatterns = router.urls
+urlpatterns = [
+    path("keys/", api.KeyListCreateApi.as_view(), name="key-list"),
+    path("keys/<str:key_id>/", api.KeyDetailApi.as_view(), name="key-detail"),
+    path("keys/<str:key_id>/validate/", api.KeyValidateApi.as_view(), name="key-validate"),
+]

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import MultiPartParser
@@ -48,15 +48,15 @@ from apps.runs.serializers import (
 )
 from apps.runs.services import (
     BlockSpec,
-    RunStateError,
     SubmissionError,
     parse_jsonl,
     run_cancel,
     run_create_idempotent,
     run_resume,
 )
+from apps.runs.services.reseed import run_reseed
 from apps.runs.uploads import CountedBlocks, LineReader, TooManyBlocks, inline_blocks
-from config.api.errors import Conflict, InputError, PayloadTooLarge, error_responses
+from config.api.errors import InputError, PayloadTooLarge, error_responses, validated_input
 from config.api.pagination import IndexCursorPagination, PagePagination
 from config.api.parsers import JSONParser
 from config.api.renderers import NDJSONRenderer
@@ -84,12 +84,6 @@ def visible_run(request: Request, run_id: str) -> Run:
     if run is None:
         raise NotFound("No such run.")
     return run
-
-
-def query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
-    serializer = serializer_class(data=request.query_params)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 def run_response(run: Run, *, status_code: int = status.HTTP_200_OK) -> Response:
@@ -122,7 +116,7 @@ class RunListCreateApi(GenericAPIView):
     @extend_schema(operation_id="runs_list", tags=["runs"], parameters=[RunFilterSerializer],
                    responses={200: RunSerializer(many=True), **error_responses(400, 401, 404)})
     def get(self, request: Request) -> Response:
-        runs = runs_list(user=request.user, **query(RunFilterSerializer, request))
+        runs = runs_list(user=request.user, **validated_input(RunFilterSerializer, request.query_params))
         page = self.paginate_queryset(runs)
         return self.get_paginated_response(RunSerializer(page, many=True).data)
 
@@ -201,17 +195,13 @@ class RunListCreateApi(GenericAPIView):
             len(raw["blocks"]) > settings.MAX_UPLOAD_BLOCKS
         ):
             raise PayloadTooLarge(str(TooManyBlocks(settings.MAX_UPLOAD_BLOCKS)))
-        serializer = RunCreateInputSerializer(data=raw)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
+        data = validated_input(RunCreateInputSerializer, raw)
         data["options"] = stored_options(data.get("options"))
         return data, inline_blocks(data.pop("blocks"))
 
     @staticmethod
     def _upload(request: Request) -> tuple[dict[str, Any], Iterator[BlockSpec]]:
-        serializer = RunUploadInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
+        data = validated_input(RunUploadInputSerializer, request.data)
         data["options"] = stored_options(data.get("options"))
         uploaded = data.pop("file")
         uploaded.seek(0)
@@ -236,12 +226,7 @@ class RunCancelApi(APIView):
         responses={200: RunDetailSerializer, **error_responses(401, 404, 409, 429)},
     )
     def post(self, request: Request, run_id: str) -> Response:
-        run = visible_run(request, run_id)
-        try:
-            run = run_cancel(run_id=run.pk)
-        except RunStateError as exc:
-            raise Conflict(str(exc)) from None
-        return run_response(run)
+        return run_response(run_cancel(run_id=visible_run(request, run_id).pk))
 
 
 @extend_schema(parameters=[RUN_ID], tags=["runs"], request=None)
@@ -251,12 +236,7 @@ class RunResumeApi(APIView):
     @extend_schema(operation_id="runs_resume", description="Resume a paused run.",
                    responses={200: RunDetailSerializer, **error_responses(401, 404, 409, 429)})
     def post(self, request: Request, run_id: str) -> Response:
-        run = visible_run(request, run_id)
-        try:
-            run = run_resume(run_id=run.pk)
-        except RunStateError as exc:
-            raise Conflict(str(exc)) from None
-        return run_response(run)
+        return run_response(run_resume(run_id=visible_run(request, run_id).pk))
 
 
 @extend_schema(parameters=[RUN_ID], tags=["runs"])
@@ -274,20 +254,9 @@ class RunReseedApi(APIView):
         responses={200: RunDetailSerializer, **error_responses(400, 401, 404, 409, 429)},
     )
     def post(self, request: Request, run_id: str) -> Response:
-        # Imported here: the reseed service lives beside the admin's reseed actions.
-        from apps.runs.services.reseed import run_reseed
-
         run = visible_run(request, run_id)
-        serializer = ReseedInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        try:
-            run_reseed(run_id=run.pk, **serializer.validated_data)
-        except RunStateError as exc:
-            raise Conflict(str(exc)) from None
-        except SubmissionError as exc:
-            raise submission_error(exc, upload=False) from None
-        run.refresh_from_db()
-        return run_response(run)
+        changes = validated_input(ReseedInputSerializer, request.data)
+        return run_response(run_reseed(run_id=run.pk, **changes))
 
 
 # --- blocks and results ------------------------------------------------------------------------------
@@ -301,7 +270,7 @@ class RunBlockListApi(GenericAPIView):
                    responses={200: BlockSerializer(many=True), **error_responses(400, 401, 404)})
     def get(self, request: Request, run_id: str) -> Response:
         run = visible_run(request, run_id)
-        blocks = run_blocks(run_id=run.pk, **query(BlockFilterSerializer, request))
+        blocks = run_blocks(run_id=run.pk, **validated_input(BlockFilterSerializer, request.query_params))
         page = self.paginate_queryset(blocks)
         return self.get_paginated_response(BlockSerializer(page, many=True).data)
 

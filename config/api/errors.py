@@ -7,6 +7,10 @@
 (`blocks.3.input`); `line` only when a line of an uploaded file is at fault; `retry_after` (seconds)
 only on 429. Installed as DRF's EXCEPTION_HANDLER, so it covers authentication, permissions, parsing,
 throttling and 404s as well as the views' own errors.
+
+The services' own errors are mapped here, once, so a view never catches them: a `StateConflict`
+("the state does not allow this") is a 409 with the conflict's code; Django's `ValidationError`
+(bad input found by a service) is a 400 naming the fields.
 """
 
 import math
@@ -14,12 +18,15 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
+
+from apps.core.errors import InvalidInput, StateConflict
 
 
 class Conflict(exceptions.APIException):
@@ -59,9 +66,23 @@ class ErrorSerializer(serializers.Serializer):
     error = ErrorBodySerializer()
 
 
+def validated_input(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    """Run an input serializer over request data (or query parameters); its errors are a 400."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
 def _as_api_exception(exc: Exception) -> exceptions.APIException | None:
     if isinstance(exc, exceptions.APIException):
         return exc
+    if isinstance(exc, StateConflict):
+        return Conflict(exc.message, code=exc.code)
+    if isinstance(exc, InvalidInput):
+        return InputError({exc.field or "non_field_errors": [exc.message]}, line=exc.line)
+    if isinstance(exc, DjangoValidationError):
+        fields = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        return InputError(fields)
     if isinstance(exc, Http404):
         return exceptions.NotFound()
     if isinstance(exc, DjangoPermissionDenied):

@@ -17,9 +17,9 @@ DIAGNOSTICS = reverse("admin:failures_diagnosticlog_changelist")
 
 
 @pytest.fixture
-def run(owner, key):
+def run(owner, offline_key):
     """b0 succeeded; b1 and b2 failed for good."""
-    return settle(make_run(owner, key, ["a", "b", "c"], max_attempts=1), fail={"b1", "b2"})
+    return settle(make_run(owner, offline_key, ["a", "b", "c"], max_attempts=1), fail={"b1", "b2"})
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ BLOCKS = reverse("admin:runs_block_changelist")
 
 
 @pytest.fixture
-def ended_run(owner, key):
+def ended_run(owner, offline_key):
     """Three blocks: b0 and b1 succeeded, b2 failed for good."""
-    return settle(make_run(owner, key, ["a", "b", "c"], max_attempts=1, name="essays"), fail={"b2"})
+    return settle(make_run(owner, offline_key, ["a", "b", "c"], max_attempts=1, name="essays"), fail={"b2"})
 
 
 def act(client, action: str, *runs):
@@ -33,8 +33,8 @@ def test_the_run_list_shows_progress_counts_and_cost(operator, ended_run):
     assert f"${ended_run.cost_usd:.4f}" in html
 
 
-def test_the_run_list_filters_by_status_and_model(operator, ended_run, owner, key):
-    make_run(owner, key, ["queued"], name="waiting")
+def test_the_run_list_filters_by_status_and_model(operator, ended_run, owner, offline_key):
+    make_run(owner, offline_key, ["queued"], name="waiting")
     html = operator.get(RUNS, {"status__exact": "complete", "model": "claude-haiku-4-5"}).content.decode()
     assert "essays" in html
     assert "waiting" not in html
@@ -93,8 +93,8 @@ def test_a_blocks_output_cannot_be_edited(operator, ended_run):
 
 # --- actions --------------------------------------------------------------------------------------------
 
-def test_the_cancel_action_cancels_the_selected_runs(operator, owner, key):
-    run = make_run(owner, key, ["a", "b"])
+def test_the_cancel_action_cancels_the_selected_runs(operator, owner, offline_key):
+    run = make_run(owner, offline_key, ["a", "b"])
     act(operator, "cancel_runs", run)
     assert counts(run) == ("canceled", 0, 0, 2)
 
@@ -112,8 +112,8 @@ def test_the_reseed_all_action_takes_every_block_back(operator, ended_run):
     assert ended_run.blocks.filter(status="pending").count() == 3
 
 
-def test_an_action_refused_for_one_run_reports_it_and_changes_nothing(operator, owner, key):
-    running = make_run(owner, key, ["a"])
+def test_an_action_refused_for_one_run_reports_it_and_changes_nothing(operator, owner, offline_key):
+    running = make_run(owner, offline_key, ["a"])
     response = act(operator, "reseed_all", running)
     messages = [str(m) for m in response.wsgi_request._messages]
     assert any("cannot be reseeded" in m for m in messages)

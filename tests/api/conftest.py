@@ -7,9 +7,8 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from apps.keys.models import ProviderKey
 from apps.runs.models import Run
-from tests.factories import make_key, make_run
+from tests.factories import make_run
 
 
 @pytest.fixture(autouse=True)
@@ -32,10 +31,5 @@ def api() -> Callable[..., APIClient]:
 
 
 @pytest.fixture
-def key(owner) -> ProviderKey:
-    return make_key(owner)
-
-
-@pytest.fixture
-def run(owner, key) -> Run:
-    return make_run(owner, key, ["one", "two", "three"], name="three blocks")
+def run(owner, offline_key) -> Run:
+    return make_run(owner, offline_key, ["one", "two", "three"], name="three blocks")

@@ -28,8 +28,8 @@ def test_staff_list_any_runs_blocks(staff, run, api):
     assert uids(api(staff).get(blocks_url(run))) == ["b0", "b1", "b2"]
 
 
-def test_following_the_cursor_visits_every_block_once_in_order(owner, key, api):
-    run = make_run(owner, key, [f"text {i}" for i in range(7)])
+def test_following_the_cursor_visits_every_block_once_in_order(owner, offline_key, api):
+    run = make_run(owner, offline_key, [f"text {i}" for i in range(7)])
     client, seen, url = api(owner), [], blocks_url(run) + "?page_size=3"
     while url:
         body = client.get(url).json()
@@ -38,8 +38,8 @@ def test_following_the_cursor_visits_every_block_once_in_order(owner, key, api):
     assert seen == [f"b{i}" for i in range(7)]
 
 
-def test_pages_stay_stable_when_earlier_blocks_change_status(owner, key, api):
-    run = make_run(owner, key, [f"text {i}" for i in range(4)])
+def test_pages_stay_stable_when_earlier_blocks_change_status(owner, offline_key, api):
+    run = make_run(owner, offline_key, [f"text {i}" for i in range(4)])
     client = api(owner)
     first = client.get(blocks_url(run) + "?page_size=2").json()
     finish_block(run, "b0", BlockStatus.SUCCEEDED, output="done")
@@ -106,10 +106,10 @@ def test_staff_read_any_block(staff, run, api):
     assert api(staff).get(f"{blocks_url(run)}b1/").json()["input"] == "two"
 
 
-def test_a_uid_may_contain_slashes(owner, key, api):
+def test_a_uid_may_contain_slashes(owner, offline_key, api):
     from apps.runs.services import BlockSpec, run_create
 
-    run = run_create(owner=owner, key=key, model="claude-haiku-4-5",
+    run = run_create(owner=owner, key=offline_key, model="claude-haiku-4-5",
                      blocks=[BlockSpec(uid="docs/a.txt", input="text")])
     assert api(owner).get(f"{blocks_url(run)}docs/a.txt/").json()["uid"] == "docs/a.txt"
 

@@ -67,10 +67,10 @@ def rates(settings):
     return set_rates
 
 
-def test_creating_runs_too_fast_is_a_429_with_a_retry_after(owner, key, api, rates):
+def test_creating_runs_too_fast_is_a_429_with_a_retry_after(owner, offline_key, api, rates):
     rates(uploads="2/min")
     client = api(owner)
-    body = {"key": key.pk, "model": "claude-haiku-4-5", "blocks": [{"input": "x"}]}
+    body = {"key": offline_key.pk, "model": "claude-haiku-4-5", "blocks": [{"input": "x"}]}
     statuses = [client.post("/api/v1/runs/", body, format="json").status_code for _ in range(3)]
     assert statuses == [201, 201, 429]
     response = client.post("/api/v1/runs/", body, format="json")

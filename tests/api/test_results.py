@@ -37,10 +37,10 @@ def test_a_line_carries_status_output_error_and_usage(owner, run, api):
     assert (waiting["status"], waiting["output"]) == ("pending", None)
 
 
-def test_many_blocks_are_written_in_batches_of_lines(owner, key, api):
+def test_many_blocks_are_written_in_batches_of_lines(owner, offline_key, api):
     from tests.factories import make_run
 
-    run = make_run(owner, key, [f"text {i}" for i in range(1200)])
+    run = make_run(owner, offline_key, [f"text {i}" for i in range(1200)])
     response = api(owner).get(results_url(run))
     chunks = list(response.streaming_content)
     assert len(chunks) == 3  # 500 + 500 + 200 lines

@@ -19,8 +19,8 @@ def payload(key, /, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-def test_a_run_is_created_with_its_blocks_inline(owner, key, api):
-    response = api(owner).post(URL, payload(key), format="json")
+def test_a_run_is_created_with_its_blocks_inline(owner, offline_key, api):
+    response = api(owner).post(URL, payload(offline_key), format="json")
     assert response.status_code == 201
     run = Run.objects.get()
     assert response.json()["id"] == str(run.pk)
@@ -29,14 +29,14 @@ def test_a_run_is_created_with_its_blocks_inline(owner, key, api):
     ]
 
 
-def test_a_created_run_belongs_to_the_requester_and_uses_their_key(owner, key, api):
-    api(owner).post(URL, payload(key), format="json")
+def test_a_created_run_belongs_to_the_requester_and_uses_their_key(owner, offline_key, api):
+    api(owner).post(URL, payload(offline_key), format="json")
     run = Run.objects.get()
-    assert (run.owner, run.key) == (owner, key)
+    assert (run.owner, run.key) == (owner, offline_key)
 
 
-def test_a_created_run_is_answered_with_its_counts_and_version_stamp(owner, key, api):
-    body = api(owner).post(URL, payload(key), format="json").json()
+def test_a_created_run_is_answered_with_its_counts_and_version_stamp(owner, offline_key, api):
+    body = api(owner).post(URL, payload(offline_key), format="json").json()
     assert body["status"] == "queued"
     assert body["counts"] == {"total": 2, "succeeded": 0, "failed": 0, "canceled": 0, "remaining": 2}
     assert body["block_statuses"]["pending"] == 2
@@ -44,9 +44,9 @@ def test_a_created_run_is_answered_with_its_counts_and_version_stamp(owner, key,
     assert body["pipeline_version"] and body["prompt_version"]
 
 
-def test_every_setting_given_is_stored_on_the_run(owner, key, api):
+def test_every_setting_given_is_stored_on_the_run(owner, offline_key, api):
     api(owner).post(URL, payload(
-        key, name="nightly", system_prompt="Be brief.", prompt_template="Summarise: {input}",
+        offline_key, name="nightly", system_prompt="Be brief.", prompt_template="Summarise: {input}",
         max_tokens=64, max_attempts=5, parallelism=4, temperature=0.5,
         options={"cache": True, "cache_ttl": "1h", "pack_size": 10, "stream": True, "max_cost_usd": "2.5"},
     ), format="json")
@@ -58,16 +58,16 @@ def test_every_setting_given_is_stored_on_the_run(owner, key, api):
                            "max_cost_usd": "2.5000"}
 
 
-def test_omitted_options_are_stored_with_their_defaults(owner, key, api):
-    api(owner).post(URL, payload(key), format="json")
+def test_omitted_options_are_stored_with_their_defaults(owner, offline_key, api):
+    api(owner).post(URL, payload(offline_key), format="json")
     assert Run.objects.get().options == {"cache": False, "cache_ttl": "5m", "pack_size": 1,
                                          "stream": False}
 
 
-def test_creating_a_run_schedules_its_first_drain_after_commit(owner, key, api,
+def test_creating_a_run_schedules_its_first_drain_after_commit(owner, offline_key, api,
                                                                django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks() as callbacks:
-        api(owner).post(URL, payload(key), format="json")
+        api(owner).post(URL, payload(offline_key), format="json")
     assert len(callbacks) == 1
 
 
@@ -107,8 +107,8 @@ def test_creating_a_run_schedules_its_first_drain_after_commit(owner, key, api,
     ({"blocks": [{"input": "ok", "colour": "blue"}]}, "blocks.0.colour"),
     ({"blocks": [{"input": "nul \u0000 inside"}]}, "blocks.0.input"),
 ], ids=lambda value: None if isinstance(value, dict) else value)
-def test_bad_input_is_a_400_naming_the_field_and_creates_nothing(owner, key, api, overrides, field):
-    body = payload(key, **overrides)
+def test_bad_input_is_a_400_naming_the_field_and_creates_nothing(owner, offline_key, api, overrides, field):
+    body = payload(offline_key, **overrides)
     if overrides.get("model", "") is None:
         del body["model"]
     response = api(owner).post(URL, body, format="json")
@@ -120,7 +120,7 @@ def test_bad_input_is_a_400_naming_the_field_and_creates_nothing(owner, key, api
     assert not Run.objects.exists() and not Block.objects.exists()
 
 
-def test_a_missing_required_field_is_named(owner, key, api):
+def test_a_missing_required_field_is_named(owner, offline_key, api):
     response = api(owner).post(URL, {"blocks": [{"input": "x"}]}, format="json")
     assert set(error_of(response)["fields"]) == {"key", "model"}
 
@@ -137,8 +137,8 @@ def test_malformed_json_is_a_400_parse_error(owner, api):
     assert error_of(response)["code"] == "parse_error"
 
 
-def test_an_unknown_key_id_is_a_field_error_on_key(owner, key, api):
-    response = api(owner).post(URL, payload(key, key=key.pk + 1000), format="json")
+def test_an_unknown_key_id_is_a_field_error_on_key(owner, offline_key, api):
+    response = api(owner).post(URL, payload(offline_key, key=offline_key.pk + 1000), format="json")
     assert response.status_code == 400
     assert error_of(response)["fields"] == {"key": ["unknown key"]}
 
@@ -151,28 +151,28 @@ def test_another_users_key_is_refused_exactly_like_an_unknown_one(owner, outside
     assert not Run.objects.exists()
 
 
-def test_staff_cannot_spend_another_users_key_either(owner, staff, key, api):
-    response = api(staff).post(URL, payload(key), format="json")
+def test_staff_cannot_spend_another_users_key_either(owner, staff, offline_key, api):
+    response = api(staff).post(URL, payload(offline_key), format="json")
     assert error_of(response)["fields"] == {"key": ["unknown key"]}
 
 
-def test_a_create_never_shows_the_keys_secret(owner, key, api):
-    response = api(owner).post(URL, payload(key), format="json")
+def test_a_create_never_shows_the_keys_secret(owner, offline_key, api):
+    response = api(owner).post(URL, payload(offline_key), format="json")
     assert SECRET not in response.content.decode()
-    assert response.json()["key"] == key.pk
+    assert response.json()["key"] == offline_key.pk
 
 
-def test_an_inline_body_over_its_byte_limit_is_a_413(owner, key, api, settings):
+def test_an_inline_body_over_its_byte_limit_is_a_413(owner, offline_key, api, settings):
     settings.MAX_JSON_BODY_BYTES = 200
-    response = api(owner).post(URL, payload(key, blocks=[{"input": "x" * 300}]), format="json")
+    response = api(owner).post(URL, payload(offline_key, blocks=[{"input": "x" * 300}]), format="json")
     assert response.status_code == 413
     assert error_of(response)["code"] == "payload_too_large"
     assert "JSONL" in error_of(response)["message"]
 
 
-def test_more_inline_blocks_than_the_limit_is_a_413(owner, key, api, settings):
+def test_more_inline_blocks_than_the_limit_is_a_413(owner, offline_key, api, settings):
     settings.MAX_UPLOAD_BLOCKS = 2
-    response = api(owner).post(URL, payload(key, blocks=[{"input": "x"}] * 3), format="json")
+    response = api(owner).post(URL, payload(offline_key, blocks=[{"input": "x"}] * 3), format="json")
     assert response.status_code == 413
     assert not Run.objects.exists()
 
@@ -187,51 +187,53 @@ def test_an_unsupported_content_type_is_a_415(owner, api, content_type):
 
 # --- Idempotency-Key ---------------------------------------------------------------------------------
 
-def test_a_retried_create_with_the_same_idempotency_key_returns_the_first_run(owner, key, api):
+def test_a_retried_create_with_the_same_idempotency_key_returns_the_first_run(owner, offline_key, api):
     client = api(owner)
-    first = client.post(URL, payload(key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
-    again = client.post(URL, payload(key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+    first = client.post(URL, payload(offline_key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+    again = client.post(URL, payload(offline_key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["id"] == first.json()["id"]
     assert Run.objects.count() == 1
 
 
-def test_a_retry_returns_the_first_run_even_if_its_body_differs(owner, key, api):
+def test_a_retry_returns_the_first_run_even_if_its_body_differs(owner, offline_key, api):
     client = api(owner)
-    first = client.post(URL, payload(key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
-    again = client.post(URL, payload(key, name="other"), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+    first = client.post(URL, payload(offline_key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+    again = client.post(URL, payload(offline_key, name="other"), format="json",
+                        HTTP_IDEMPOTENCY_KEY="batch-7")
     assert again.json()["id"] == first.json()["id"]
     assert again.json()["name"] == ""
 
 
-def test_different_idempotency_keys_create_different_runs(owner, key, api):
+def test_different_idempotency_keys_create_different_runs(owner, offline_key, api):
     client = api(owner)
-    client.post(URL, payload(key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
-    response = client.post(URL, payload(key), format="json", HTTP_IDEMPOTENCY_KEY="batch-8")
+    client.post(URL, payload(offline_key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+    response = client.post(URL, payload(offline_key), format="json", HTTP_IDEMPOTENCY_KEY="batch-8")
     assert response.status_code == 201
     assert Run.objects.count() == 2
 
 
-def test_idempotency_keys_belong_to_each_user(owner, outsider, key, api):
-    api(owner).post(URL, payload(key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+def test_idempotency_keys_belong_to_each_user(owner, outsider, offline_key, api):
+    api(owner).post(URL, payload(offline_key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
     response = api(outsider).post(URL, payload(make_key(outsider)), format="json",
                                   HTTP_IDEMPOTENCY_KEY="batch-7")
     assert response.status_code == 201
     assert Run.objects.filter(owner=outsider).count() == 1
 
 
-def test_a_concurrent_duplicate_is_answered_with_the_winners_run_and_200(owner, key, api, monkeypatch):
-    first = api(owner).post(URL, payload(key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+def test_a_concurrent_duplicate_is_answered_with_the_winners_run_and_200(owner, offline_key, api,
+                                                                         monkeypatch):
+    first = api(owner).post(URL, payload(offline_key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
     # As if the other request committed between this one's lookup and its insert.
     monkeypatch.setattr("apps.runs.api.run_for_idempotency_key", lambda **kwargs: None)
-    again = api(owner).post(URL, payload(key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+    again = api(owner).post(URL, payload(offline_key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
 
 
 @pytest.mark.parametrize("value", ["k" * 201, "   ", "tab\tinside"], ids=["too-long", "blank", "control"])
-def test_a_malformed_idempotency_key_is_a_400_naming_the_header(owner, key, api, value):
-    response = api(owner).post(URL, payload(key), format="json", HTTP_IDEMPOTENCY_KEY=value)
+def test_a_malformed_idempotency_key_is_a_400_naming_the_header(owner, offline_key, api, value):
+    response = api(owner).post(URL, payload(offline_key), format="json", HTTP_IDEMPOTENCY_KEY=value)
     assert response.status_code == 400
     assert "Idempotency-Key" in error_of(response)["fields"]
     assert not Run.objects.exists()

@@ -30,20 +30,20 @@ def test_staff_list_every_run(owner, outsider, staff, run, api):
     assert set(ids(api(staff).get(URL))) == {str(run.pk), str(theirs.pk)}
 
 
-def test_the_list_filters_by_status(owner, key, api):
-    done = complete(make_run(owner, key, ["a"]))
-    make_run(owner, key, ["b"])
+def test_the_list_filters_by_status(owner, offline_key, api):
+    done = complete(make_run(owner, offline_key, ["a"]))
+    make_run(owner, offline_key, ["b"])
     assert ids(api(owner).get(URL, {"status": "complete"})) == [str(done.pk)]
 
 
-def test_the_list_filters_by_model(owner, key, api):
-    sonnet = make_run(owner, key, ["a"], model="claude-sonnet-4-6")
-    make_run(owner, key, ["b"])
+def test_the_list_filters_by_model(owner, offline_key, api):
+    sonnet = make_run(owner, offline_key, ["a"], model="claude-sonnet-4-6")
+    make_run(owner, offline_key, ["b"])
     assert ids(api(owner).get(URL, {"model": "claude-sonnet-4-6"})) == [str(sonnet.pk)]
 
 
-def test_the_list_filters_by_a_created_range(owner, key, api):
-    runs = [make_run(owner, key, [str(day)]) for day in (1, 2, 3)]
+def test_the_list_filters_by_a_created_range(owner, offline_key, api):
+    runs = [make_run(owner, offline_key, [str(day)]) for day in (1, 2, 3)]
     for day, run in zip((1, 2, 3), runs, strict=True):
         Run.objects.filter(pk=run.pk).update(created_at=datetime(2026, 3, day, 12, tzinfo=UTC))
     response = api(owner).get(URL, {"created_after": "2026-03-02T00:00:00Z",
@@ -56,19 +56,19 @@ def test_the_list_filters_by_a_created_range(owner, key, api):
     ("-created_at", ["new", "mid", "old"]),
     ("status", ["mid", "new", "old"]),  # canceled, complete, queued
 ])
-def test_the_list_is_ordered_as_asked(owner, key, api, ordering, expected):
+def test_the_list_is_ordered_as_asked(owner, offline_key, api, ordering, expected):
     now = datetime.now(UTC)
     for age, (name, status) in enumerate([("new", RunStatus.COMPLETE), ("mid", RunStatus.CANCELED),
                                           ("old", RunStatus.QUEUED)]):
-        run = make_run(owner, key, ["x"], name=name)
+        run = make_run(owner, offline_key, ["x"], name=name)
         Run.objects.filter(pk=run.pk).update(status=status, created_at=now - timedelta(hours=age))
     names = [run["name"] for run in api(owner).get(URL, {"ordering": ordering}).json()["results"]]
     assert names == expected
 
 
-def test_the_newest_runs_come_first_by_default(owner, key, api):
-    first = make_run(owner, key, ["a"])
-    second = make_run(owner, key, ["b"])
+def test_the_newest_runs_come_first_by_default(owner, offline_key, api):
+    first = make_run(owner, offline_key, ["a"])
+    second = make_run(owner, offline_key, ["b"])
     Run.objects.filter(pk=first.pk).update(created_at=datetime(2026, 1, 1, tzinfo=UTC))
     assert ids(api(owner).get(URL)) == [str(second.pk), str(first.pk)]
 
@@ -85,9 +85,9 @@ def test_a_bad_filter_is_a_400_naming_it(owner, api, params, field):
     assert field in error_of(response)["fields"]
 
 
-def test_the_list_comes_in_pages(owner, key, api):
+def test_the_list_comes_in_pages(owner, offline_key, api):
     for text in "abc":
-        make_run(owner, key, [text])
+        make_run(owner, offline_key, [text])
     body = api(owner).get(URL, {"page_size": 2}).json()
     assert (body["count"], len(body["results"])) == (3, 2)
     assert len(api(owner).get(body["next"]).json()["results"]) == 1

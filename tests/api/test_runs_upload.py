@@ -27,8 +27,8 @@ def upload(client, key, content: bytes, /, **fields: Any):
     return client.post(URL, form, format="multipart")
 
 
-def test_an_upload_creates_a_run_with_a_block_per_line(owner, key, api):
-    response = upload(api(owner), key, jsonl({"uid": "a", "input": "one"}, {"input": "two"}))
+def test_an_upload_creates_a_run_with_a_block_per_line(owner, offline_key, api):
+    response = upload(api(owner), offline_key, jsonl({"uid": "a", "input": "one"}, {"input": "two"}))
     assert response.status_code == 201
     run = Run.objects.get()
     assert list(run.blocks.order_by("block_index").values_list("uid", "input")) == [
@@ -37,15 +37,16 @@ def test_an_upload_creates_a_run_with_a_block_per_line(owner, key, api):
     assert response.json()["counts"]["total"] == 2
 
 
-def test_blank_lines_and_windows_line_endings_are_accepted(owner, key, api):
+def test_blank_lines_and_windows_line_endings_are_accepted(owner, offline_key, api):
     content = b'{"input": "one"}\r\n\r\n{"input": "two"}'
-    response = upload(api(owner), key, content)
+    response = upload(api(owner), offline_key, content)
     assert response.status_code == 201
     assert list(Block.objects.values_list("uid", flat=True).order_by("block_index")) == ["line-1", "line-3"]
 
 
-def test_an_upload_takes_the_other_settings_as_form_fields(owner, key, api):
-    upload(api(owner), key, jsonl({"input": "one"}), name="nightly", max_tokens="64", temperature="0.2",
+def test_an_upload_takes_the_other_settings_as_form_fields(owner, offline_key, api):
+    upload(api(owner), offline_key, jsonl({"input": "one"}), name="nightly", max_tokens="64",
+           temperature="0.2",
            prompt_template="Summarise: {input}", options=json.dumps({"pack_size": 5, "cache": True}))
     run = Run.objects.get()
     assert (run.name, run.max_tokens, run.temperature, run.prompt_template) == (
@@ -53,9 +54,9 @@ def test_an_upload_takes_the_other_settings_as_form_fields(owner, key, api):
     assert run.options["pack_size"] == 5 and run.options["cache"] is True
 
 
-def test_a_large_upload_is_written_in_chunks_with_every_block(owner, key, api):
+def test_a_large_upload_is_written_in_chunks_with_every_block(owner, offline_key, api):
     content = jsonl(*({"input": f"block {i}"} for i in range(5000)))
-    response = upload(api(owner), key, content)
+    response = upload(api(owner), offline_key, content)
     assert response.status_code == 201
     assert Block.objects.count() == 5000
     assert Block.objects.get(block_index=4999).input == "block 4999"
@@ -74,8 +75,8 @@ def test_a_large_upload_is_written_in_chunks_with_every_block(owner, key, api):
     ([b'{"input": "ok", "uid": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"], 1, "nested too deeply"),
 ], ids=["bad-json", "not-an-object", "input-type", "empty-input", "duplicate-uid", "unknown-field",
         "bad-utf8", "nul", "lone-surrogate", "deep-nesting"])
-def test_a_bad_line_is_reported_by_number_and_nothing_is_created(owner, key, api, lines, line, words):
-    response = upload(api(owner), key, b"\n".join(lines) + b"\n")
+def test_a_bad_line_is_reported_by_number_and_nothing_is_created(owner, offline_key, api, lines, line, words):
+    response = upload(api(owner), offline_key, b"\n".join(lines) + b"\n")
     assert response.status_code == 400
     error = error_of(response)
     assert error["line"] == line
@@ -84,27 +85,27 @@ def test_a_bad_line_is_reported_by_number_and_nothing_is_created(owner, key, api
     assert not Run.objects.exists()
 
 
-def test_a_bad_line_after_thousands_of_good_ones_leaves_no_block_behind(owner, key, api):
+def test_a_bad_line_after_thousands_of_good_ones_leaves_no_block_behind(owner, offline_key, api):
     content = jsonl(*({"input": f"block {i}"} for i in range(4500))) + b"not json\n"
-    response = upload(api(owner), key, content)
+    response = upload(api(owner), offline_key, content)
     assert error_of(response)["line"] == 4501
     assert not Run.objects.exists() and not Block.objects.exists()
 
 
-def test_an_empty_file_is_refused(owner, key, api):
-    response = upload(api(owner), key, b"")
+def test_an_empty_file_is_refused(owner, offline_key, api):
+    response = upload(api(owner), offline_key, b"")
     assert response.status_code == 400
     assert "file" in error_of(response)["fields"]
 
 
-def test_a_file_of_only_blank_lines_is_refused_as_having_no_blocks(owner, key, api):
-    response = upload(api(owner), key, b"\n\n  \n")
+def test_a_file_of_only_blank_lines_is_refused_as_having_no_blocks(owner, offline_key, api):
+    response = upload(api(owner), offline_key, b"\n\n  \n")
     assert response.status_code == 400
     assert error_of(response)["fields"] == {"file": ["a run needs at least one block"]}
 
 
-def test_an_upload_without_a_file_is_refused(owner, key, api):
-    response = api(owner).post(URL, {"key": key.pk, "model": MODEL}, format="multipart")
+def test_an_upload_without_a_file_is_refused(owner, offline_key, api):
+    response = api(owner).post(URL, {"key": offline_key.pk, "model": MODEL}, format="multipart")
     assert response.status_code == 400
     assert "file" in error_of(response)["fields"]
 
@@ -115,8 +116,8 @@ def test_an_upload_without_a_file_is_refused(owner, key, api):
     ('{"pack_size": 0}', "options.pack_size"),
     ('{"colour": "blue"}', "options.colour"),
 ])
-def test_upload_options_must_be_a_valid_json_object(owner, key, api, options, field):
-    response = upload(api(owner), key, jsonl({"input": "x"}), options=options)
+def test_upload_options_must_be_a_valid_json_object(owner, offline_key, api, options, field):
+    response = upload(api(owner), offline_key, jsonl({"input": "x"}), options=options)
     assert response.status_code == 400
     assert field in error_of(response)["fields"]
 
@@ -127,40 +128,43 @@ def test_upload_options_must_be_a_valid_json_object(owner, key, api, options, fi
     ({"model": "gpt-4o"}, "model"),
     ({"key": "999999"}, "key"),
 ])
-def test_upload_form_fields_are_checked_like_json_ones(owner, key, api, fields, name):
-    response = upload(api(owner), key, jsonl({"input": "x"}), **fields)
+def test_upload_form_fields_are_checked_like_json_ones(owner, offline_key, api, fields, name):
+    response = upload(api(owner), offline_key, jsonl({"input": "x"}), **fields)
     assert response.status_code == 400
     assert name in error_of(response)["fields"]
 
 
-def test_an_upload_over_the_byte_limit_is_a_413_and_is_not_read(owner, key, api, settings):
+def test_an_upload_over_the_byte_limit_is_a_413_and_is_not_read(owner, offline_key, api, settings):
     settings.MAX_UPLOAD_BYTES = 1024
-    response = upload(api(owner), key, jsonl(*({"input": "x" * 100} for _ in range(20))))
+    response = upload(api(owner), offline_key, jsonl(*({"input": "x" * 100} for _ in range(20))))
     assert response.status_code == 413
     assert error_of(response)["code"] == "payload_too_large"
     assert not Run.objects.exists()
 
 
-def test_an_upload_of_more_blocks_than_the_limit_is_a_413_and_creates_nothing(owner, key, api, settings):
+def test_an_upload_of_more_blocks_than_the_limit_is_a_413_and_creates_nothing(owner, offline_key, api,
+                                                                              settings):
     settings.MAX_UPLOAD_BLOCKS = 3
-    response = upload(api(owner), key, jsonl(*({"input": "x"} for _ in range(4))))
+    response = upload(api(owner), offline_key, jsonl(*({"input": "x"} for _ in range(4))))
     assert response.status_code == 413
     assert "at most 3 blocks" in error_of(response)["message"]
     assert not Run.objects.exists() and not Block.objects.exists()
 
 
-def test_an_upload_of_exactly_the_block_limit_is_accepted(owner, key, api, settings):
+def test_an_upload_of_exactly_the_block_limit_is_accepted(owner, offline_key, api, settings):
     settings.MAX_UPLOAD_BLOCKS = 3
-    response = upload(api(owner), key, jsonl(*({"input": "x"} for _ in range(3))))
+    response = upload(api(owner), offline_key, jsonl(*({"input": "x"} for _ in range(3))))
     assert response.status_code == 201
 
 
-def test_a_retried_upload_with_its_idempotency_key_returns_the_first_run(owner, key, api):
+def test_a_retried_upload_with_its_idempotency_key_returns_the_first_run(owner, offline_key, api):
     client = api(owner)
-    first = client.post(URL, {"key": key.pk, "model": MODEL, "file": io.BytesIO(jsonl({"input": "x"}))},
-                        format="multipart", HTTP_IDEMPOTENCY_KEY="upload-1")
-    again = client.post(URL, {"key": key.pk, "model": MODEL, "file": io.BytesIO(jsonl({"input": "x"}))},
-                        format="multipart", HTTP_IDEMPOTENCY_KEY="upload-1")
+
+    def body() -> dict:
+        return {"key": offline_key.pk, "model": MODEL, "file": io.BytesIO(jsonl({"input": "x"}))}
+
+    first = client.post(URL, body(), format="multipart", HTTP_IDEMPOTENCY_KEY="upload-1")
+    again = client.post(URL, body(), format="multipart", HTTP_IDEMPOTENCY_KEY="upload-1")
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["id"] == first.json()["id"]
 
@@ -187,8 +191,8 @@ def test_an_endless_line_is_refused_before_it_is_read_whole(monkeypatch):
     assert source.tell() < 100
 
 
-def test_form_fields_beyond_djangos_memory_limit_are_a_413(owner, key, api, settings):
+def test_form_fields_beyond_djangos_memory_limit_are_a_413(owner, offline_key, api, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
-    response = upload(api(owner), key, jsonl({"input": "x"}), system_prompt="s" * 200)
+    response = upload(api(owner), offline_key, jsonl({"input": "x"}), system_prompt="s" * 200)
     assert response.status_code == 413
     assert error_of(response)["code"] == "payload_too_large"

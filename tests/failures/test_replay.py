@@ -24,8 +24,8 @@ BASE = timedelta(seconds=settings.CONVEYOR["FAILURE_REPLAY_BASE_SECONDS"])
 MAX_REPLAYS = settings.CONVEYOR["FAILURE_MAX_REPLAYS"]
 
 
-def failed_run(owner, key, *, blocks: int = 2, fail: tuple[str, ...] = ("b1",), **kwargs):
-    run = make_run(owner, key, [f"text {i}" for i in range(blocks)], max_attempts=1, **kwargs)
+def failed_run(owner, mock_key, *, blocks: int = 2, fail: tuple[str, ...] = ("b1",), **kwargs):
+    run = make_run(owner, mock_key, [f"text {i}" for i in range(blocks)], max_attempts=1, **kwargs)
     return settle(run, fail=set(fail))
 
 
@@ -33,9 +33,9 @@ def failed_run(owner, key, *, blocks: int = 2, fail: tuple[str, ...] = ("b1",), 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_block_replayed_by_the_beat_task_succeeds_and_resolves_its_failure_with_exact_counts(
-        owner, key):
+        owner, mock_key):
     run = drain_until_settled(
-        make_run(owner, key, ["fine", "flaky [[mock:status=500 times=3]]"], max_attempts=3)
+        make_run(owner, mock_key, ["fine", "flaky [[mock:status=500 times=3]]"], max_attempts=3)
     )
     failure = failure_of(run, "b1")
     assert counts(run) == ("complete", 1, 1, 0)
@@ -53,8 +53,8 @@ def test_a_block_replayed_by_the_beat_task_succeeds_and_resolves_its_failure_wit
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_replayed_block_that_fails_again_updates_the_same_failure_row(owner, key):
-    run = drain_until_settled(make_run(owner, key, ["broken [[mock:status=500]]"], max_attempts=2))
+def test_a_replayed_block_that_fails_again_updates_the_same_failure_row(owner, mock_key):
+    run = drain_until_settled(make_run(owner, mock_key, ["broken [[mock:status=500]]"], max_attempts=2))
     failure = failure_of(run, "b0")
 
     with time_machine.travel(failure.next_retry_at + timedelta(seconds=1), tick=False):

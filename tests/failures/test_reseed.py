@@ -181,8 +181,8 @@ def test_bad_reseed_options_are_refused_naming_the_field(ended_run, kwargs, fiel
 # --- with the real engine: the history stays readable --------------------------------------------------
 
 @pytest.mark.django_db(transaction=True)
-def test_earlier_passes_outputs_stay_readable_after_a_reseed_with_another_model(owner, key):
-    run = drain_until_settled(make_run(owner, key, ["the first essay", "the second essay"]))
+def test_earlier_passes_outputs_stay_readable_after_a_reseed_with_another_model(owner, mock_key):
+    run = drain_until_settled(make_run(owner, mock_key, ["the first essay", "the second essay"]))
     first_outputs = dict(run.blocks.values_list("uid", "output"))
 
     run = drain_until_settled(run_reseed(run_id=run.pk, scope="all", model="claude-sonnet-4-6"))
@@ -196,9 +196,9 @@ def test_earlier_passes_outputs_stay_readable_after_a_reseed_with_another_model(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_reseed_of_failed_blocks_completes_the_run_with_exact_counts(owner, key):
+def test_a_reseed_of_failed_blocks_completes_the_run_with_exact_counts(owner, mock_key):
     run = drain_until_settled(
-        make_run(owner, key, ["fine", "flaky [[mock:status=500 times=1]]"], max_attempts=1)
+        make_run(owner, mock_key, ["fine", "flaky [[mock:status=500 times=1]]"], max_attempts=1)
     )
     assert counts(run) == ("complete", 1, 1, 0)
 

@@ -24,5 +24,6 @@ def mock() -> Iterator[MockHandle]:
 
 
 @pytest.fixture
-def key(owner, mock: MockHandle):
+def mock_key(owner, mock: MockHandle):
+    """The owner's key, pointing at the in-process mock provider (live calls over HTTP)."""
     return make_key(owner, base_url=mock.base_url)

@@ -5,18 +5,13 @@ import pytest
 from apps.runs.models import Block
 from apps.runs.services import blocks_claim, leases_expire, outcomes_record
 from apps.runs.services.outcomes import Outcome
-from tests.factories import make_key, make_run
+from tests.factories import make_run
 from tests.runs.helpers import in_thread
 
 
-@pytest.fixture
-def key(owner):
-    return make_key(owner)
-
-
 @pytest.mark.django_db
-def test_blocks_are_claimed_in_block_index_order(owner, key):
-    run = make_run(owner, key, [f"text {i}" for i in range(5)], parallelism=10)
+def test_blocks_are_claimed_in_block_index_order(owner, offline_key):
+    run = make_run(owner, offline_key, [f"text {i}" for i in range(5)], parallelism=10)
     first = blocks_claim(run_id=run.pk, limit=2, worker="w")
     second = blocks_claim(run_id=run.pk, limit=2, worker="w")
     assert [b.uid for b in first.blocks] == ["b0", "b1"]
@@ -25,15 +20,15 @@ def test_blocks_are_claimed_in_block_index_order(owner, key):
 
 
 @pytest.mark.django_db
-def test_a_claim_never_exceeds_the_runs_parallelism(owner, key):
-    run = make_run(owner, key, [f"text {i}" for i in range(10)], parallelism=3)
+def test_a_claim_never_exceeds_the_runs_parallelism(owner, offline_key):
+    run = make_run(owner, offline_key, [f"text {i}" for i in range(10)], parallelism=3)
     assert len(blocks_claim(run_id=run.pk, limit=10, worker="w").blocks) == 3
     assert blocks_claim(run_id=run.pk, limit=10, worker="w").blocks == []
 
 
 @pytest.mark.django_db
-def test_a_claim_counts_an_attempt_and_starts_the_run(owner, key):
-    run = make_run(owner, key, ["x"])
+def test_a_claim_counts_an_attempt_and_starts_the_run(owner, offline_key):
+    run = make_run(owner, offline_key, ["x"])
     claimed = blocks_claim(run_id=run.pk, limit=1, worker="w").blocks[0]
     assert claimed.attempt == 1
     run.refresh_from_db()
@@ -42,8 +37,8 @@ def test_a_claim_counts_an_attempt_and_starts_the_run(owner, key):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_claimers_never_claim_the_same_block(owner, key):
-    run = make_run(owner, key, [f"text {i}" for i in range(300)], parallelism=300)
+def test_concurrent_claimers_never_claim_the_same_block(owner, offline_key):
+    run = make_run(owner, offline_key, [f"text {i}" for i in range(300)], parallelism=300)
     claimed: list[int] = []
     lock = threading.Lock()
 
@@ -64,8 +59,8 @@ def test_concurrent_claimers_never_claim_the_same_block(owner, key):
 
 
 @pytest.mark.django_db
-def test_a_worker_whose_lease_was_taken_over_cannot_write(owner, key):
-    run = make_run(owner, key, ["x"])
+def test_a_worker_whose_lease_was_taken_over_cannot_write(owner, offline_key):
+    run = make_run(owner, offline_key, ["x"])
     stale = blocks_claim(run_id=run.pk, limit=1, worker="slow")
     Block.objects.filter(run=run).update(lease_expires_at="2000-01-01T00:00:00Z")
     assert leases_expire() == 1
@@ -91,8 +86,8 @@ def test_a_worker_whose_lease_was_taken_over_cannot_write(owner, key):
 
 
 @pytest.mark.django_db
-def test_a_block_whose_lease_expires_on_its_last_attempt_is_dead_lettered(owner, key):
-    run = make_run(owner, key, ["x"], max_attempts=1)
+def test_a_block_whose_lease_expires_on_its_last_attempt_is_dead_lettered(owner, offline_key):
+    run = make_run(owner, offline_key, ["x"], max_attempts=1)
     blocks_claim(run_id=run.pk, limit=1, worker="doomed")
     Block.objects.filter(run=run).update(lease_expires_at="2000-01-01T00:00:00Z")
     leases_expire()

@@ -11,7 +11,7 @@ from tests.runs.helpers import drain_until_settled
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_submit_creates_a_run_from_a_jsonl_file(owner, key, tmp_path):
+def test_submit_creates_a_run_from_a_jsonl_file(owner, mock_key, tmp_path):
     path = tmp_path / "blocks.jsonl"
     path.write_text('{"uid": "a", "input": "one"}\n{"input": "two"}\n')
     out = io.StringIO()
@@ -22,7 +22,7 @@ def test_submit_creates_a_run_from_a_jsonl_file(owner, key, tmp_path):
     assert (run.parallelism, list(run.blocks.values_list("uid", flat=True))) == (4, ["a", "line-2"])
 
 
-def test_submit_names_the_bad_line_and_creates_nothing(owner, key, tmp_path):
+def test_submit_names_the_bad_line_and_creates_nothing(owner, mock_key, tmp_path):
     path = tmp_path / "blocks.jsonl"
     path.write_text('{"input": "fine"}\n{"input": \n')
     with pytest.raises(CommandError, match="line 2: is not valid JSON"):
@@ -30,15 +30,15 @@ def test_submit_names_the_bad_line_and_creates_nothing(owner, key, tmp_path):
     assert Run.objects.count() == 0
 
 
-def test_submit_refuses_a_key_the_user_does_not_own(owner, outsider, key, tmp_path):
+def test_submit_refuses_a_key_the_user_does_not_own(owner, outsider, mock_key, tmp_path):
     path = tmp_path / "blocks.jsonl"
     path.write_text('{"input": "x"}\n')
     with pytest.raises(CommandError, match="has no key"):
-        call_command("submit", str(path), "--user", "outsider", "--key", str(key.pk))
+        call_command("submit", str(path), "--user", "outsider", "--key", str(mock_key.pk))
 
 
-def test_export_writes_one_json_line_per_block_in_order(owner, key):
-    run = drain_until_settled(make_run(owner, key, ["first", "second [[mock:status=400]]"]))
+def test_export_writes_one_json_line_per_block_in_order(owner, mock_key):
+    run = drain_until_settled(make_run(owner, mock_key, ["first", "second [[mock:status=400]]"]))
     out = io.StringIO()
     call_command("export", str(run.pk), stdout=out)
     rows = [json.loads(line) for line in out.getvalue().splitlines()]

@@ -13,8 +13,8 @@ from tests.runs.helpers import drain_until_settled
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_run_completes_with_every_output_usage_and_cost_recorded(owner, key):
-    run = drain_until_settled(make_run(owner, key, [f"essay number {i}" for i in range(20)]))
+def test_a_run_completes_with_every_output_usage_and_cost_recorded(owner, mock_key):
+    run = drain_until_settled(make_run(owner, mock_key, [f"essay number {i}" for i in range(20)]))
     assert (run.status, run.completed_blocks, run.failed_blocks) == ("complete", 20, 0)
     assert run.blocks.filter(output__isnull=True).count() == 0
     assert run.finished_at is not None
@@ -23,14 +23,14 @@ def test_a_run_completes_with_every_output_usage_and_cost_recorded(owner, key):
     assert run.cost_usd == totals["c"] > Decimal(0)
 
 
-def test_the_same_input_gives_the_same_output(owner, key):
-    a = drain_until_settled(make_run(owner, key, ["the same text"]))
-    b = drain_until_settled(make_run(owner, key, ["the same text"]))
+def test_the_same_input_gives_the_same_output(owner, mock_key):
+    a = drain_until_settled(make_run(owner, mock_key, ["the same text"]))
+    b = drain_until_settled(make_run(owner, mock_key, ["the same text"]))
     assert a.blocks.get().output == b.blocks.get().output
 
 
-def test_a_retryable_error_is_retried_then_succeeds(owner, key):
-    run = drain_until_settled(make_run(owner, key, ["flaky [[mock:status=500 times=2]]"]))
+def test_a_retryable_error_is_retried_then_succeeds(owner, mock_key):
+    run = drain_until_settled(make_run(owner, mock_key, ["flaky [[mock:status=500 times=2]]"]))
     block = run.blocks.get()
     assert (block.status, block.attempts) == ("succeeded", 3)
     assert list(block.attempt_set.order_by("id").values_list("outcome", flat=True)) == [
@@ -39,9 +39,9 @@ def test_a_retryable_error_is_retried_then_succeeds(owner, key):
     assert DiagnosticLog.objects.filter(event_code="PIPELINE_RETRY", block=block).count() == 2
 
 
-def test_retry_exhaustion_fails_the_block_into_pipeline_failures(owner, key):
+def test_retry_exhaustion_fails_the_block_into_pipeline_failures(owner, mock_key):
     run = drain_until_settled(
-        make_run(owner, key, ["ok", "broken [[mock:status=500]]"], max_attempts=3)
+        make_run(owner, mock_key, ["ok", "broken [[mock:status=500]]"], max_attempts=3)
     )
     assert (run.status, run.completed_blocks, run.failed_blocks) == ("complete", 1, 1)
     failure = PipelineFailure.objects.get()
@@ -52,37 +52,37 @@ def test_retry_exhaustion_fails_the_block_into_pipeline_failures(owner, key):
     assert DiagnosticLog.objects.filter(event_code="DOWNSTREAM_CALL_FAILED", block=failure.block).exists()
 
 
-def test_an_invalid_request_fails_the_block_at_once_and_is_parked(owner, key):
-    run = drain_until_settled(make_run(owner, key, ["bad [[mock:status=400]]"]))
+def test_an_invalid_request_fails_the_block_at_once_and_is_parked(owner, mock_key):
+    run = drain_until_settled(make_run(owner, mock_key, ["bad [[mock:status=400]]"]))
     block = run.blocks.get()
     assert (block.status, block.attempts, block.error_code) == ("failed", 1, "invalid_request_error")
     assert PipelineFailure.objects.get().next_retry_at is None
 
 
-def test_a_401_pauses_the_run_and_marks_the_key_invalid_without_burning_blocks(owner, key):
+def test_a_401_pauses_the_run_and_marks_the_key_invalid_without_burning_blocks(owner, mock_key):
     run = drain_until_settled(
-        make_run(owner, key, ["rejected [[mock:status=401]]"] + [f"x{i}" for i in range(5)],
+        make_run(owner, mock_key, ["rejected [[mock:status=401]]"] + [f"x{i}" for i in range(5)],
                  parallelism=1)
     )
-    key.refresh_from_db()
+    mock_key.refresh_from_db()
     assert run.status == "paused"
     assert "authentication_error" in run.paused_reason
-    assert key.is_valid is False
+    assert mock_key.is_valid is False
     assert run.blocks.get(uid="b0").attempts == 0
     assert run.failed_blocks == 0
 
 
-def test_throttling_waits_without_using_the_blocks_attempts(owner, key):
+def test_throttling_waits_without_using_the_blocks_attempts(owner, mock_key):
     run = drain_until_settled(
-        make_run(owner, key, ["busy [[mock:status=529 times=3]]"], max_attempts=1)
+        make_run(owner, mock_key, ["busy [[mock:status=529 times=3]]"], max_attempts=1)
     )
     block = run.blocks.get()
     assert (block.status, block.attempts, block.throttle_waits) == ("succeeded", 1, 3)
 
 
-def test_a_429_with_retry_after_holds_every_call_on_the_key_until_then(owner, key, mock):
+def test_a_429_with_retry_after_holds_every_call_on_the_key_until_then(owner, mock_key, mock):
     inputs = ["slow down [[mock:status=429 retry_after=1 times=1]]"] + [f"x{i}" for i in range(6)]
-    run = drain_until_settled(make_run(owner, key, inputs, parallelism=1))
+    run = drain_until_settled(make_run(owner, mock_key, inputs, parallelism=1))
     assert run.status == "complete"
     log = mock.requests()
     throttled_at = next(r["t"] for r in log if r["status"] == 429)
@@ -90,16 +90,16 @@ def test_a_429_with_retry_after_holds_every_call_on_the_key_until_then(owner, ke
     assert after and min(after) - throttled_at >= 1.0
 
 
-def test_a_reply_cut_at_max_tokens_fails_the_block_with_a_clear_code(owner, key):
-    run = drain_until_settled(make_run(owner, key, ["long [[mock:max_tokens]]"], max_attempts=1))
+def test_a_reply_cut_at_max_tokens_fails_the_block_with_a_clear_code(owner, mock_key):
+    run = drain_until_settled(make_run(owner, mock_key, ["long [[mock:max_tokens]]"], max_attempts=1))
     block = run.blocks.get()
     assert (block.status, block.error_code) == ("failed", "max_tokens")
     assert run.cost_usd > 0  # the truncated call was billed and is on the run
 
 
-def test_a_spent_budget_pauses_the_run(owner, key):
+def test_a_spent_budget_pauses_the_run(owner, mock_key):
     run = drain_until_settled(
-        make_run(owner, key, [f"x{i}" for i in range(30)], parallelism=2,
+        make_run(owner, mock_key, [f"x{i}" for i in range(30)], parallelism=2,
                  options={"max_cost_usd": "0.00001"})
     )
     assert run.status == "paused"
@@ -107,29 +107,29 @@ def test_a_spent_budget_pauses_the_run(owner, key):
     assert run.completed_blocks < 30
 
 
-def test_packed_calls_split_a_mismapped_pack_and_every_block_succeeds(owner, key, mock):
+def test_packed_calls_split_a_mismapped_pack_and_every_block_succeeds(owner, mock_key, mock):
     inputs = [f"item {i}" for i in range(8)]
     inputs[5] = "item 5 [[mock:drop_uid times=1]]"
     run = drain_until_settled(
-        make_run(owner, key, inputs, options={"pack_size": 4}, max_tokens=2000)
+        make_run(owner, mock_key, inputs, options={"pack_size": 4}, max_tokens=2000)
     )
     assert (run.status, run.completed_blocks) == ("complete", 8)
     assert len(mock.requests()) > 2  # two packs, and at least one split
     assert Attempt.objects.filter(run=run).aggregate(c=Sum("cost_usd"))["c"] == run.cost_usd
 
 
-def test_packed_outputs_match_unpacked_outputs(owner, key):
+def test_packed_outputs_match_unpacked_outputs(owner, mock_key):
     inputs = [f"essay {i} about rivers" for i in range(6)]
-    single = drain_until_settled(make_run(owner, key, inputs))
-    packed = drain_until_settled(make_run(owner, key, inputs, options={"pack_size": 3}))
+    single = drain_until_settled(make_run(owner, mock_key, inputs))
+    packed = drain_until_settled(make_run(owner, mock_key, inputs, options={"pack_size": 3}))
     assert list(single.blocks.values_list("output", flat=True)) == list(
         packed.blocks.values_list("output", flat=True)
     )
 
 
-def test_a_broken_stream_falls_back_to_a_plain_call(owner, key):
+def test_a_broken_stream_falls_back_to_a_plain_call(owner, mock_key):
     run = drain_until_settled(
-        make_run(owner, key, ["stream me [[mock:stream_error times=1]]"], options={"stream": True},
+        make_run(owner, mock_key, ["stream me [[mock:stream_error times=1]]"], options={"stream": True},
                  max_attempts=1)
     )
     assert run.blocks.get().status == "succeeded"

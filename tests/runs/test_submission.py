@@ -4,23 +4,18 @@ import pytest
 
 from apps.runs.models import Block, Run
 from apps.runs.services import SubmissionError, parse_jsonl, run_create
-from tests.factories import MODEL, make_key
+from tests.factories import MODEL
 
 pytestmark = pytest.mark.django_db
 
 
-def submit(owner, key, text: bytes, **options):
+def submit(owner, offline_key, text: bytes, **options):
     options.setdefault("model", MODEL)
-    return run_create(owner=owner, key=key, blocks=parse_jsonl(io.BytesIO(text)), **options)
+    return run_create(owner=owner, key=offline_key, blocks=parse_jsonl(io.BytesIO(text)), **options)
 
 
-@pytest.fixture
-def key(owner):
-    return make_key(owner)
-
-
-def test_it_creates_blocks_in_line_order_with_derived_uids(owner, key):
-    run = submit(owner, key, b'{"input": "first"}\n\n{"uid": "x", "input": "second"}\n')
+def test_it_creates_blocks_in_line_order_with_derived_uids(owner, offline_key):
+    run = submit(owner, offline_key, b'{"input": "first"}\n\n{"uid": "x", "input": "second"}\n')
     blocks = list(run.blocks.order_by("block_index").values_list("block_index", "uid", "input"))
     assert blocks == [(0, "line-1", "first"), (1, "x", "second")]
     assert run.total_blocks == 2
@@ -39,43 +34,43 @@ def test_it_creates_blocks_in_line_order_with_derived_uids(owner, key):
         (b'{"input": "ok"}\n{"input": "caf\xe9"}\n', "line 2: is not valid UTF-8"),
     ],
 )
-def test_bad_lines_are_reported_by_line_and_nothing_is_created(owner, key, text, message):
+def test_bad_lines_are_reported_by_line_and_nothing_is_created(owner, offline_key, text, message):
     with pytest.raises(SubmissionError) as excinfo:
-        submit(owner, key, text)
+        submit(owner, offline_key, text)
     assert str(excinfo.value).startswith(message)
     assert Run.objects.count() == 0
     assert Block.objects.count() == 0
 
 
-def test_a_run_with_zero_blocks_is_refused(owner, key):
+def test_a_run_with_zero_blocks_is_refused(owner, offline_key):
     with pytest.raises(SubmissionError, match="at least one block"):
-        submit(owner, key, b"\n\n")
+        submit(owner, offline_key, b"\n\n")
     assert Run.objects.count() == 0
 
 
-def test_an_unknown_model_is_refused_naming_the_field(owner, key):
+def test_an_unknown_model_is_refused_naming_the_field(owner, offline_key):
     with pytest.raises(SubmissionError) as excinfo:
-        submit(owner, key, b'{"input": "x"}\n', model="claude-imaginary-9")
+        submit(owner, offline_key, b'{"input": "x"}\n', model="claude-imaginary-9")
     assert excinfo.value.field == "model"
     assert Run.objects.count() == 0
 
 
-def test_another_users_key_cannot_be_used(owner, outsider, key):
+def test_another_users_key_cannot_be_used(owner, outsider, offline_key):
     with pytest.raises(SubmissionError) as excinfo:
-        submit(outsider, key, b'{"input": "x"}\n')
+        submit(outsider, offline_key, b'{"input": "x"}\n')
     assert excinfo.value.field == "key"
 
 
-def test_the_same_idempotency_key_returns_the_first_run(owner, key):
-    first = submit(owner, key, b'{"input": "x"}\n', idempotency_key="abc")
-    again = submit(owner, key, b'{"input": "x"}\n', idempotency_key="abc")
+def test_the_same_idempotency_key_returns_the_first_run(owner, offline_key):
+    first = submit(owner, offline_key, b'{"input": "x"}\n', idempotency_key="abc")
+    again = submit(owner, offline_key, b'{"input": "x"}\n', idempotency_key="abc")
     assert again.pk == first.pk
     assert Run.objects.count() == 1
 
 
-def test_the_run_is_stamped_with_pipeline_and_prompt_versions(owner, key):
-    a = submit(owner, key, b'{"input": "x"}\n', system_prompt="Grade it.")
-    b = submit(owner, key, b'{"input": "x"}\n', system_prompt="Grade it kindly.")
+def test_the_run_is_stamped_with_pipeline_and_prompt_versions(owner, offline_key):
+    a = submit(owner, offline_key, b'{"input": "x"}\n', system_prompt="Grade it.")
+    b = submit(owner, offline_key, b'{"input": "x"}\n', system_prompt="Grade it kindly.")
     assert a.pipeline_version == "1"
     assert a.prompt_version != b.prompt_version
     assert a.blocks.get().prompt_version == a.prompt_version
@@ -89,8 +84,8 @@ def test_the_run_is_stamped_with_pipeline_and_prompt_versions(owner, key):
         (b"[" * 100_000 + b"\n", "line 1: is nested too deeply"),
     ],
 )
-def test_text_postgresql_cannot_store_is_refused_by_line(owner, key, text, message):
+def test_text_postgresql_cannot_store_is_refused_by_line(owner, offline_key, text, message):
     with pytest.raises(SubmissionError) as excinfo:
-        submit(owner, key, text)
+        submit(owner, offline_key, text)
     assert str(excinfo.value).startswith(message)
     assert Run.objects.count() == 0

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
+from apps.core.errors import InvalidInput
 from apps.keys.models import ProviderKey
 from apps.providers.catalog import get_model
 from apps.providers.prompts import INPUT_PLACEHOLDER, prompt_version
@@ -21,15 +22,8 @@ MAX_UID_LENGTH = 200
 BLOCK_FIELDS = {"uid", "input"}
 
 
-class SubmissionError(ValueError):
-    """Bad input, naming the line and/or field at fault."""
-
-    def __init__(self, message: str, *, field: str | None = None, line: int | None = None):
-        self.field = field
-        self.line = line
-        where = f"line {line}: " if line is not None else ""
-        super().__init__(f"{where}{message}")
-        self.message = message
+class SubmissionError(InvalidInput):
+    """Bad input for a run or one of its blocks, naming the line and/or field at fault."""
 
 
 @dataclass(frozen=True)
