@@ -1,8 +1,9 @@
 """Turning a create request's blocks (inline JSON or an uploaded JSONL file) into BlockSpecs, lazily.
 
-An upload is never whole in memory: Django spools it to disk, `file_lines` reads it back in small
-chunks, `parse_jsonl` validates one line at a time and `run_create` writes them in chunks. What is
-held at once is one chunk of blocks plus the set of uids seen (for duplicates)."""
+An upload is never whole in memory: Django spools it to disk, `LineReader` reads it back in chunks of
+READ_SIZE, `parse_jsonl` validates one line at a time and `run_create` streams the blocks into
+PostgreSQL with one COPY. What is held at once is one line plus the set of uids seen (for
+duplicates)."""
 
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
