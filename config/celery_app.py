@@ -1,9 +1,18 @@
 import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import celeryd_after_setup
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@celeryd_after_setup.connect
+def remember_concurrency(sender: str, instance: Any, **kwargs: Any) -> None:
+    """The pool's processes are forked after this: they inherit how many there are, which is how a
+    host keeps one of them free for control tasks (apps.runs.dispatch.processes_for_serving)."""
+    os.environ["CONVEYOR_WORKER_CONCURRENCY"] = str(instance.concurrency)

@@ -5,15 +5,19 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html_join
 
 from apps.keys.models import ProviderKey
 from apps.keys.services import (
+    LIMIT_FIELDS,
     KeyInUse,
     key_create,
     key_delete,
     key_schedule_validation,
+    key_set_limits,
     key_update,
 )
+from apps.lanes.selectors import lanes_of_key
 from apps.keys.validation import BaseUrlError, validate_base_url
 
 
@@ -29,7 +33,7 @@ class ProviderKeyAdminForm(forms.ModelForm):
 
     class Meta:
         model = ProviderKey
-        fields = ["owner", "provider", "label", "base_url"]
+        fields = ["owner", "provider", "label", "base_url", "tier", "rpm_limit", "itpm_limit", "otpm_limit"]
 
     def clean_base_url(self) -> str:
         # On a new key the provider field comes first; on an existing one it is read-only.
@@ -66,13 +70,27 @@ class ProviderKeyAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     actions = ["validate_now"]
     readonly_fields = [
-        "suffix", "is_valid", "validated_at", "validation_error", "throttled_until", "revision",
+        "suffix", "is_valid", "validated_at", "validation_error", "lanes", "revision",
         "created_at", "updated_at",
     ]
 
     def get_fields(self, request: HttpRequest, obj: ProviderKey | None = None) -> list[str]:
-        editable = ["owner", "provider", "label", "base_url", "secret"]
+        editable = ["owner", "provider", "label", "base_url", "secret", "tier", "rpm_limit", "itpm_limit",
+                    "otpm_limit"]
         return editable if obj is None else [*editable, *self.readonly_fields]
+
+    @admin.display(description="lanes (live, per model group)")
+    def lanes(self, key: ProviderKey) -> str:
+        rows = lanes_of_key(key=key)
+        if not rows:
+            return "no calls made with this key yet"
+        return format_html_join(
+            "", "<div><b>{}</b>: limits {} rpm / {} itpm / {} otpm ({}), {} in flight, {} calls/min, "
+                "window {}{}</div>",
+            ((lane.group, lane.rpm_limit or "?", lane.itpm_limit or "?", lane.otpm_limit or "?",
+              lane.limits_source or "not known yet", lane.in_flight, lane.rate_rpm, lane.window,
+              f"; {lane.waiting}" if lane.waiting else "") for lane in rows),
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: ProviderKey | None = None) -> list[str]:
         # A key keeps its owner and provider: runs already made with it belong to that pair.
@@ -81,12 +99,14 @@ class ProviderKeyAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ProviderKey, form: ProviderKeyAdminForm,
                    change: bool) -> None:
         data = form.cleaned_data
+        limits = {name: data.get(name) for name in ("tier", *LIMIT_FIELDS)}
         if change:
             saved = key_update(key=obj, label=data["label"], base_url=data["base_url"],
                                secret=data["secret"] or None)
+            saved = key_set_limits(key=saved, **limits)
         else:
             saved = key_create(owner=data["owner"], label=data["label"], secret=data["secret"],
-                               base_url=data["base_url"], provider=data["provider"])
+                               base_url=data["base_url"], provider=data["provider"], **limits)
         # The admin goes on with `obj` (log entry, redirect): give it the saved row's state.
         for field in ProviderKey._meta.concrete_fields:
             setattr(obj, field.attname, getattr(saved, field.attname))

@@ -1,5 +1,8 @@
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
+
+from apps.lanes.limits import tier_choices
 
 
 class Provider(models.TextChoices):
@@ -24,8 +27,16 @@ class ProviderKey(models.Model):
     is_valid = models.BooleanField(null=True, default=None)
     validated_at = models.DateTimeField(null=True, blank=True)
     validation_error = models.TextField(blank=True, default="")
-    # Set on 429/529: no call on this key starts before this moment, from any worker.
-    throttled_until = models.DateTimeField(null=True, blank=True)
+    # What the scheduler assumes about the key's rate limits before the provider's headers say: the
+    # documented values of its tier, and/or explicit limits per minute (a cap that always applies,
+    # e.g. to leave room for other users of the same key). Per model's rate-limit group.
+    tier = models.CharField(max_length=16, blank=True, default="", choices=tier_choices())
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True,
+                                            validators=[MinValueValidator(1)])
+    itpm_limit = models.PositiveIntegerField(null=True, blank=True,
+                                             validators=[MinValueValidator(1)])
+    otpm_limit = models.PositiveIntegerField(null=True, blank=True,
+                                             validators=[MinValueValidator(1)])
     # Bumped whenever the secret or base_url changes: a validation (or a provider 401) records its
     # verdict only if the revision it tested is still current, so a late answer about the old secret
     # can never mark the new one valid or invalid.

@@ -39,6 +39,7 @@ class KeyOutputSerializer(serializers.ModelSerializer):
         # An explicit list, so that a new model field is never published by accident.
         fields = [
             "id", "owner", "provider", "label", "suffix", "base_url", "is_valid", "validated_at",
-            "validation_error", "throttled_until", "created_at", "updated_at",
+            "validation_error", "tier", "rpm_limit", "itpm_limit", "otpm_limit", "created_at",
+            "updated_at",
         ]
         read_only_fields = fields

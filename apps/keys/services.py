@@ -7,13 +7,12 @@ a secret into an exception, a log line or a stored error message.
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from typing import Any
 
 import anthropic
 from cryptography.fernet import InvalidToken
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from apps.core.errors import StateConflict
@@ -21,6 +20,7 @@ from apps.keys.crypto import decrypt_secret, encrypt_secret, reencrypt_secret
 from apps.keys.models import Provider, ProviderKey
 from apps.keys.redaction import redact_text
 from apps.keys.validation import BaseUrlError, effective_base_url, validate_base_url
+from apps.lanes.limits import tier_choices
 from apps.providers.catalog import catalog
 from apps.providers.client import make_client
 from apps.providers.errors import FailureKind, classify
@@ -59,10 +59,12 @@ class RotationResult:
 
 @transaction.atomic
 def key_create(*, owner, label: str, secret: str, base_url: str = "",
-               provider: str = Provider.ANTHROPIC) -> ProviderKey:
+               provider: str = Provider.ANTHROPIC, tier: str = "", rpm_limit: int | None = None,
+               itpm_limit: int | None = None, otpm_limit: int | None = None) -> ProviderKey:
     label = _clean_label(label)
     secret = _clean_secret(secret)
     base_url = _clean_base_url(base_url, provider=provider)
+    limits = _clean_limits(tier=tier, rpm_limit=rpm_limit, itpm_limit=itpm_limit, otpm_limit=otpm_limit)
     _check_label_free(owner_id=owner.pk, label=label)
     key = ProviderKey.objects.create(
         owner=owner,
@@ -71,9 +73,30 @@ def key_create(*, owner, label: str, secret: str, base_url: str = "",
         secret_ciphertext=encrypt_secret(secret),
         suffix=secret[-4:],
         base_url=base_url,
+        **limits,
     )
     key_schedule_validation(key=key)
     return key
+
+
+LIMIT_FIELDS = ("rpm_limit", "itpm_limit", "otpm_limit")
+
+
+@transaction.atomic
+def key_set_limits(*, key: ProviderKey, **changes: Any) -> ProviderKey:
+    """Change what the scheduler assumes about the key's rate limits (`tier`, and explicit
+    `rpm_limit` / `itpm_limit` / `otpm_limit` per minute, None to clear). Only the given ones
+    change; nothing is revalidated, since the secret and its address are the same."""
+    unknown = sorted(set(changes) - {"tier", *LIMIT_FIELDS})
+    if unknown:
+        raise ValidationError({name: ["Unknown field."] for name in unknown})
+    current = ProviderKey.objects.select_for_update().get(pk=key.pk)
+    merged = {name: changes.get(name, getattr(current, name)) for name in ("tier", *LIMIT_FIELDS)}
+    cleaned = _clean_limits(**merged)
+    for name, value in cleaned.items():
+        setattr(current, name, value)
+    current.save(update_fields=[*cleaned, "updated_at"])
+    return current
 
 
 @transaction.atomic
@@ -205,7 +228,7 @@ def key_validate(*, key: ProviderKey) -> ProviderKey:
     except anthropic.APIError as exc:
         failure = classify(exc, secrets=secrets)
         error = redact_text(str(failure), secrets)
-        if failure.kind in (FailureKind.THROTTLED, FailureKind.RETRYABLE):
+        if failure.kind in (FailureKind.THROTTLED, FailureKind.OVERLOADED, FailureKind.RETRYABLE):
             _record_validation(key, revision, is_valid=None, error=error)
             raise KeyValidationInconclusive(error) from None
         # 402 / spend limits: the key authenticates but cannot spend now; its runs stay paused.
@@ -229,15 +252,6 @@ def key_mark_invalid(*, key_id: int, error: str, revision: int | None = None) ->
     if updated:
         logger.warning("provider key %s marked invalid: %s", key_id, error)
     return bool(updated)
-
-
-def key_throttle(*, key_id: int, seconds: float) -> None:
-    """Make every worker wait before calling with this key (429 Retry-After); a later deadline
-    already set is kept."""
-    until = timezone.now() + timedelta(seconds=seconds)
-    ProviderKey.objects.filter(pk=key_id).update(
-        throttled_until=Greatest(Coalesce("throttled_until", until), until)
-    )
 
 
 def _record_validation(key: ProviderKey, revision: int, *, is_valid: bool | None,
@@ -288,6 +302,22 @@ def _secrets_of(key: ProviderKey) -> tuple[str, ...]:
 
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
+
+
+def _clean_limits(*, tier: str, rpm_limit: Any, itpm_limit: Any, otpm_limit: Any) -> dict[str, Any]:
+    errors: dict[str, list[str]] = {}
+    tier = tier or ""
+    if tier and tier not in dict(tier_choices()):
+        errors["tier"] = [f"Unknown tier {tier!r}; known: {', '.join(dict(tier_choices()))}."]
+    values = {"rpm_limit": rpm_limit, "itpm_limit": itpm_limit, "otpm_limit": otpm_limit}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000_000:
+            errors[name] = ["Must be a positive whole number (per minute), at most 1,000,000,000."]
+    if errors:
+        raise ValidationError(errors)
+    return {"tier": tier, **values}
 
 
 def _clean_label(label: str) -> str:

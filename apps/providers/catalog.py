@@ -27,6 +27,8 @@ class ModelInfo:
     output: Decimal
     min_cache_tokens: int
     retires_at: date | None = None
+    # The pool of rate limits this model draws from; versions of one class share it ("opus-4").
+    limit_group: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ def _parse(raw: dict) -> Catalog:
             output=Decimal(entry["output"]),
             min_cache_tokens=int(entry["min_cache_tokens"]),
             retires_at=date.fromisoformat(entry["retires_at"]) if entry.get("retires_at") else None,
+            limit_group=entry.get("limit_group", ""),
         )
         for name in (info.id, *info.aliases):
             models[name] = info

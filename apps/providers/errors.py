@@ -8,14 +8,18 @@ from email.utils import parsedate_to_datetime
 import anthropic
 
 from apps.keys.redaction import redact_text
+from apps.providers.headers import RateLimitHeaders, parse_headers
 from apps.providers.usage import TokenUsage
 
 
 class FailureKind(enum.StrEnum):
     # Try the block again later (5xx, timeouts, dropped connections); uses an attempt.
     RETRYABLE = "retryable"
-    # The provider is rationing us (429, 529): the whole key waits; not the block's fault.
+    # The provider is rationing this key (429): its lane waits until Retry-After; not the block's fault.
     THROTTLED = "throttled"
+    # The provider is overloaded (529): this call backs off with jitter and its lane's concurrency is
+    # cut; not the block's fault either, so no attempt is used.
+    OVERLOADED = "overloaded"
     # The key itself is bad (401/403): mark it invalid and pause its runs.
     KEY_INVALID = "key_invalid"
     # The key cannot spend (402 billing, a spend limit reached): pause its runs, key stays valid.
@@ -39,6 +43,8 @@ class ProviderFailure(Exception):
     partial_text: str = ""
     # Tokens the failed call was billed for (a max_tokens reply costs as much as a good one).
     usage: TokenUsage = field(default_factory=TokenUsage)
+    # The response's anthropic-ratelimit-* headers, when there was a response.
+    rate_limits: RateLimitHeaders = field(default_factory=RateLimitHeaders)
     extra: dict = field(default_factory=dict)
 
     def __str__(self) -> str:
@@ -90,13 +96,11 @@ def classify(exc: BaseException, *, secrets: tuple[str, ...] = ()) -> ProviderFa
         }
         # A mid-stream `event: error` arrives with the 200 of the stream that carried it.
         if status == 200:
-            kind = (
-                FailureKind.THROTTLED
-                if error_type in ("overloaded_error", "rate_limit_error")
-                else FailureKind.RETRYABLE
-            )
+            kind = {"overloaded_error": FailureKind.OVERLOADED,
+                    "rate_limit_error": FailureKind.THROTTLED}.get(error_type, FailureKind.RETRYABLE)
             return ProviderFailure(kind, error_type, **common)
         retry_after = parse_retry_after(exc.response.headers)
+        common["rate_limits"] = parse_headers(exc.response.headers)
         if status in (401, 403):
             return ProviderFailure(FailureKind.KEY_INVALID, error_type, **common)
         if status == 402 or exc.error_code in (
@@ -106,10 +110,10 @@ def classify(exc: BaseException, *, secrets: tuple[str, ...] = ()) -> ProviderFa
             return ProviderFailure(FailureKind.KEY_BLOCKED, exc.error_code or error_type, **common)
         if status == 400 and api_message.startswith("You have reached your specified API usage"):
             return ProviderFailure(FailureKind.KEY_BLOCKED, "usage_limit_reached", **common)
-        if status in (429, 529):
-            return ProviderFailure(
-                FailureKind.THROTTLED, error_type, retry_after=retry_after, **common
-            )
+        if status == 429:
+            return ProviderFailure(FailureKind.THROTTLED, error_type, retry_after=retry_after, **common)
+        if status == 529:
+            return ProviderFailure(FailureKind.OVERLOADED, error_type, retry_after=retry_after, **common)
         if status in (408, 409) or status >= 500:
             return ProviderFailure(
                 FailureKind.RETRYABLE, error_type, retry_after=retry_after, **common

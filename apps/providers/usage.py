@@ -29,6 +29,24 @@ class TokenUsage:
             else 0,
         )
 
+    @classmethod
+    def from_json(cls, usage: dict[str, Any] | None) -> "TokenUsage":
+        if not usage:
+            return cls()
+        creation = usage.get("cache_creation") or {}
+        return cls(
+            input_tokens=usage.get("input_tokens") or 0,
+            output_tokens=usage.get("output_tokens") or 0,
+            cache_creation_input_tokens=usage.get("cache_creation_input_tokens") or 0,
+            cache_read_input_tokens=usage.get("cache_read_input_tokens") or 0,
+            cache_creation_1h_tokens=creation.get("ephemeral_1h_input_tokens") or 0,
+        )
+
+    @property
+    def rate_limited_input(self) -> int:
+        """What counts toward a lane's input tokens per minute: cache reads do not."""
+        return self.input_tokens + self.cache_creation_input_tokens
+
     def __add__(self, other: "TokenUsage") -> "TokenUsage":
         return TokenUsage(
             *(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__)

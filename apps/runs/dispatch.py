@@ -1,66 +1,116 @@
-"""Waking a worker for a run. Broker messages are only wake-ups: a lost one costs a pump tick, a
-duplicate costs nothing (claims are atomic).
+"""Waking the serving loops. Broker messages are only wake-ups: a lost one costs a pump tick, a
+duplicate costs nothing (claims are atomic, and a loop with nothing to do ends).
+
+A serving loop (apps/runs/serving/server.py) runs inside a `conveyor.runs.serve` task and serves
+every active run; loops that are alive poll the database for new work every
+SERVE_REFRESH_SECONDS, so new work needs a message only when no loop is alive. Loops register in
+Redis with an expiry (`conveyor:servers:<host>`), which is also how a host keeps one process free for
+control tasks (SERVE_PROCESSES_PER_HOST).
 
 Enqueue after commit is the default (`run_dispatch_on_commit`): a worker woken before the commit
 would not see the work. The immediate one is named for its hazard and is for code that runs outside
-any transaction (the pump, a drain handing its run back).
+any transaction (the pump, a loop handing over at the end of its slice).
 """
 
 import contextlib
 import logging
-from functools import cache
+import os
+import socket
+import time
 from typing import Any
 
 import redis
 from django.conf import settings
 from django.db import transaction
 
+from apps.core.redis import broker_redis
+
 logger = logging.getLogger(__name__)
 
+QUEUED_MARKER = "conveyor:serve-queued"
+SERVERS_PREFIX = "conveyor:servers:"
+# Atomic "register me if this host has room": purge expired entries, count, add.
+REGISTER = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[4]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], 600000)
+  return 1
+end
+return 0
+"""
 
-@cache
-def _redis_for(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
-
-def broker_redis() -> redis.Redis:
-    return _redis_for(settings.CELERY_BROKER_URL)
-
-
-def _marker(run_id: Any) -> str:
-    return f"conveyor:drain-queued:{run_id}"
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def run_dispatch_on_commit(*, run_id: Any) -> None:
-    """Wake a worker for this run once the current transaction commits (at once outside one).
+    """Make sure a serving loop will see this run's work, once the current transaction commits (at
+    once outside one).
 
     robust: a broker outage must not undo or fail the change that asked for the wake-up; the pump
-    finds the work in the database and dispatches it again."""
-    transaction.on_commit(lambda: run_dispatch_rollback_unsafe(run_id=run_id), robust=True)
+    finds the work in the database and dispatches again."""
+    transaction.on_commit(lambda: serve_dispatch_rollback_unsafe(reason=f"run {run_id}"), robust=True)
 
 
-def run_dispatch_rollback_unsafe(*, run_id: Any) -> bool:
-    """Wake a worker for this run now, unless a wake-up is already queued. Unsafe inside a
-    transaction that may still roll back (the worker could act on work that never existed, or not
-    see it yet): use run_dispatch_on_commit there.
+def serve_dispatch_rollback_unsafe(*, reason: str = "", help_wanted: bool = False) -> bool:
+    """Queue a serving loop now, unless one is alive (it will find the work) or one is queued.
+    `help_wanted`: a busy loop asks for another (on another process or host) even though it is alive.
 
-    The marker only saves redundant messages: if it or the message is lost (Redis flushed), the
-    pump dispatches again, and a duplicate drain is harmless because claims are atomic."""
-    from apps.runs.tasks import drain
+    Unsafe inside a transaction that may still roll back (the loop could look before the work is
+    committed, find nothing and end): use run_dispatch_on_commit there."""
+    from apps.runs.tasks import serve
 
-    conf = settings.CONVEYOR
-    if not drain.app.conf.task_always_eager:
-        ttl = int(max(conf["DRAIN_SLICE_SECONDS"], conf["PUMP_INTERVAL_SECONDS"] * 4))
-        try:
-            if not broker_redis().set(_marker(run_id), "1", nx=True, ex=ttl):
-                return False
-        except redis.RedisError:
-            logger.warning("redis unavailable; dispatching drain for run %s without marker", run_id)
-    drain.delay(str(run_id))
+    if serve.app.conf.task_always_eager:
+        return False  # no workers to wake (the demo and tests drive a loop in-process)
+    try:
+        client = broker_redis()
+        if not help_wanted and servers_alive(client) > 0:
+            return False
+        ttl = int(max(10, settings.CONVEYOR["PUMP_INTERVAL_SECONDS"] * 4))
+        if not client.set(QUEUED_MARKER, reason or "1", nx=True, ex=ttl):
+            return False
+    except redis.RedisError:
+        logger.warning("redis unavailable; dispatching a serving loop without checking (%s)", reason)
+    serve.delay()
     return True
 
 
-def run_dispatch_marker_clear(*, run_id: Any) -> None:
-    """A drain took the wake-up: the next one may be queued."""
+def serve_marker_clear() -> None:
+    """A loop took the wake-up: the next one may be queued."""
     with contextlib.suppress(redis.RedisError):
-        broker_redis().delete(_marker(run_id))
+        broker_redis().delete(QUEUED_MARKER)
+
+
+def servers_alive(client: redis.Redis | None = None) -> int:
+    """Serving loops alive on every host."""
+    client = client or broker_redis()
+    now_ms = time.time() * 1000
+    return sum(client.zcount(name, now_ms, "+inf")
+               for name in client.scan_iter(match=SERVERS_PREFIX + "*", count=100))
+
+
+def processes_for_serving() -> int:
+    """How many processes of this host's worker may run a serving loop at once: the setting, or by
+    default one less than the worker's concurrency (at least one), so a process stays free for the
+    control tasks (pump, replay, key validation)."""
+    configured = settings.CONVEYOR["SERVE_PROCESSES_PER_HOST"]
+    if configured:
+        return configured
+    concurrency = int(os.environ.get("CONVEYOR_WORKER_CONCURRENCY", "1") or 1)
+    return max(1, concurrency - 1)
+
+
+def server_register(*, worker: str, ttl_seconds: float) -> bool:
+    """Claim (or keep) one of this host's serving places until now + ttl; False if the host is full."""
+    now_ms = int(time.time() * 1000)
+    host = worker.rsplit(":", 1)[0]
+    return bool(broker_redis().eval(REGISTER, 1, SERVERS_PREFIX + host, now_ms,
+                                    now_ms + int(ttl_seconds * 1000), worker, processes_for_serving()))
+
+
+def server_unregister(*, worker: str) -> None:
+    host = worker.rsplit(":", 1)[0]
+    with contextlib.suppress(redis.RedisError):
+        broker_redis().zrem(SERVERS_PREFIX + host, worker)

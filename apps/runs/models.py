@@ -6,6 +6,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.keys.models import ProviderKey
+from apps.providers.prompts import CallSpec
 from apps.runs.transitions import BlockQuerySet, BlockStatus, PausedCause, RunQuerySet, RunStatus
 
 __all__ = ["Attempt", "AttemptOutcome", "Block", "BlockStatus", "PassScope", "PausedCause", "Run",
@@ -25,7 +26,16 @@ class Usage(models.Model):
         abstract = True
 
 
-class Run(Usage):
+class Reserved(models.Model):
+    """Money reserved for calls in flight: their worst case, before they start (the budget cap)."""
+
+    reserved_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+
+    class Meta:
+        abstract = True
+
+
+class Run(Usage, Reserved):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs")
     # SET_NULL: a user must be able to delete a leaked key outright; finished runs keep their history.
@@ -40,8 +50,10 @@ class Run(Usage):
     # Optional sampling: the 2026-10-21 API version rejects these, so nothing sends them by default.
     temperature = models.FloatField(null=True, blank=True)
     max_attempts = models.PositiveSmallIntegerField(default=3)
-    # Most provider calls of this run in flight at once, across all workers.
+    # Most of this run's blocks in provider calls at once, across all workers.
     parallelism = models.PositiveIntegerField(default=16)
+    # Its weight in fair share against the owner's other runs when capacity is short (1 to 10).
+    priority = models.PositiveSmallIntegerField(default=5)
     # Engine options: {"cache", "cache_ttl", "pack_size", "stream", "max_cost_usd"}; see
     # apps.runs.serializers.RunOptionsSerializer for what each means.
     options = models.JSONField(default=dict, blank=True)
@@ -75,6 +87,9 @@ class Run(Usage):
             models.CheckConstraint(
                 condition=Q(paused_cause__in=["", *PausedCause.values]), name="run_paused_cause_valid"
             ),
+            models.CheckConstraint(condition=Q(priority__gte=1, priority__lte=10),
+                                   name="run_priority_in_range"),
+            models.CheckConstraint(condition=Q(reserved_usd__gte=0), name="run_reserved_not_negative"),
             models.UniqueConstraint(
                 fields=["owner", "idempotency_key"],
                 condition=Q(idempotency_key__isnull=False),
@@ -97,8 +112,23 @@ class Run(Usage):
     def progress(self) -> float:
         return self.terminal_blocks / self.total_blocks if self.total_blocks else 1.0
 
+    @property
+    def pack_size(self) -> int:
+        return int((self.options or {}).get("pack_size", 1))
 
-class Block(Usage):
+    @property
+    def call_spec(self) -> CallSpec:
+        """Everything about the run that shapes its provider calls."""
+        options = self.options or {}
+        return CallSpec(
+            model=self.model, system_prompt=self.system_prompt, prompt_template=self.prompt_template,
+            max_tokens=self.max_tokens, temperature=self.temperature,
+            cache=bool(options.get("cache", False)), cache_ttl=options.get("cache_ttl", "5m"),
+            stream=bool(options.get("stream", False)),
+        )
+
+
+class Block(Usage, Reserved):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="blocks")
     block_index = models.PositiveIntegerField()
     uid = models.CharField(max_length=200)
@@ -189,6 +219,8 @@ class Attempt(Usage):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     model = models.CharField(max_length=100, blank=True, default="")
     worker = models.CharField(max_length=200, blank=True, default="")
+    # When the call went out (after its lane granted it); created_at is when it was recorded.
+    started_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -6,32 +6,37 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from apps.runs.dispatch import run_dispatch_marker_clear, run_dispatch_rollback_unsafe
-from apps.runs.services import pump as pump_service
-from apps.runs.services.drain import drain_run
+from apps.runs.dispatch import serve_marker_clear, server_register, server_unregister, worker_name
+from apps.runs.services.recovery import pump as pump_service
+from apps.runs.serving.server import Server
 
 logger = logging.getLogger(__name__)
 
 
-def _drain_time_limit() -> float:
+def _serve_time_limit() -> float:
     conf = settings.CONVEYOR
-    return conf["DRAIN_SLICE_SECONDS"] + conf["PROVIDER_TIMEOUT_SECONDS"] + 60
+    return conf["SERVE_SLICE_SECONDS"] + conf["PROVIDER_TIMEOUT_SECONDS"] + 60
 
 
-@shared_task(name="conveyor.runs.drain", acks_late=True, time_limit=_drain_time_limit() + 30,
-             soft_time_limit=_drain_time_limit())
-def drain(run_id: str) -> dict:
-    """Claim and call a run's blocks for one time slice, then hand the run back to the queue."""
-    run_dispatch_marker_clear(run_id=run_id)
-    result = asyncio.run(
-        drain_run(run_id, slice_seconds=settings.CONVEYOR["DRAIN_SLICE_SECONDS"])
-    )
-    if result.sliced:
-        run_dispatch_rollback_unsafe(run_id=run_id)  # no transaction is open here
-    return {"written": result.written, "calls": result.calls, "splits": result.splits}
+@shared_task(name="conveyor.runs.serve", acks_late=True, time_limit=_serve_time_limit() + 30,
+             soft_time_limit=_serve_time_limit())
+def serve() -> dict:
+    """Serve every active run from this process for one slice, then hand over to a new serve task
+    if work is left. A host keeps a process free for control tasks: a serve task that finds its
+    host's serving places taken ends at once."""
+    serve_marker_clear()
+    worker = worker_name()
+    if not server_register(worker=worker, ttl_seconds=settings.CONVEYOR["SERVE_REFRESH_SECONDS"] * 12):
+        return {"served": False, "reason": "this host's serving places are taken"}
+    try:
+        report = asyncio.run(Server(worker=worker).run())
+    finally:
+        server_unregister(worker=worker)
+    return {"served": True, **report.as_dict()}
 
 
 @shared_task(name="conveyor.runs.pump", time_limit=120, soft_time_limit=100)
 def pump() -> dict:
-    """Beat, every few seconds: recover expired leases, end finished runs, wake runs with due work."""
+    """Beat, every few seconds: recover expired leases, end finished runs, make sure a serving loop
+    is alive while any run has due work."""
     return pump_service()

@@ -155,7 +155,7 @@ class BlockQuerySet(models.QuerySet):
         stopping): the attempt is given back and the blocks are due again at once."""
         return self.filter(status=BlockStatus.CLAIMED, lease_token=token).update(
             status=BlockStatus.PENDING, lease_token=None, lease_expires_at=None,
-            attempts=F("attempts") - 1,
+            attempts=F("attempts") - 1, reserved_usd=0,
         )
 
     def cancel_pending(self, *, now: datetime) -> int:

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "apps.providers",
     "apps.keys",
+    "apps.lanes",
     "apps.runs",
     "apps.failures",
 ]
@@ -103,21 +104,21 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
-# Ack after the task ran and requeue if the worker process died: a drain that dies is retried by
-# another worker (and in any case its blocks' leases expire and the pump hands them out again).
+# Ack after the task ran and requeue if the worker process died: a serving loop that dies is started
+# again by another worker (and in any case its blocks' leases expire and the pump hands them out again).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-# A drain holds many calls in flight inside one task; prefetching more drains would only park them.
+# A serving loop holds many calls in flight inside one task; prefetching more would only park them.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # Unacked messages come back after this long. Longer than any drain slice, so a slow drain is not
+    # Unacked messages come back after this long. Longer than any serving slice, so a slow one is not
     # run twice needlessly (twice would be harmless anyway).
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
 }
 CELERY_TASK_DEFAULT_QUEUE = "control"
 CELERY_TASK_ROUTES = {
-    "conveyor.runs.drain": {"queue": "llm"},
+    "conveyor.runs.serve": {"queue": "llm"},
 }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULER = env.str(
@@ -131,11 +132,32 @@ CONVEYOR = {
     "PUMP_INTERVAL_SECONDS": env.float("PUMP_INTERVAL_SECONDS", default=5.0),
     # How often the dead-letter replay runs.
     "REPLAY_INTERVAL_SECONDS": env.float("REPLAY_INTERVAL_SECONDS", default=60.0),
-    # Most calls one drain (one worker process) keeps in flight. A run whose parallelism is larger
-    # gets more drains from the pump, on other processes, until its parallelism is in use.
-    "DRAIN_MAX_IN_FLIGHT": env.int("DRAIN_MAX_IN_FLIGHT", default=256),
-    # How long one drain task runs before it hands the run back to the queue.
-    "DRAIN_SLICE_SECONDS": env.float("DRAIN_SLICE_SECONDS", default=60.0),
+    # The serving loop (one per worker process, serving every active run; apps/runs/serving/):
+    # the host's in-flight ceiling: most blocks in provider calls at once in one process.
+    "SERVE_MAX_IN_FLIGHT": env.int("SERVE_MAX_IN_FLIGHT", default=256),
+    # How long one serve task runs before it hands over to the next (a warm shutdown waits for it).
+    "SERVE_SLICE_SECONDS": env.float("SERVE_SLICE_SECONDS", default=60.0),
+    # How often a loop looks for new work (so a new run's first call waits at most about this).
+    "SERVE_REFRESH_SECONDS": env.float("SERVE_REFRESH_SECONDS", default=0.5),
+    # A loop with nothing to do for this long ends, freeing its process.
+    "SERVE_IDLE_EXIT_SECONDS": env.float("SERVE_IDLE_EXIT_SECONDS", default=10.0),
+    # Blocks a loop holds claimed beyond a run's share, as a fraction of it, so a slot refills at once.
+    "SERVE_CLAIM_AHEAD": env.float("SERVE_CLAIM_AHEAD", default=0.1),
+    # Processes of one worker host that may serve at once; 0: its concurrency minus one (at least one),
+    # which keeps a process free for the control tasks.
+    "SERVE_PROCESSES_PER_HOST": env.int("SERVE_PROCESSES_PER_HOST", default=0),
+    # Lanes (apps/lanes/): pace at this share of each known limit, so clocks and rounding never tip
+    # a lane over; start an unknown lane with this many calls at once and grow from there (AIMD).
+    "LANE_RATE_SAFETY": env.float("LANE_RATE_SAFETY", default=0.98),
+    "LANE_INITIAL_WINDOW": env.int("LANE_INITIAL_WINDOW", default=4),
+    "LANE_MIN_WINDOW": env.int("LANE_MIN_WINDOW", default=1),
+    # Overload (529, 5xx) cuts a lane's window only when it is dense: above this share of recent calls.
+    "LANE_OVERLOAD_CUT": env.float("LANE_OVERLOAD_CUT", default=0.25),
+    # A lane overloaded even one call at a time stops for up to this long (doubling each time).
+    "LANE_OVERLOAD_PAUSE_MAX_SECONDS": env.float("LANE_OVERLOAD_PAUSE_MAX_SECONDS", default=30.0),
+    # An overloaded call's own back-off: base * 2**(its overloads so far), capped, half of it random.
+    "OVERLOAD_BACKOFF_BASE_SECONDS": env.float("OVERLOAD_BACKOFF_BASE_SECONDS", default=0.5),
+    "OVERLOAD_BACKOFF_MAX_SECONDS": env.float("OVERLOAD_BACKOFF_MAX_SECONDS", default=30.0),
     # Client timeout for one provider call; the lease is this plus a margin.
     "PROVIDER_TIMEOUT_SECONDS": env.float("PROVIDER_TIMEOUT_SECONDS", default=120.0),
     "LEASE_MARGIN_SECONDS": env.float("LEASE_MARGIN_SECONDS", default=30.0),
@@ -144,7 +166,7 @@ CONVEYOR = {
     "RETRY_MAX_SECONDS": env.float("RETRY_MAX_SECONDS", default=300.0),
     # Throttling (429/529) waits do not use a block's attempts; this bounds them separately.
     "MAX_THROTTLE_WAITS": env.int("MAX_THROTTLE_WAITS", default=50),
-    # Back-off used on 429/529 when the provider gives no Retry-After.
+    # How long a 429 holds its lane when it says neither Retry-After nor when its limit resets.
     "THROTTLE_DEFAULT_SECONDS": env.float("THROTTLE_DEFAULT_SECONDS", default=10.0),
     # Dead-letter replay: a failed block goes back to work after base * 2**replays, at most this often.
     "FAILURE_REPLAY_BASE_SECONDS": env.float("FAILURE_REPLAY_BASE_SECONDS", default=300.0),

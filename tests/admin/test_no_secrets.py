@@ -6,14 +6,14 @@ from django.urls import reverse
 
 from apps.failures.models import DiagnosticLog, PipelineFailure
 from tests.factories import SECRET, make_key, make_run
-from tests.runs.helpers import drain_until_settled
+from tests.runs.helpers import serve_until_settled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_no_admin_page_of_a_failed_run_shows_the_keys_secret(client, staff, owner, mock):
     key = make_key(owner, base_url=mock.base_url)
-    run = drain_until_settled(make_run(owner, key, ["ok", "broken [[mock:status=500]]"], max_attempts=2))
+    run = serve_until_settled(make_run(owner, key, ["ok", "broken [[mock:status=500]]"], max_attempts=2))
     block = run.blocks.get(uid="b1")
     failure = PipelineFailure.objects.get()
     client.force_login(staff)

@@ -95,7 +95,7 @@ def stack(transactional_db, broker, request) -> Iterator[Stack]:
         "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "TEST_REDIS_URL": settings.CELERY_BROKER_URL,
         "TEST_PUMP_INTERVAL_SECONDS": "0.5",
-        "TEST_DRAIN_SLICE_SECONDS": "4",
+        "TEST_SERVE_SLICE_SECONDS": "4",
         "TEST_PROVIDER_TIMEOUT_SECONDS": "3",
         "TEST_LEASE_MARGIN_SECONDS": "1",
         "TEST_CELERY_BEAT_SCHEDULER": "celery.beat:PersistentScheduler",

@@ -18,7 +18,7 @@ from apps.runs.services import run_cancel
 from apps.runs.services.replay import failure_replay_now, failures_replay_sweep
 from tests.factories import make_run
 from tests.failures.helpers import counts, failure_of, settle
-from tests.runs.helpers import drain_until_settled, in_thread
+from tests.runs.helpers import serve_until_settled, in_thread
 
 BASE = timedelta(seconds=settings.CONVEYOR["FAILURE_REPLAY_BASE_SECONDS"])
 MAX_REPLAYS = settings.CONVEYOR["FAILURE_MAX_REPLAYS"]
@@ -34,7 +34,7 @@ def failed_run(owner, mock_key, *, blocks: int = 2, fail: tuple[str, ...] = ("b1
 @pytest.mark.django_db(transaction=True)
 def test_a_block_replayed_by_the_beat_task_succeeds_and_resolves_its_failure_with_exact_counts(
         owner, mock_key):
-    run = drain_until_settled(
+    run = serve_until_settled(
         make_run(owner, mock_key, ["fine", "flaky [[mock:status=500 times=3]]"], max_attempts=3)
     )
     failure = failure_of(run, "b1")
@@ -42,7 +42,7 @@ def test_a_block_replayed_by_the_beat_task_succeeds_and_resolves_its_failure_wit
 
     with time_machine.travel(failure.next_retry_at + timedelta(seconds=1), tick=False):
         assert replay_due_failures() == {"replayed": 1}
-    run = drain_until_settled(run)
+    run = serve_until_settled(run)
 
     failure.refresh_from_db()
     assert failure.resolved_at is not None
@@ -54,12 +54,12 @@ def test_a_block_replayed_by_the_beat_task_succeeds_and_resolves_its_failure_wit
 
 @pytest.mark.django_db(transaction=True)
 def test_a_replayed_block_that_fails_again_updates_the_same_failure_row(owner, mock_key):
-    run = drain_until_settled(make_run(owner, mock_key, ["broken [[mock:status=500]]"], max_attempts=2))
+    run = serve_until_settled(make_run(owner, mock_key, ["broken [[mock:status=500]]"], max_attempts=2))
     failure = failure_of(run, "b0")
 
     with time_machine.travel(failure.next_retry_at + timedelta(seconds=1), tick=False):
         replay_due_failures()
-    run = drain_until_settled(run)
+    run = serve_until_settled(run)
 
     assert PipelineFailure.objects.count() == 1
     failure.refresh_from_db()

@@ -10,7 +10,7 @@ from apps.runs.services import RunStateError, SubmissionError, blocks_claim, run
 from apps.runs.services.reseed import run_reseed
 from tests.factories import make_run
 from tests.failures.helpers import counts, settle
-from tests.runs.helpers import drain_until_settled
+from tests.runs.helpers import serve_until_settled
 
 
 @pytest.fixture
@@ -182,10 +182,10 @@ def test_bad_reseed_options_are_refused_naming_the_field(ended_run, kwargs, fiel
 
 @pytest.mark.django_db(transaction=True)
 def test_earlier_passes_outputs_stay_readable_after_a_reseed_with_another_model(owner, mock_key):
-    run = drain_until_settled(make_run(owner, mock_key, ["the first essay", "the second essay"]))
+    run = serve_until_settled(make_run(owner, mock_key, ["the first essay", "the second essay"]))
     first_outputs = dict(run.blocks.values_list("uid", "output"))
 
-    run = drain_until_settled(run_reseed(run_id=run.pk, scope="all", model="claude-sonnet-4-6"))
+    run = serve_until_settled(run_reseed(run_id=run.pk, scope="all", model="claude-sonnet-4-6"))
 
     assert counts(run) == ("complete", 2, 0, 0)
     accepted = Attempt.objects.filter(run=run, outcome="succeeded", accepted=True)
@@ -197,12 +197,12 @@ def test_earlier_passes_outputs_stay_readable_after_a_reseed_with_another_model(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_reseed_of_failed_blocks_completes_the_run_with_exact_counts(owner, mock_key):
-    run = drain_until_settled(
+    run = serve_until_settled(
         make_run(owner, mock_key, ["fine", "flaky [[mock:status=500 times=1]]"], max_attempts=1)
     )
     assert counts(run) == ("complete", 1, 1, 0)
 
-    run = drain_until_settled(run_reseed(run_id=run.pk, scope="failed"))
+    run = serve_until_settled(run_reseed(run_id=run.pk, scope="failed"))
 
     assert counts(run) == ("complete", 2, 0, 0)
     assert PipelineFailure.objects.get().resolved_at is not None

@@ -42,7 +42,7 @@ def status_error(status: int, error_type: str, message: str = "something", *,
     (502, "api_error", {}, FailureKind.RETRYABLE, "api_error"),
     (503, "api_error", {}, FailureKind.RETRYABLE, "api_error"),
     (504, "timeout_error", {}, FailureKind.RETRYABLE, "timeout_error"),
-    (529, "overloaded_error", {}, FailureKind.THROTTLED, "overloaded_error"),
+    (529, "overloaded_error", {}, FailureKind.OVERLOADED, "overloaded_error"),
 ])
 def test_each_status_is_classified_by_what_the_engine_should_do(status, error_type, kwargs, kind, code):
     failure = classify(status_error(status, error_type, **kwargs))
@@ -63,7 +63,7 @@ def test_retry_after_is_read_in_seconds_from_either_header(headers, seconds):
 
 
 @pytest.mark.parametrize(("error_type", "kind"), [
-    ("overloaded_error", FailureKind.THROTTLED),
+    ("overloaded_error", FailureKind.OVERLOADED),
     ("rate_limit_error", FailureKind.THROTTLED),
     ("api_error", FailureKind.RETRYABLE),
 ])

@@ -3,21 +3,25 @@ import threading
 from typing import Any
 
 from apps.runs.models import Run
-from apps.runs.services.drain import DrainResult, drain_run
-
-ENDED = ("complete", "canceled", "paused")
-
-
-def drain(run: Run, *, slice_seconds: float = 20.0, worker: str = "test-worker") -> DrainResult:
-    """Run one drain of the run in this process, as a worker would."""
-    return asyncio.run(drain_run(run.pk, slice_seconds=slice_seconds, worker=worker))
+from apps.runs.serving.server import Server, ServeReport
+from apps.runs.transitions import RUN_SETTLED
 
 
-def drain_until_settled(run: Run, *, rounds: int = 10) -> Run:
+def serve(*, slice_seconds: float = 20.0, worker: str = "test-worker", idle_exit_seconds: float = 0.3
+          ) -> ServeReport:
+    """Run one serving loop in this process, as a worker would, until its slice ends or it has had
+    nothing to do for `idle_exit_seconds`."""
+    server = Server(worker=worker, slice_seconds=slice_seconds, idle_exit_seconds=idle_exit_seconds)
+    return asyncio.run(server.run())
+
+
+def serve_until_settled(run: Run, *, rounds: int = 10, **options: Any) -> Run:
+    """Serve until the run is complete, canceled or paused (each round ends when the loop idles,
+    e.g. while the run's retries wait)."""
     for _ in range(rounds):
-        drain(run)
+        serve(**options)
         run.refresh_from_db()
-        if run.status in ENDED:
+        if run.status in RUN_SETTLED:
             break
     return run
 

@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 
 from apps.runs.models import Run
 from tests.factories import make_run
-from tests.runs.helpers import drain_until_settled
+from tests.runs.helpers import serve_until_settled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,7 +38,7 @@ def test_submit_refuses_a_key_the_user_does_not_own(owner, outsider, mock_key, t
 
 
 def test_export_writes_one_json_line_per_block_in_order(owner, mock_key):
-    run = drain_until_settled(make_run(owner, mock_key, ["first", "second [[mock:status=400]]"]))
+    run = serve_until_settled(make_run(owner, mock_key, ["first", "second [[mock:status=400]]"]))
     out = io.StringIO()
     call_command("export", str(run.pk), stdout=out)
     rows = [json.loads(line) for line in out.getvalue().splitlines()]

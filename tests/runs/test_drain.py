@@ -8,13 +8,13 @@ from django.db.models import Sum
 from apps.failures.models import DiagnosticLog, PipelineFailure
 from apps.runs.models import Attempt
 from tests.factories import SECRET, make_run
-from tests.runs.helpers import drain_until_settled
+from tests.runs.helpers import serve_until_settled
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_run_completes_with_every_output_usage_and_cost_recorded(owner, mock_key):
-    run = drain_until_settled(make_run(owner, mock_key, [f"essay number {i}" for i in range(20)]))
+    run = serve_until_settled(make_run(owner, mock_key, [f"essay number {i}" for i in range(20)]))
     assert (run.status, run.completed_blocks, run.failed_blocks) == ("complete", 20, 0)
     assert run.blocks.filter(output__isnull=True).count() == 0
     assert run.finished_at is not None
@@ -24,13 +24,13 @@ def test_a_run_completes_with_every_output_usage_and_cost_recorded(owner, mock_k
 
 
 def test_the_same_input_gives_the_same_output(owner, mock_key):
-    a = drain_until_settled(make_run(owner, mock_key, ["the same text"]))
-    b = drain_until_settled(make_run(owner, mock_key, ["the same text"]))
+    a = serve_until_settled(make_run(owner, mock_key, ["the same text"]))
+    b = serve_until_settled(make_run(owner, mock_key, ["the same text"]))
     assert a.blocks.get().output == b.blocks.get().output
 
 
 def test_a_retryable_error_is_retried_then_succeeds(owner, mock_key):
-    run = drain_until_settled(make_run(owner, mock_key, ["flaky [[mock:status=500 times=2]]"]))
+    run = serve_until_settled(make_run(owner, mock_key, ["flaky [[mock:status=500 times=2]]"]))
     block = run.blocks.get()
     assert (block.status, block.attempts) == ("succeeded", 3)
     assert list(block.attempt_set.order_by("id").values_list("outcome", flat=True)) == [
@@ -40,7 +40,7 @@ def test_a_retryable_error_is_retried_then_succeeds(owner, mock_key):
 
 
 def test_retry_exhaustion_fails_the_block_into_pipeline_failures(owner, mock_key):
-    run = drain_until_settled(
+    run = serve_until_settled(
         make_run(owner, mock_key, ["ok", "broken [[mock:status=500]]"], max_attempts=3)
     )
     assert (run.status, run.completed_blocks, run.failed_blocks) == ("complete", 1, 1)
@@ -53,14 +53,14 @@ def test_retry_exhaustion_fails_the_block_into_pipeline_failures(owner, mock_key
 
 
 def test_an_invalid_request_fails_the_block_at_once_and_is_parked(owner, mock_key):
-    run = drain_until_settled(make_run(owner, mock_key, ["bad [[mock:status=400]]"]))
+    run = serve_until_settled(make_run(owner, mock_key, ["bad [[mock:status=400]]"]))
     block = run.blocks.get()
     assert (block.status, block.attempts, block.error_code) == ("failed", 1, "invalid_request_error")
     assert PipelineFailure.objects.get().next_retry_at is None
 
 
 def test_a_401_pauses_the_run_and_marks_the_key_invalid_without_burning_blocks(owner, mock_key):
-    run = drain_until_settled(
+    run = serve_until_settled(
         make_run(owner, mock_key, ["rejected [[mock:status=401]]"] + [f"x{i}" for i in range(5)],
                  parallelism=1)
     )
@@ -73,7 +73,7 @@ def test_a_401_pauses_the_run_and_marks_the_key_invalid_without_burning_blocks(o
 
 
 def test_throttling_waits_without_using_the_blocks_attempts(owner, mock_key):
-    run = drain_until_settled(
+    run = serve_until_settled(
         make_run(owner, mock_key, ["busy [[mock:status=529 times=3]]"], max_attempts=1)
     )
     block = run.blocks.get()
@@ -82,7 +82,7 @@ def test_throttling_waits_without_using_the_blocks_attempts(owner, mock_key):
 
 def test_a_429_with_retry_after_holds_every_call_on_the_key_until_then(owner, mock_key, mock):
     inputs = ["slow down [[mock:status=429 retry_after=1 times=1]]"] + [f"x{i}" for i in range(6)]
-    run = drain_until_settled(make_run(owner, mock_key, inputs, parallelism=1))
+    run = serve_until_settled(make_run(owner, mock_key, inputs, parallelism=1))
     assert run.status == "complete"
     log = mock.requests()
     throttled_at = next(r["t"] for r in log if r["status"] == 429)
@@ -91,14 +91,14 @@ def test_a_429_with_retry_after_holds_every_call_on_the_key_until_then(owner, mo
 
 
 def test_a_reply_cut_at_max_tokens_fails_the_block_with_a_clear_code(owner, mock_key):
-    run = drain_until_settled(make_run(owner, mock_key, ["long [[mock:max_tokens]]"], max_attempts=1))
+    run = serve_until_settled(make_run(owner, mock_key, ["long [[mock:max_tokens]]"], max_attempts=1))
     block = run.blocks.get()
     assert (block.status, block.error_code) == ("failed", "max_tokens")
     assert run.cost_usd > 0  # the truncated call was billed and is on the run
 
 
 def test_a_spent_budget_pauses_the_run(owner, mock_key):
-    run = drain_until_settled(
+    run = serve_until_settled(
         make_run(owner, mock_key, [f"x{i}" for i in range(30)], parallelism=2,
                  options={"max_cost_usd": "0.00001"})
     )
@@ -110,7 +110,7 @@ def test_a_spent_budget_pauses_the_run(owner, mock_key):
 def test_packed_calls_split_a_mismapped_pack_and_every_block_succeeds(owner, mock_key, mock):
     inputs = [f"item {i}" for i in range(8)]
     inputs[5] = "item 5 [[mock:drop_uid times=1]]"
-    run = drain_until_settled(
+    run = serve_until_settled(
         make_run(owner, mock_key, inputs, options={"pack_size": 4}, max_tokens=2000)
     )
     assert (run.status, run.completed_blocks) == ("complete", 8)
@@ -120,15 +120,15 @@ def test_packed_calls_split_a_mismapped_pack_and_every_block_succeeds(owner, moc
 
 def test_packed_outputs_match_unpacked_outputs(owner, mock_key):
     inputs = [f"essay {i} about rivers" for i in range(6)]
-    single = drain_until_settled(make_run(owner, mock_key, inputs))
-    packed = drain_until_settled(make_run(owner, mock_key, inputs, options={"pack_size": 3}))
+    single = serve_until_settled(make_run(owner, mock_key, inputs))
+    packed = serve_until_settled(make_run(owner, mock_key, inputs, options={"pack_size": 3}))
     assert list(single.blocks.values_list("output", flat=True)) == list(
         packed.blocks.values_list("output", flat=True)
     )
 
 
 def test_a_broken_stream_falls_back_to_a_plain_call(owner, mock_key):
-    run = drain_until_settled(
+    run = serve_until_settled(
         make_run(owner, mock_key, ["stream me [[mock:stream_error times=1]]"], options={"stream": True},
                  max_attempts=1)
     )

@@ -1,21 +1,28 @@
-"""Claiming blocks: in block_index order, under a lease, never the same block twice at once.
+"""Claiming blocks: in block_index order, under a lease, never the same block twice at once, and never
+more money reserved than the run's budget has left.
 
 Lock order everywhere in the engine is run row first, then its blocks: claims, result writes,
 cancellation and lease expiry all start with `SELECT ... FROM runs_run FOR NO KEY UPDATE`, which
-also serialises the parallelism count below.
+also serialises the counts below.
+
+How many blocks a run may hold claimed: its `parallelism` plus a small claim-ahead allowance, so that
+a worker holds the next blocks ready and a finished call's slot refills at once. Calls in flight stay
+within `parallelism` exactly: the lane gate counts them in Redis before each call starts.
 """
 
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Min, Q
+from django.db.models import Count, F, Func, IntegerField, Min, Q, Sum
 from django.utils import timezone
 
-from apps.runs.models import Block, BlockStatus, Run, RunStatus
+from apps.runs.estimates import block_reservation
+from apps.runs.models import Block, BlockStatus, PausedCause, Run, RunStatus
 
 
 @dataclass(frozen=True)
@@ -31,8 +38,19 @@ class Claim:
     run_status: str
     blocks: list[ClaimedBlock] = field(default_factory=list)
     lease_token: uuid.UUID | None = None
-    # The key is throttled (429/529) until then: no call may start before it.
-    throttled_until: datetime | None = None
+    # The budget has no room for the next block until calls in flight settle.
+    budget_wait: bool = False
+
+
+class OctetLength(Func):
+    """A text's length in UTF-8 bytes (what token estimates count)."""
+
+    function = "OCTET_LENGTH"
+    output_field = IntegerField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template="LENGTH(CAST(%(expressions)s AS BLOB))",
+                           **extra)
 
 
 def lease_seconds() -> float:
@@ -48,44 +66,88 @@ def lock_run(run_id: Any) -> Run:
     )
 
 
+def _within_budget(run: Run, rows: list[tuple[int, int]]) -> list[int]:
+    """The leading blocks whose worst-case cost fits what the budget has left, in order."""
+    budget = Decimal(str(run.options["max_cost_usd"]))
+    remaining = budget - run.cost_usd - run.reserved_usd
+    reservation = block_reservation(run.call_spec, pack_size=run.pack_size)
+    taken = []
+    for block_id, nbytes in rows:
+        worst = reservation.fixed_usd + reservation.per_byte_usd * nbytes
+        if worst > remaining:
+            break
+        remaining -= worst
+        taken.append(block_id)
+    return taken
+
+
 @transaction.atomic
-def blocks_claim(*, run_id: Any, limit: int, worker: str) -> Claim:
-    """Claim up to `limit` due pending blocks, never more than the run's parallelism in flight."""
+def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0) -> Claim:
+    """Claim up to `limit` due pending blocks, never more than the run's parallelism (plus `ahead`)
+    claimed at once, and with a budget, never more than it can pay for in the worst case."""
     now = timezone.now()
     run = lock_run(run_id)
     if run.status == RunStatus.QUEUED and Run.objects.filter(pk=run.pk).start(now=now):
         run.status = RunStatus.RUNNING
     if run.status != RunStatus.RUNNING:
         return Claim(run_status=run.status)
-    if run.key.throttled_until and run.key.throttled_until > now:
-        return Claim(run_status=run.status, throttled_until=run.key.throttled_until)
-    in_flight = Block.objects.filter(run_id=run.pk, status=BlockStatus.CLAIMED).count()
-    limit = min(limit, run.parallelism - in_flight)
+    claimed = Block.objects.filter(run_id=run.pk, status=BlockStatus.CLAIMED).count()
+    limit = min(limit, run.parallelism + ahead - claimed)
     if limit <= 0:
         return Claim(run_status=run.status)
-    ids = list(
+    rows = list(
         Block.objects.due(now)
         .filter(run_id=run.pk)
         .order_by("block_index")
         .select_for_update(skip_locked=True)
-        .values_list("id", flat=True)[:limit]
+        .values_list("id", OctetLength("input"))[:limit]
     )
-    if not ids:
+    if not rows:
         return Claim(run_status=run.status)
+    budgeted = run.options.get("max_cost_usd") is not None
+    ids = _within_budget(run, rows) if budgeted else [block_id for block_id, _ in rows]
+    if not ids:
+        if run.reserved_usd == 0 and Run.objects.filter(pk=run.pk).pause(
+            cause=PausedCause.BUDGET,
+            reason=f"budget of ${run.options['max_cost_usd']} reached: ${run.cost_usd} spent, and the "
+                   "next block could cost more than what is left",
+        ):
+            return Claim(run_status=RunStatus.PAUSED)
+        return Claim(run_status=run.status, budget_wait=True)
     # One fresh token per claim: a block claimed again later gets another, which fences out
     # whoever held it before.
     token = uuid.uuid4()
-    Block.objects.filter(id__in=ids).claim(
-        token=token, lease_expires_at=now + timedelta(seconds=lease_seconds()), worker=worker
-    )
-    rows = Block.objects.filter(id__in=ids).order_by("block_index").values_list(
-        "id", "uid", "input", "attempts"
-    )
+    changes: dict[str, Any] = {}
+    if budgeted:
+        reservation = block_reservation(run.call_spec, pack_size=run.pack_size)
+        changes["reserved_usd"] = reservation.fixed_usd + reservation.per_byte_usd * OctetLength("input")
+    chosen = Block.objects.filter(id__in=ids)
+    chosen.claim(token=token, lease_expires_at=now + timedelta(seconds=lease_seconds()), worker=worker,
+                 **changes)
+    if budgeted:
+        reserved = chosen.aggregate(total=Sum("reserved_usd"))["total"] or 0
+        Run.objects.filter(pk=run.pk).update(reserved_usd=F("reserved_usd") + reserved)
+    blocks = chosen.order_by("block_index").values_list("id", "uid", "input", "attempts")
     return Claim(
         run_status=run.status,
-        blocks=[ClaimedBlock(id=i, uid=u, input=t, attempt=a) for i, u, t, a in rows],
+        blocks=[ClaimedBlock(id=i, uid=u, input=t, attempt=a) for i, u, t, a in blocks],
         lease_token=token,
     )
+
+
+@transaction.atomic
+def blocks_release(*, run_id: Any, token: Any, block_ids: list[int] | None = None) -> int:
+    """Give claimed blocks back before any call was made for them (their lane closed, the worker is
+    stopping): pending again at once, attempt and reservation returned."""
+    lock_run(run_id)
+    held = Block.objects.filter(run_id=run_id, status=BlockStatus.CLAIMED, lease_token=token)
+    if block_ids is not None:
+        held = held.filter(id__in=block_ids)
+    reserved = held.aggregate(total=Sum("reserved_usd"))["total"] or 0
+    released = held.release(token=token)
+    if reserved:
+        Run.objects.filter(pk=run_id).update(reserved_usd=F("reserved_usd") - reserved)
+    return released
 
 
 def next_due_at(*, run_id: Any) -> datetime | None:

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from apps.failures.models import EventCode, PipelineFailure
 from apps.failures.services import diagnostic_log, event_code_for, failure_record
-from apps.keys.services import key_mark_invalid, key_throttle
+from apps.keys.services import key_mark_invalid
 from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.usage import TokenUsage
 from apps.runs.dispatch import run_dispatch_on_commit
@@ -54,6 +54,8 @@ class Outcome:
     failure: ProviderFailure | None = None
     # The request as sent, secrets redacted; kept only on failures.
     payload_snapshot: dict[str, Any] = field(default_factory=dict)
+    # When the call went out.
+    started_at: datetime | None = None
 
 
 @dataclass
@@ -67,6 +69,16 @@ def retry_delay(attempt: int, retry_after: float | None = None) -> float:
     """Exponential backoff with jitter (half fixed, half random), never sooner than Retry-After."""
     conf = settings.CONVEYOR
     delay = min(conf["RETRY_MAX_SECONDS"], conf["RETRY_BASE_SECONDS"] * 2 ** max(attempt - 1, 0))
+    delay = delay / 2 + random.uniform(0, delay / 2)
+    return max(delay, retry_after or 0.0)
+
+
+def overload_delay(waits: int, retry_after: float | None = None) -> float:
+    """An overloaded call's back-off: short, growing with the block's own overloads, jittered so
+    that calls refused together do not come back together."""
+    conf = settings.CONVEYOR
+    delay = min(conf["OVERLOAD_BACKOFF_MAX_SECONDS"],
+                conf["OVERLOAD_BACKOFF_BASE_SECONDS"] * 2 ** min(waits, 6))
     delay = delay / 2 + random.uniform(0, delay / 2)
     return max(delay, retry_after or 0.0)
 
@@ -107,6 +119,8 @@ class Recording:
     report: RecordReport = field(init=False)
     # Key-level problems seen in this batch (401/403, 402): handled after the transaction.
     key_failures: list[ProviderFailure] = field(default_factory=list)
+    # The budget reservations of the blocks this batch writes, given back to the run.
+    released_usd: Decimal = Decimal(0)
 
     @property
     def written(self) -> list[Entry]:
@@ -120,12 +134,18 @@ def decide(outcome: Outcome, block: Block, run: Run, now: datetime) -> Decision:
         return Decision(BlockStatus.SUCCEEDED, AttemptOutcome.SUCCEEDED)
     code, message = failure.code, failure.message
     kind = failure.kind
-    if kind == FailureKind.THROTTLED:
+    if kind in (FailureKind.THROTTLED, FailureKind.OVERLOADED):
+        # Rationed or overloaded: not the block's fault, so no attempt is used; a separate bound
+        # stops a block that could never get through.
         if block.throttle_waits + 1 > settings.CONVEYOR["MAX_THROTTLE_WAITS"]:
             return Decision(BlockStatus.FAILED, AttemptOutcome.FAILED, error_code="throttle_exhausted",
                             error_message=f"gave up after {block.throttle_waits + 1} throttled calls: "
                                           f"{code}: {message}")
-        wait = failure.retry_after or settings.CONVEYOR["THROTTLE_DEFAULT_SECONDS"]
+        if kind == FailureKind.THROTTLED:
+            # The lane holds every call until Retry-After; the block is due again then.
+            wait = failure.retry_after or settings.CONVEYOR["THROTTLE_DEFAULT_SECONDS"]
+        else:
+            wait = overload_delay(block.throttle_waits, failure.retry_after)
         return Decision(BlockStatus.PENDING, AttemptOutcome.THROTTLED,
                         next_attempt_at=now + timedelta(seconds=wait), refund_attempt=True,
                         throttle_wait=True, error_code=code, error_message=message)
@@ -148,7 +168,7 @@ def fenced_out(outcome: Outcome) -> Decision:
     failure = outcome.failure
     if failure is None:
         attempt_outcome = AttemptOutcome.SUCCEEDED
-    elif failure.kind == FailureKind.THROTTLED:
+    elif failure.kind in (FailureKind.THROTTLED, FailureKind.OVERLOADED):
         attempt_outcome = AttemptOutcome.THROTTLED
     elif failure.kind in KEY_PAUSE_CAUSES:
         attempt_outcome = AttemptOutcome.KEY_REJECTED
@@ -163,12 +183,12 @@ def fenced_out(outcome: Outcome) -> Decision:
 BLOCK_READ_FIELDS = (
     "id", "run_id", "uid", "block_index", "lease_token", "attempts", "throttle_waits",
     "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
-    "cost_usd",
+    "cost_usd", "reserved_usd",
 )
 BLOCK_WRITE_FIELDS = (
     "status", "lease_token", "lease_expires_at", "next_attempt_at", "error_code", "error_message",
     "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
-    "cost_usd", "attempts", "throttle_waits", "finished_at",
+    "cost_usd", "attempts", "throttle_waits", "finished_at", "reserved_usd",
 )
 # Only a success replaces the result and its version stamp; a failure keeps the last good output.
 SUCCESS_WRITE_FIELDS = (
@@ -191,6 +211,8 @@ def apply_decision(block: Block, outcome: Outcome, decision: Decision, run: Run,
     block.cache_creation_input_tokens += outcome.usage.cache_creation_input_tokens
     block.cache_read_input_tokens += outcome.usage.cache_read_input_tokens
     block.cost_usd += outcome.cost_usd
+    # The claim's worst-case reservation ends with the call; count_on_run gives it back to the run.
+    block.reserved_usd = 0
     if decision.refund_attempt:
         block.attempts -= 1
     if decision.throttle_wait:
@@ -213,6 +235,7 @@ def lock_and_fence(rec: Recording) -> None:
     rec.report = RecordReport(run_status=rec.run.status)
     tokens = {o.block_id: o.lease_token for o in rec.outcomes}
     rec.held = Block.objects.lock_held(tokens, fields=BLOCK_READ_FIELDS)
+    rec.released_usd = sum((b.reserved_usd for b in rec.held.values()), Decimal(0))
 
 
 def decide_each(rec: Recording) -> None:
@@ -260,6 +283,7 @@ def write_attempts(rec: Recording) -> None:
             cache_creation_input_tokens=outcome.usage.cache_creation_input_tokens,
             cache_read_input_tokens=outcome.usage.cache_read_input_tokens,
             cost_usd=outcome.cost_usd, output=outcome.output if accepted_success else None,
+            started_at=outcome.started_at,
         ))
     Attempt.objects.bulk_create(attempts)
 
@@ -292,6 +316,7 @@ def count_on_run(rec: Recording) -> None:
         cache_creation_input_tokens=F("cache_creation_input_tokens") + usage.cache_creation_input_tokens,
         cache_read_input_tokens=F("cache_read_input_tokens") + usage.cache_read_input_tokens,
         cost_usd=F("cost_usd") + cost,
+        reserved_usd=F("reserved_usd") - rec.released_usd,
     )
     budget = run.options.get("max_cost_usd")
     paused = 0
@@ -361,17 +386,11 @@ def outcomes_record(*, run_id: Any, outcomes: list[Outcome], worker: str = "",
 
 def apply_key_effects(rec: Recording, *, key_revision: int | None) -> None:
     """After the run's transaction (key rows are locked after run rows, never inside them): a
-    throttled key makes every worker wait; a rejected key is marked invalid and every run on it
-    pauses. If the key was changed since the call read it (its owner fixed it meanwhile), the
-    rejection is about the old secret: the run it paused resumes instead."""
+    rejected key is marked invalid and every run on it pauses. If the key was changed since the call
+    read it (its owner fixed it meanwhile), the rejection is about the old secret: the run it paused
+    resumes instead. (Throttling is the lanes' business: apps.lanes.gate, in the serving loop.)"""
     key_id = rec.run.key_id
-    if key_id is None:
-        return
-    throttles = [o.failure for o in rec.outcomes if o.failure and o.failure.kind == FailureKind.THROTTLED]
-    if throttles:
-        default = settings.CONVEYOR["THROTTLE_DEFAULT_SECONDS"]
-        key_throttle(key_id=key_id, seconds=max(f.retry_after or default for f in throttles))
-    if not rec.key_failures:
+    if key_id is None or not rec.key_failures:
         return
     failure = rec.key_failures[0]
     error = f"{failure.code}: {failure.message}"

@@ -3,16 +3,16 @@ due work and no worker on them. A stuck-work monitor, never the normal completio
 
 import logging
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from apps.failures.models import EventCode
 from apps.failures.services import failure_record
-from apps.runs.dispatch import run_dispatch_rollback_unsafe
+from apps.runs.dispatch import serve_dispatch_rollback_unsafe
 from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, Run
 from apps.runs.services.claiming import lock_run
 from apps.runs.services.finalize import run_finalize
@@ -50,6 +50,7 @@ def _expire_run_leases(run_id: Any, now: datetime) -> int:
         .select_for_update(skip_locked=True)
     )
     ended = dict.fromkeys(BLOCK_COUNTER, 0)
+    released = sum((block.reserved_usd for block in blocks), Decimal(0))
     for block in blocks:
         status, code = _expired_state(run, block)
         worker = block.claimed_by or "an unknown worker"
@@ -57,7 +58,7 @@ def _expire_run_leases(run_id: Any, now: datetime) -> int:
         Block.objects.filter(pk=block.pk, lease_token=block.lease_token).update(
             status=status, lease_token=None, lease_expires_at=None, next_attempt_at=now,
             error_code=code or "lease_expired", error_message=message if code else "lease expired; retried",
-            finished_at=now if status != BlockStatus.PENDING else None,
+            finished_at=now if status != BlockStatus.PENDING else None, reserved_usd=0,
         )
         if status in ended:
             ended[status] += 1
@@ -77,6 +78,8 @@ def _expire_run_leases(run_id: Any, now: datetime) -> int:
                 event_code=EventCode.DOWNSTREAM_CALL_FAILED,
             )
     counters = {BLOCK_COUNTER[status]: F(BLOCK_COUNTER[status]) + n for status, n in ended.items() if n}
+    if released:
+        counters["reserved_usd"] = F("reserved_usd") - released
     if counters:
         Run.objects.filter(pk=run.pk).update(**counters)
     run_finalize(run_id=run.pk)
@@ -97,29 +100,20 @@ def runs_finalize_stragglers() -> int:
     return ended
 
 
-def runs_with_due_work() -> list[Any]:
-    """Active runs, not throttled, with due pending blocks and room under their parallelism.
-    EXISTS and a count of claimed blocks only: a tick never walks a run's finished blocks."""
-    now = timezone.now()
-    in_flight = (
-        Block.objects.filter(run=OuterRef("pk"), status=BlockStatus.CLAIMED)
-        .order_by().values("run").annotate(n=Count("id")).values("n")
-    )
-    rows = (
-        Run.objects.filter(status__in=RUN_ACTIVE)
-        .filter(Q(key__throttled_until__isnull=True) | Q(key__throttled_until__lte=now))
-        .filter(Exists(Block.objects.due(now).filter(run=OuterRef("pk"))))
-        .annotate(in_flight=Coalesce(Subquery(in_flight), 0))
-        .filter(in_flight__lt=F("parallelism"))
-        .values_list("pk", flat=True)
-    )
-    return list(rows)
+def any_run_has_due_work() -> bool:
+    return Run.objects.filter(status__in=RUN_ACTIVE).filter(
+        Exists(Block.objects.due(timezone.now()).filter(run=OuterRef("pk")))
+    ).exists()
 
 
 def pump() -> dict[str, int]:
     """One tick of the scheduled pump. Everything it does is also safe to do twice. It runs outside
-    any transaction, so it dispatches at once."""
+    any transaction, so it dispatches at once. Serving loops do the same recovery on their own
+    schedule, so it goes on while every worker process is busy serving."""
     expired = leases_expire()
     ended = runs_finalize_stragglers()
-    dispatched = sum(run_dispatch_rollback_unsafe(run_id=run_id) for run_id in runs_with_due_work())
+    dispatched = int(any_run_has_due_work() and serve_dispatch_rollback_unsafe(reason="pump"))
+    if expired or ended or dispatched:
+        logger.info("pump: %d expired lease(s), %d run(s) ended, %d serving loop(s) woken",
+                    expired, ended, dispatched)
     return {"expired_leases": expired, "ended_runs": ended, "dispatched": dispatched}

@@ -1,8 +1,9 @@
 """The first command a new user runs: a whole run, end to end, with nothing installed but Python.
 
 It uses whatever database is configured (SQLite by default), starts the bundled mock provider
-in-process, and drains the run in a thread of this process instead of a Celery worker. Everything
-else (submission, claiming, retries, cost accounting) is the production code path.
+in-process, keeps the lanes in an in-process Redis, and runs a serving loop in a thread of this
+process instead of a Celery worker. Everything else (submission, claiming, lanes, retries, cost
+accounting) is the production code path.
 """
 
 import asyncio
@@ -22,8 +23,9 @@ from apps.keys.services import key_create, key_update
 from apps.providers.catalog import catalog
 from apps.runs.models import Run
 from apps.runs.progress import follow_run, summary
+from apps.core.redis import use_embedded_redis
 from apps.runs.services import SubmissionError, parse_jsonl, run_create
-from apps.runs.services.drain import drain_run
+from apps.runs.serving.server import Server
 from apps.runs.transitions import RUN_SETTLED
 from config.celery_app import app as celery_app
 from mock_provider.testing import running_mock
@@ -49,6 +51,7 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"no such file: {path}")
         call_command("migrate", interactive=False, verbosity=0)
+        use_embedded_redis()
         # No broker needed: tasks queued by the services (the key's validation) run inline, and
         # the key may point at the local mock. Both are put back afterwards.
         eager, allowlist = celery_app.conf.task_always_eager, settings.PROVIDER_HOST_ALLOWLIST
@@ -71,7 +74,7 @@ class Command(BaseCommand):
             self.stdout.write(f"mock provider listening on {mock.base_url}")
             run = self._submit(path, mock.base_url, opts["parallelism"])
             self.stdout.write(f"submitted run {run.pk}: {run.total_blocks} blocks, {run.model}")
-            worker = threading.Thread(target=self._drain, args=(run.pk,), daemon=True)
+            worker = threading.Thread(target=self._serve, args=(run.pk,), daemon=True)
             worker.start()
             run = follow_run(run.pk, out=sys.stderr)
             worker.join(30)
@@ -95,10 +98,10 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
 
     @staticmethod
-    def _drain(run_id: Any) -> None:
-        """What a Celery worker would do, in a thread: drain slices until the run settles."""
+    def _serve(run_id: Any) -> None:
+        """What a Celery worker would do, in a thread: serving loops until the run settles."""
         try:
             while Run.objects.filter(pk=run_id).values_list("status", flat=True).get() not in RUN_SETTLED:
-                asyncio.run(drain_run(run_id, slice_seconds=30))
+                asyncio.run(Server(worker="demo", slice_seconds=30, idle_exit_seconds=1).run())
         finally:
             close_old_connections()

@@ -1,0 +1,44 @@
+"""The Redis the broker uses, for what the project keeps there besides messages: dispatch markers,
+serving-loop registrations and the lanes' shared capacity. One client per process and URL.
+
+`use_embedded_redis()` swaps in an in-process Redis (fakeredis, with Lua) for the demo, which must
+run with nothing installed; everything else talks to the real server at CELERY_BROKER_URL."""
+
+from functools import cache
+
+import redis
+import redis.asyncio
+from django.conf import settings
+
+_embedded: object | None = None
+
+
+@cache
+def _client_for(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def broker_redis() -> redis.Redis:
+    if _embedded is not None:
+        import fakeredis
+
+        return fakeredis.FakeRedis(server=_embedded)
+    return _client_for(settings.CELERY_BROKER_URL)
+
+
+def async_broker_redis() -> redis.asyncio.Redis:
+    """A new asyncio client (bound to the running event loop; close it with the loop)."""
+    if _embedded is not None:
+        import fakeredis
+
+        return fakeredis.FakeAsyncRedis(server=_embedded)
+    return redis.asyncio.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5,
+                                        socket_connect_timeout=5)
+
+
+def use_embedded_redis() -> None:
+    """From now on, this process's Redis is an in-memory one of its own (the demo)."""
+    global _embedded
+    import fakeredis
+
+    _embedded = fakeredis.FakeServer()

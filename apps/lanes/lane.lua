@@ -1,0 +1,234 @@
+-- One lane's capacity, shared by every worker process: a provider key and a model's rate-limit
+-- group. Atomic, so two workers on two hosts never take the same token. Entry points by ARGV[1]:
+--
+-- acquire: may a call start now? It must find the lane open (not throttled by a 429's Retry-After,
+--   not stopped for persistent overload), room in the lane's concurrency window (AIMD), room under
+--   the run's parallelism, and its reservation in every limited bucket (requests, input tokens,
+--   output tokens per minute; token buckets refilled continuously at limit/60 per second, as the API
+--   describes its own limiter). Granted: the reservation is taken and the call is registered in
+--   flight. Refused: how long to wait and why.
+-- settle: a call ended. Its reservation is reconciled with the real usage, the limits and remaining
+--   counts the provider sent in its anthropic-ratelimit-* headers are learned, and the window grows
+--   (success) or is cut (overload, only when overload is dense: sparse 529s just back off the call).
+--
+-- KEYS[1] lane hash, KEYS[2] zset of the lane's calls in flight (member call id, score = expiry ms),
+-- KEYS[3] zset of the run's blocks in flight (member "<call>:<i>", score = expiry ms).
+-- In-flight entries carry an expiry, so a worker that dies mid-call leaks nothing for long.
+
+local DIMS = {'r', 'i', 'o'}
+local UNLIMITED = 1000000000
+
+local function num(v, default)
+  if v == false or v == nil or v == '' then return default end
+  return tonumber(v)
+end
+
+local function load(key)
+  local flat = redis.call('HGETALL', key)
+  local h = {}
+  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+  return h
+end
+
+local function save(key, h)
+  local flat = {}
+  for k, v in pairs(h) do
+    flat[#flat + 1] = k
+    flat[#flat + 1] = tostring(v)
+  end
+  if #flat > 0 then redis.call('HSET', key, unpack(flat)) end
+  redis.call('PEXPIRE', key, 86400000 * 7)
+end
+
+-- Limits in force: what the provider said (headers) wins over a tier guess; a limit the key's owner
+-- set explicitly is a cap that always applies.
+local function limits(h, cfg)
+  local lim = {}
+  for _, d in ipairs(DIMS) do
+    local learned = num(h['lim_' .. d], 0)
+    local configured = cfg[d]
+    local value = learned
+    if learned == 0 then value = configured
+    elseif cfg.explicit and configured > 0 and configured < learned then value = configured end
+    lim[d] = value
+  end
+  return lim
+end
+
+local function refill(h, lim, now, safety)
+  local t = num(h.t, now)
+  local dt = math.max(0, now - t)
+  for _, d in ipairs(DIMS) do
+    local cap = lim[d]
+    if cap > 0 then
+      local lvl = num(h['lvl_' .. d], cap)
+      lvl = math.min(cap, lvl + dt * cap * safety / 60000)
+      h['lvl_' .. d] = lvl
+    end
+  end
+  h.t = now
+end
+
+local function acquire(now)
+  local call, expiry = ARGV[3], tonumber(ARGV[4])
+  local nblocks, parallelism = tonumber(ARGV[5]), tonumber(ARGV[6])
+  local need = {r = 1, i = tonumber(ARGV[7]), o = tonumber(ARGV[8])}
+  local cfg = {r = tonumber(ARGV[9]), i = tonumber(ARGV[10]), o = tonumber(ARGV[11]),
+               explicit = ARGV[12] == '1'}
+  local safety, initial_window = tonumber(ARGV[13]), tonumber(ARGV[14])
+  local h = load(KEYS[1])
+  local throttled = num(h.until_throttled, 0)
+  if throttled > now then return {0, throttled - now, 'throttled'} end
+  local paused = num(h.until_paused, 0)
+  if paused > now then return {0, paused - now, 'overloaded'} end
+  local cwnd = num(h.cwnd, initial_window)
+  local calls = redis.call('ZCARD', KEYS[2])
+  if calls >= math.floor(cwnd) then return {0, 0, 'window'} end
+  local blocks = redis.call('ZCARD', KEYS[3])
+  if blocks + nblocks > parallelism then return {0, 0, 'parallelism'} end
+  local lim = limits(h, cfg)
+  refill(h, lim, now, safety)
+  local wait, why = 0, ''
+  for _, d in ipairs(DIMS) do
+    local cap = lim[d]
+    if cap > 0 then
+      -- A call bigger than the whole bucket needs a full bucket, else it could never start.
+      local want = math.min(need[d], cap)
+      local lvl = h['lvl_' .. d]
+      if lvl < want then
+        local w = (want - lvl) * 60000 / (cap * safety)
+        if w > wait then wait, why = w, 'rate_' .. d end
+      end
+    end
+  end
+  if wait > 0 then
+    save(KEYS[1], h)
+    return {0, math.ceil(wait), why}
+  end
+  for _, d in ipairs(DIMS) do
+    if lim[d] > 0 then h['lvl_' .. d] = h['lvl_' .. d] - need[d] end
+  end
+  h.res_i = num(h.res_i, 0) + need.i
+  h.res_o = num(h.res_o, 0) + need.o
+  h.cwnd = cwnd
+  -- Calls started per minute, exponentially decayed over a minute (what "current rate" shows).
+  local rate_t = num(h.rate_t, now)
+  h.rate = num(h.rate, 0) * math.exp(-math.max(0, now - rate_t) / 60000) + 1
+  h.rate_t = now
+  save(KEYS[1], h)
+  redis.call('ZADD', KEYS[2], expiry, call)
+  for b = 0, nblocks - 1 do redis.call('ZADD', KEYS[3], expiry, call .. ':' .. b) end
+  redis.call('PEXPIRE', KEYS[2], 86400000)
+  redis.call('PEXPIRE', KEYS[3], 86400000)
+  return {1, 0, 'ok'}
+end
+
+local function settle(now)
+  local call, nblocks = ARGV[3], tonumber(ARGV[4])
+  local reserved = {i = tonumber(ARGV[5]), o = tonumber(ARGV[6])}
+  local used = {i = tonumber(ARGV[7]), o = tonumber(ARGV[8])}
+  local outcome, retry_after = ARGV[9], tonumber(ARGV[10])
+  local hdr = {r = {tonumber(ARGV[11]), tonumber(ARGV[12])},
+               i = {tonumber(ARGV[13]), tonumber(ARGV[14])},
+               o = {tonumber(ARGV[15]), tonumber(ARGV[16])}}
+  local cfg = {r = tonumber(ARGV[17]), i = tonumber(ARGV[18]), o = tonumber(ARGV[19]),
+               explicit = ARGV[20] == '1'}
+  local safety, initial_window = tonumber(ARGV[21]), tonumber(ARGV[22])
+  local min_window, cut_threshold = tonumber(ARGV[23]), tonumber(ARGV[24])
+  local latency, pause_max = tonumber(ARGV[25]), tonumber(ARGV[26])
+  local was_registered = redis.call('ZREM', KEYS[2], call)
+  for b = 0, nblocks - 1 do redis.call('ZREM', KEYS[3], call .. ':' .. b) end
+  local h = load(KEYS[1])
+  local lim = limits(h, cfg)
+  refill(h, lim, now, safety)
+  if was_registered == 1 then
+    h.res_i = math.max(0, num(h.res_i, 0) - reserved.i)
+    h.res_o = math.max(0, num(h.res_o, 0) - reserved.o)
+    -- Reconcile: give back what was reserved and not used, or take what was used beyond it.
+    if lim.i > 0 then h.lvl_i = math.min(lim.i, h.lvl_i + reserved.i - used.i) end
+    if lim.o > 0 then h.lvl_o = math.min(lim.o, h.lvl_o + reserved.o - used.o) end
+  end
+  -- Learn from the headers: the provider's limit, and its remaining count as an upper bound on ours
+  -- (less what our calls still in flight have reserved, which it may not have counted yet).
+  local calls = redis.call('ZCARD', KEYS[2])
+  local pending = {r = calls, i = num(h.res_i, 0), o = num(h.res_o, 0)}
+  for _, d in ipairs(DIMS) do
+    local limit, remaining = hdr[d][1], hdr[d][2]
+    if limit > 0 and limit < UNLIMITED then
+      h['lim_' .. d] = limit
+      h.src = 'headers'
+      local cap = limits(h, cfg)[d]
+      local lvl = num(h['lvl_' .. d], cap)
+      if remaining >= 0 then lvl = math.min(lvl, remaining - pending[d]) end
+      h['lvl_' .. d] = math.min(lvl, cap)
+    elseif limit >= UNLIMITED then
+      h['lim_' .. d] = 0
+    end
+  end
+  h.t = now
+  local cwnd = num(h.cwnd, initial_window)
+  local ssthresh = num(h.ssthresh, 1e9)
+  local ov = num(h.ov, 0)
+  if latency > 0 then h.latency = num(h.latency, latency) * 0.8 + latency * 0.2 end
+  if outcome == 'ok' then
+    ov = ov * 0.9
+    h.pause_k = 0
+    -- Grow only while the window is what limits the lane (RFC 7661), so a later cut bites.
+    if calls + 1 >= math.floor(cwnd) * 0.8 then
+      if cwnd < ssthresh then cwnd = cwnd + 1 else cwnd = cwnd + 1 / cwnd end
+    end
+  elseif outcome == 'overload' then
+    ov = ov * 0.9 + 0.1
+    local cooldown = math.max(250, math.min(2000, num(h.latency, 500)))
+    if ov > cut_threshold and now - num(h.last_cut, 0) >= cooldown then
+      ssthresh = math.max(min_window, cwnd * 0.75)
+      cwnd = math.max(min_window, math.floor(cwnd * 0.5))
+      h.last_cut = now
+      if cwnd <= min_window and ov > 0.5 then
+        -- Overload persists even one call at a time: stop the lane for a while, longer each time.
+        local k = num(h.pause_k, 0) + 1
+        h.pause_k = k
+        h.until_paused = now + math.min(pause_max, 1000 * 2 ^ (k - 1))
+      end
+    end
+  elseif outcome == 'throttled' then
+    h.until_throttled = math.max(num(h.until_throttled, 0), now + retry_after)
+    for _, d in ipairs(DIMS) do
+      if lim[d] > 0 then h['lvl_' .. d] = math.min(num(h['lvl_' .. d], 0), 0) end
+    end
+  end
+  h.cwnd, h.ssthresh, h.ov = cwnd, ssthresh, ov
+  save(KEYS[1], h)
+  return {tostring(cwnd), calls}
+end
+
+-- Release without a call (the call never went out): give the reservation back, nothing learned.
+local function cancel(now)
+  local call, nblocks = ARGV[3], tonumber(ARGV[4])
+  local reserved = {r = 1, i = tonumber(ARGV[5]), o = tonumber(ARGV[6])}
+  local cfg = {r = tonumber(ARGV[7]), i = tonumber(ARGV[8]), o = tonumber(ARGV[9]),
+               explicit = ARGV[10] == '1'}
+  local safety = tonumber(ARGV[11])
+  local registered = redis.call('ZREM', KEYS[2], call)
+  for b = 0, nblocks - 1 do redis.call('ZREM', KEYS[3], call .. ':' .. b) end
+  if registered == 0 then return 0 end
+  local h = load(KEYS[1])
+  local lim = limits(h, cfg)
+  refill(h, lim, now, safety)
+  for _, d in ipairs(DIMS) do
+    if lim[d] > 0 then h['lvl_' .. d] = math.min(lim[d], h['lvl_' .. d] + reserved[d]) end
+  end
+  h.res_i = math.max(0, num(h.res_i, 0) - reserved.i)
+  h.res_o = math.max(0, num(h.res_o, 0) - reserved.o)
+  save(KEYS[1], h)
+  return 1
+end
+
+local now = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local op = ARGV[1]
+if op == 'acquire' then return acquire(now) end
+if op == 'settle' then return settle(now) end
+if op == 'cancel' then return cancel(now) end
+return redis.error_reply('unknown lane operation ' .. op)

@@ -1,0 +1,109 @@
+"""Reading lanes for people: the API, the admin and `submit --follow` show what a key's lanes know
+and do (limits and where they came from, current rate, calls in flight, throttled until, overload
+back-off). Read from Redis, where the workers keep them."""
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from django.conf import settings
+
+from apps.core.redis import broker_redis
+from apps.lanes.gate import LaneRef
+from apps.lanes.limits import Limits, key_limits, limit_group
+
+
+@dataclass(frozen=True)
+class LaneState:
+    group: str
+    rpm_limit: int
+    itpm_limit: int
+    otpm_limit: int
+    # headers (learned from the provider), explicit (the key's settings), tier, or "" (unknown yet)
+    limits_source: str
+    in_flight: int
+    # Calls started per minute, averaged over about the last minute.
+    rate_rpm: float
+    window: float
+    throttled_until: datetime | None
+    overloaded_until: datetime | None
+
+    @property
+    def waiting(self) -> str | None:
+        now = datetime.now(UTC)
+        if self.throttled_until and self.throttled_until > now:
+            return f"key rate-limited (429) until {self.throttled_until:%H:%M:%S} UTC"
+        if self.overloaded_until and self.overloaded_until > now:
+            return f"provider overloaded; lane paused until {self.overloaded_until:%H:%M:%S} UTC"
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _moment(ms: str | None) -> datetime | None:
+    if not ms:
+        return None
+    value = float(ms)
+    return datetime.fromtimestamp(value / 1000, UTC) if value > time.time() * 1000 else None
+
+
+def _state(client: redis.Redis, lane: LaneRef, limits: Limits) -> LaneState:
+    now_ms = time.time() * 1000
+    raw = {k.decode(): v.decode() for k, v in client.hgetall(lane.hash_key).items()}
+    in_flight = client.zcount(lane.calls_key, now_ms, "+inf")
+
+    def limit(dim: str, configured: int) -> int:
+        learned = int(float(raw.get(f"lim_{dim}", 0) or 0))
+        if learned and limits.source == "explicit" and configured and configured < learned:
+            return configured
+        return learned or configured
+
+    rate = float(raw.get("rate", 0) or 0)
+    if raw.get("rate_t"):
+        rate *= math.exp(-max(0.0, now_ms - float(raw["rate_t"])) / 60000)
+    learned = any(raw.get(f"lim_{d}") not in (None, "", "0") for d in "rio")
+    return LaneState(
+        group=lane.group,
+        rpm_limit=limit("r", limits.rpm), itpm_limit=limit("i", limits.itpm),
+        otpm_limit=limit("o", limits.otpm),
+        limits_source="headers" if learned else limits.source,
+        in_flight=in_flight, rate_rpm=round(rate, 1),
+        window=round(float(raw.get("cwnd", settings.CONVEYOR["LANE_INITIAL_WINDOW"])), 2),
+        throttled_until=_moment(raw.get("until_throttled")),
+        overloaded_until=_moment(raw.get("until_paused")),
+    )
+
+
+def lane_for(key: Any, model: str) -> LaneRef:
+    return LaneRef(key_id=key.pk, group=limit_group(model))
+
+
+def limits_for(key: Any, model: str) -> Limits:
+    return key_limits(tier=key.tier, rpm=key.rpm_limit, itpm=key.itpm_limit, otpm=key.otpm_limit,
+                      model=model)
+
+
+def lane_state(*, key: Any, model: str) -> LaneState | None:
+    """The lane a run on this key and model uses; None when Redis cannot say."""
+    try:
+        return _state(broker_redis(), lane_for(key, model), limits_for(key, model))
+    except redis.RedisError:
+        return None
+
+
+def lanes_of_key(*, key: Any) -> list[LaneState]:
+    """Every lane of the key the workers have used (most recent first is not tracked: by name)."""
+    client = broker_redis()
+    prefix = f"conveyor:lane:{key.pk}:"
+    try:
+        names = sorted({
+            name.decode()[len(prefix):] for name in client.scan_iter(match=prefix + "*", count=200)
+            if not name.decode().endswith(":calls")
+        })
+        return [_state(client, LaneRef(key.pk, group), limits_for(key, group)) for group in names]
+    except redis.RedisError:
+        return []

@@ -1,0 +1,222 @@
+"""One pack of blocks through the provider: the call, its lane settled after it, and the split of a
+pack whose reply overflows or mis-maps, down to single blocks (each sub-call passing the lane too)."""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import anthropic
+from django.conf import settings
+
+from apps.keys.redaction import redact
+from apps.lanes.gate import Grant, LaneGate, Need, Settle
+from apps.providers.client import CallResult, call_messages, make_async_client
+from apps.providers.errors import FailureKind, ProviderFailure
+from apps.providers.prompts import BlockInput, build_params, parse_packed_reply, request_sha256
+from apps.providers.usage import TokenUsage, cost_usd
+from apps.runs.estimates import call_input_tokens
+from apps.runs.services.claiming import ClaimedBlock, lease_seconds
+from apps.runs.services.outcomes import Outcome
+from apps.runs.serving.context import RunContext
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_TEXT_LIMIT = 2000
+# A split's sub-call waits for its lane at most this long before giving its blocks back as retries.
+SPLIT_LANE_PATIENCE_SECONDS = 30.0
+
+
+def call_need(ctx: RunContext, blocks: list[ClaimedBlock]) -> Need:
+    return Need(input_tokens=call_input_tokens(ctx.spec, [b.input for b in blocks]),
+                output_tokens=ctx.spec.max_tokens, blocks=len(blocks))
+
+
+def settle_kind(failure: ProviderFailure | None) -> Settle:
+    """What a call's answer says about the lane's capacity."""
+    if failure is None:
+        return Settle.OK
+    if failure.kind == FailureKind.THROTTLED:
+        return Settle.THROTTLED
+    if failure.kind == FailureKind.OVERLOADED:
+        return Settle.OVERLOAD
+    if failure.kind == FailureKind.RETRYABLE and (
+        (failure.http_status or 0) >= 500 or failure.code in ("timeout", "connection_error")
+    ):
+        return Settle.OVERLOAD
+    return Settle.NEUTRAL
+
+
+def throttle_seconds(failure: ProviderFailure) -> float:
+    """How long a 429 holds the lane: its Retry-After, else when its exhausted limit resets."""
+    if failure.retry_after is not None:
+        return failure.retry_after
+    reset = failure.rate_limits.reset_in()
+    if reset is not None and reset > 0:
+        return reset
+    return settings.CONVEYOR["THROTTLE_DEFAULT_SECONDS"]
+
+
+def _snapshot(params: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any]:
+    """What was sent, trimmed and redacted, for the dead-letter row."""
+    def trim(value: Any) -> Any:
+        if isinstance(value, str):
+            return value[:SNAPSHOT_TEXT_LIMIT]
+        if isinstance(value, dict):
+            return {k: trim(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [trim(v) for v in value]
+        return value
+
+    return redact(trim(params), secrets)
+
+
+class ClientPool:
+    """One SDK client per key (and revision) in this process, shared by every run on that key, so
+    connections are reused across runs."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[int, int], anthropic.AsyncAnthropic] = {}
+
+    def get(self, ctx: RunContext) -> anthropic.AsyncAnthropic:
+        slot = (ctx.key_id, ctx.key_revision)
+        client = self._clients.get(slot)
+        if client is None:
+            for stale in [s for s in self._clients if s[0] == ctx.key_id]:
+                asyncio.get_running_loop().create_task(self._clients.pop(stale).close())
+            client = self._clients[slot] = make_async_client(api_key=ctx.api_key, base_url=ctx.base_url)
+        return client
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+
+
+class PackCaller:
+    """Calls for one serving loop. `gate` is the lanes' shared state; `clock` is wall time in
+    seconds (the lanes' clock, shared by every worker)."""
+
+    def __init__(self, *, gate: LaneGate, clients: ClientPool,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.gate = gate
+        self.clients = clients
+        self.clock = clock
+        self.calls = 0
+        self.splits = 0
+
+    async def call(self, ctx: RunContext, blocks: list[ClaimedBlock], token: Any, grant: Grant,
+                   need: Need) -> list[Outcome]:
+        """The pack's call under the lane grant it already holds; never raises."""
+        try:
+            return await self._call(ctx, blocks, token, grant, need, carried=TokenUsage())
+        except Exception as exc:  # a bug must not lose the blocks: they retry like any error
+            logger.exception("call for run %s: unexpected error", ctx.run_id)
+            failure = ProviderFailure(FailureKind.RETRYABLE, "internal_error",
+                                      redact(f"{type(exc).__name__}: {exc}", (ctx.api_key,)))
+            return [Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, failure=failure)
+                    for b in blocks]
+
+    async def _call(self, ctx: RunContext, blocks: list[ClaimedBlock], token: Any, grant: Grant,
+                    need: Need, carried: TokenUsage) -> list[Outcome]:
+        """`carried` is the usage of failed pack calls above this one: spent money, shared out to the
+        blocks so that the run's cost stays exact."""
+        spec = ctx.spec
+        secrets = (ctx.api_key,)
+        params = build_params(spec, [BlockInput(b.id, b.uid, b.input) for b in blocks])
+        headers = {
+            "x-conveyor-run": str(ctx.run_id),
+            "x-conveyor-correlation-id": f"{ctx.run_id}:{blocks[0].uid}:{blocks[0].attempt}",
+            "x-conveyor-prompt-sha256": request_sha256(params),
+        }
+        self.calls += 1
+        started = datetime.now(UTC)
+        result: CallResult | None = None
+        failure: ProviderFailure | None = None
+        try:
+            result = await call_messages(self.clients.get(ctx), params, stream=spec.stream,
+                                         secrets=secrets, headers=headers)
+            if len(blocks) == 1:
+                outputs = {blocks[0].uid: result.text}
+            else:
+                outputs = parse_packed_reply(result.text, [b.uid for b in blocks])
+        except ProviderFailure as exc:
+            failure = exc
+            if result is not None:  # the reply came back but does not map onto the pack
+                failure.usage, failure.request_id = result.usage, result.request_id
+                failure.rate_limits = result.rate_limits
+        await self._settle(ctx, grant, need, result, failure, started)
+        if failure is not None:
+            spent = failure.usage
+            if failure.kind == FailureKind.OUTPUT_PROBLEM and len(blocks) > 1:
+                return await self._split(ctx, blocks, token, carried + spent)
+            shares = (carried + spent).split(len(blocks))
+            snapshot = _snapshot(params, secrets)
+            return [
+                Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, usage=share,
+                        cost_usd=cost_usd(spec.model, share), request_id=failure.request_id,
+                        model=spec.model, failure=failure, payload_snapshot=snapshot,
+                        started_at=started)
+                for b, share in zip(blocks, shares, strict=True)
+            ]
+        assert result is not None
+        shares = (carried + result.usage).split(len(blocks))
+        return [
+            Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, usage=share,
+                    cost_usd=cost_usd(spec.model, share), latency_ms=result.latency_ms,
+                    request_id=result.request_id, model=result.model, output=outputs[b.uid],
+                    started_at=started)
+            for b, share in zip(blocks, shares, strict=True)
+        ]
+
+    async def _settle(self, ctx: RunContext, grant: Grant, need: Need, result: CallResult | None,
+                      failure: ProviderFailure | None, started: datetime) -> None:
+        usage = result.usage if result is not None else (failure.usage if failure else TokenUsage())
+        rate_limits = result.rate_limits if result is not None else (
+            failure.rate_limits if failure is not None else None)
+        kind = settle_kind(failure)
+        try:
+            await self.gate.settle(
+                ctx.lane, grant, run_id=ctx.run_id, need=need, limits=ctx.limits, now=self.clock(),
+                used_input_tokens=usage.rate_limited_input, used_output_tokens=usage.output_tokens,
+                outcome=kind, retry_after=throttle_seconds(failure) if kind == Settle.THROTTLED else 0.0,
+                headers=rate_limits,
+                latency_seconds=(datetime.now(UTC) - started).total_seconds(),
+            )
+        except Exception:  # Redis down: the entry expires with the lease; the work is in PostgreSQL
+            logger.warning("could not settle lane %s", ctx.lane.name, exc_info=True)
+
+    async def _split(self, ctx: RunContext, blocks: list[ClaimedBlock], token: Any, spent: TokenUsage
+                     ) -> list[Outcome]:
+        self.splits += 1
+        half = len(blocks) // 2
+        first, second = spent.split(2)
+        parts = await asyncio.gather(
+            self._call_when_granted(ctx, blocks[:half], token, first),
+            self._call_when_granted(ctx, blocks[half:], token, second),
+        )
+        return [o for part in parts for o in part]
+
+    async def _call_when_granted(self, ctx: RunContext, blocks: list[ClaimedBlock], token: Any,
+                                 carried: TokenUsage) -> list[Outcome]:
+        """A split's sub-call waits for its lane like any call; if the lane stays shut, its blocks go
+        back as retries (throttling: no attempt used) rather than hold their lease."""
+        need = call_need(ctx, blocks)
+        give_up = self.clock() + SPLIT_LANE_PATIENCE_SECONDS
+        while True:
+            grant = await self.gate.try_acquire(ctx.lane, run_id=ctx.run_id, need=need,
+                                                parallelism=10**9, limits=ctx.limits, now=self.clock(),
+                                                lease_seconds=lease_seconds())
+            if grant.granted:
+                return await self._call(ctx, blocks, token, grant, need, carried)
+            if self.clock() >= give_up:
+                failure = ProviderFailure(FailureKind.THROTTLED, "lane_closed",
+                                          f"the lane stayed closed ({grant.reason}) for a split call",
+                                          retry_after=grant.wait_seconds, usage=carried)
+                shares = carried.split(len(blocks))
+                return [Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, usage=share,
+                                cost_usd=cost_usd(ctx.spec.model, share), failure=failure)
+                        for b, share in zip(blocks, shares, strict=True)]
+            await asyncio.sleep(min(max(grant.wait_seconds, 0.05), 1.0))

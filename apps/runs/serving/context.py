@@ -1,0 +1,87 @@
+"""What the serving loop reads from the database: which runs have due work (every refresh), and
+what a run's calls need (once per run, again when its pass or its key changes)."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Count, Exists, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from apps.keys.services import key_secret
+from apps.keys.validation import effective_base_url
+from apps.lanes.gate import LaneRef
+from apps.lanes.limits import Limits, key_limits, limit_group
+from apps.providers.prompts import CallSpec
+from apps.runs.models import Block, BlockStatus, Run
+from apps.runs.services.lifecycle import run_pause_for_deleted_key
+
+
+@dataclass(frozen=True)
+class Demand:
+    """An active run with due work, as one refresh saw it."""
+
+    run_id: Any
+    owner_id: int
+    key_id: int | None
+    key_revision: int
+    current_pass: int
+    parallelism: int
+    priority: int
+    # Blocks claimed by every worker, this one included.
+    claimed: int
+
+
+@dataclass(frozen=True)
+class RunContext:
+    run_id: Any
+    owner_id: int
+    key_id: int
+    # The key's revision when its secret was read: a 401 on an old secret must not condemn a key its
+    # owner has fixed since (apps.keys.services.key_mark_invalid).
+    key_revision: int
+    current_pass: int
+    spec: CallSpec
+    pack_size: int
+    lane: LaneRef
+    limits: Limits
+    api_key: str
+    base_url: str
+
+
+def runs_with_due_work() -> list[Demand]:
+    """Active runs with due pending blocks, with how many blocks each has claimed. EXISTS and a
+    count of claimed blocks only: a refresh never walks a run's finished blocks."""
+    now = timezone.now()
+    claimed = (
+        Block.objects.filter(run=OuterRef("pk"), status=BlockStatus.CLAIMED)
+        .order_by().values("run").annotate(n=Count("id")).values("n")
+    )
+    rows = (
+        Run.objects.active()
+        .filter(Exists(Block.objects.due(now).filter(run=OuterRef("pk"))))
+        .annotate(claimed=Coalesce(Subquery(claimed), 0))
+        .values_list("pk", "owner_id", "key_id", "key__revision", "current_pass", "parallelism",
+                     "priority", "claimed")
+    )
+    return [Demand(*row) for row in rows]
+
+
+def load_context(run_id: Any) -> RunContext | None:
+    """None when the run is gone or cannot call (its key was deleted: the run pauses)."""
+    run = Run.objects.select_related("key").filter(pk=run_id).first()
+    if run is None:
+        return None
+    key = run.key
+    if key is None:
+        run_pause_for_deleted_key(run_id=run.pk)
+        return None
+    return RunContext(
+        run_id=run.pk, owner_id=run.owner_id, key_id=key.pk, key_revision=key.revision,
+        current_pass=run.current_pass, spec=run.call_spec, pack_size=max(1, run.pack_size),
+        lane=LaneRef(key_id=key.pk, group=limit_group(run.model)),
+        limits=key_limits(tier=key.tier, rpm=key.rpm_limit, itpm=key.itpm_limit, otpm=key.otpm_limit,
+                          model=run.model),
+        api_key=key_secret(key=key),
+        base_url=effective_base_url(provider=key.provider, base_url=key.base_url),
+    )
