@@ -17,8 +17,8 @@ from apps.keys.services import (
     key_set_limits,
     key_update,
 )
-from apps.lanes.selectors import lanes_of_key
 from apps.keys.validation import BaseUrlError, validate_base_url
+from apps.lanes.selectors import lanes_of_key
 
 
 class ProviderKeyAdminForm(forms.ModelForm):

@@ -18,7 +18,7 @@ from apps.runs.services import run_cancel
 from apps.runs.services.replay import failure_replay_now, failures_replay_sweep
 from tests.factories import make_run
 from tests.failures.helpers import counts, failure_of, settle
-from tests.runs.helpers import serve_until_settled, in_thread
+from tests.runs.helpers import in_thread, serve_until_settled
 
 BASE = timedelta(seconds=settings.CONVEYOR["FAILURE_REPLAY_BASE_SECONDS"])
 MAX_REPLAYS = settings.CONVEYOR["FAILURE_MAX_REPLAYS"]

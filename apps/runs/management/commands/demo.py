@@ -18,12 +18,12 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
+from apps.core.redis import use_embedded_redis
 from apps.keys.models import ProviderKey
 from apps.keys.services import key_create, key_update
 from apps.providers.catalog import catalog
 from apps.runs.models import Run
 from apps.runs.progress import follow_run, summary
-from apps.core.redis import use_embedded_redis
 from apps.runs.services import SubmissionError, parse_jsonl, run_create
 from apps.runs.serving.server import Server
 from apps.runs.transitions import RUN_SETTLED
