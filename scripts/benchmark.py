@@ -1,14 +1,21 @@
-"""Throughput of the pipeline against the mock provider at a fixed latency, as ratios in one run.
+"""The scheduler's scenarios against the mock provider, each reported as a ratio measured in this run.
 
-    uv run python scripts/benchmark.py [--blocks 3000] [--cap 100] [--latency-ms 200]
+    uv run python scripts/benchmark.py [--scenarios latency,overhead,limit,overload,fair]
+                                       [--blocks 3000] [--concurrency 2]
 
-Reports blocks/second for:
-  ideal      cap / latency: what a perfect client could do with that many calls in flight;
-  asyncio    a plain asyncio loop over AsyncAnthropic with a semaphore of `cap` (no database);
-  pipeline   Conveyor end to end: submit, a real Celery worker (one process) claiming, calling,
-             writing every result to PostgreSQL, finishing the run.
-Needs PostgreSQL and Redis (DATABASE_URL / REDIS_URL, defaults: local servers, database
-`conveyor_bench`, created if missing). Timings are noisy on a shared machine: read the ratios.
+  latency   cap 100, 1 s calls: Conveyor's blocks/s against the ideal (cap / latency)
+  overhead  cap 100, 200 ms calls: Conveyor against a plain asyncio loop over AsyncAnthropic with
+            a semaphore of the same cap, in one process, no database (the client's own CPU bound)
+  limit     the mock enforcing RPM and input TPM per key: the rate Conveyor sustains after the
+            buckets' initial burst, against the binding limit, and the share of calls refused (429)
+  overload  2% of calls answered 529: the time to finish against the same run fault-free
+  fair      six runs of three owners submitted together: when each gets its first result
+
+Conveyor runs end to end: runs submitted to PostgreSQL, one real `celery worker -c N` (default 2:
+one serving process plus one for control tasks, as the README starts it) and beat, results written
+back. Needs PostgreSQL and Redis (DATABASE_URL / REDIS_URL; defaults: local servers, database
+`conveyor_bench`, created if missing, Redis db 9). Timings are noisy on a shared machine: read the
+ratios, which compare runs made side by side.
 """
 
 import argparse
@@ -18,7 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,19 +40,109 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/convey
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
 os.environ.setdefault("PROVIDER_HOST_ALLOWLIST", "127.0.0.1")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+os.environ.setdefault("DEBUG", "false")  # as deployed: no per-query debug bookkeeping
 os.environ.setdefault("PUMP_INTERVAL_SECONDS", "1")
 
+SECRET = "bench-mock-key"
+MODEL = "claude-haiku-4-5"
 
-async def plain_asyncio(base_url: str, secret: str, blocks: int, cap: int) -> float:
+
+@contextmanager
+def stack(concurrency: int) -> Iterator[None]:
+    """A real worker and beat, started fresh (Redis flushed first: lanes start from nothing)."""
+    import redis
+
+    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "llm,control",
+                 "-c", str(concurrency), "-n", "bench@%h", "--without-gossip", "--without-mingle",
+                 "--without-heartbeat", "-l", "warning"],
+                cwd=ROOT, env=env, stdout=open(Path(tmp) / "worker.log", "w"),  # noqa: SIM115
+                stderr=subprocess.STDOUT, start_new_session=True),
+            subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "config", "beat", "-s", str(Path(tmp) / "schedule"),
+                 "-l", "warning", "--scheduler", "celery.beat:PersistentScheduler"],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                start_new_session=True),
+        ]
+        try:
+            time.sleep(4)  # let the worker connect before any clock starts
+            yield
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def bench_user(name: str = "bench") -> Any:
+    from django.contrib.auth import get_user_model
+
+    from apps.runs.models import Run
+    from apps.runs.services import run_cancel
+
+    user, _ = get_user_model().objects.get_or_create(username=name)
+    # Runs left active by an interrupted benchmark would compete for the worker: end them first.
+    for stale in Run.objects.filter(owner=user, status__in=["queued", "running", "paused"]):
+        run_cancel(run_id=stale.pk)
+    return user
+
+
+def submit(user: Any, key: Any, blocks: int, *, cap: int, text: str = "benchmark essay {i}",
+           **options: Any) -> Any:
+    from apps.runs.services import BlockSpec, run_create
+
+    return run_create(owner=user, key=key, model=MODEL, max_tokens=300, parallelism=cap,
+                      blocks=(BlockSpec(uid=str(i), input=text.format(i=i)) for i in range(blocks)),
+                      **options)
+
+
+def wait_until_ended(*runs: Any, timeout: float = 1800) -> None:
+    from apps.runs.models import Run
+
+    ids = [run.pk for run in runs]
+    deadline = time.monotonic() + timeout
+    while Run.objects.filter(pk__in=ids, status__in=["complete", "canceled"]).count() < len(ids):
+        if time.monotonic() > deadline:
+            raise TimeoutError("runs did not end")
+        time.sleep(0.05)
+    for run in runs:
+        run.refresh_from_db()
+        assert run.completed_blocks == run.total_blocks, (run.pk, run.completed_blocks, run.total_blocks)
+
+
+def new_key(user: Any, base_url: str) -> Any:
+    from tests.factories import make_key
+
+    return make_key(user, base_url=base_url, secret=SECRET, label=f"bench-{time.time_ns()}")
+
+
+def conveyor_rate(base_url: str, blocks: int, cap: int, concurrency: int) -> float:
+    user = bench_user()
+    with stack(concurrency):
+        started = time.perf_counter()
+        run = submit(user, new_key(user, base_url), blocks, cap=cap)
+        wait_until_ended(run)
+        return blocks / (time.perf_counter() - started)
+
+
+async def plain_asyncio(base_url: str, blocks: int, cap: int) -> float:
     import anthropic
 
-    client = anthropic.AsyncAnthropic(api_key=secret, base_url=base_url, max_retries=0)
+    client = anthropic.AsyncAnthropic(api_key=SECRET, base_url=base_url, max_retries=0)
     gate = asyncio.Semaphore(cap)
 
     async def one(i: int) -> None:
         async with gate:
             await client.messages.create(
-                model="claude-haiku-4-5", max_tokens=300,
+                model=MODEL, max_tokens=300,
                 messages=[{"role": "user", "content": f"benchmark essay {i}"}],
             )
 
@@ -53,67 +153,103 @@ async def plain_asyncio(base_url: str, secret: str, blocks: int, cap: int) -> fl
     return blocks / elapsed
 
 
-def pipeline(base_url: str, secret: str, blocks: int, cap: int, workers: int) -> float:
-    import redis
-    from django.contrib.auth import get_user_model
+def scenario_latency(args: argparse.Namespace) -> list[str]:
+    from mock_provider.testing import running_mock_process
 
-    from apps.runs.models import Run
-    from apps.runs.services import BlockSpec, run_cancel, run_create
-    from tests.factories import make_key
+    blocks = min(args.blocks, 3000)
+    with running_mock_process(api_keys=[SECRET], latency_ms=1000) as mock:
+        rate = conveyor_rate(mock.base_url, blocks, 100, args.concurrency)
+    return [f"latency   cap 100, 1 s calls, {blocks} blocks: ideal 100.0/s, conveyor {rate:.1f}/s "
+            f"= {rate / 100:.2f} of ideal"]
 
-    user, _ = get_user_model().objects.get_or_create(username="bench")
-    # Runs left active by an interrupted benchmark would compete for the worker: end them first.
-    for stale in Run.objects.filter(owner=user, status__in=["queued", "running", "paused"]):
-        run_cancel(run_id=stale.pk)
-    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
-    key = make_key(user, base_url=base_url, secret=secret, label=f"bench-{time.time_ns()}")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for n in range(workers):
-            log = open(Path(tmp) / f"w{n}.log", "w")  # noqa: SIM115
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "llm,control",
-                 "-c", "1", "-n", f"bench{n}@%h", "--without-gossip", "--without-mingle",
-                 "--without-heartbeat", "-l", "warning"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        beat = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "beat", "-s",
-             str(Path(tmp) / "schedule"), "-l", "warning", "--scheduler",
-             "celery.beat:PersistentScheduler"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        procs.append(beat)
-        try:
-            time.sleep(4)  # let the worker connect before the clock starts
-            started = time.perf_counter()
-            run = run_create(owner=user, key=key, model="claude-haiku-4-5", max_tokens=300,
-                             parallelism=cap,
-                             blocks=(BlockSpec(uid=str(i), input=f"benchmark essay {i}")
-                                     for i in range(blocks)))
-            while Run.objects.filter(pk=run.pk, status="complete").count() == 0:
-                time.sleep(0.05)
-            elapsed = time.perf_counter() - started
-        finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:  # a drain mid-slice: its leases simply expire
-                    proc.kill()
-                    proc.wait()
-    run.refresh_from_db()
-    assert run.completed_blocks == blocks, run.completed_blocks
-    return blocks / elapsed
+
+def scenario_overhead(args: argparse.Namespace) -> list[str]:
+    from mock_provider.testing import running_mock_process
+
+    with running_mock_process(api_keys=[SECRET], latency_ms=200) as mock:
+        plain = asyncio.run(plain_asyncio(mock.base_url, args.blocks, 100))
+        rate = conveyor_rate(mock.base_url, args.blocks, 100, args.concurrency)
+        plain_after = asyncio.run(plain_asyncio(mock.base_url, args.blocks, 100))
+    plain = (plain + plain_after) / 2  # the machine's load drifts: the plain loop before and after
+    return [f"overhead  cap 100, 200 ms calls, {args.blocks} blocks: ideal 500/s, plain asyncio "
+            f"{plain:.1f}/s, conveyor {rate:.1f}/s = {rate / plain:.2f} of plain asyncio"]
+
+
+def scenario_limit(args: argparse.Namespace) -> list[str]:
+    """ITPM binds: 200-token inputs, 120,000 input tokens/min = 600 calls/min, against 1,200 RPM."""
+    from mock_provider.testing import running_mock_process
+
+    rpm, itpm, tokens = 1200, 120_000, 200
+    blocks = 1500
+    text = "x" * (tokens * 4 - 20) + " essay {i:09d}"  # the mock counts 4 characters per token
+    binding = min(rpm, itpm / tokens) / 60  # calls per second
+    with running_mock_process(api_keys=[SECRET], latency_ms=200, rpm=rpm, itpm=itpm) as mock:
+        user = bench_user()
+        with stack(args.concurrency):
+            run = submit(user, new_key(user, mock.base_url), blocks, cap=100, text=text)
+            wait_until_ended(run)
+        log = [r for r in mock.stats(limit=20_000)["log"] if r["path"] == "/v1/messages"]
+    admitted = sorted(r["t"] for r in log if r["status"] == 200)
+    refused = sum(r["status"] == 429 for r in log)
+    # Past the buckets' initial burst (a full minute's worth): the sustained rate.
+    burst = int(min(rpm, itpm / tokens))
+    steady = admitted[burst:]
+    start, end = steady[0], steady[-1]
+    sustained = (len(steady) - 1) / (end - start) if end > start else 0.0
+    return [f"limit     {rpm} RPM, {itpm:,} ITPM, {tokens}-token inputs (binding {binding:.1f} calls/s), "
+            f"{blocks} blocks: sustained {sustained:.2f} calls/s = {sustained / binding:.2f} of the "
+            f"binding limit; refused {refused} of {len(log)} calls ({100 * refused / len(log):.2f}%)"]
+
+
+def scenario_overload(args: argparse.Namespace) -> list[str]:
+    from mock_provider.testing import running_mock_process
+
+    blocks = min(args.blocks, 2000)
+    times = {}
+    for label, faults in (("fault-free", {}), ("2% 529", {"529": 0.02})):
+        with running_mock_process(api_keys=[SECRET], latency_ms=200, fault_rates=faults, seed=7) as mock:
+            times[label] = blocks / conveyor_rate(mock.base_url, blocks, 100, args.concurrency)
+    ratio = times["2% 529"] / times["fault-free"]
+    return [f"overload  cap 100, 200 ms calls, {blocks} blocks: fault-free {times['fault-free']:.1f} s, "
+            f"with 2% 529s {times['2% 529']:.1f} s = {ratio:.2f}x"]
+
+
+def scenario_fair(args: argparse.Namespace) -> list[str]:
+    """Six runs of three owners at once, one worker: how long each waits for its first result."""
+    from apps.runs.models import Attempt
+    from mock_provider.testing import running_mock_process
+
+    with running_mock_process(api_keys=[SECRET], latency_ms=300) as mock:
+        owners = [bench_user(f"bench-owner-{n}") for n in range(3)]
+        keys = [new_key(owner, mock.base_url) for owner in owners]
+        with stack(args.concurrency):
+            submitted = time.time()
+            runs = [submit(owners[n % 3], keys[n % 3], 400 if n < 3 else 40, cap=64) for n in range(6)]
+            wait_until_ended(*runs)
+            ended = time.time()
+    lines = []
+    for run in runs:
+        first_call = Attempt.objects.filter(run=run).order_by("started_at").first()
+        first = Attempt.objects.filter(run=run, outcome="succeeded").order_by("created_at").first()
+        created = run.created_at.timestamp()
+        lines.append(
+            f"fair      run of {run.owner.username} with {run.total_blocks} blocks: first call "
+            f"{first_call.started_at.timestamp() - created:.2f} s after its submission, first result "
+            f"{first.created_at.timestamp() - created:.2f} s, done {run.finished_at.timestamp() - created:.1f} s"
+        )
+    lines.append(f"fair      all six done after {ended - submitted:.1f} s")
+    return lines
+
+
+SCENARIOS = {"latency": scenario_latency, "overhead": scenario_overhead, "limit": scenario_limit,
+             "overload": scenario_overload, "fair": scenario_fair}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--blocks", type=int, default=3000)
-    parser.add_argument("--cap", type=int, default=100, help="calls in flight (run parallelism)")
-    parser.add_argument("--latency-ms", type=float, default=200.0)
-    parser.add_argument("--workers", type=int, default=1, help="Celery worker processes")
+    parser.add_argument("--concurrency", type=int, default=2, help="the worker's -c")
     args = parser.parse_args()
 
     ensure_database()
@@ -123,19 +259,10 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from mock_provider.testing import running_mock_process
-
-    secret = "bench-mock-key"
-    with running_mock_process(api_keys=[secret], latency_ms=args.latency_ms) as mock:
-        ideal = args.cap / (args.latency_ms / 1000)
-        plain = asyncio.run(plain_asyncio(mock.base_url, secret, args.blocks, args.cap))
-        piped = pipeline(mock.base_url, secret, args.blocks, args.cap, args.workers)
-    print(f"blocks={args.blocks} cap={args.cap} latency={args.latency_ms:.0f}ms "
-          f"workers={args.workers}")
-    print(f"{'ideal (cap/latency)':<22}{ideal:>10.1f} blocks/s  1.00")
-    print(f"{'plain asyncio':<22}{plain:>10.1f} blocks/s  {plain / ideal:.2f} of ideal")
-    print(f"{'conveyor pipeline':<22}{piped:>10.1f} blocks/s  {piped / ideal:.2f} of ideal, "
-          f"{piped / plain:.2f} of plain asyncio")
+    print(f"worker -c {args.concurrency}; {os.cpu_count()} cores")
+    for name in args.scenarios.split(","):
+        for line in SCENARIOS[name](args):
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

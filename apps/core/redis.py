@@ -32,8 +32,11 @@ def async_broker_redis() -> redis.asyncio.Redis:
         import fakeredis
 
         return fakeredis.FakeAsyncRedis(server=_embedded)
-    return redis.asyncio.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5,
-                                        socket_connect_timeout=5)
+    # Blocking: hundreds of calls settling at once wait for a connection rather than fail.
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        settings.CELERY_BROKER_URL, max_connections=32, timeout=10, socket_timeout=5,
+        socket_connect_timeout=5)
+    return redis.asyncio.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
 def use_embedded_redis() -> None:

@@ -125,7 +125,8 @@ class LaneGate:
                   used_input_tokens, used_output_tokens, outcome.value, _ms(retry_after),
                   *_header_args(headers), *_limit_args(limits), conf["LANE_RATE_SAFETY"],
                   conf["LANE_INITIAL_WINDOW"], conf["LANE_MIN_WINDOW"], conf["LANE_OVERLOAD_CUT"],
-                  _ms(latency_seconds), _ms(conf["LANE_OVERLOAD_PAUSE_MAX_SECONDS"])],
+                  _ms(latency_seconds), _ms(conf["LANE_OVERLOAD_PAUSE_MAX_SECONDS"]),
+                  conf["LANE_WINDOW_AFTER_HEADERS"]],
         )
 
     async def cancel(self, lane: LaneRef, grant: Grant, *, run_id: Any, need: Need, limits: Limits,

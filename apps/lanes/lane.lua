@@ -111,6 +111,8 @@ local function acquire(now)
   h.res_i = num(h.res_i, 0) + need.i
   h.res_o = num(h.res_o, 0) + need.o
   h.cwnd = cwnd
+  -- The most calls in flight lately: the window grows only while it is what limits the lane.
+  h.peak = math.max(num(h.peak, 0), calls + 1)
   -- Calls started per minute, exponentially decayed over a minute (what "current rate" shows).
   local rate_t = num(h.rate_t, now)
   h.rate = num(h.rate, 0) * math.exp(-math.max(0, now - rate_t) / 60000) + 1
@@ -136,6 +138,7 @@ local function settle(now)
   local safety, initial_window = tonumber(ARGV[21]), tonumber(ARGV[22])
   local min_window, cut_threshold = tonumber(ARGV[23]), tonumber(ARGV[24])
   local latency, pause_max = tonumber(ARGV[25]), tonumber(ARGV[26])
+  local window_after_headers = tonumber(ARGV[27])
   local was_registered = redis.call('ZREM', KEYS[2], call)
   for b = 0, nblocks - 1 do redis.call('ZREM', KEYS[3], call .. ':' .. b) end
   local h = load(KEYS[1])
@@ -152,6 +155,13 @@ local function settle(now)
   -- (less what our calls still in flight have reserved, which it may not have counted yet).
   local calls = redis.call('ZCARD', KEYS[2])
   local pending = {r = calls, i = num(h.res_i, 0), o = num(h.res_o, 0)}
+  local cwnd = num(h.cwnd, initial_window)
+  if h.heard ~= '1' and (hdr.r[1] > 0 or hdr.i[1] > 0 or hdr.o[1] > 0) then
+    -- The first response that tells the limits ends the cautious start: from here the buckets pace
+    -- the lane, and the window only guards against overload.
+    h.heard = '1'
+    cwnd = math.max(cwnd, window_after_headers)
+  end
   for _, d in ipairs(DIMS) do
     local limit, remaining = hdr[d][1], hdr[d][2]
     if limit > 0 and limit < UNLIMITED then
@@ -166,16 +176,20 @@ local function settle(now)
     end
   end
   h.t = now
-  local cwnd = num(h.cwnd, initial_window)
   local ssthresh = num(h.ssthresh, 1e9)
   local ov = num(h.ov, 0)
   if latency > 0 then h.latency = num(h.latency, latency) * 0.8 + latency * 0.2 end
+  local peak = num(h.peak, 0)
+  h.peak = math.max(calls, peak * 0.995)
   if outcome == 'ok' then
     ov = ov * 0.9
     h.pause_k = 0
-    -- Grow only while the window is what limits the lane (RFC 7661), so a later cut bites.
-    if calls + 1 >= math.floor(cwnd) * 0.8 then
-      if cwnd < ssthresh then cwnd = cwnd + 1 else cwnd = cwnd + 1 / cwnd end
+    -- Grow only while the window is what limits the lane (RFC 7661), so a later cut bites:
+    -- doubling per round trip below ssthresh (slow start), one call per round trip above it.
+    if cwnd < ssthresh then
+      if peak >= math.floor(cwnd) * 0.5 then cwnd = cwnd + 1 end
+    elseif peak >= math.floor(cwnd) * 0.8 then
+      cwnd = cwnd + 1 / cwnd
     end
   elseif outcome == 'overload' then
     ov = ov * 0.9 + 0.1

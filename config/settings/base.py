@@ -142,7 +142,10 @@ CONVEYOR = {
     # A loop with nothing to do for this long ends, freeing its process.
     "SERVE_IDLE_EXIT_SECONDS": env.float("SERVE_IDLE_EXIT_SECONDS", default=10.0),
     # Blocks a loop holds claimed beyond a run's share, as a fraction of it, so a slot refills at once.
-    "SERVE_CLAIM_AHEAD": env.float("SERVE_CLAIM_AHEAD", default=0.1),
+    "SERVE_CLAIM_AHEAD": env.float("SERVE_CLAIM_AHEAD", default=0.5),
+    # A loop whose event loop runs later than this (smoothed) is short of CPU and asks for another
+    # loop to share its work, up to SERVE_PROCESSES_PER_HOST per host.
+    "SERVE_HELP_LAG_SECONDS": env.float("SERVE_HELP_LAG_SECONDS", default=0.02),
     # Processes of one worker host that may serve at once; 0: its concurrency minus one (at least one),
     # which keeps a process free for the control tasks.
     "SERVE_PROCESSES_PER_HOST": env.int("SERVE_PROCESSES_PER_HOST", default=0),
@@ -150,6 +153,9 @@ CONVEYOR = {
     # a lane over; start an unknown lane with this many calls at once and grow from there (AIMD).
     "LANE_RATE_SAFETY": env.float("LANE_RATE_SAFETY", default=0.98),
     "LANE_INITIAL_WINDOW": env.int("LANE_INITIAL_WINDOW", default=4),
+    # Once a response has told the lane its limits, the buckets pace it: the window opens to this
+    # and grows on from there.
+    "LANE_WINDOW_AFTER_HEADERS": env.int("LANE_WINDOW_AFTER_HEADERS", default=64),
     "LANE_MIN_WINDOW": env.int("LANE_MIN_WINDOW", default=1),
     # Overload (529, 5xx) cuts a lane's window only when it is dense: above this share of recent calls.
     "LANE_OVERLOAD_CUT": env.float("LANE_OVERLOAD_CUT", default=0.25),

@@ -82,9 +82,12 @@ def _within_budget(run: Run, rows: list[tuple[int, int]]) -> list[int]:
 
 
 @transaction.atomic
-def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0) -> Claim:
+def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0, answered: int = 0) -> Claim:
     """Claim up to `limit` due pending blocks, never more than the run's parallelism (plus `ahead`)
-    claimed at once, and with a budget, never more than it can pay for in the worst case."""
+    claimed at once, and with a budget, never more than it can pay for in the worst case.
+
+    `answered`: blocks this worker holds claimed whose calls have already come back and whose
+    results it is about to write: they are not in flight, so they do not count against the bound."""
     now = timezone.now()
     run = lock_run(run_id)
     if run.status == RunStatus.QUEUED and Run.objects.filter(pk=run.pk).start(now=now):
@@ -92,7 +95,7 @@ def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0) -> Cla
     if run.status != RunStatus.RUNNING:
         return Claim(run_status=run.status)
     claimed = Block.objects.filter(run_id=run.pk, status=BlockStatus.CLAIMED).count()
-    limit = min(limit, run.parallelism + ahead - claimed)
+    limit = min(limit, run.parallelism + ahead + answered - claimed)
     if limit <= 0:
         return Claim(run_status=run.status)
     rows = list(

@@ -52,6 +52,8 @@ RELEASE_AFTER_SECONDS = 2.0
 # How long to leave a lane alone after "no room" (its window or the run's parallelism is full) when
 # no call of ours on it has finished to say there is room again (the calls may be on other hosts).
 ROOM_RECHECK_SECONDS = 0.1
+LAG_TICK_SECONDS = 0.05
+HELP_COOLDOWN_SECONDS = 5.0
 # A write that fails this many hops in a row is given up (its leases expire; the pump retries them).
 WRITE_ATTEMPTS = 3
 
@@ -83,6 +85,8 @@ class RunSlot:
     waiting_since: float = field(default_factory=time.monotonic)
     # blocks held by other processes (claimed in the database, not here), as of the last refresh
     elsewhere: int = 0
+    # The gate said the run's parallelism is used (by calls here or elsewhere): not before then.
+    room_at: float = 0.0
 
     @property
     def buffered(self) -> int:
@@ -118,7 +122,6 @@ class HopWork:
 class HopResult:
     reports: dict[Any, RecordReport] = field(default_factory=dict)
     failed_writes: dict[Any, list[Outcome]] = field(default_factory=dict)
-    claims: dict[Any, Claim] = field(default_factory=dict)
     demands: list[Demand] | None = None
     contexts: dict[Any, RunContext | None] = field(default_factory=dict)
 
@@ -136,10 +139,24 @@ class ServeReport:
                 "runs": self.runs, "handed_over": self.handed_over}
 
 
+def _claim(work: HopWork, worker: str) -> dict[Any, Claim]:
+    """The first part of a hop: the claims the loop waits for to refill its slots. Blocks whose
+    results this hop is about to write are not in flight, so they do not count against a run's
+    bound."""
+    claims = {}
+    for run_id, limit, ahead in work.claims:
+        answered = len(work.writes[run_id][0]) if run_id in work.writes else 0
+        try:
+            claims[run_id] = blocks_claim(run_id=run_id, limit=limit, worker=worker, ahead=ahead,
+                                          answered=answered)
+        except Exception:
+            logger.exception("could not claim blocks of run %s", run_id)
+    return claims
+
+
 def _hop(work: HopWork, worker: str) -> HopResult:
-    """Everything a hop does, in the database thread, in this order: writes first (they free
-    claims), then give-backs, claims, the refresh and recovery. Each operation is its own
-    transaction; one failing does not stop the others."""
+    """The rest of a hop, in the database thread, in this order: writes, give-backs, the refresh and
+    recovery. Each operation is its own transaction; one failing does not stop the others."""
     result = HopResult()
     for run_id, (outcomes, ctx) in work.writes.items():
         try:
@@ -154,11 +171,6 @@ def _hop(work: HopWork, worker: str) -> HopResult:
             blocks_release(run_id=run_id, token=token, block_ids=block_ids)
         except Exception:  # they stay claimed until their lease expires: nothing is lost
             logger.exception("could not give back %d block(s) of run %s", len(block_ids), run_id)
-    for run_id, limit, ahead in work.claims:
-        try:
-            result.claims[run_id] = blocks_claim(run_id=run_id, limit=limit, worker=worker, ahead=ahead)
-        except Exception:
-            logger.exception("could not claim blocks of run %s", run_id)
     if work.refresh:
         result.demands = runs_with_due_work()
         for demand in result.demands:
@@ -203,7 +215,12 @@ class Server:
         self.next_recovery = time.monotonic() + _conf("PUMP_INTERVAL_SECONDS") * 2
         self.next_heartbeat = 0.0
         self.report = ServeReport()
+        # How late the event loop runs what it was asked to (seconds, smoothed): a loop that is late
+        # is short of CPU, and asks for another loop (another process or host) to share its work.
+        self.lag = 0.0
+        self.next_help = time.monotonic() + HELP_COOLDOWN_SECONDS
         self.database = sync_to_async(_hop, thread_sensitive=True)
+        self.database_claims = sync_to_async(_claim, thread_sensitive=True)
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -213,6 +230,7 @@ class Server:
         self.clients = ClientPool()
         self.caller = PackCaller(gate=self.gate, clients=self.clients)
         deadline = time.monotonic() + self.slice_seconds
+        watcher = asyncio.create_task(self._watch_lag())
         try:
             while True:
                 now = time.monotonic()
@@ -222,6 +240,7 @@ class Server:
                     await self._heartbeat()
                 if not self.stopping:
                     await self._start_calls()
+                    self._ask_for_help_if_late(now)
                 self._schedule_hop()
                 if self.stopping and not self.calls and self.hop is None and not self._db_work_left():
                     break
@@ -229,6 +248,7 @@ class Server:
                     break
                 await self._sleep_until_woken()
         finally:
+            watcher.cancel()
             for task in list(self.calls):
                 task.cancel()
             if self.hop is not None:
@@ -239,6 +259,24 @@ class Server:
         self.report.calls, self.report.splits = self.caller.calls, self.caller.splits
         self.report.runs = len(self.slots)
         return self.report
+
+    async def _watch_lag(self) -> None:
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(LAG_TICK_SECONDS)
+            late = time.monotonic() - started - LAG_TICK_SECONDS
+            self.lag = self.lag * 0.8 + late * 0.2
+
+    def _ask_for_help_if_late(self, now: float) -> None:
+        if self.lag < _conf("SERVE_HELP_LAG_SECONDS") or now < self.next_help or not self.demands:
+            return
+        self.next_help = now + HELP_COOLDOWN_SECONDS
+        logger.info("serving loop %s is short of CPU (lag %.0f ms): asking for another", self.worker,
+                    self.lag * 1000)
+        try:
+            serve_dispatch_rollback_unsafe(reason=f"{self.worker} asks for help", help_wanted=True)
+        except Exception:
+            logger.warning("could not ask for another serving loop", exc_info=True)
 
     def _idle_for_long(self, now: float) -> bool:
         # A hop that only looks for work (a refresh) is not work.
@@ -286,9 +324,11 @@ class Server:
         for slot in self.slots.values():
             if slot.ended:
                 continue
-            want = slot.held
-            if not slot.exhausted and not slot.budget_wait:
-                want = max(want, slot.demand.parallelism - slot.elsewhere)
+            # How many of its blocks it could have in calls here: its parallelism less what other
+            # workers hold, and, once its due work is all claimed, no more than it holds.
+            room = max(0, slot.demand.parallelism - slot.elsewhere)
+            want = min(room, slot.held) if slot.exhausted or slot.budget_wait else room
+            want = max(want, slot.in_flight)
             if want <= 0:
                 continue
             result.append(fairshare.Contender(
@@ -312,8 +352,12 @@ class Server:
                 slot = self.slots.get(contender.run_id)
                 if slot is None or slot.ended:
                     continue
-                limit = math.ceil(shares.get(contender.run_id, 0)) if fair else self.ceiling
-                while slot.ready and slot.in_flight < limit and self.in_flight < self.ceiling:
+                # Never past the run's parallelism (the gate would refuse it anyway).
+                limit = contender.demand
+                if fair:
+                    limit = min(limit, math.ceil(shares.get(contender.run_id, 0)))
+                while (slot.ready and slot.in_flight < limit and self.in_flight < self.ceiling
+                       and slot.room_at <= time.monotonic()):
                     if not await self._start_one(slot):
                         break
 
@@ -353,7 +397,11 @@ class Server:
         return True
 
     def _lane_refused(self, lane: LaneSlot, slot: RunSlot, reason: str, wait: float) -> None:
-        if reason in ("window", "parallelism"):
+        if reason == "parallelism":
+            # The run's own bound (its calls on other workers count too): only this run waits.
+            slot.room_at = time.monotonic() + ROOM_RECHECK_SECONDS
+            return
+        if reason == "window":
             # Room comes back when a call finishes; ours wake us, others' are polled for.
             lane.closed_until, lane.reason = time.monotonic() + ROOM_RECHECK_SECONDS, reason
             return
@@ -375,8 +423,9 @@ class Server:
             slot.in_flight -= len(pack.blocks)
             self.in_flight -= len(pack.blocks)
             self.calls.discard(asyncio.current_task())  # type: ignore[arg-type]
+            slot.room_at = 0.0
             lane = self.lanes.get(slot.ctx.lane.name)
-            if lane is not None and lane.reason in ("window", "parallelism"):
+            if lane is not None and lane.reason == "window":
                 lane.closed_until = 0.0
             self.wake.set()
         self.writes.setdefault(slot.ctx.run_id, []).extend(outcomes)
@@ -434,6 +483,15 @@ class Server:
         return wanted
 
     async def _run_hop(self, work: HopWork) -> None:
+        if work.claims:
+            try:
+                claims = await self.database_claims(work, self.worker)
+            except Exception:
+                logger.exception("serving loop %s: claims failed", self.worker)
+                claims = {}
+            self._apply_claims(work, claims)
+            self.wake.set()
+            await asyncio.sleep(0)  # let the loop start what was claimed before the writes begin
         try:
             result = await self.database(work, self.worker)
         except Exception:
@@ -460,14 +518,16 @@ class Server:
                 self._end(run_id)
         for run_id, outcomes in result.failed_writes.items():
             self._retry_write(run_id, outcomes, work)
+        if result.demands is not None:
+            self._refresh(result.demands, result.contexts)
+
+    def _apply_claims(self, work: HopWork, claims: dict[Any, Claim]) -> None:
         for run_id, _limit, _ahead in work.claims:
             slot = self.slots.get(run_id)
             if slot is not None:
                 slot.claim_pending = False
-        for run_id, claim in result.claims.items():
+        for run_id, claim in claims.items():
             self._take(run_id, claim, work)
-        if result.demands is not None:
-            self._refresh(result.demands, result.contexts)
 
     def _retry_write(self, run_id: Any, outcomes: list[Outcome], work: HopWork) -> None:
         failures = self.write_failures.get(run_id, 0) + 1
