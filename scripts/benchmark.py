@@ -235,7 +235,8 @@ def scenario_fair(args: argparse.Namespace) -> list[str]:
         lines.append(
             f"fair      run of {run.owner.username} with {run.total_blocks} blocks: first call "
             f"{first_call.started_at.timestamp() - created:.2f} s after its submission, first result "
-            f"{first.created_at.timestamp() - created:.2f} s, done {run.finished_at.timestamp() - created:.1f} s"
+            f"{first.created_at.timestamp() - created:.2f} s, "
+            f"done {run.finished_at.timestamp() - created:.1f} s"
         )
     lines.append(f"fair      all six done after {ended - submitted:.1f} s")
     return lines
