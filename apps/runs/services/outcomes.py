@@ -35,7 +35,8 @@ from apps.runs.transitions import BLOCK_COUNTER, RUN_ENDING, RunStatus
 
 FAILING_FUNCTION = "conveyor.runs.drain"
 KEY_PAUSE_CAUSES = {FailureKind.KEY_INVALID: PausedCause.KEY_REJECTED,
-                    FailureKind.KEY_BLOCKED: PausedCause.KEY_BLOCKED}
+                    FailureKind.KEY_BLOCKED: PausedCause.KEY_BLOCKED,
+                    FailureKind.KEY_UNSAFE: PausedCause.KEY_UNSAFE}
 
 
 @dataclass
