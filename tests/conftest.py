@@ -57,3 +57,17 @@ def loopback_only(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+@pytest.fixture(autouse=True)
+def clean_counters() -> None:
+    """Throttle and failed-token counters start at zero in every test. They live in the test Redis db
+    under the test cache's prefix; only those keys are deleted (the broker's share the db)."""
+    import redis
+    from django.conf import settings
+
+    cache = settings.CACHES["default"]
+    client = redis.Redis.from_url(cache["LOCATION"])
+    keys = list(client.scan_iter(f"{cache['KEY_PREFIX']}:*", count=1000))
+    if keys:
+        client.delete(*keys)
