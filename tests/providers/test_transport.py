@@ -158,3 +158,15 @@ def test_tls_is_verified_for_the_original_name(recorded):
 def test_the_host_header_keeps_the_original_name(recorded):
     inner, _ = recorded
     assert b"\r\nHost: gateway.example.test\r\n" in inner.stream.written
+
+
+def test_proxy_variables_in_the_environment_are_not_used(internal_service, monkeypatch):
+    # A proxy would make the address rules check the proxy, not where it connects.
+    with serving(internal_service_answer) as proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+            monkeypatch.setenv(name, proxy.base_url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        with make_client(api_key=SECRET, base_url=internal_service.base_url) as client:
+            client.messages.count_tokens(**PING)
+    assert (len(proxy.received), len(internal_service.received)) == (0, 1)
