@@ -1,4 +1,8 @@
 #!/usr/bin/env python
+"""Management commands. Defaults to local settings (a developer's machine: `.env`, DEBUG on); the
+image, compose and anything that serves traffic use config.settings.production (wsgi, asgi, Celery).
+`--settings=config.settings.production` or DJANGO_SETTINGS_MODULE picks other settings."""
+
 import os
 import sys
 

@@ -1,10 +1,13 @@
+"""The Celery app (workers, beat, flower). Serves traffic, so it defaults to production settings (DEBUG
+off, real secrets required); for development set DJANGO_SETTINGS_MODULE=config.settings.local."""
+
 import os
 from typing import Any
 
 from celery import Celery
 from celery.signals import celeryd_after_setup
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -104,9 +104,9 @@ def main() -> None:
     django.setup()
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
-    from rest_framework.authtoken.models import Token
 
     import apps.runs.services.submission as submission
+    from apps.accounts.services import token_create
     from apps.keys.crypto import encrypt_secret
     from apps.keys.models import ProviderKey
     from apps.runs.models import Run
@@ -115,7 +115,7 @@ def main() -> None:
     submission.run_dispatch_on_commit = lambda **kwargs: None  # measure the upload, wake no worker
     user = get_user_model().objects.create_user(f"measure-{uuid.uuid4().hex[:8]}")
     try:
-        token = Token.objects.create(user=user).key
+        token = token_create(user=user).token
         key = ProviderKey.objects.create(owner=user, label="measure", suffix="test", is_valid=True,
                                          secret_ciphertext=encrypt_secret("sk-ant-measure-test"))
         fields = {"key": str(key.pk), "model": "claude-haiku-4-5", "name": "measure"}

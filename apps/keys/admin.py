@@ -10,6 +10,7 @@ from django.utils.html import format_html_join
 from apps.keys.models import ProviderKey
 from apps.keys.services import (
     LIMIT_FIELDS,
+    SECRET_FOR_NEW_BASE_URL,
     KeyInUse,
     key_create,
     key_delete,
@@ -28,7 +29,7 @@ class ProviderKeyAdminForm(forms.ModelForm):
         required=False,
         strip=True,
         help_text="Stored encrypted and never shown again. On an existing key, leave empty to keep the "
-                  "current secret.",
+                  "current secret (not when changing the base_url: the secret must be entered again).",
     )
 
     class Meta:
@@ -51,6 +52,10 @@ class ProviderKeyAdminForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
+        # The same rule as key_update, as a form error: the stored secret never follows a new URL.
+        if (self.instance.pk and "base_url" in cleaned and not cleaned.get("secret")
+                and cleaned["base_url"] != self.instance.base_url):
+            self.add_error("secret", SECRET_FOR_NEW_BASE_URL)
         # The (owner, label) constraint is skipped by the model form when owner is read-only.
         owner = cleaned.get("owner") or (self.instance.owner if self.instance.pk else None)
         label = (cleaned.get("label") or "").strip()

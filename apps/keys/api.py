@@ -1,5 +1,6 @@
 """`/api/v1/keys/`: one thin view per operation over the key services. A user sees only their own
-keys (another user's key is a 404, like a missing one); staff see all.
+keys (another user's key is a 404, like a missing one); staff see all, and change or delete another
+user's key only with the model permission (`keys.change_providerkey`, `keys.delete_providerkey`).
 
 JSON only: the browsable API re-renders a failed form with the submitted values, which for these
 endpoints would put the secret into an HTML page. Every write is throttled (config/api/throttles.py);
@@ -8,14 +9,14 @@ service errors (bad input, a key in use) are mapped once, in config/api/errors.p
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.keys.models import ProviderKey
-from apps.keys.selectors import key_get_for_user, keys_for_user
+from apps.keys.selectors import key_get_for_user, key_user_may_change, keys_for_user
 from apps.keys.serializers import KeyCreateInputSerializer, KeyOutputSerializer, KeyUpdateInputSerializer
 from apps.keys.services import key_create, key_delete, key_schedule_validation, key_update
 from config.api.errors import error_responses, validated_input
@@ -34,6 +35,15 @@ def visible_key(request: Request, key_id: str) -> ProviderKey:
     key = key_get_for_user(user=request.user, key_id=int(key_id)) if valid else None
     if key is None:
         raise NotFound("No such key.")
+    return key
+
+
+def changeable_key(request: Request, key_id: str, *, action: str = "change") -> ProviderKey:
+    """The key if the user may change it (or delete it); staff may read another user's key but
+    change it only with the model permission: a 403, since they can see it."""
+    key = visible_key(request, key_id)
+    if not key_user_may_change(user=request.user, key=key, action=action):
+        raise PermissionDenied(f"You may read this key but not {action} it: it belongs to another user.")
     return key
 
 
@@ -59,25 +69,25 @@ class KeyDetailApi(KeyApi):
         return Response(KeyOutputSerializer(visible_key(request, key_id)).data)
 
     @extend_schema(operation_id="keys_partial_update", request=KeyUpdateInputSerializer,
-                   responses={200: KeyOutputSerializer, **error_responses(400, 401, 404, 429)})
+                   responses={200: KeyOutputSerializer, **error_responses(400, 401, 403, 404, 429)})
     def patch(self, request: Request, key_id: str) -> Response:
-        key = visible_key(request, key_id)
+        key = changeable_key(request, key_id)
         key = key_update(key=key, **validated_input(KeyUpdateInputSerializer, request.data))
         return Response(KeyOutputSerializer(key).data)
 
     @extend_schema(operation_id="keys_destroy",
-                   responses={204: None, **error_responses(401, 404, 409, 429)})
+                   responses={204: None, **error_responses(401, 403, 404, 409, 429)})
     def delete(self, request: Request, key_id: str) -> Response:
-        key_delete(key=visible_key(request, key_id))
+        key_delete(key=changeable_key(request, key_id, action="delete"))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema(tags=["keys"])
 class KeyValidateApi(KeyApi):
     @extend_schema(operation_id="keys_validate", request=None,
-                   responses={202: KeyOutputSerializer, **error_responses(401, 404, 429)})
+                   responses={202: KeyOutputSerializer, **error_responses(401, 403, 404, 429)})
     def post(self, request: Request, key_id: str) -> Response:
         """Queue a validation call; the verdict appears on the key (`is_valid`, `validated_at`)."""
-        key = visible_key(request, key_id)
+        key = changeable_key(request, key_id)
         key_schedule_validation(key=key)
         return Response(KeyOutputSerializer(key).data, status=status.HTTP_202_ACCEPTED)

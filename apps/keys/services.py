@@ -33,6 +33,10 @@ VALIDATION_TIMEOUT_SECONDS = 20.0
 MIN_SECRET_LENGTH = 8
 MAX_SECRET_LENGTH = 500
 MAX_ERROR_LENGTH = 2000
+SECRET_FOR_NEW_BASE_URL = (
+    "Changing base_url needs the secret again in the same request: a stored secret is only ever "
+    "sent to the base_url it was entered with."
+)
 
 
 class KeyInUse(StateConflict):
@@ -103,7 +107,11 @@ def key_set_limits(*, key: ProviderKey, **changes: Any) -> ProviderKey:
 def key_update(*, key: ProviderKey, label: str | None = None, base_url: str | None = None,
                secret: str | None = None) -> ProviderKey:
     """Change what was given. A new secret or base_url makes the key unvalidated again and queues a
-    validation; bumping `revision` makes any validation of the old values drop its result."""
+    validation; bumping `revision` makes any validation of the old values drop its result.
+
+    A new base_url needs the secret again in the same call: a stored secret is only ever sent to the
+    base_url it was entered with, so whoever can edit a key (a stolen API token, another staff
+    member) cannot point it at their own host and have the validation deliver the secret there."""
     # Compare against the stored row, not `key`: the admin hands us an instance it already changed.
     current = ProviderKey.objects.select_for_update().get(pk=key.pk)
     changes: dict[str, object] = {}
@@ -115,6 +123,9 @@ def key_update(*, key: ProviderKey, label: str | None = None, base_url: str | No
     if base_url is not None:
         cleaned = _clean_base_url(base_url, provider=current.provider)
         if cleaned != current.base_url:
+            if secret is None:
+                raise ValidationError({"secret": [ValidationError(SECRET_FOR_NEW_BASE_URL,
+                                                                  code="required_with_base_url")]})
             changes["base_url"] = cleaned
     if secret is not None:
         cleaned_secret = _clean_secret(secret)

@@ -6,8 +6,10 @@ error: https only; no credentials, query or fragment; and the host must be publi
 every address it resolves to. Hosts in settings.PROVIDER_HOST_ALLOWLIST skip the address rules and may
 use http: that is how a key points at the local mock provider.
 
-Resolution is checked when the URL is saved and again before each validation call; a host that changes
-its DNS afterwards is not caught here (see docs/keys.md).
+The rules are checked when the URL is saved and before each validation call, and again on every
+connection a worker or the web process opens for a key: apps/providers/transport.py resolves the host
+once, checks each address with `public_addresses` and connects to the checked address, so a name whose
+DNS changes after it was saved (DNS rebinding) gets no call (see docs/keys.md).
 """
 
 import ipaddress
@@ -71,7 +73,7 @@ def validate_base_url(base_url: str, *, provider: str = Provider.ANTHROPIC) -> s
     host = (parts.hostname or "").rstrip(".").lower()
     if not host:
         raise BaseUrlError("host", "base_url must include a host name.")
-    allowlisted = host in _allowlist()
+    allowlisted = is_allowlisted(host)
     if parts.scheme == "http" and not allowlisted:
         raise BaseUrlError(
             "https", "base_url must use https (http is allowed only for hosts in PROVIDER_HOST_ALLOWLIST)."
@@ -84,7 +86,7 @@ def validate_base_url(base_url: str, *, provider: str = Provider.ANTHROPIC) -> s
     if "#" in url:
         raise BaseUrlError("fragment", "base_url must not contain a fragment ('#...').")
     if not allowlisted:
-        _check_public_host(host, port or (443 if parts.scheme == "https" else 80))
+        public_addresses(host, port or (443 if parts.scheme == "https" else 80))
     return _normalise(parts)
 
 
@@ -99,6 +101,11 @@ def _allowlist() -> set[str]:
     return {h.strip().strip("[]").rstrip(".").lower() for h in settings.PROVIDER_HOST_ALLOWLIST if h.strip()}
 
 
+def is_allowlisted(host: str) -> bool:
+    """Whether `host` (a URL's host name or IP literal, as written) is in PROVIDER_HOST_ALLOWLIST."""
+    return host.strip("[]").rstrip(".").lower() in _allowlist()
+
+
 def _normalise(parts: SplitResult) -> str:
     # The SDK appends "/v1/..." to the base URL: a trailing slash would only double it.
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
@@ -107,16 +114,23 @@ def _normalise(parts: SplitResult) -> str:
 def _resolve(host: str, port: int) -> list[str]:
     """Every address `host` resolves to (a seam for tests; the real one asks the system resolver)."""
     infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    return sorted({str(info[4][0]) for info in infos})
+    # In the resolver's order (the order to try them in), each once.
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def _check_public_host(host: str, port: int) -> None:
+def public_addresses(host: str, port: int) -> list[str]:
+    """The addresses to connect to for `host`: the literal IP itself, or every address the name
+    resolves to (asked once, here), each of them checked. Raises BaseUrlError ("resolve" when the
+    name does not resolve, "public_host" when any address is not public). Callers that connect must
+    connect to these addresses, never resolve the name again: that second answer is not checked."""
+    host = host.strip("[]").rstrip(".").lower()
     try:
         literal: IPAddress | None = ipaddress.ip_address(host)
     except ValueError:
         literal = None
     if literal is not None:
         addresses = [literal]
+        resolved = [host]
     else:
         try:
             resolved = _resolve(host, port)
@@ -135,6 +149,7 @@ def _check_public_host(host: str, port: int) -> None:
                 f"base_url host {host!r} is a {reason} address{via}; only public hosts are allowed "
                 "unless the host is in PROVIDER_HOST_ALLOWLIST.",
             )
+    return resolved
 
 
 def non_public_reason(address: IPAddress) -> str | None:

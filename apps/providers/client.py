@@ -1,5 +1,8 @@
 """Calls to the provider through the official SDK, with the SDK's own retries off: our policy (in the
 database, see apps.runs) owns retries, so that a wait never holds a worker or a lease.
+
+Every client is built here, over apps.providers.transport: no redirects are followed, and every
+connection is checked against the base_url rules on the address it actually connects to.
 """
 
 import time
@@ -11,6 +14,7 @@ from django.conf import settings
 
 from apps.providers.errors import FailureKind, ProviderFailure, classify
 from apps.providers.headers import RateLimitHeaders, parse_headers
+from apps.providers.transport import guarded_async_http_client, guarded_http_client
 from apps.providers.usage import TokenUsage
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
@@ -36,21 +40,25 @@ def _timeout() -> float:
 
 def make_async_client(*, api_key: str, base_url: str = "", timeout: float | None = None,
                       max_connections: int = 1000) -> anthropic.AsyncAnthropic:
+    timeout = timeout or _timeout()
     return anthropic.AsyncAnthropic(
         api_key=api_key,
         base_url=base_url or ANTHROPIC_BASE_URL,
         max_retries=0,
-        timeout=timeout or _timeout(),
+        timeout=timeout,
+        http_client=guarded_async_http_client(timeout=timeout, max_connections=max_connections),
     )
 
 
 def make_client(*, api_key: str, base_url: str = "", timeout: float | None = None
                 ) -> anthropic.Anthropic:
+    timeout = timeout or _timeout()
     return anthropic.Anthropic(
         api_key=api_key,
         base_url=base_url or ANTHROPIC_BASE_URL,
         max_retries=0,
-        timeout=timeout or _timeout(),
+        timeout=timeout,
+        http_client=guarded_http_client(timeout=timeout),
     )
 
 

@@ -29,6 +29,9 @@ class FailureKind(enum.StrEnum):
     # The reply was cut at max_tokens or could not be mapped back to the blocks: split the pack,
     # else fail the block.
     OUTPUT_PROBLEM = "output_problem"
+    # The key's base_url broke an address rule at call time: it redirects, or its name resolves to a
+    # non-public address now (apps.providers.transport). No call was made there; pause its runs.
+    KEY_UNSAFE = "key_unsafe"
 
 
 @dataclass(eq=False)
@@ -75,11 +78,54 @@ def parse_retry_after(headers: object) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+def redirect_refused(status: int) -> ProviderFailure:
+    return ProviderFailure(
+        FailureKind.KEY_UNSAFE, "base_url_redirect",
+        f"the base_url redirects (HTTP {status}); provider calls never follow redirects, so point the "
+        "key at the URL that answers directly",
+        http_status=status,
+    )
+
+
+def is_provider_error_body(body: object) -> bool:
+    """The provider's error shape, `{"type": "error", "error": {"type": ..., "message": ...}}`. Text
+    from any other body (a proxy's HTML page, some internal service's answer) is never kept."""
+    if not isinstance(body, dict) or body.get("type") != "error":
+        return False
+    error = body.get("error")
+    return isinstance(error, dict) and isinstance(error.get("type"), str)
+
+
+def describe_foreign_response(exc: anthropic.APIStatusError) -> str:
+    """What we keep of an error answer that is not provider-shaped: status, content type and size."""
+    response = exc.response
+    content_type = response.headers.get("content-type", "") or "none"
+    try:
+        size = f"{len(response.content)} bytes"
+    except Exception:  # a streamed body that was never read
+        size = "unread body"
+    return (f"HTTP {exc.status_code} with a body that is not a provider error "
+            f"(content-type {content_type[:100]}, {size})")
+
+
+def _failure_in_causes(exc: BaseException) -> ProviderFailure | None:
+    """The SDK wraps an exception raised by its HTTP transport (apps.providers.transport refusing a
+    redirect or an address) in APIConnectionError; the refusal itself is the cause."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ProviderFailure):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def classify(exc: BaseException, *, secrets: tuple[str, ...] = ()) -> ProviderFailure:
     """Map an SDK exception to a ProviderFailure. Messages are redacted: a provider that echoes
     the key back must not carry it into our database or logs."""
-    if isinstance(exc, ProviderFailure):
-        return exc
+    if (failure := _failure_in_causes(exc)) is not None:
+        return failure
     message = redact_text(str(exc), secrets)
     if isinstance(exc, anthropic.APITimeoutError):
         return ProviderFailure(FailureKind.RETRYABLE, "timeout", message)
@@ -87,8 +133,15 @@ def classify(exc: BaseException, *, secrets: tuple[str, ...] = ()) -> ProviderFa
         return ProviderFailure(FailureKind.RETRYABLE, "connection_error", message)
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
-        error_type = exc.type or f"http_{status}"
-        api_message = redact_text(exc.api_message or message, secrets)
+        if 300 <= status < 400:
+            # The transport refuses these before the SDK sees them; this covers any other client.
+            return redirect_refused(status)
+        if is_provider_error_body(exc.body):
+            error_type = exc.type or f"http_{status}"
+            api_message = redact_text(exc.api_message or message, secrets)
+        else:
+            error_type = f"http_{status}"
+            api_message = describe_foreign_response(exc)
         common = {
             "http_status": status,
             "request_id": exc.request_id or "",

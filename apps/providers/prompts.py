@@ -3,7 +3,7 @@
 Caching: the stable prefix (the system prompt, and the part of the template before `{input}`, or the
 whole template for a pack) carries `cache_control`; only the per-block text follows the breakpoint.
 Packing: blocks are tagged `<block uid="...">`; the reply must be one JSON object mapping every uid
-exactly once, else the pack is split (see apps.runs.services.drain).
+exactly once, else the pack is split (see apps.runs.serving.calls).
 """
 
 import hashlib
@@ -24,7 +24,7 @@ PACK_PREAMBLE = (
 
 @dataclass(frozen=True)
 class CallSpec:
-    """Everything about a run that shapes its calls; built once per drain from the Run row."""
+    """Everything about a run that shapes its calls; built from the Run row (Run.call_spec)."""
 
     model: str
     system_prompt: str

@@ -2,7 +2,8 @@
 
 A view opts in by naming a scope (`throttle_scope = "uploads"` or `"writes"`); its reads are never
 throttled. Rates come from REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] (set from the environment) and are
-read on every request, so `override_settings` in tests takes effect.
+read on every request, so `override_settings` in tests takes effect. The counters live in the cache
+(Redis, see CACHES), so every web process counts against the same limit.
 """
 
 from typing import Any
@@ -16,6 +17,8 @@ from rest_framework.throttling import ScopedRateThrottle
 UPLOADS = "uploads"
 # Every other write: cancel, resume, reseed, replay, resolve.
 WRITES = "writes"
+# Getting an API token (password checks are also limited by django-axes).
+LOGIN = "login"
 
 
 class WriteRateThrottle(ScopedRateThrottle):

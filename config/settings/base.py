@@ -4,6 +4,7 @@ Defaults make a local run work with zero configuration: SQLite beside the projec
 and development-only encryption keys (which production refuses, see production.py).
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -28,9 +29,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
+    "csp",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
+    "apps.accounts",
     "apps.providers",
     "apps.keys",
     "apps.lanes",
@@ -40,12 +45,15 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -82,6 +90,35 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Authentication -------------------------------------------------------------------------------
+# django-axes first: it refuses a locked-out client before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Reverse proxies in front of the app that append to X-Forwarded-For (0: clients connect directly).
+# The login lockout, the failed-token counter and the API throttles count per client address, so
+# behind a proxy this must be right, or every client shares the proxy's address.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# Login protection (admin login, and the API login endpoint's basic auth): after AXES_FAILURE_LIMIT
+# failed logins from one client address, that address is locked out for AXES_COOLOFF_TIME (429).
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
+# Failed API tokens: after this many from one client address within the window, that address gets
+# 429 for the rest of it, whatever token it sends (config/api/authentication.py).
+API_TOKEN_FAILURE_LIMIT = env.int("API_TOKEN_FAILURE_LIMIT", default=20)
+API_TOKEN_FAILURE_WINDOW_SECONDS = env.int("API_TOKEN_FAILURE_WINDOW_SECONDS", default=600)
+# API tokens (django-rest-knox): stored hashed, expiring. `Authorization: Token <token>`.
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=env.int("API_TOKEN_TTL_DAYS", default=7)),
+    "TOKEN_LIMIT_PER_USER": env.int("API_TOKEN_LIMIT_PER_USER", default=20),
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -94,10 +131,40 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
+# --- Shared counters (throttles) ---------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# In Redis, so every web process counts against the same limits (a per-process local memory cache
+# would give each process its own). Nothing correct depends on it: a flushed cache only resets counts.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env.str("CACHE_URL", default=REDIS_URL),
+        "KEY_PREFIX": "conveyor",
+    }
+}
+
+# --- Content-Security-Policy (django-csp) ------------------------------------------------------------
+# Everything the app serves comes from itself: the admin, and the API docs (Swagger UI from
+# drf-spectacular-sidecar, its start-up script as a separate file). Inline style attributes are used
+# by a few admin columns; inline scripts are not allowed anywhere.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
 # --- Celery ----------------------------------------------------------------------------------------
 # Messages are only wake-ups ("look at run X"); PostgreSQL holds the work. So a lost message costs a
 # pump tick, and a duplicate costs nothing (claims are atomic).
-REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None  # tasks report through the database, not through results
 CELERY_TASK_IGNORE_RESULT = True
@@ -196,9 +263,10 @@ MAX_UPLOAD_BLOCKS = env.int("MAX_UPLOAD_BLOCKS", default=100_000)
 MAX_JSON_BODY_BYTES = env.int("MAX_JSON_BODY_BYTES", default=10 * 1024 * 1024)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "config.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT or None,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PARSER_CLASSES": [
@@ -213,18 +281,25 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "uploads": env.str("API_THROTTLE_UPLOADS", default="120/minute"),
         "writes": env.str("API_THROTTLE_WRITES", default="600/minute"),
+        "login": env.str("API_THROTTLE_LOGIN", default="30/minute"),
     },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Conveyor API",
     "DESCRIPTION": (
         "Push large batches of text through LLMs reliably.\n\n"
-        "Authenticate with `Authorization: Token <token>` (or a session). Every error answers with "
+        "Authenticate with `Authorization: Token <token>` (or a session); get a token from "
+        "`POST /api/v1/auth/login/` with basic auth or a session, revoke it with "
+        "`POST /api/v1/auth/logout/`. Tokens expire. Every error answers with "
         "one shape: `{\"error\": {\"code\", \"message\", \"fields\"?, \"line\"?, "
         "\"retry_after\"?}}`."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI served from our own static files (CSP: nothing from elsewhere).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "apps.runs.models.RunStatus",
@@ -267,5 +342,7 @@ LOGGING = {
         "httpx2": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "aiohttp.access": {"level": "WARNING"},
+        # django-axes announces itself and every login at INFO.
+        "axes": {"level": "WARNING"},
     },
 }

@@ -18,6 +18,9 @@ DATABASES = {
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 REDIS_URL = env.str("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
 CELERY_BROKER_URL = REDIS_URL
+# Throttle counters in the test Redis db, under their own prefix (tests/conftest.py clears them).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                      "KEY_PREFIX": "conveyor-test"}}
 CELERY_TASK_ALWAYS_EAGER = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 KEY_ENCRYPTION_KEYS = [DEV_ENCRYPTION_KEY]  # noqa: F405

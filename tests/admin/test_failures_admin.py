@@ -139,7 +139,7 @@ def test_staff_without_the_change_permission_cannot_resolve(client, failure, dja
 
 def test_the_diagnostic_log_lists_and_filters_by_code_function_and_level(operator, run):
     response = operator.get(DIAGNOSTICS, {"event_code__exact": "DOWNSTREAM_CALL_FAILED",
-                                          "function_name": "conveyor.runs.drain",
+                                          "function_name": "conveyor.runs.serve",
                                           "log_level__exact": "ERROR"})
     assert response.status_code == 200
     assert len(response.context["cl"].result_list) == 2

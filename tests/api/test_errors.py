@@ -87,6 +87,19 @@ def test_run_actions_are_throttled_as_writes(owner, run, api, rates):
     assert client.post(f"/api/v1/runs/{run.pk}/resume/").status_code == 429
 
 
+def test_throttle_counts_are_shared_by_every_web_process(owner, run, api, rates):
+    """They live in Redis (Django's cache), not in one process's memory: Redis itself holds the
+    user's allowance, where every web process reads it."""
+    import redis
+    from django.conf import settings
+
+    rates(writes="1/min")
+    api(owner).post(f"/api/v1/runs/{run.pk}/resume/")
+    cache = settings.CACHES["default"]
+    shared = redis.Redis.from_url(cache["LOCATION"])
+    assert shared.exists(f"{cache['KEY_PREFIX']}:1:throttle_writes_{owner.pk}")
+
+
 def test_reads_are_never_throttled(owner, run, api, rates):
     rates(uploads="1/min", writes="1/min")
     client = api(owner)

@@ -8,9 +8,9 @@ import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 
+from apps.accounts.services import token_create
 from config.wsgi import application
 from tests.factories import MODEL
 
@@ -40,7 +40,7 @@ def keep_the_test_connection() -> Iterator[None]:
 def as_owner(owner, settings) -> dict[str, str]:
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
                                "DEFAULT_THROTTLE_RATES": {"uploads": "100000/min", "writes": "100000/min"}}
-    return {"Authorization": f"Token {Token.objects.create(user=owner).key}"}
+    return {"Authorization": f"Token {token_create(user=owner).token}"}
 
 
 @pytest.fixture

@@ -77,7 +77,7 @@ def test_an_anonymous_request_is_refused(failure):
     ("resolved=false", ["mine"]),
     ("resolved=true", ["theirs"]),
     ("error_code=overloaded_error", ["theirs"]),
-    ("failing_function=conveyor.runs.drain", ["mine", "theirs"]),
+    ("failing_function=conveyor.runs.serve", ["mine", "theirs"]),
     ("failed_after=2000-01-01T00:00:00Z", ["mine", "theirs"]),
     ("failed_before=2000-01-01T00:00:00Z", []),
 ], ids=["unresolved", "resolved", "error-code", "function", "after", "before"])

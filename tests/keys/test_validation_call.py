@@ -126,7 +126,7 @@ def test_a_new_secret_is_validated_again_after_commit(owner, make_key, mock_prov
 def test_a_new_base_url_resets_the_verdict(owner, make_key, mock_provider):
     key = make_key(owner, base_url=mock_provider.base_url)
     key_validate(key=key)
-    key = key_update(key=key, base_url="http://localhost:1")
+    key = key_update(key=key, base_url="http://localhost:1", secret=GOOD_SECRET)
     assert (key.is_valid, key.validated_at) == (None, None)
 
 

@@ -90,3 +90,50 @@ def test_a_message_that_echoes_the_secret_is_redacted():
 def test_a_provider_failure_passes_through_unchanged():
     failure = ProviderFailure(FailureKind.OUTPUT_PROBLEM, "max_tokens", "cut")
     assert classify(failure) is failure
+
+
+def raw_error(status: int, body: bytes, content_type: str) -> anthropic.APIStatusError:
+    """An error answer as the SDK builds it from whatever body came back."""
+    response = httpx2.Response(status, content=body, request=REQUEST, headers={"content-type": content_type})
+    return SDK._make_status_error_from_response(response)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_answer_is_the_keys_base_url_being_unsafe(status):
+    failure = classify(raw_error(status, b"", "text/plain"))
+    assert (failure.kind, failure.code, failure.http_status) == (
+        FailureKind.KEY_UNSAFE, "base_url_redirect", status)
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b"<html>internal admin console: db password hunter2</html>", "text/html"),
+    (b'{"detail": "internal admin console: db password hunter2"}', "application/json"),
+    (b'{"type": "error", "error": "internal admin console: db password hunter2"}', "application/json"),
+])
+def test_text_of_an_answer_that_is_not_a_provider_error_is_never_kept(body, content_type):
+    failure = classify(raw_error(500, body, content_type))
+    assert "hunter2" not in str(failure)
+
+
+def test_an_answer_that_is_not_a_provider_error_is_described_by_status_type_and_size():
+    body = b"<html>internal admin console</html>"
+    failure = classify(raw_error(502, body, "text/html"))
+    assert (failure.kind, failure.code) == (FailureKind.RETRYABLE, "http_502")
+    assert failure.message == (
+        f"HTTP 502 with a body that is not a provider error (content-type text/html, {len(body)} bytes)")
+
+
+def test_a_provider_shaped_error_keeps_its_message():
+    failure = classify(status_error(400, "invalid_request_error", "max_tokens: must be positive"))
+    assert failure.message == "max_tokens: must be positive"
+
+
+def test_a_refusal_raised_under_the_sdk_is_found_through_its_cause():
+    refusal = ProviderFailure(FailureKind.KEY_UNSAFE, "base_url_not_public", "at call time: loopback")
+    try:
+        try:
+            raise refusal
+        except ProviderFailure as exc:
+            raise anthropic.APIConnectionError(request=REQUEST) from exc
+    except anthropic.APIConnectionError as wrapped:
+        assert classify(wrapped) is refusal

@@ -57,9 +57,11 @@ def run_resume(*, run_id: Any) -> Run:
 
 
 def runs_resume_for_key(*, key_id: int) -> int:
-    """Once a key validates again, the runs it paused by being rejected resume by themselves."""
+    """Once a key validates again, the runs it paused by being rejected, or by a base_url that broke
+    the address rules at call time, resume by themselves (validation passed those rules just now)."""
     with transaction.atomic():
-        paused = Run.objects.filter(key_id=key_id).paused_by(PausedCause.KEY_REJECTED)
+        paused = Run.objects.filter(key_id=key_id).paused_by(PausedCause.KEY_REJECTED,
+                                                             PausedCause.KEY_UNSAFE)
         ids = list(paused.values_list("pk", flat=True))
         Run.objects.filter(pk__in=ids).resume()
         for run_id in ids:

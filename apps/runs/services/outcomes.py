@@ -33,9 +33,10 @@ from apps.runs.services.finalize import run_finalize
 from apps.runs.services.lifecycle import runs_pause_for_key
 from apps.runs.transitions import BLOCK_COUNTER, RUN_ENDING, RunStatus
 
-FAILING_FUNCTION = "conveyor.runs.drain"
+FAILING_FUNCTION = "conveyor.runs.serve"
 KEY_PAUSE_CAUSES = {FailureKind.KEY_INVALID: PausedCause.KEY_REJECTED,
-                    FailureKind.KEY_BLOCKED: PausedCause.KEY_BLOCKED}
+                    FailureKind.KEY_BLOCKED: PausedCause.KEY_BLOCKED,
+                    FailureKind.KEY_UNSAFE: PausedCause.KEY_UNSAFE}
 
 
 @dataclass
@@ -342,7 +343,7 @@ def dead_letter(rec: Recording) -> None:
         if decision.status == BlockStatus.FAILED:
             failure_record(
                 run_id=run.pk, block_id=block.pk, failing_function=FAILING_FUNCTION,
-                caller_function="conveyor.runs.services.drain", error_code=decision.error_code,
+                caller_function="conveyor.runs.serving.calls", error_code=decision.error_code,
                 error_message=decision.error_message, http_status=http_status,
                 attempt_count=outcome.attempt, payload_snapshot=outcome.payload_snapshot,
                 context={"uid": block.uid, "block_index": block.block_index, "model": run.model,

@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    """API tokens (django-rest-knox's AuthToken: hashed, expiring) and how people get and revoke them."""
+
+    name = "apps.accounts"
+    label = "accounts"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        import config.api.schema  # noqa: F401  (registers the auth schemes with drf-spectacular)
