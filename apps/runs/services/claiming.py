@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from apps.runs.estimates import block_reservation
 from apps.runs.models import Block, BlockStatus, PausedCause, Run, RunStatus
+from apps.runs.services.finalize import run_finalize
+from apps.runs.transitions import RUN_ENDING
 
 
 @dataclass(frozen=True)
@@ -141,15 +143,24 @@ def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0, answer
 @transaction.atomic
 def blocks_release(*, run_id: Any, token: Any, block_ids: list[int] | None = None) -> int:
     """Give claimed blocks back before any call was made for them (their lane closed, the worker is
-    stopping): pending again at once, attempt and reservation returned."""
-    lock_run(run_id)
+    stopping): pending again at once, attempt and reservation returned. Blocks of a run being
+    canceled are canceled instead, and the run may end with them."""
+    run = lock_run(run_id)
     held = Block.objects.filter(run_id=run_id, status=BlockStatus.CLAIMED, lease_token=token)
     if block_ids is not None:
         held = held.filter(id__in=block_ids)
     reserved = held.aggregate(total=Sum("reserved_usd"))["total"] or 0
-    released = held.release(token=token)
-    if reserved:
-        Run.objects.filter(pk=run_id).update(reserved_usd=F("reserved_usd") - reserved)
+    changes: dict[str, Any] = {"reserved_usd": F("reserved_usd") - reserved} if reserved else {}
+    if run.status in RUN_ENDING:
+        released = held.update(status=BlockStatus.CANCELED, lease_token=None, lease_expires_at=None,
+                               reserved_usd=0, finished_at=timezone.now())
+        changes["canceled_blocks"] = F("canceled_blocks") + released
+    else:
+        released = held.release(token=token)
+    if changes:
+        Run.objects.filter(pk=run_id).update(**changes)
+    if run.status in RUN_ENDING:
+        run_finalize(run_id=run_id)
     return released
 
 
