@@ -38,6 +38,7 @@ from apps.runs.serializers import (
     BlockSerializer,
     ReseedInputSerializer,
     ResultLineSerializer,
+    RunBudgetInputSerializer,
     RunCreateInputSerializer,
     RunDetailSerializer,
     RunFilterSerializer,
@@ -52,6 +53,7 @@ from apps.runs.services import (
     run_cancel,
     run_create_idempotent,
     run_resume,
+    run_set_budget,
 )
 from apps.runs.services.reseed import run_reseed
 from apps.runs.services.submission import run_for_repeated_request
@@ -259,6 +261,25 @@ class RunResumeApi(APIView):
                    responses={200: RunDetailSerializer, **error_responses(401, 404, 409, 429)})
     def post(self, request: Request, run_id: str) -> Response:
         return run_response(run_resume(run_id=visible_run(request, run_id).pk))
+
+
+@extend_schema(parameters=[RUN_ID], tags=["runs"])
+class RunBudgetApi(APIView):
+    throttle_scope = WRITES
+
+    @extend_schema(
+        operation_id="runs_budget",
+        description=(
+            "Set the run's budget (`options.max_cost_usd`), or remove it with null. A run paused because "
+            "its budget was spent resumes at once if the new budget is above what it has spent."
+        ),
+        request=RunBudgetInputSerializer,
+        responses={200: RunDetailSerializer, **error_responses(400, 401, 404, 429)},
+    )
+    def post(self, request: Request, run_id: str) -> Response:
+        run = visible_run(request, run_id)
+        data = validated_input(RunBudgetInputSerializer, request.data)
+        return run_response(run_set_budget(run_id=run.pk, max_cost_usd=data["max_cost_usd"]))
 
 
 @extend_schema(parameters=[RUN_ID], tags=["runs"])

@@ -12,7 +12,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.runs.models import AttemptOutcome, BlockStatus, PassScope, Run, RunStatus
+from apps.runs.models import AttemptOutcome, BlockStatus, PassScope, PausedCause, Run, RunStatus
 from apps.runs.selectors import RUN_ORDERINGS
 
 PROMPT_MAX_CHARS = 500_000
@@ -166,6 +166,22 @@ class ReseedInputSerializer(serializers.Serializer):
     prompt_template = serializers.CharField(max_length=PROMPT_MAX_CHARS, required=False,
                                             trim_whitespace=False)
 
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        _reject_unknown(self, data)
+        return super().to_internal_value(data)
+
+
+class RunBudgetInputSerializer(serializers.Serializer):
+    max_cost_usd = serializers.DecimalField(
+        max_digits=12, decimal_places=4, min_value=Decimal("0.0001"), allow_null=True,
+        help_text="The new budget in dollars, e.g. \"1.50\"; null removes the budget. A run paused because "
+                  "its budget was spent resumes if the new budget is above what it has spent.",
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        _reject_unknown(self, data)
+        return super().to_internal_value(data)
+
 
 class RunFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
@@ -221,6 +237,11 @@ class RunSerializer(serializers.Serializer):
     key = serializers.IntegerField(source="key_id", allow_null=True,
                                    help_text="The provider key's id (never its secret); null once deleted.")
     status = serializers.ChoiceField(choices=RunStatus.choices)
+    paused_cause = serializers.ChoiceField(
+        choices=[("", "not paused"), *PausedCause.choices],
+        help_text="Why a paused run is paused: key_rejected resumes by itself when the key validates "
+                  "again, budget when the budget is raised (budget/); the others by hand (resume/).",
+    )
     paused_reason = serializers.CharField()
     model = serializers.CharField()
     system_prompt = serializers.CharField()
