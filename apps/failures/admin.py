@@ -19,7 +19,14 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from apps.failures.models import DiagnosticLog, PipelineFailure
+from apps.failures.models import (
+    UNRESOLVED,
+    DiagnosticLog,
+    FailureState,
+    PipelineFailure,
+    failure_state,
+    state_filter,
+)
 from apps.failures.services import FailureStateError, failure_resolve
 from apps.runs.admin import OperatorActionsMixin
 from apps.runs.services.replay import failure_replay_now, failures_replay_selected
@@ -40,20 +47,13 @@ class StateFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("unresolved", "Unresolved"), ("open", "Unresolved, replay scheduled"),
-                ("parked", "Unresolved, parked"), ("resolved", "Resolved")]
+        return [(UNRESOLVED, "Unresolved (scheduled or parked)"), *FailureState.choices]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[PipelineFailure]
                  ) -> QuerySet[PipelineFailure]:
         value = self.value()
-        if value == "unresolved":
-            return queryset.filter(resolved_at__isnull=True)
-        if value == "open":
-            return queryset.filter(resolved_at__isnull=True, next_retry_at__isnull=False)
-        if value == "parked":
-            return queryset.filter(resolved_at__isnull=True, next_retry_at__isnull=True)
-        if value == "resolved":
-            return queryset.filter(resolved_at__isnull=False)
+        if value in (UNRESOLVED, *FailureState.values):
+            return queryset.filter(state_filter(value))
         return queryset
 
 
@@ -102,9 +102,7 @@ class PipelineFailureAdmin(OperatorActionsMixin, admin.ModelAdmin):
 
     @admin.display(description="state")
     def state(self, row: PipelineFailure) -> str:
-        if row.resolved_at is not None:
-            return "resolved"
-        return "parked" if row.next_retry_at is None else "replay scheduled"
+        return failure_state(row)
 
     @admin.display(description="block uid")
     def block_uid(self, row: PipelineFailure) -> str:

@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.failures.models import PipelineFailure
+from apps.failures.models import PipelineFailure, failure_state
 from apps.runs.models import Attempt, Block, BlockStatus, Run, RunPass
 from apps.runs.selectors import run_block_status_counts
 from apps.runs.services.lifecycle import RunStateError, run_cancel
@@ -131,7 +131,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         rows = list(
             PipelineFailure.objects.filter(run_id=run.pk)
             .values("pk", "block__uid", "error_code", "error_message", "failed_at", "resolved_at",
-                    "replay_count")
+                    "next_retry_at", "replay_count")
             .order_by("-failed_at")[:RECENT_FAILURES]
         )
         if not rows:
@@ -142,7 +142,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
                 '<td>{}</td></tr>',
             ((reverse("admin:failures_pipelinefailure_change", args=[r["pk"]]), r["pk"],
               r["block__uid"] or "-", r["error_code"], r["error_message"][:200], r["replay_count"],
-              "resolved" if r["resolved_at"] else "open") for r in rows),
+              failure_state(r)) for r in rows),
         )
         return format_html(
             '<table><thead><tr><th>failure</th><th>block</th><th>code</th><th>message</th>'

@@ -5,9 +5,12 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Min, Prefetch, Q, QuerySet
+from django.utils import timezone
 
-from apps.runs.models import Attempt, Block, BlockStatus, Run
+from apps.core.formatting import format_moment
+from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, PausedCause, Run
+from apps.runs.transitions import RUN_ACTIVE, RunStatus
 
 RESULT_FIELDS = (
     "uid", "block_index", "status", "output", "error_code", "error_message", "attempts",
@@ -17,9 +20,10 @@ RESULT_FIELDS = (
 
 
 def runs_visible_to(*, user: Any) -> QuerySet[Run]:
-    """Staff see every run; everyone else only their own (another user's run is a 404)."""
+    """Staff see every run; everyone else only their own (another user's run is a 404). `user=None`
+    is the operator at the command line (`manage.py runs`): every run."""
     runs = Run.objects.all()
-    return runs if user.is_staff else runs.filter(owner=user)
+    return runs if user is None or user.is_staff else runs.filter(owner=user)
 
 
 def run_get_visible(*, user: Any, run_id: Any) -> Run | None:
@@ -102,3 +106,48 @@ def run_results(*, run_id: Any, chunk_size: int = 2000) -> Iterator[dict[str, An
         error = {"code": data.pop("error_code"), "message": data.pop("error_message")}
         data["error"] = error if data["status"] == "failed" else None
         yield data
+
+
+def run_call_counts(*, run_id: Any) -> dict[str, int]:
+    """Provider calls made for the run, and how many of them did not succeed. A packed call is one
+    call for several blocks (one Attempt each, sharing the call's request id); an attempt without a
+    request id (the call never got an answer) is a call of its own."""
+    attempts = Attempt.objects.filter(run_id=run_id)
+    answered = Count("request_id", distinct=True, filter=~Q(request_id=""))
+    unanswered = Count("pk", filter=Q(request_id=""))
+    failed = ~Q(outcome=AttemptOutcome.SUCCEEDED)
+    counts = attempts.aggregate(
+        answered=answered, unanswered=unanswered,
+        failed_answered=Count("request_id", distinct=True, filter=failed & ~Q(request_id="")),
+        failed_unanswered=Count("pk", filter=failed & Q(request_id="")),
+    )
+    return {"calls": counts["answered"] + counts["unanswered"],
+            "not_succeeded": counts["failed_answered"] + counts["failed_unanswered"]}
+
+
+def run_waiting_reason(run: Run) -> str | None:
+    """Why a run is not moving, in words for a person, or None if nothing holds it back: paused (the
+    cause and the reason), its key throttled until a moment, or every open block waiting for its retry.
+    What the progress display, `manage.py runs show` and the admin say."""
+    if run.status == RunStatus.PAUSED:
+        cause = PausedCause(run.paused_cause).label if run.paused_cause in PausedCause.values else ""
+        detail = "; ".join(part for part in (cause, run.paused_reason) if part)
+        return f"paused: {detail}" if detail else "paused"
+    if run.status not in RUN_ACTIVE:
+        return None
+    now = timezone.now()
+    throttled_until = (
+        run.key.throttled_until if run.key_id is not None and run.key is not None else None
+    )
+    if throttled_until is not None and throttled_until > now:
+        return f"key throttled by the provider until {format_moment(throttled_until)}"
+    blocks = Block.objects.filter(run_id=run.pk, status__in=(BlockStatus.PENDING, BlockStatus.CLAIMED))
+    state = blocks.aggregate(
+        open=Count("pk"),
+        ready=Count("pk", filter=Q(status=BlockStatus.CLAIMED) | Q(next_attempt_at__isnull=True)
+                    | Q(next_attempt_at__lte=now)),
+        next_retry=Min("next_attempt_at"),
+    )
+    if state["open"] and not state["ready"] and state["next_retry"] is not None:
+        return f"waiting for retries until {format_moment(state['next_retry'])}"
+    return None

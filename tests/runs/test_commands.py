@@ -4,6 +4,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from apps.keys.models import ProviderKey
 from apps.runs.models import Run
 from tests.factories import make_run
 from tests.runs.helpers import drain_until_settled
@@ -35,6 +36,54 @@ def test_submit_refuses_a_key_the_user_does_not_own(owner, outsider, mock_key, t
     path.write_text('{"input": "x"}\n')
     with pytest.raises(CommandError, match="has no key"):
         call_command("submit", str(path), "--user", "outsider", "--key", str(mock_key.pk))
+
+
+@pytest.fixture
+def blocks_file(tmp_path):
+    path = tmp_path / "blocks.jsonl"
+    path.write_text('{"input": "one"}\n')
+    return path
+
+
+@pytest.mark.parametrize(("option", "value", "named"), [
+    ("--max-cost-usd", "abc", r"--max-cost-usd \(options.max_cost_usd\)"),
+    ("--parallelism", "many", r"--parallelism \(parallelism\)"),
+    ("--pack-size", "0", r"--pack-size \(options.pack_size\)"),
+    ("--cache-ttl", "2h", r"--cache-ttl \(options.cache_ttl\)"),
+    ("--model", "gpt-4o", "unknown model 'gpt-4o'"),
+    ("--max-tokens", "100000", "at most 64000 output tokens"),
+])
+def test_submit_checks_its_options_as_the_api_does_and_creates_nothing(owner, offline_key, blocks_file,
+                                                                       option, value, named):
+    with pytest.raises(CommandError, match=named):
+        call_command("submit", str(blocks_file), "--user", "owner", "--key", "main", option, value)
+    assert Run.objects.count() == 0
+
+
+def test_submit_reads_backslash_n_in_a_prompt_as_a_newline(owner, offline_key, blocks_file):
+    call_command("submit", str(blocks_file), "--user", "owner", "--key", "main",
+                 "--prompt", "Grade this essay:\\n\\n{input}", stdout=io.StringIO())
+    assert Run.objects.get().prompt_template == "Grade this essay:\n\n{input}"
+
+
+def test_submit_reads_a_prompt_file_as_it_is(owner, offline_key, blocks_file, tmp_path):
+    template = tmp_path / "prompt.txt"
+    template.write_text("Keep \\n as typed:\n{input}")
+    call_command("submit", str(blocks_file), "--user", "owner", "--key", "main",
+                 "--prompt", f"@{template}", stdout=io.StringIO())
+    assert Run.objects.get().prompt_template == "Keep \\n as typed:\n{input}"
+
+
+def test_submit_refuses_a_key_whose_validation_failed(owner, offline_key, blocks_file):
+    ProviderKey.objects.filter(pk=offline_key.pk).update(is_valid=False, validation_error="revoked")
+    with pytest.raises(CommandError, match="key is invalid: revoked"):
+        call_command("submit", str(blocks_file), "--user", "owner", "--key", "main")
+    assert Run.objects.count() == 0
+
+
+def test_submit_for_a_user_that_does_not_exist_says_how_to_create_one(db, blocks_file):
+    with pytest.raises(CommandError, match="createsuperuser --username alice"):
+        call_command("submit", str(blocks_file), "--user", "alice", "--key", "main")
 
 
 def test_export_writes_one_json_line_per_block_in_order(owner, mock_key):

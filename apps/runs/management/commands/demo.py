@@ -73,7 +73,7 @@ class Command(BaseCommand):
             self.stdout.write(f"submitted run {run.pk}: {run.total_blocks} blocks, {run.model}")
             worker = threading.Thread(target=self._drain, args=(run.pk,), daemon=True)
             worker.start()
-            run = follow_run(run.pk, out=sys.stderr)
+            run = follow_run(run.pk, out=sys.stderr).run
             worker.join(30)
         return run
 
