@@ -1,11 +1,15 @@
 import io
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from django.core.management import CommandError, call_command
 
+from apps.core.formatting import format_usd
 from apps.keys.models import ProviderKey
 from apps.runs.models import Run
+from apps.runs.selectors import Savings, run_savings
 from tests.factories import make_run
 from tests.runs.helpers import drain_until_settled
 
@@ -101,10 +105,46 @@ def test_export_of_an_unknown_run_is_a_clear_error():
         call_command("export", "not-a-run")
 
 
-def test_the_demo_runs_a_sample_batch_to_completion():
-    out = io.StringIO()
-    call_command("demo", "--latency-ms", "0", stdout=out, stderr=io.StringIO())
-    run = Run.objects.get()
-    assert run.status == "complete"
-    assert run.completed_blocks + run.failed_blocks == run.total_blocks == 60
-    assert "60 total" in out.getvalue()
+@dataclass(frozen=True)
+class Demo:
+    output: str
+    run: Run
+    savings: Savings
+
+
+@pytest.fixture(scope="module")
+def demo(django_db_blocker) -> Iterator[Demo]:
+    """One demo for the tests that read it (it takes seconds), kept as it was at its end: each test
+    of this module empties the database after itself."""
+    with django_db_blocker.unblock():
+        out = io.StringIO()
+        call_command("demo", "--latency-ms", "0", stdout=out, stderr=io.StringIO())
+        run = Run.objects.get()
+        yield Demo(out.getvalue(), run, run_savings(run))
+        Run.objects.all().delete()
+
+
+def test_the_demo_runs_a_sample_batch_to_completion(demo):
+    assert demo.run.status == "complete"
+    assert demo.run.completed_blocks + demo.run.failed_blocks == demo.run.total_blocks == 60
+    assert "60 total" in demo.output
+
+
+def test_the_demo_packs_and_caches_the_sample(demo):
+    assert (demo.run.options["pack_size"], demo.run.options["cache"]) == (5, True)
+    assert demo.run.cache_read_input_tokens > 0
+
+
+def test_the_demo_says_its_faults_were_injected_and_its_cost_simulated(demo):
+    assert "with a 500 on purpose" in demo.output
+    assert "the mock's simulated token usage priced at claude-haiku-4-5's real rates" in demo.output
+
+
+def test_the_demo_prints_what_caching_and_packing_saved_from_the_recorded_usage(demo):
+    assert demo.savings.caching_saved_usd > 0 and demo.savings.packing_saved_usd > 0
+    assert f"caching saved {format_usd(demo.savings.caching_saved_usd)}" in demo.output
+    assert f"packing saved {format_usd(demo.savings.packing_saved_usd)}" in demo.output
+
+
+def test_the_demos_closing_hint_is_a_command_that_runs_as_printed(demo):
+    assert f"All results: uv run python manage.py export {demo.run.pk} > results.jsonl" in demo.output
