@@ -58,6 +58,10 @@ def test_the_failure_list_speaks_the_same_state_words_as_the_api(operator, run, 
     assert "replay scheduled" not in html
 
 
+def test_the_failure_list_shows_the_error_message(operator, run):
+    assert "the provider broke" in operator.get(FAILURES).content.decode()
+
+
 def test_a_failures_page_shows_replay_and_resolve_buttons(operator, failure):
     html = operator.get(change_url(failure)).content.decode()
     assert "Replay now" in html and "Resolve…" in html
