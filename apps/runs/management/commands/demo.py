@@ -141,8 +141,10 @@ class Command(BaseCommand):
             "What you just saw",
             f"  - The provider was the bundled mock, not Anthropic's API. It failed "
             f"{opts['fault_rate']:.0%} of calls with a 500 on purpose (--fault-rate) to show retries: "
-            f"{calls['not_succeeded']} of {calls['calls']} calls failed and their blocks were tried "
-            "again.",
+            f"{calls['not_succeeded']} of {calls['calls']} calls failed, and their blocks were tried "
+            f"again, up to {run.max_attempts} attempts each"
+            + (f"; {run.failed_blocks} blocks failed every attempt (see the failures line above)."
+               if run.failed_blocks else "."),
             f"  - The cost is the mock's simulated token usage priced at {run.model}'s real rates from "
             f"the catalog (${model.input}/${model.output} per million input/output tokens); nothing "
             "was charged.",
@@ -160,10 +162,9 @@ class Command(BaseCommand):
         if not savings.packing_measured:
             lines.append("      (nothing was cached, so packing's saving cannot be measured from the "
                          "usage)")
-        lines += [
-            "",
-            f"All results: {export_command(run.pk)}",
-            "(the demo's database is var/conveyor.sqlite3 unless DATABASE_URL is set; run the export "
-            "with the same settings)",
-        ]
+        lines += ["", f"All results: {export_command(run.pk)}"]
+        database = settings.DATABASES["default"]
+        if database["ENGINE"].endswith("sqlite3"):
+            lines.append(f"(from the demo's database, {database['NAME']}: run the export where DATABASE_URL "
+                         "is not set, as here)")
         return "\n".join(lines)
