@@ -4,7 +4,9 @@ CommandError that names the option at fault.
 """
 
 import json
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -81,9 +83,17 @@ def run_named(run_id: str) -> Run:
 
 
 def write_results(run_id: Any, out: TextIO) -> int:
-    """Every block's result as JSONL (the API's results/ format), in block order; returns the count."""
+    """Every block's result as JSONL (the API's results/ format), in block order; returns the count.
+
+    A reader that stops early (`... | head`) ends the export quietly, as any Unix tool does."""
     written = 0
-    for row in run_results(run_id=run_id):
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        written += 1
+    try:
+        for row in run_results(run_id=run_id):
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            written += 1
+        out.flush()
+    except BrokenPipeError:
+        # Nothing more can be written; point stdout at /dev/null so the interpreter's final flush
+        # does not fail again on the way out.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return written

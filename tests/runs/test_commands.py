@@ -1,10 +1,15 @@
 import io
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from apps.core.formatting import format_usd
 from apps.keys.models import ProviderKey
@@ -148,3 +153,19 @@ def test_the_demo_prints_what_caching_and_packing_saved_from_the_recorded_usage(
 
 def test_the_demos_closing_hint_is_a_command_that_runs_as_printed(demo):
     assert f"All results: uv run python manage.py export {demo.run.pk} > results.jsonl" in demo.output
+
+
+def test_an_export_into_a_reader_that_stops_early_ends_quietly(owner, offline_key):
+    """`manage.py export RUN | head -1`: no BrokenPipeError traceback for the person at the shell."""
+    run = make_run(owner, offline_key, [f"block {i}" for i in range(3000)])
+    database = connection.settings_dict
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
+           "TEST_DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
+                                f"{database['NAME']}"}
+    export = subprocess.Popen([sys.executable, "manage.py", "export", str(run.pk)], cwd=settings.BASE_DIR,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = export.stdout.readline()
+    export.stdout.close()
+    _, errors = export.communicate(timeout=60)
+    assert json.loads(first)["uid"] == "b0"
+    assert b"Traceback" not in errors
