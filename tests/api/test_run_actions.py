@@ -176,6 +176,12 @@ def test_the_owner_raises_the_budget_of_a_run_its_budget_paused(owner, run, api)
     assert (body["status"], body["options"]["max_cost_usd"]) == ("running", "1.5000")
 
 
+def test_a_paused_run_says_its_paused_cause(owner, run, api):
+    set_status(run, RunStatus.PAUSED, paused_cause=PausedCause.BUDGET, paused_reason="budget spent")
+    body = api(owner).get(f"{URL}{run.pk}/").json()
+    assert (body["paused_cause"], body["paused_reason"]) == ("budget", "budget spent")
+
+
 def test_a_null_budget_removes_it(owner, run, api):
     body = api(owner).post(f"{URL}{run.pk}/budget/", {"max_cost_usd": None}, format="json").json()
     assert body["options"]["max_cost_usd"] is None

@@ -106,3 +106,12 @@ def test_the_summary_says_where_the_failures_are_and_how_to_export(run):
     text = summary(complete(run))
     assert f"1 max_tokens: see uv run python manage.py runs show {run.pk}" in text
     assert f"results    uv run python manage.py export {run.pk} > results.jsonl" in text
+
+
+def test_a_follow_that_cannot_leave_the_run_going_says_so_instead(run, monkeypatch):
+    """The demo drives its run in-process: Ctrl-C there stops the run, and its line says that."""
+    monkeypatch.setattr("apps.runs.progress.time.sleep", interrupt)
+    out = io.StringIO()
+    follow_run(run.pk, out=out, detach_line="Interrupted: the run stops here.")
+    assert "Interrupted: the run stops here." in out.getvalue()
+    assert "goes on without you" not in out.getvalue()
