@@ -5,7 +5,9 @@ This is the *provider's* catalog, deliberately separate from the project's own r
 priced yet, and the project must cope with that. Ids follow the SDK's `types/model.py` (anthropic
 2.12.0); minimum cacheable lengths follow the prompt-caching docs. Creation dates, context sizes and
 output caps of the newest models are not published in our sources: they are plausible placeholders,
-ordered like the SDK's list (newest first).
+ordered like the SDK's list (newest first). The output caps of the models the project's catalog
+knows follow the models' documentation pages and agree with the catalog's `max_output_tokens`
+(tests/providers/test_catalog.py checks it).
 """
 
 from dataclasses import dataclass
@@ -56,7 +58,7 @@ MODELS: tuple[MockModel, ...] = (
     MockModel("claude-opus-4-8", "Claude Opus 4.8", "2026-06-01T00:00:00Z", "opus", 1024, 128_000),
     MockModel("claude-opus-4-7", "Claude Opus 4.7", "2026-04-15T00:00:00Z", "opus", 2048, 128_000),
     MockModel("claude-opus-4-6", "Claude Opus 4.6", "2026-02-05T00:00:00Z", "opus", 4096, 128_000),
-    MockModel("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-01T00:00:00Z", "sonnet", 1024, 64_000),
+    MockModel("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-01T00:00:00Z", "sonnet", 1024, 128_000),
     MockModel("claude-opus-4-5-20251101", "Claude Opus 4.5", "2025-11-01T00:00:00Z", "opus", 4096, 64_000,
               aliases=("claude-opus-4-5",)),
     MockModel("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-01T00:00:00Z", "haiku", 4096, 64_000,

@@ -19,9 +19,16 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from apps.failures.models import DiagnosticLog, PipelineFailure
+from apps.failures.models import (
+    UNRESOLVED,
+    DiagnosticLog,
+    FailureState,
+    PipelineFailure,
+    failure_state,
+    state_filter,
+)
 from apps.failures.services import FailureStateError, failure_resolve
-from apps.runs.admin import OperatorActionsMixin
+from apps.runs.admin import OperatorActionsMixin, cut, moment, nowrap, short_id
 from apps.runs.services.replay import failure_replay_now, failures_replay_selected
 
 RESOLVE_TEMPLATE = "admin/failures/pipelinefailure/resolve.html"
@@ -40,20 +47,13 @@ class StateFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("unresolved", "Unresolved"), ("open", "Unresolved, replay scheduled"),
-                ("parked", "Unresolved, parked"), ("resolved", "Resolved")]
+        return [(UNRESOLVED, "Unresolved (scheduled or parked)"), *FailureState.choices]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[PipelineFailure]
                  ) -> QuerySet[PipelineFailure]:
         value = self.value()
-        if value == "unresolved":
-            return queryset.filter(resolved_at__isnull=True)
-        if value == "open":
-            return queryset.filter(resolved_at__isnull=True, next_retry_at__isnull=False)
-        if value == "parked":
-            return queryset.filter(resolved_at__isnull=True, next_retry_at__isnull=True)
-        if value == "resolved":
-            return queryset.filter(resolved_at__isnull=False)
+        if value in (UNRESOLVED, *FailureState.values):
+            return queryset.filter(state_filter(value))
         return queryset
 
 
@@ -64,8 +64,10 @@ def _pretty_json(value: Any) -> str:
 
 @admin.register(PipelineFailure)
 class PipelineFailureAdmin(OperatorActionsMixin, admin.ModelAdmin):
-    list_display = ["id", "error_code", "failing_function", "run_link", "block_uid", "http_status",
-                    "attempt_count", "replay_count", "state", "failed_at", "next_retry_at"]
+    # Fits a 1,400 px screen: the failing function is a filter rather than a column (there are few),
+    # ids are shortened and the message cut, each whole in its tooltip.
+    list_display = ["id", "error", "message", "run_short", "block_uid", "attempts", "replays", "state",
+                    "failed", "next_retry"]
     list_filter = [StateFilter, "error_code", "failing_function", ("failed_at", admin.DateFieldListFilter)]
     search_fields = ["error_code", "error_message", "block__uid"]
     show_full_result_count = False
@@ -102,13 +104,43 @@ class PipelineFailureAdmin(OperatorActionsMixin, admin.ModelAdmin):
 
     @admin.display(description="state")
     def state(self, row: PipelineFailure) -> str:
-        if row.resolved_at is not None:
-            return "resolved"
-        return "parked" if row.next_retry_at is None else "replay scheduled"
+        return failure_state(row)
+
+    @admin.display(description="error message")
+    def message(self, row: PipelineFailure) -> str:
+        return cut(row.error_message)
+
+    @admin.display(description="run", ordering="run")
+    def run_short(self, row: PipelineFailure) -> str:
+        if row.run_id is None:
+            return "-"
+        return format_html('<a href="{}">{}</a>', reverse("admin:runs_run_change", args=[row.run_id]),
+                           short_id(row.run_id))
+
+    @admin.display(description="failed", ordering="failed_at")
+    def failed(self, row: PipelineFailure) -> str:
+        return moment(row.failed_at)
+
+    @admin.display(description="next replay", ordering="next_retry_at")
+    def next_retry(self, row: PipelineFailure) -> str:
+        return moment(row.next_retry_at)
 
     @admin.display(description="block uid")
     def block_uid(self, row: PipelineFailure) -> str:
-        return getattr(row, "block_uid", None) or "-"
+        return nowrap(getattr(row, "block_uid", None) or "-")
+
+    @admin.display(description="error (http)", ordering="error_code")
+    def error(self, row: PipelineFailure) -> str:
+        status = f" ({row.http_status})" if row.http_status else ""
+        return nowrap(f"{row.error_code}{status}")
+
+    @admin.display(description="attempts", ordering="attempt_count")
+    def attempts(self, row: PipelineFailure) -> int:
+        return row.attempt_count
+
+    @admin.display(description="replays", ordering="replay_count")
+    def replays(self, row: PipelineFailure) -> int:
+        return row.replay_count
 
     @admin.display(description="run")
     def run_link(self, row: PipelineFailure) -> str:

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
 
@@ -11,6 +13,36 @@ class EventCode(models.TextChoices):
     MODEL_PARSE_ERROR = "MODEL_PARSE_ERROR"
     DB_WRITE_FAILED = "DB_WRITE_FAILED"
     PIPELINE_RETRY = "PIPELINE_RETRY"
+
+
+class FailureState(models.TextChoices):
+    """One vocabulary for a dead-letter row everywhere (the API's `state`, the admin's filter and
+    column, a run's page, the command line). "Unresolved" means scheduled or parked."""
+
+    SCHEDULED = "scheduled", "Scheduled (replayed at next_retry_at)"
+    PARKED = "parked", "Parked (replayed only by hand)"
+    RESOLVED = "resolved", "Resolved"
+
+
+UNRESOLVED = "unresolved"
+
+
+def failure_state(row: Any) -> str:
+    """The state of a row (anything with resolved_at and next_retry_at, a model or a values() dict)."""
+    get = row.get if isinstance(row, dict) else lambda name: getattr(row, name)
+    if get("resolved_at") is not None:
+        return FailureState.RESOLVED
+    return FailureState.PARKED if get("next_retry_at") is None else FailureState.SCHEDULED
+
+
+def state_filter(state: str) -> Q:
+    """Rows in a state of the vocabulary, or `unresolved` (scheduled or parked)."""
+    return {
+        FailureState.SCHEDULED: Q(resolved_at__isnull=True, next_retry_at__isnull=False),
+        FailureState.PARKED: Q(resolved_at__isnull=True, next_retry_at__isnull=True),
+        FailureState.RESOLVED: Q(resolved_at__isnull=False),
+        UNRESOLVED: Q(resolved_at__isnull=True),
+    }[state]
 
 
 class PipelineFailure(models.Model):
@@ -32,7 +64,8 @@ class PipelineFailure(models.Model):
     payload_snapshot = models.JSONField(default=dict, blank=True)
     context = models.JSONField(default=dict, blank=True)
     failed_at = models.DateTimeField(auto_now_add=True)
-    # None on an unresolved row: parked, replayed only by hand.
+    # When the replay is due (state "scheduled"); None on an unresolved row means "parked": replayed
+    # only by hand.
     next_retry_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution_note = models.TextField(blank=True, default="")

@@ -4,18 +4,20 @@ failure belongs to its run's owner, and staff see every one."""
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, QuerySet
 
-from apps.failures.models import PipelineFailure
+from apps.failures.models import UNRESOLVED, FailureState, PipelineFailure, state_filter
 
 
 def failures_visible_to(*, user: Any) -> QuerySet[PipelineFailure]:
+    """A user's failures (staff: all). `user=None` is the operator at the command line: every row."""
     rows = PipelineFailure.objects.annotate(block_uid=F("block__uid"))
-    return rows if user.is_staff else rows.filter(run__owner_id=user.pk)
+    return rows if user is None or user.is_staff else rows.filter(run__owner_id=user.pk)
 
 
 def failures_list(*, user: Any, run: Any = None, error_code: str | None = None,
-                  resolved: bool | None = None, failing_function: str | None = None,
+                  resolved: bool | None = None, state: str | None = None,
+                  failing_function: str | None = None,
                   failed_after: datetime | None = None, failed_before: datetime | None = None
                   ) -> QuerySet[PipelineFailure]:
     rows = failures_visible_to(user=user)
@@ -25,6 +27,8 @@ def failures_list(*, user: Any, run: Any = None, error_code: str | None = None,
         rows = rows.filter(error_code=error_code)
     if resolved is not None:
         rows = rows.filter(resolved_at__isnull=not resolved)
+    if state:
+        rows = rows.filter(state_filter(state))
     if failing_function:
         rows = rows.filter(failing_function=failing_function)
     if failed_after is not None:
@@ -34,8 +38,8 @@ def failures_list(*, user: Any, run: Any = None, error_code: str | None = None,
     return rows.order_by("-failed_at", "-pk")
 
 
-def failures_open_counts() -> dict[str, int]:
+def failures_unresolved_counts() -> dict[str, int]:
     """Unresolved rows, and how many of them are parked (replayed only by hand)."""
-    return PipelineFailure.objects.filter(resolved_at__isnull=True).aggregate(
-        unresolved=Count("pk"), parked=Count("pk", filter=Q(next_retry_at__isnull=True))
+    return PipelineFailure.objects.filter(state_filter(UNRESOLVED)).aggregate(
+        unresolved=Count("pk"), parked=Count("pk", filter=state_filter(FailureState.PARKED))
     )

@@ -1,8 +1,9 @@
 """The API's shapes for the dead-letter table."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.failures.models import PipelineFailure
+from apps.failures.models import UNRESOLVED, FailureState, PipelineFailure, failure_state
 
 MAX_BULK_IDS = 1000
 MAX_ID = 2**63 - 1
@@ -12,7 +13,8 @@ class FailureOutputSerializer(serializers.ModelSerializer):
     block_uid = serializers.CharField(read_only=True, allow_null=True,
                                       help_text="The uid of the failed block within its run.")
     state = serializers.SerializerMethodField(
-        help_text="open: replayed when next_retry_at comes; parked: replayed only by hand; resolved."
+        help_text="scheduled: replayed when next_retry_at comes; parked: replayed only by hand; "
+                  "resolved: closed. Unresolved means scheduled or parked."
     )
 
     class Meta:
@@ -26,10 +28,9 @@ class FailureOutputSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    @extend_schema_field(serializers.ChoiceField(choices=FailureState.choices))
     def get_state(self, obj: PipelineFailure) -> str:
-        if obj.resolved_at is not None:
-            return "resolved"
-        return "parked" if obj.next_retry_at is None else "open"
+        return failure_state(obj)
 
 
 class FailureFilterSerializer(serializers.Serializer):
@@ -44,6 +45,10 @@ class FailureFilterSerializer(serializers.Serializer):
 
 class FailureListFilterSerializer(FailureFilterSerializer):
     resolved = serializers.BooleanField(required=False, allow_null=True, default=None)
+    state = serializers.ChoiceField(
+        choices=[*FailureState.choices, (UNRESOLVED, "Scheduled or parked")], required=False,
+        help_text="Only failures in this state; `unresolved` is scheduled or parked.",
+    )
 
 
 class FailureBulkReplayInputSerializer(FailureFilterSerializer):

@@ -1,4 +1,5 @@
-"""The one registry of models: ids, prices, cache minimums and retirement dates, loaded from data.
+"""The one registry of models: ids, prices, cache minimums, output limits and retirement dates, loaded
+from data.
 
 Every code path (submission, validation, pricing, the demo) asks this module; nothing else hard-codes a
 model id or a price. Operators update prices by pointing CONVEYOR_MODEL_CATALOG at their own file.
@@ -26,6 +27,9 @@ class ModelInfo:
     cache_read: Decimal
     output: Decimal
     min_cache_tokens: int
+    # The largest `max_tokens` the API accepts for this model (the documented "max output"); None in an
+    # operator's catalog that does not say, in which case only the provider checks it.
+    max_output_tokens: int | None = None
     retires_at: date | None = None
     # The pool of rate limits this model draws from; versions of one class share it ("opus-4").
     limit_group: str = ""
@@ -55,6 +59,7 @@ def _parse(raw: dict) -> Catalog:
             cache_read=Decimal(entry["cache_read"]),
             output=Decimal(entry["output"]),
             min_cache_tokens=int(entry["min_cache_tokens"]),
+            max_output_tokens=int(entry["max_output_tokens"]) if entry.get("max_output_tokens") else None,
             retires_at=date.fromisoformat(entry["retires_at"]) if entry.get("retires_at") else None,
             limit_group=entry.get("limit_group", ""),
         )

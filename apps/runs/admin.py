@@ -1,28 +1,47 @@
 """The operator's console for runs and blocks.
 
 Everything here is read-only: outputs, counters and usage are written by the engine alone. Operations
-(cancel, reseed) are actions that call the same services as the API. Pages stay cheap on big tables:
-no full result counts, no block inputs or outputs on list pages, filters whose choices come from
-small tables.
+(cancel, resume, raise the budget, reseed) are actions, and buttons on a run's page, that call the
+same services as the API. Pages stay cheap on big tables: no full result counts, no block inputs or
+outputs on list pages, filters whose choices come from small tables. List columns fit a 1,400 px
+screen: ids are shortened (the full id in the tooltip), long messages cut (the whole in the tooltip).
+A run's page reloads itself every few seconds while the run is active.
 """
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from apps.failures.models import PipelineFailure
-from apps.runs.models import Attempt, Block, BlockStatus, Run, RunPass
-from apps.runs.selectors import run_block_status_counts
-from apps.runs.services.lifecycle import RunStateError, run_cancel
+from apps.core.errors import InvalidInput, StateConflict
+from apps.core.formatting import format_usd
+from apps.failures.models import PipelineFailure, failure_state
+from apps.runs.models import Attempt, Block, BlockStatus, PausedCause, Run, RunPass, RunStatus
+from apps.runs.selectors import run_block_status_counts, run_waiting_reason
+from apps.runs.services.lifecycle import run_cancel, run_resume, run_set_budget
 from apps.runs.services.reseed import run_reseed
-from apps.runs.services.submission import SubmissionError
 
 RECENT_FAILURES = 10
+REFRESH_SECONDS = 5
+# A run's page reloads itself while the run can still change by itself.
+RUN_REFRESHING = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELING)
+BUDGET_TEMPLATE = "admin/runs/run/budget.html"
+MESSAGE_CHARS = 80
+# The paused cause in a list column; the run's page says it in full, with the reason.
+PAUSED_SHORT = {PausedCause.KEY_REJECTED: "key rejected", PausedCause.KEY_BLOCKED: "key blocked",
+                PausedCause.KEY_DELETED: "key deleted", PausedCause.KEY_UNSAFE: "key unsafe",
+                PausedCause.BUDGET: "budget spent"}
 BAR_COLOURS = (("completed_blocks", "#5cb85c"), ("failed_blocks", "#d9534f"),
                ("canceled_blocks", "#999"))
 STATUS_COLOURS = {"succeeded": "#5cb85c", "failed": "#d9534f", "canceled": "#999",
@@ -30,17 +49,60 @@ STATUS_COLOURS = {"succeeded": "#5cb85c", "failed": "#d9534f", "canceled": "#999
 
 
 def render_progress_bar(run: Run) -> str:
-    """A stacked bar (succeeded, failed, canceled) over the run's total, and the ended percentage."""
+    """A stacked bar (succeeded, failed, canceled) over the run's total. The figure beside it counts
+    the blocks that were worked (succeeded or failed), so a run canceled after 16 of 100 reads 16%,
+    "84 canceled", not 100%."""
     total = run.total_blocks or 1
     segments = format_html_join(
         "", '<span style="display:inline-block;height:100%;width:{}%;background:{}"></span>',
         ((f"{100 * getattr(run, field) / total:.2f}", colour) for field, colour in BAR_COLOURS),
     )
+    worked = run.completed_blocks + run.failed_blocks
+    extra = "".join(f", {n} {word}" for n, word in ((run.failed_blocks, "failed"),
+                                                    (run.canceled_blocks, "canceled")) if n)
     return format_html(
-        '<span title="{} of {} blocks ended" style="display:inline-block;vertical-align:middle;'
-        'width:8em;height:0.8em;background:#e5e5e5;border-radius:2px;overflow:hidden;'
-        'white-space:nowrap;line-height:0">{}</span> {}%',
-        run.terminal_blocks, run.total_blocks, segments, round(run.progress * 100),
+        '<span style="white-space:nowrap"><span title="{} of {} blocks worked, {} canceled" '
+        'style="display:inline-block;vertical-align:middle;width:5em;height:0.8em;background:#e5e5e5;'
+        'border-radius:2px;overflow:hidden;white-space:nowrap;line-height:0">{}</span> {}% · {}/{}{}</span>',
+        worked, run.total_blocks, run.canceled_blocks, segments, int(100 * worked / total), worked,
+        run.total_blocks, extra,
+    )
+
+
+def short_id(value: Any) -> str:
+    """The first 8 characters of an id, unwrapped, the whole id in the tooltip."""
+    text = str(value)
+    return format_html('<code style="white-space:nowrap" title="{}">{}</code>', text, text[:8])
+
+
+def cut(text: str, length: int = MESSAGE_CHARS) -> str:
+    """A long message on one line of a list, the whole of it in the tooltip."""
+    flat = " ".join((text or "").split())
+    if not flat:
+        return "-"
+    shown = flat if len(flat) <= length else f"{flat[:length - 1]}…"
+    return format_html('<span title="{}" style="display:inline-block;min-width:15em">{}</span>', flat, shown)
+
+
+def nowrap(text: str) -> str:
+    return format_html('<span style="white-space:nowrap">{}</span>', text)
+
+
+def moment(value: Any) -> str:
+    """A moment in a list: short (Dec 01 22:18), the whole of it in the tooltip."""
+    if value is None:
+        return "-"
+    local = timezone.localtime(value)
+    return format_html('<span style="white-space:nowrap" title="{}">{}</span>',
+                       local.strftime("%Y-%m-%d %H:%M:%S %Z"), local.strftime("%b %d %H:%M"))
+
+
+class BudgetForm(forms.Form):
+    max_cost_usd = forms.DecimalField(
+        label="New budget (USD)", required=False, max_digits=12, decimal_places=4,
+        min_value=Decimal("0.0001"),
+        help_text="Empty removes the budget. A run paused because its budget was spent resumes if the "
+                  "new budget is above what it has spent.",
     )
 
 
@@ -79,42 +141,99 @@ class RunPassInline(admin.TabularInline):
         return False
 
 
+class PausedCauseFilter(admin.SimpleListFilter):
+    title = "paused because"
+    parameter_name = "paused_cause"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(PAUSED_SHORT.items())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Run]) -> QuerySet[Run]:
+        return queryset.filter(paused_cause=self.value()) if self.value() else queryset
+
+
 @admin.register(Run)
 class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
-    list_display = ["__str__", "owner", "status", "progress_bar", "counts", "cost", "model", "current_pass",
-                    "created_at"]
-    list_filter = ["status", "model", ("created_at", admin.DateFieldListFilter)]
+    list_display = ["run", "owner", "status_display", "progress_bar", "cost", "created"]
+    list_filter = ["status", PausedCauseFilter, "model", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["name", "owner__username"]
     list_select_related = ["owner"]
     date_hierarchy = "created_at"
     show_full_result_count = False
-    actions = ["cancel_runs", "reseed_failed", "reseed_all"]
+    actions = ["cancel_runs", "resume_runs", "set_budget", "reseed_failed", "reseed_all"]
     inlines = [RunPassInline]
     fieldsets = [
-        (None, {"fields": ["id", "name", "owner", "key", "status", "paused_reason", "progress_bar",
+        (None, {"fields": ["id", "name", "owner", "key", "status", "waiting", "progress_bar",
                            "block_breakdown", "current_pass"]}),
         ("Recent failures", {"fields": ["recent_failures"]}),
         ("Model and prompt", {"fields": ["model", "system_prompt", "prompt_template", "prompt_version",
                                          "pipeline_version", "max_tokens", "temperature"]}),
-        ("Engine", {"fields": ["max_attempts", "parallelism", "options", "idempotency_key"]}),
-        ("Usage", {"fields": ["input_tokens", "output_tokens", "cache_creation_input_tokens",
-                              "cache_read_input_tokens", "cost_usd"]}),
+        ("Engine", {"fields": ["max_attempts", "parallelism", "budget", "options", "idempotency_key"]}),
+        ("Usage", {"fields": ["cost", "input_tokens", "output_tokens", "cache_creation_input_tokens",
+                              "cache_read_input_tokens"]}),
         ("Timings", {"fields": ["created_at", "started_at", "finished_at"]}),
     ]
-    readonly_fields = ["progress_bar", "block_breakdown", "recent_failures"]
+    readonly_fields = ["waiting", "progress_bar", "block_breakdown", "recent_failures", "budget", "cost"]
+    change_form_template = "admin/runs/run/change_form.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/resume/", wrap(self.resume_view), name="runs_run_resume"),
+            path("<path:object_id>/budget/", wrap(self.budget_view), name="runs_run_budget"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict | None = None) -> HttpResponse:
+        run = self.get_object(request, unquote(object_id))
+        context = {
+            **(extra_context or {}),
+            "can_operate": self.has_operate_permission(request),
+            "is_paused": run is not None and run.status == RunStatus.PAUSED,
+            "refresh_seconds": REFRESH_SECONDS if run is not None and run.status in RUN_REFRESHING else None,
+        }
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    # --- columns ----------------------------------------------------------------------------------
+
+    @admin.display(description="run", ordering="created_at")
+    def run(self, run: Run) -> str:
+        """Name and short id, and below them the model (and the pass, after a reseed): one column."""
+        name = run.name if len(run.name) <= 28 else f"{run.name[:27]}…"
+        below = run.model + (f" · pass {run.current_pass}" if run.current_pass > 1 else "")
+        return format_html('<span style="white-space:nowrap" title="{}">{} {}</span><br>'
+                           '<small style="color:var(--body-quiet-color);white-space:nowrap">{}</small>',
+                           run.name, name, short_id(run.pk), below)
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, run: Run) -> str:
+        if run.status != RunStatus.PAUSED:
+            return run.status
+        cause = PAUSED_SHORT.get(run.paused_cause, "")
+        return format_html('<span style="white-space:nowrap" title="{}"><strong>paused</strong>: {}</span>',
+                           run.paused_reason, cause or "see its page")
+
+    @admin.display(description="why it is not moving")
+    def waiting(self, run: Run) -> str:
+        return run_waiting_reason(run) or "-"
 
     @admin.display(description="progress")
     def progress_bar(self, run: Run) -> str:
         return render_progress_bar(run)
 
-    @admin.display(description="succeeded / failed / canceled / total")
-    def counts(self, run: Run) -> str:
-        return (f"{run.completed_blocks} / {run.failed_blocks} / {run.canceled_blocks} / "
-                f"{run.total_blocks}")
-
     @admin.display(description="cost", ordering="cost_usd")
     def cost(self, run: Run) -> str:
-        return f"${run.cost_usd:.4f}"
+        return format_usd(run.cost_usd)
+
+    @admin.display(description="budget")
+    def budget(self, run: Run) -> str:
+        value = (run.options or {}).get("max_cost_usd")
+        return format_usd(value) if value is not None else "none"
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, run: Run) -> str:
+        return moment(run.created_at)
 
     @admin.display(description="blocks by state")
     def block_breakdown(self, run: Run) -> str:
@@ -131,7 +250,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         rows = list(
             PipelineFailure.objects.filter(run_id=run.pk)
             .values("pk", "block__uid", "error_code", "error_message", "failed_at", "resolved_at",
-                    "replay_count")
+                    "next_retry_at", "replay_count")
             .order_by("-failed_at")[:RECENT_FAILURES]
         )
         if not rows:
@@ -142,7 +261,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
                 '<td>{}</td></tr>',
             ((reverse("admin:failures_pipelinefailure_change", args=[r["pk"]]), r["pk"],
               r["block__uid"] or "-", r["error_code"], r["error_message"][:200], r["replay_count"],
-              "resolved" if r["resolved_at"] else "open") for r in rows),
+              failure_state(r)) for r in rows),
         )
         return format_html(
             '<table><thead><tr><th>failure</th><th>block</th><th>code</th><th>message</th>'
@@ -151,13 +270,15 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
             lines, url, run.pk,
         )
 
+    # --- operations -------------------------------------------------------------------------------
+
     def _each(self, request: HttpRequest, queryset: QuerySet[Run], verb: str,
               operation: Callable[[Any], Any]) -> None:
         done = 0
         for run_id in queryset.values_list("pk", flat=True):
             try:
                 operation(run_id)
-            except (RunStateError, SubmissionError) as exc:
+            except (StateConflict, InvalidInput) as exc:
                 self.message_user(request, f"Run {run_id} not {verb}: {exc}", messages.WARNING)
             else:
                 done += 1
@@ -168,6 +289,20 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
         self._each(request, queryset, "canceled", lambda run_id: run_cancel(run_id=run_id))
 
+    @admin.action(description="Resume selected paused runs", permissions=["operate"])
+    def resume_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        self._each(request, queryset, "resumed", lambda run_id: run_resume(run_id=run_id))
+
+    @admin.action(description="Set the budget of selected runs…", permissions=["operate"])
+    def set_budget(self, request: HttpRequest, queryset: QuerySet[Run]) -> TemplateResponse | None:
+        form = BudgetForm(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            budget = form.cleaned_data["max_cost_usd"]
+            self._each(request, queryset, "given the new budget",
+                       lambda run_id: run_set_budget(run_id=run_id, max_cost_usd=budget))
+            return None
+        return self._budget_page(request, form, queryset, action="set_budget")
+
     @admin.action(description="Reseed the failed blocks of selected runs (new pass)",
                   permissions=["operate"])
     def reseed_failed(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
@@ -177,6 +312,50 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
     @admin.action(description="Reseed all blocks of selected runs (new pass)", permissions=["operate"])
     def reseed_all(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
         self._each(request, queryset, "reseeded", lambda run_id: run_reseed(run_id=run_id, scope="all"))
+
+    def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        run = self._operable(request, object_id)
+        self._each(request, self.get_queryset(request).filter(pk=run.pk), "resumed",
+                   lambda run_id: run_resume(run_id=run_id))
+        return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
+
+    def budget_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        run = self._operable(request, object_id)
+        runs = self.get_queryset(request).filter(pk=run.pk)
+        current = (run.options or {}).get("max_cost_usd")
+        form = BudgetForm(request.POST if request.method == "POST" else None,
+                          initial={"max_cost_usd": current})
+        if form.is_bound and form.is_valid():
+            budget = form.cleaned_data["max_cost_usd"]
+            self._each(request, runs, "given the new budget",
+                       lambda run_id: run_set_budget(run_id=run_id, max_cost_usd=budget))
+            return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
+        return self._budget_page(request, form, runs)
+
+    def _operable(self, request: HttpRequest, object_id: str) -> Run:
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        run = self.get_object(request, unquote(object_id))
+        if run is None:
+            raise Http404("no such run")
+        return run
+
+    def _budget_page(self, request: HttpRequest, form: BudgetForm, queryset: QuerySet[Run],
+                     action: str = "") -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Set the budget",
+            "opts": self.opts,
+            "form": form,
+            "rows": [(run, format_usd(run.cost_usd), self.budget(run)) for run in queryset[:200]],
+            "count": queryset.count(),
+            "action": action,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "selected_ids": [str(pk) for pk in queryset.values_list("pk", flat=True)],
+        }
+        return TemplateResponse(request, BUDGET_TEMPLATE, context)
 
 
 class AttemptInline(admin.TabularInline):
@@ -228,8 +407,8 @@ class PromptVersionFilter(admin.SimpleListFilter):
 
 @admin.register(Block)
 class BlockAdmin(OperatorActionsMixin, admin.ModelAdmin):
-    list_display = ["uid", "run_link", "block_index", "status", "attempts", "error_code",
-                    "prompt_version", "pass_number", "cost_usd", "finished_at"]
+    list_display = ["uid_column", "run_link", "index", "status", "attempts", "error_code", "error",
+                    "pass_column", "cost", "finished"]
     list_filter = ["status", ErrorCodeFilter, PromptVersionFilter]
     list_select_related = ["run"]
     raw_id_fields = ["run"]
@@ -240,10 +419,34 @@ class BlockAdmin(OperatorActionsMixin, admin.ModelAdmin):
         blocks = super().get_queryset(request)
         if request.resolver_match and request.resolver_match.url_name == "runs_block_changelist":
             # List pages never need the (possibly long) texts.
-            blocks = blocks.defer("input", "output")
+            blocks = blocks.defer("input", "output", "run__system_prompt", "run__prompt_template")
         return blocks
 
     @admin.display(description="run", ordering="run")
     def run_link(self, block: Block) -> str:
         return format_html('<a href="{}">{}</a>', reverse("admin:runs_run_change", args=[block.run_id]),
-                           block.run)
+                           short_id(block.run_id))
+
+    @admin.display(description="uid", ordering="uid")
+    def uid_column(self, block: Block) -> str:
+        return nowrap(block.uid)
+
+    @admin.display(description="#", ordering="block_index")
+    def index(self, block: Block) -> int:
+        return block.block_index
+
+    @admin.display(description="pass", ordering="pass_number")
+    def pass_column(self, block: Block) -> int:
+        return block.pass_number
+
+    @admin.display(description="error message")
+    def error(self, block: Block) -> str:
+        return cut(block.error_message)
+
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost(self, block: Block) -> str:
+        return format_usd(block.cost_usd)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, block: Block) -> str:
+        return moment(block.finished_at)

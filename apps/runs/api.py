@@ -28,7 +28,6 @@ from apps.runs.selectors import (
     block_get,
     run_block_status_counts,
     run_blocks,
-    run_for_idempotency_key,
     run_get_visible,
     run_results,
     runs_list,
@@ -39,6 +38,7 @@ from apps.runs.serializers import (
     BlockSerializer,
     ReseedInputSerializer,
     ResultLineSerializer,
+    RunBudgetInputSerializer,
     RunCreateInputSerializer,
     RunDetailSerializer,
     RunFilterSerializer,
@@ -53,10 +53,25 @@ from apps.runs.services import (
     run_cancel,
     run_create_idempotent,
     run_resume,
+    run_set_budget,
 )
 from apps.runs.services.reseed import run_reseed
-from apps.runs.uploads import CountedBlocks, LineReader, TooManyBlocks, inline_blocks
-from config.api.errors import InputError, PayloadTooLarge, error_responses, validated_input
+from apps.runs.services.submission import run_for_repeated_request
+from apps.runs.uploads import (
+    CountedBlocks,
+    LineReader,
+    TooManyBlocks,
+    inline_blocks,
+    json_fingerprint,
+    upload_fingerprint,
+)
+from config.api.errors import (
+    ErrorSerializer,
+    InputError,
+    PayloadTooLarge,
+    error_responses,
+    validated_input,
+)
 from config.api.pagination import IndexCursorPagination, PagePagination
 from config.api.parsers import JSONParser
 from config.api.renderers import NDJSONRenderer
@@ -72,8 +87,9 @@ UID = OpenApiParameter("uid", OpenApiTypes.STR, OpenApiParameter.PATH, descripti
 IDEMPOTENCY_KEY = OpenApiParameter(
     IDEMPOTENCY_HEADER, {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}, OpenApiParameter.HEADER,
     required=False,
-    description="1 to 200 visible ASCII characters. A create retried with the same key returns the "
-                "first run (200) instead of creating another (201).",
+    description="1 to 200 visible ASCII characters. A create retried with the same key and the same "
+                "body returns the first run (200) instead of creating another (201); the same key with "
+                "a different body is a 422 `idempotency_key_reused`.",
 )
 
 
@@ -136,18 +152,25 @@ class RunListCreateApi(GenericAPIView):
         responses={
             201: RunDetailSerializer,
             200: OpenApiResponse(RunDetailSerializer,
-                                 description="An earlier create with this Idempotency-Key."),
+                                 description="An earlier create with this Idempotency-Key and body."),
+            409: OpenApiResponse(ErrorSerializer,
+                                 description="`key_invalid`: the key's last validation failed."),
+            422: OpenApiResponse(ErrorSerializer, description="`idempotency_key_reused`: the "
+                                 "Idempotency-Key was used with a different body."),
             **error_responses(400, 401, 413, 415, 429),
         },
     )
     def post(self, request: Request) -> Response:
         idempotency_key = self._idempotency_key(request)
-        if idempotency_key:
-            existing = run_for_idempotency_key(owner=request.user, idempotency_key=idempotency_key)
-            if existing is not None:
-                return run_response(existing)
         upload = request.content_type.split(";")[0].strip().lower() == "multipart/form-data"
         self._check_length(request, upload=upload)
+        fingerprint = ""
+        if idempotency_key:
+            fingerprint = upload_fingerprint(request.data) if upload else json_fingerprint(request.data)
+            existing = run_for_repeated_request(owner=request.user, idempotency_key=idempotency_key,
+                                                request_fingerprint=fingerprint)
+            if existing is not None:
+                return run_response(existing)
         data, blocks = self._upload(request) if upload else self._inline(request)
         key = key_get_for_user(user=request.user, key_id=data.pop("key"))
         if key is None:
@@ -155,7 +178,8 @@ class RunListCreateApi(GenericAPIView):
         counted = CountedBlocks(blocks, limit=settings.MAX_UPLOAD_BLOCKS)
         try:
             run = run_create_idempotent(owner=request.user, key=key, blocks=counted,
-                                        idempotency_key=idempotency_key, **data)
+                                        idempotency_key=idempotency_key, request_fingerprint=fingerprint,
+                                        **data)
         except TooManyBlocks as exc:
             raise PayloadTooLarge(str(exc)) from None
         except SubmissionError as exc:
@@ -237,6 +261,25 @@ class RunResumeApi(APIView):
                    responses={200: RunDetailSerializer, **error_responses(401, 404, 409, 429)})
     def post(self, request: Request, run_id: str) -> Response:
         return run_response(run_resume(run_id=visible_run(request, run_id).pk))
+
+
+@extend_schema(parameters=[RUN_ID], tags=["runs"])
+class RunBudgetApi(APIView):
+    throttle_scope = WRITES
+
+    @extend_schema(
+        operation_id="runs_budget",
+        description=(
+            "Set the run's budget (`options.max_cost_usd`), or remove it with null. A run paused because "
+            "its budget was spent resumes at once if the new budget is above what it has spent."
+        ),
+        request=RunBudgetInputSerializer,
+        responses={200: RunDetailSerializer, **error_responses(400, 401, 404, 429)},
+    )
+    def post(self, request: Request, run_id: str) -> Response:
+        run = visible_run(request, run_id)
+        data = validated_input(RunBudgetInputSerializer, request.data)
+        return run_response(run_set_budget(run_id=run.pk, max_cost_usd=data["max_cost_usd"]))
 
 
 @extend_schema(parameters=[RUN_ID], tags=["runs"])

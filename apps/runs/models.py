@@ -72,6 +72,10 @@ class Run(Usage, Reserved):
     current_pass = models.PositiveIntegerField(default=1)
     # NULL, not "", when absent: the unique constraint must ignore runs created without one.
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    # sha256 of the create request that made the run (its settings and every block, or the uploaded
+    # file and the form fields): the same Idempotency-Key with another body is refused, not answered
+    # with this run. Empty for runs created without a request to compare (the command line).
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -1,43 +1,124 @@
-"""Following a run from the command line: a progress bar until it ends, then a summary."""
+"""Following a run from the command line: a progress bar until it settles, then a summary.
 
+One implementation for `manage.py submit --follow`, `manage.py runs follow` and the demo. Log lines and
+warnings printed while the bar is on screen go through tqdm (above the bar, not through it); Ctrl-C
+detaches, saying that the run goes on and how to follow it again.
+"""
+
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TextIO
 
+from django.db.models import Count
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-from apps.runs.models import Run
+from apps.core.formatting import format_usd
+from apps.runs.models import Block, BlockStatus, Run
+from apps.runs.selectors import run_call_counts, run_waiting_reason
 from apps.runs.transitions import RUN_SETTLED
+
+# How the commands are spelled everywhere a hint names one (the README's spelling).
+MANAGE = "uv run python manage.py"
+TOP_ERROR_CODES = 3
+
+
+@dataclass(frozen=True)
+class Followed:
+    run: Run
+    # True when the person pressed Ctrl-C: the run was left as it was, not waited for.
+    detached: bool = False
+
+
+def follow_command(run_id: Any) -> str:
+    return f"{MANAGE} runs follow {run_id}"
+
+
+def export_command(run_id: Any) -> str:
+    return f"{MANAGE} export {run_id} > results.jsonl"
+
+
+@contextmanager
+def _output_above_the_bar() -> Iterator[None]:
+    """Log records (and warnings, as log records) are written with tqdm.write while the bar shows."""
+    logging.captureWarnings(True)
+    try:
+        with logging_redirect_tqdm():
+            yield
+    finally:
+        logging.captureWarnings(False)
+
+
+def _postfix(run: Run) -> str:
+    text = f"{run.status}, {run.failed_blocks} failed, {format_usd(run.cost_usd)}"
+    reason = run_waiting_reason(run)
+    return f"{text} | {reason}" if reason else text
 
 
 def follow_run(run_id: Any, *, out: TextIO, poll_seconds: float = 0.5,
-               stop_when: tuple[str, ...] = RUN_SETTLED) -> Run:
+               stop_when: tuple[str, ...] = RUN_SETTLED, detach_line: str | None = None) -> Followed:
+    """Show the run's progress on `out` until its status is one of `stop_when`.
+
+    Ctrl-C leaves the run alone and returns with `detached` set, after writing `detach_line` (by
+    default: the run goes on, and the command that follows it again)."""
     run = Run.objects.get(pk=run_id)
-    with tqdm(total=run.total_blocks, unit="block", file=out, dynamic_ncols=True) as bar:
-        while True:
-            run.refresh_from_db()
-            bar.n = run.terminal_blocks
-            bar.set_postfix(status=run.status, failed=run.failed_blocks, cost=f"${run.cost_usd:.4f}")
-            bar.refresh()
-            if run.status in stop_when:
-                return run
-            time.sleep(poll_seconds)
+    with _output_above_the_bar(), tqdm(total=run.total_blocks, unit="block", file=out,
+                                       dynamic_ncols=True) as bar:
+        try:
+            while True:
+                run.refresh_from_db()
+                bar.total = run.total_blocks
+                bar.n = run.terminal_blocks
+                bar.set_postfix_str(_postfix(run), refresh=False)
+                bar.refresh()
+                if run.status in stop_when:
+                    return Followed(run)
+                time.sleep(poll_seconds)
+        except KeyboardInterrupt:
+            bar.close()
+            line = detach_line or (f"Detached: run {run.pk} goes on without you. "
+                                   f"Follow it again with: {follow_command(run.pk)}")
+            out.write(f"\n{line}\n")
+            out.flush()
+            return Followed(run, detached=True)
+
+
+def _failed_codes(run: Run) -> str:
+    rows = list(
+        Block.objects.filter(run_id=run.pk, status=BlockStatus.FAILED).values_list("error_code")
+        .annotate(n=Count("pk")).order_by("-n", "error_code")[:TOP_ERROR_CODES + 1]
+    )
+    codes = [f"{n} {code or 'unknown'}" for code, n in rows[:TOP_ERROR_CODES]]
+    if len(rows) > TOP_ERROR_CODES:
+        codes.append("...")
+    return ", ".join(codes)
 
 
 def summary(run: Run) -> str:
+    """What a run did, where its failures are and how to get its results: the last thing a follow
+    prints, and the head of `manage.py runs show`."""
     duration = (
         (run.finished_at - run.started_at).total_seconds()
         if run.finished_at and run.started_at else None
     )
+    reason = run_waiting_reason(run)
+    calls = run_call_counts(run_id=run.pk)
     lines = [
-        f"run {run.pk}: {run.status}" + (f" ({run.paused_reason})" if run.paused_reason else ""),
+        f"run {run.pk}: {run.status}" + (f" ({reason})" if reason else ""),
         f"  blocks     {run.total_blocks} total, {run.completed_blocks} succeeded, "
         f"{run.failed_blocks} failed, {run.canceled_blocks} canceled",
         f"  tokens     {run.input_tokens} in, {run.output_tokens} out, "
         f"{run.cache_creation_input_tokens} cache write, {run.cache_read_input_tokens} cache read",
-        f"  cost       ${run.cost_usd:.6f} ({run.model})",
-        f"  calls      {run.attempts.count()} provider calls "
-        f"({run.attempts.exclude(outcome='succeeded').count()} retried or failed)",
+        f"  cost       {format_usd(run.cost_usd)} ({run.model})",
+        f"  calls      {calls['calls']} provider calls ({calls['not_succeeded']} retried or failed)",
     ]
     if duration:
         lines.append(f"  time       {duration:.1f}s, {run.terminal_blocks / duration:.1f} blocks/s")
+    if run.failed_blocks:
+        lines.append(f"  failures   {_failed_codes(run)}: see {MANAGE} runs show {run.pk}, or the "
+                     "admin's Pipeline failures page")
+    lines.append(f"  results    {export_command(run.pk)}")
     return "\n".join(lines)

@@ -2,12 +2,19 @@
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Min, Prefetch, Q, QuerySet, Sum
+from django.utils import timezone
 
-from apps.runs.models import Attempt, Block, BlockStatus, Run
+from apps.core.formatting import format_moment
+from apps.lanes.selectors import lane_state
+from apps.providers.usage import TokenUsage, cost_usd
+from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, PausedCause, Run
+from apps.runs.transitions import RUN_ACTIVE, RunStatus
 
 RESULT_FIELDS = (
     "uid", "block_index", "status", "output", "error_code", "error_message", "attempts",
@@ -17,9 +24,10 @@ RESULT_FIELDS = (
 
 
 def runs_visible_to(*, user: Any) -> QuerySet[Run]:
-    """Staff see every run; everyone else only their own (another user's run is a 404)."""
+    """Staff see every run; everyone else only their own (another user's run is a 404). `user=None`
+    is the operator at the command line (`manage.py runs`): every run."""
     runs = Run.objects.all()
-    return runs if user.is_staff else runs.filter(owner=user)
+    return runs if user is None or user.is_staff else runs.filter(owner=user)
 
 
 def run_get_visible(*, user: Any, run_id: Any) -> Run | None:
@@ -102,3 +110,108 @@ def run_results(*, run_id: Any, chunk_size: int = 2000) -> Iterator[dict[str, An
         error = {"code": data.pop("error_code"), "message": data.pop("error_message")}
         data["error"] = error if data["status"] == "failed" else None
         yield data
+
+
+def run_call_counts(*, run_id: Any) -> dict[str, int]:
+    """Provider calls made for the run, and how many of them did not succeed. A packed call is one
+    call for several blocks (one Attempt each, sharing the call's request id); an attempt without a
+    request id (the call never got an answer) is a call of its own."""
+    attempts = Attempt.objects.filter(run_id=run_id)
+    answered = Count("request_id", distinct=True, filter=~Q(request_id=""))
+    unanswered = Count("pk", filter=Q(request_id=""))
+    failed = ~Q(outcome=AttemptOutcome.SUCCEEDED)
+    counts = attempts.aggregate(
+        answered=answered, unanswered=unanswered,
+        failed_answered=Count("request_id", distinct=True, filter=failed & ~Q(request_id="")),
+        failed_unanswered=Count("pk", filter=failed & Q(request_id="")),
+    )
+    return {"calls": counts["answered"] + counts["unanswered"],
+            "not_succeeded": counts["failed_answered"] + counts["failed_unanswered"]}
+
+
+def run_waiting_reason(run: Run) -> str | None:
+    """Why a run is not moving, in words for a person, or None if nothing holds it back: paused (the
+    cause and the reason), its key's lane throttled (429) or stopped for overload until a moment, its
+    budget waiting for calls in flight, or every open block waiting for its retry. What the progress
+    display, `manage.py runs show`, the API and the admin say."""
+    if run.status == RunStatus.PAUSED:
+        cause = PausedCause(run.paused_cause).label if run.paused_cause in PausedCause.values else ""
+        detail = "; ".join(part for part in (cause, run.paused_reason) if part)
+        return f"paused: {detail}" if detail else "paused"
+    if run.status not in RUN_ACTIVE:
+        return None
+    now = timezone.now()
+    lane = lane_state(key=run.key, model=run.model) if run.key is not None else None
+    if lane is not None and lane.throttled_until and lane.throttled_until > now:
+        return f"key throttled by the provider (429) until {format_moment(lane.throttled_until)}"
+    if lane is not None and lane.overloaded_until and lane.overloaded_until > now:
+        return f"provider overloaded (529); the key's lane waits until {format_moment(lane.overloaded_until)}"
+    blocks = Block.objects.filter(run_id=run.pk, status__in=(BlockStatus.PENDING, BlockStatus.CLAIMED))
+    state = blocks.aggregate(
+        open=Count("pk"),
+        ready=Count("pk", filter=Q(status=BlockStatus.CLAIMED) | Q(next_attempt_at__isnull=True)
+                    | Q(next_attempt_at__lte=now)),
+        next_retry=Min("next_attempt_at"),
+    )
+    if state["open"] and not state["ready"] and state["next_retry"] is not None:
+        return f"waiting for retries until {format_moment(state['next_retry'])}"
+    return None
+
+
+@dataclass(frozen=True)
+class Savings:
+    """What caching and packing saved a run, from its recorded usage priced at the catalog's rates.
+
+    - `cost_usd`: what the run's calls cost (the sum of its attempts, as on the run).
+    - `uncached_usd`: the same calls with every cache write and cache read billed as plain input.
+    - `unpacked_uncached_usd`: that, with each block of a packed call in a call of its own carrying
+      the call's cached prefix (its cache write + read tokens: the system prompt and instructions).
+
+    Packing is measured on the cached prefix, the only part of a call whose size the usage records
+    apart, so `packing_measured` is False for a run that cached nothing (its packing saving then
+    reads as zero, not as unknown-but-large). For a pack that was split after failing, the prefix of
+    the failed call is carried into its halves, which makes the unpacked figure slightly generous."""
+
+    cost_usd: Decimal
+    uncached_usd: Decimal
+    unpacked_uncached_usd: Decimal
+    packing_measured: bool
+
+    @property
+    def caching_saved_usd(self) -> Decimal:
+        return self.uncached_usd - self.cost_usd
+
+    @property
+    def packing_saved_usd(self) -> Decimal:
+        return self.unpacked_uncached_usd - self.uncached_usd
+
+    @property
+    def saved_usd(self) -> Decimal:
+        return self.unpacked_uncached_usd - self.cost_usd
+
+
+def run_savings(run: Run) -> Savings:
+    """Savings computed from the run's Attempt rows (one per block per call; a packed call's blocks
+    share its request id) and the catalog's prices, never estimated from the prompts."""
+    calls = (
+        Attempt.objects.filter(run_id=run.pk).values("model", "request_id")
+        .annotate(blocks=Count("pk"), input=Sum("input_tokens"), output=Sum("output_tokens"),
+                  written=Sum("cache_creation_input_tokens"), read=Sum("cache_read_input_tokens"),
+                  cost=Sum("cost_usd"))
+        .order_by()
+    )
+    cost = uncached = unpacked = Decimal(0)
+    prefix_seen = False
+    for call in calls:
+        prefix = call["written"] + call["read"]
+        prefix_seen = prefix_seen or prefix > 0
+        plain_input = call["input"] + prefix
+        # Attempts without a request id never got an answer (and carry no usage): not one call.
+        copies = (call["blocks"] - 1) * prefix if call["request_id"] else 0
+        cost += call["cost"]
+        uncached += cost_usd(call["model"], TokenUsage(input_tokens=plain_input,
+                                                       output_tokens=call["output"]))
+        unpacked += cost_usd(call["model"], TokenUsage(input_tokens=plain_input + copies,
+                                                       output_tokens=call["output"]))
+    return Savings(cost_usd=cost, uncached_usd=uncached, unpacked_uncached_usd=unpacked,
+                   packing_measured=prefix_seen)

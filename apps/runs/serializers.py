@@ -12,7 +12,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.runs.models import AttemptOutcome, BlockStatus, PassScope, Run, RunStatus
+from apps.runs.models import AttemptOutcome, BlockStatus, PassScope, PausedCause, Run, RunStatus
 from apps.runs.selectors import RUN_ORDERINGS
 
 PROMPT_MAX_CHARS = 500_000
@@ -25,6 +25,28 @@ def _reject_unknown(serializer: serializers.Serializer, data: Any) -> None:
         unknown = sorted(set(data) - set(serializer.fields))
         if unknown:
             raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+
+
+class TextField(serializers.CharField):
+    """Text that must arrive as text: `5` is refused, as a JSONL line refuses it, not turned into "5"."""
+
+    default_error_messages = {"not_text": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_text")
+        return super().to_internal_value(data)
+
+
+class UidField(serializers.CharField):
+    """A uid is a string or a whole number (read as its digits), as in a JSONL line."""
+
+    default_error_messages = {"not_uid": "Must be a string or an integer."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, bool) or not isinstance(data, str | int):
+            self.fail("not_uid")
+        return super().to_internal_value(data)
 
 
 # --- input -----------------------------------------------------------------------------------------
@@ -55,9 +77,9 @@ def stored_options(validated: dict[str, Any] | None) -> dict[str, Any]:
 
 
 class BlockInputSerializer(serializers.Serializer):
-    uid = serializers.CharField(max_length=200, required=False,
-                                help_text="Unique within the run; defaults to line-N (N from 1).")
-    input = serializers.CharField(trim_whitespace=False)
+    uid = UidField(max_length=200, required=False,
+                   help_text="Unique within the run; defaults to line-N (N from 1). No control characters.")
+    input = TextField(trim_whitespace=False)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         _reject_unknown(self, data)
@@ -68,26 +90,41 @@ class RunSettingsSerializer(serializers.Serializer):
     """The fields shared by an inline create and an upload."""
 
     key = serializers.IntegerField(min_value=1, max_value=2**63 - 1,
-                                   help_text="Id of one of your provider keys.")
-    model = serializers.CharField(max_length=100)
-    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    system_prompt = serializers.CharField(max_length=PROMPT_MAX_CHARS, required=False, allow_blank=True,
-                                          default="", trim_whitespace=False)
-    prompt_template = serializers.CharField(
+                                   help_text="Id of one of your provider keys. A key whose last "
+                                             "validation failed is refused (409 key_invalid).")
+    model = TextField(max_length=100, help_text="A model id from the catalog.")
+    name = TextField(max_length=200, required=False, allow_blank=True, default="")
+    system_prompt = TextField(max_length=PROMPT_MAX_CHARS, required=False, allow_blank=True,
+                              default="", trim_whitespace=False)
+    prompt_template = TextField(
         max_length=PROMPT_MAX_CHARS, required=False, default="{input}", trim_whitespace=False,
         help_text="`{input}` is replaced by each block's input.",
     )
-    max_tokens = serializers.IntegerField(min_value=1, max_value=128_000, default=1024)
+    max_tokens = serializers.IntegerField(
+        min_value=1, max_value=128_000, default=1024,
+        help_text="At most the model's output limit from the catalog (64,000 for claude-haiku-4-5).",
+    )
     max_attempts = serializers.IntegerField(min_value=1, max_value=20, default=3)
     parallelism = serializers.IntegerField(min_value=1, max_value=1000, default=16)
     temperature = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True,
                                          default=None)
 
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # A misspelt setting (`prallelism`) must not silently fall back to its default.
+        _reject_unknown(self, data)
+        return super().to_internal_value(data)
 
-class RunCreateInputSerializer(RunSettingsSerializer):
-    """A run with its blocks inline."""
+
+class RunSettingsInputSerializer(RunSettingsSerializer):
+    """A run's settings with its options as an object: what `manage.py submit` puts its command-line
+    options through (its blocks come from a file), so that they are checked exactly as the API's."""
 
     options = RunOptionsSerializer(required=False)
+
+
+class RunCreateInputSerializer(RunSettingsInputSerializer):
+    """A run with its blocks inline."""
+
     blocks = BlockInputSerializer(many=True, allow_empty=False, min_length=1)
 
 
@@ -128,6 +165,22 @@ class ReseedInputSerializer(serializers.Serializer):
                                           trim_whitespace=False)
     prompt_template = serializers.CharField(max_length=PROMPT_MAX_CHARS, required=False,
                                             trim_whitespace=False)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        _reject_unknown(self, data)
+        return super().to_internal_value(data)
+
+
+class RunBudgetInputSerializer(serializers.Serializer):
+    max_cost_usd = serializers.DecimalField(
+        max_digits=12, decimal_places=4, min_value=Decimal("0.0001"), allow_null=True,
+        help_text="The new budget in dollars, e.g. \"1.50\"; null removes the budget. A run paused because "
+                  "its budget was spent resumes if the new budget is above what it has spent.",
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        _reject_unknown(self, data)
+        return super().to_internal_value(data)
 
 
 class RunFilterSerializer(serializers.Serializer):
@@ -184,6 +237,11 @@ class RunSerializer(serializers.Serializer):
     key = serializers.IntegerField(source="key_id", allow_null=True,
                                    help_text="The provider key's id (never its secret); null once deleted.")
     status = serializers.ChoiceField(choices=RunStatus.choices)
+    paused_cause = serializers.ChoiceField(
+        choices=[("", "not paused"), *PausedCause.choices],
+        help_text="Why a paused run is paused: key_rejected resumes by itself when the key validates "
+                  "again, budget when the budget is raised (budget/); the others by hand (resume/).",
+    )
     paused_reason = serializers.CharField()
     model = serializers.CharField()
     system_prompt = serializers.CharField()

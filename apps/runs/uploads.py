@@ -5,7 +5,9 @@ READ_SIZE, `parse_jsonl` validates one line at a time and `run_create` streams t
 PostgreSQL with one COPY. What is held at once is one line plus the set of uids seen (for
 duplicates)."""
 
-from collections.abc import Iterable, Iterator
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
 
 from apps.runs.services import BlockSpec, SubmissionError
@@ -71,3 +73,29 @@ def inline_blocks(items: Iterable[dict[str, Any]]) -> Iterator[BlockSpec]:
     so a block without a uid gets the same one it would get as line N of a file."""
     for position, item in enumerate(items, start=1):
         yield block_from_object(item, line=position)
+
+
+def json_fingerprint(data: Any) -> str:
+    """sha256 of an inline create's body (settings and every block), independent of key order and
+    spacing: what tells a retried request from another one with the same Idempotency-Key."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def upload_fingerprint(data: Mapping[str, Any]) -> str:
+    """sha256 of a multipart create: its form fields and the bytes of its files (read in chunks; the
+    file is rewound for parsing)."""
+    digest = hashlib.sha256()
+    fields: list[list[str]] = []
+    for name in sorted(data):
+        values = data.getlist(name) if hasattr(data, "getlist") else [data[name]]
+        for value in values:
+            if hasattr(value, "chunks"):
+                digest.update(f"file {name} {value.size}\n".encode())
+                for chunk in value.chunks():
+                    digest.update(chunk)
+                value.seek(0)
+            else:
+                fields.append([name, str(value)])
+    digest.update(json.dumps(fields, ensure_ascii=True).encode())
+    return digest.hexdigest()

@@ -9,8 +9,9 @@ only on 429. Installed as DRF's EXCEPTION_HANDLER, so it covers authentication, 
 throttling and 404s as well as the views' own errors.
 
 The services' own errors are mapped here, once, so a view never catches them: a `StateConflict`
-("the state does not allow this") is a 409 with the conflict's code; Django's `ValidationError`
-(bad input found by a service) is a 400 naming the fields.
+("the state does not allow this") is a 409 with the conflict's code; an `Unprocessable` ("this
+contradicts an earlier request") is a 422 with its code; Django's `ValidationError` (bad input found
+by a service) is a 400 naming the fields.
 """
 
 import math
@@ -26,7 +27,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from apps.core.errors import InvalidInput, StateConflict
+from apps.core.errors import InvalidInput, StateConflict, Unprocessable
 
 
 class Conflict(exceptions.APIException):
@@ -35,6 +36,14 @@ class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The resource is not in a state that allows this operation."
     default_code = "conflict"
+
+
+class UnprocessableEntity(exceptions.APIException):
+    """Well formed, but it contradicts an earlier request (e.g. an Idempotency-Key reused)."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = "The request contradicts an earlier one."
+    default_code = "unprocessable"
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -78,6 +87,8 @@ def _as_api_exception(exc: Exception) -> exceptions.APIException | None:
         return exc
     if isinstance(exc, StateConflict):
         return Conflict(exc.message, code=exc.code)
+    if isinstance(exc, Unprocessable):
+        return UnprocessableEntity(exc.message, code=exc.code)
     if isinstance(exc, InvalidInput):
         return InputError({exc.field or "non_field_errors": [exc.message]}, line=exc.line)
     if isinstance(exc, DjangoValidationError):
@@ -170,6 +181,7 @@ ERROR_DESCRIPTIONS = {
     409: "The object is not in a state that allows this operation.",
     413: "Too large: too many bytes or too many blocks.",
     415: "Unsupported Content-Type.",
+    422: "Well formed, but it contradicts an earlier request (`code` says how).",
     429: "Throttled; retry after `retry_after` seconds.",
 }
 

@@ -49,6 +49,19 @@ def test_the_failure_list_filters_unresolved_and_parked(operator, run, failure):
     assert [row.pk for row in response.context["cl"].result_list] == [failure.pk]
 
 
+def test_the_failure_list_speaks_the_same_state_words_as_the_api(operator, run, failure):
+    PipelineFailure.objects.filter(pk=failure.pk).update(next_retry_at=None)
+    response = operator.get(FAILURES, {"state": "scheduled"})
+    assert failure.pk not in [row.pk for row in response.context["cl"].result_list]
+    html = response.content.decode()
+    assert "Scheduled (replayed at next_retry_at)" in html and "Parked (replayed only by hand)" in html
+    assert "replay scheduled" not in html
+
+
+def test_the_failure_list_shows_the_error_message(operator, run):
+    assert "the provider broke" in operator.get(FAILURES).content.decode()
+
+
 def test_a_failures_page_shows_replay_and_resolve_buttons(operator, failure):
     html = operator.get(change_url(failure)).content.decode()
     assert "Replay now" in html and "Resolve…" in html

@@ -1,10 +1,14 @@
 """Runs and blocks in the operator's console: readable pages, read-only data, and actions that go
 through the same services as the API."""
 
+from decimal import Decimal
+
 import pytest
 from django.urls import reverse
 
-from apps.runs.models import Block, RunPass
+from apps.core.formatting import format_usd
+from apps.runs.models import Block, PausedCause, RunPass, RunStatus
+from tests.api.helpers import set_status
 from tests.factories import SECRET, make_run
 from tests.failures.helpers import counts, settle
 
@@ -28,9 +32,51 @@ def act(client, action: str, *runs):
 
 def test_the_run_list_shows_progress_counts_and_cost(operator, ended_run):
     html = operator.get(RUNS).content.decode()
-    assert "3 of 3 blocks ended" in html
-    assert "2 / 1 / 0 / 3" in html
-    assert f"${ended_run.cost_usd:.4f}" in html
+    assert "3 of 3 blocks worked" in html and "100% · 3/3, 1 failed" in html
+    assert format_usd(ended_run.cost_usd) in html
+
+
+def test_a_run_canceled_after_16_of_100_blocks_reads_16_percent_not_100(operator, owner, offline_key):
+    run = make_run(owner, offline_key, [f"essay {i}" for i in range(100)])
+    set_status(run, RunStatus.CANCELED, completed_blocks=16, canceled_blocks=84)
+    html = operator.get(RUNS).content.decode()
+    assert "</span> 16% · 16/100, 84 canceled</span>" in html
+    assert "</span> 100%" not in html
+
+
+def test_costs_read_with_a_sensible_precision(operator, owner, offline_key):
+    run = make_run(owner, offline_key, ["a"])
+    set_status(run, RunStatus.COMPLETE, cost_usd=Decimal("0.01371700"))
+    html = operator.get(reverse("admin:runs_run_change", args=[run.pk])).content.decode()
+    assert "$0.0137" in html and "0.01371700" not in html
+
+
+def test_run_lists_show_short_unwrapped_ids_with_the_whole_id_in_the_tooltip(operator, ended_run):
+    html = operator.get(BLOCKS).content.decode()
+    run_id = str(ended_run.pk)
+    assert f'<code style="white-space:nowrap" title="{run_id}">{run_id[:8]}</code>' in html
+
+
+def test_a_paused_run_says_why_in_the_list_and_on_its_page(operator, owner, offline_key):
+    run = set_status(make_run(owner, offline_key, ["a"]), RunStatus.PAUSED,
+                     paused_cause=PausedCause.BUDGET, paused_reason="budget of $0.5000 spent")
+    assert "<strong>paused</strong>: budget spent" in operator.get(RUNS).content.decode()
+    page = operator.get(reverse("admin:runs_run_change", args=[run.pk])).content.decode()
+    assert "why it is not moving" in page.lower()
+    assert "paused: The run&#x27;s budget is spent; budget of $0.5000 spent" in page
+
+
+def test_an_active_runs_page_reloads_itself_and_an_ended_ones_does_not(operator, owner, offline_key,
+                                                                      ended_run):
+    running = set_status(make_run(owner, offline_key, ["a"]), RunStatus.RUNNING)
+    assert '<meta http-equiv="refresh"' in operator.get(
+        reverse("admin:runs_run_change", args=[running.pk])).content.decode()
+    assert '<meta http-equiv="refresh"' not in operator.get(
+        reverse("admin:runs_run_change", args=[ended_run.pk])).content.decode()
+
+
+def test_the_block_list_shows_the_error_message(operator, ended_run):
+    assert "the provider broke" in operator.get(BLOCKS).content.decode()
 
 
 def test_the_run_list_filters_by_status_and_model(operator, ended_run, owner, offline_key):
@@ -118,3 +164,51 @@ def test_an_action_refused_for_one_run_reports_it_and_changes_nothing(operator, 
     messages = [str(m) for m in response.wsgi_request._messages]
     assert any("cannot be reseeded" in m for m in messages)
     assert counts(running) == ("queued", 0, 0, 0)
+
+
+@pytest.fixture
+def spent_run(owner, offline_key):
+    run = make_run(owner, offline_key, ["a", "b"], options={"max_cost_usd": "0.5"})
+    return set_status(run, RunStatus.PAUSED, paused_cause=PausedCause.BUDGET, paused_reason="spent",
+                      cost_usd=Decimal("0.51"))
+
+
+def test_the_resume_action_resumes_the_selected_paused_runs(operator, owner, offline_key):
+    run = set_status(make_run(owner, offline_key, ["a"]), RunStatus.PAUSED,
+                     paused_cause=PausedCause.KEY_BLOCKED, paused_reason="402")
+    act(operator, "resume_runs", run)
+    assert counts(run)[0] == "running"
+
+
+def test_the_budget_action_asks_for_the_new_budget_first(operator, spent_run):
+    response = act(operator, "set_budget", spent_run)
+    assert response.status_code == 200
+    assert "New budget (USD)" in response.content.decode()
+    assert counts(spent_run)[0] == "paused"
+
+
+def test_raising_the_budget_from_the_action_resumes_a_run_its_budget_paused(operator, spent_run):
+    operator.post(RUNS, {"action": "set_budget", "_selected_action": [str(spent_run.pk)], "apply": "1",
+                         "max_cost_usd": "2.00"})
+    spent_run.refresh_from_db()
+    assert (spent_run.status, spent_run.options["max_cost_usd"]) == ("running", "2.0000")
+
+
+def test_a_paused_runs_page_offers_resume_and_set_budget(operator, spent_run):
+    html = operator.get(reverse("admin:runs_run_change", args=[spent_run.pk])).content.decode()
+    assert ">Resume</button>" in html and "Set budget…" in html
+
+
+def test_the_set_budget_page_of_a_run_raises_its_budget(operator, spent_run):
+    url = reverse("admin:runs_run_budget", args=[spent_run.pk])
+    assert operator.get(url).status_code == 200
+    response = operator.post(url, {"max_cost_usd": "1.25"})
+    assert response.status_code == 302
+    spent_run.refresh_from_db()
+    assert (spent_run.status, spent_run.options["max_cost_usd"]) == ("running", "1.2500")
+
+
+def test_resuming_from_a_runs_page_whose_budget_is_spent_says_to_raise_it(operator, spent_run):
+    response = operator.post(reverse("admin:runs_run_resume", args=[spent_run.pk]), follow=True)
+    assert any("raise the budget" in str(m) for m in response.context["messages"])
+    assert counts(spent_run)[0] == "paused"

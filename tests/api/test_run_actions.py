@@ -3,7 +3,7 @@ services; an outsider gets a 404 and changes nothing; a run in the wrong state i
 
 import pytest
 
-from apps.runs.models import Block, BlockStatus, Run, RunStatus
+from apps.runs.models import Block, BlockStatus, PausedCause, Run, RunStatus
 from tests.api.helpers import complete, error_of, finish_block, set_status
 
 URL = "/api/v1/runs/"
@@ -164,3 +164,39 @@ def test_a_reseeded_runs_passes_stay_readable(owner, ended, api):
 
 def test_a_run_never_reseeded_lists_no_passes(owner, run, api):
     assert api(owner).get(f"{URL}{run.pk}/").json()["passes"] == []
+
+
+# --- budget ----------------------------------------------------------------------------------------
+
+def test_the_owner_raises_the_budget_of_a_run_its_budget_paused(owner, run, api):
+    set_status(run, RunStatus.PAUSED, paused_cause=PausedCause.BUDGET, paused_reason="budget spent")
+    response = api(owner).post(f"{URL}{run.pk}/budget/", {"max_cost_usd": "1.50"}, format="json")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["options"]["max_cost_usd"]) == ("running", "1.5000")
+
+
+def test_a_paused_run_says_its_paused_cause(owner, run, api):
+    set_status(run, RunStatus.PAUSED, paused_cause=PausedCause.BUDGET, paused_reason="budget spent")
+    body = api(owner).get(f"{URL}{run.pk}/").json()
+    assert (body["paused_cause"], body["paused_reason"]) == ("budget", "budget spent")
+
+
+def test_a_null_budget_removes_it(owner, run, api):
+    body = api(owner).post(f"{URL}{run.pk}/budget/", {"max_cost_usd": None}, format="json").json()
+    assert body["options"]["max_cost_usd"] is None
+
+
+@pytest.mark.parametrize("body", [{"max_cost_usd": "abc"}, {"max_cost_usd": "0"}, {},
+                                  {"max_cost_usd": "1", "colour": "red"}])
+def test_a_bad_budget_is_a_400_naming_the_field(owner, run, api, body):
+    response = api(owner).post(f"{URL}{run.pk}/budget/", body, format="json")
+    assert response.status_code == 400
+    assert set(error_of(response)["fields"]) & {"max_cost_usd", "colour"}
+
+
+def test_an_outsider_cannot_change_a_runs_budget(outsider, run, api):
+    response = api(outsider).post(f"{URL}{run.pk}/budget/", {"max_cost_usd": "9"}, format="json")
+    assert response.status_code == 404
+    run.refresh_from_db()
+    assert "max_cost_usd" not in run.options

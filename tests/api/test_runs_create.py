@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from apps.keys.models import ProviderKey
 from apps.runs.models import Block, Run
 from tests.api.helpers import error_of
 from tests.factories import MODEL, SECRET, make_key
@@ -82,6 +83,9 @@ def test_creating_a_run_schedules_its_first_drain_after_commit(owner, offline_ke
     ({"prompt_template": "no placeholder"}, "prompt_template"),
     ({"max_tokens": 0}, "max_tokens"),
     ({"max_tokens": 128_001}, "max_tokens"),
+    ({"max_tokens": 100_000}, "max_tokens"),  # above claude-haiku-4-5's 64,000
+    ({"prallelism": 4}, "prallelism"),
+    ({"model": 5}, "model"),
     ({"max_attempts": 0}, "max_attempts"),
     ({"max_attempts": 21}, "max_attempts"),
     ({"parallelism": 0}, "parallelism"),
@@ -106,6 +110,11 @@ def test_creating_a_run_schedules_its_first_drain_after_commit(owner, offline_ke
     ({"blocks": [{"input": "ok", "uid": "a"}, {"input": "ok", "uid": "a"}]}, "blocks.1.uid"),
     ({"blocks": [{"input": "ok", "colour": "blue"}]}, "blocks.0.colour"),
     ({"blocks": [{"input": "nul \u0000 inside"}]}, "blocks.0.input"),
+    ({"blocks": [{"input": 5}]}, "blocks.0.input"),
+    ({"blocks": [{"input": "ok", "uid": 1.5}]}, "blocks.0.uid"),
+    ({"blocks": [{"input": "ok", "uid": "a\rb"}]}, "blocks.0.uid"),
+    ({"blocks": [{"input": "ok", "uid": "a\nb"}]}, "blocks.0.uid"),
+    ({"blocks": [{"input": "ok", "uid": "a\x7fb"}]}, "blocks.0.uid"),
 ], ids=lambda value: None if isinstance(value, dict) else value)
 def test_bad_input_is_a_400_naming_the_field_and_creates_nothing(owner, offline_key, api, overrides, field):
     body = payload(offline_key, **overrides)
@@ -118,6 +127,40 @@ def test_bad_input_is_a_400_naming_the_field_and_creates_nothing(owner, offline_
     assert field in error["fields"], error
     assert field.split(".")[0] in error["message"] or field.startswith("blocks")
     assert not Run.objects.exists() and not Block.objects.exists()
+
+
+def test_max_tokens_above_the_models_output_limit_says_what_the_limit_is(owner, offline_key, api):
+    response = api(owner).post(URL, payload(offline_key, max_tokens=100_000), format="json")
+    assert error_of(response)["fields"]["max_tokens"] == [
+        "100000 is more than claude-haiku-4-5 can write: at most 64000 output tokens"
+    ]
+
+
+def test_max_tokens_at_the_models_output_limit_is_accepted(owner, offline_key, api):
+    response = api(owner).post(URL, payload(offline_key, max_tokens=64_000), format="json")
+    assert response.status_code == 201
+
+
+def test_a_misspelt_setting_is_refused_rather_than_ignored(owner, offline_key, api):
+    response = api(owner).post(URL, payload(offline_key, prallelism=4), format="json")
+    assert error_of(response)["fields"] == {"prallelism": ["Unknown field."]}
+
+
+def test_an_inline_input_that_is_a_number_is_refused_as_in_a_jsonl_file(owner, offline_key, api):
+    response = api(owner).post(URL, payload(offline_key, blocks=[{"input": 5}]), format="json")
+    assert error_of(response)["fields"] == {"blocks.0.input": ["Must be a string."]}
+
+
+def test_an_integer_uid_is_read_as_its_digits_as_in_a_jsonl_file(owner, offline_key, api):
+    api(owner).post(URL, payload(offline_key, blocks=[{"uid": 7, "input": "x"}]), format="json")
+    assert list(Block.objects.values_list("uid", flat=True)) == ["7"]
+
+
+def test_a_uid_with_a_carriage_return_is_refused_naming_the_block(owner, offline_key, api):
+    blocks = [{"input": "ok"}, {"uid": "essay\r7", "input": "ok"}]
+    response = api(owner).post(URL, payload(offline_key, blocks=blocks), format="json")
+    message = error_of(response)["fields"]["blocks.1.uid"][0]
+    assert "control character U+000D" in message
 
 
 def test_a_missing_required_field_is_named(owner, offline_key, api):
@@ -154,6 +197,22 @@ def test_another_users_key_is_refused_exactly_like_an_unknown_one(owner, outside
 def test_staff_cannot_spend_another_users_key_either(owner, staff, offline_key, api):
     response = api(staff).post(URL, payload(offline_key), format="json")
     assert error_of(response)["fields"] == {"key": ["unknown key"]}
+
+
+def test_a_key_whose_validation_failed_is_refused_with_a_409_giving_the_reason(owner, offline_key, api):
+    ProviderKey.objects.filter(pk=offline_key.pk).update(
+        is_valid=False, validation_error="authentication_error: invalid x-api-key")
+    response = api(owner).post(URL, payload(offline_key), format="json")
+    assert response.status_code == 409
+    assert error_of(response) == {"code": "key_invalid",
+                                  "message": "key is invalid: authentication_error: invalid x-api-key"}
+    assert not Run.objects.exists() and not Block.objects.exists()
+
+
+def test_a_key_not_validated_yet_is_accepted(owner, offline_key, api):
+    ProviderKey.objects.filter(pk=offline_key.pk).update(is_valid=None)
+    response = api(owner).post(URL, payload(offline_key), format="json")
+    assert response.status_code == 201
 
 
 def test_a_create_never_shows_the_keys_secret(owner, offline_key, api):
@@ -196,13 +255,32 @@ def test_a_retried_create_with_the_same_idempotency_key_returns_the_first_run(ow
     assert Run.objects.count() == 1
 
 
-def test_a_retry_returns_the_first_run_even_if_its_body_differs(owner, offline_key, api):
+def test_a_retry_with_the_same_body_in_another_key_order_returns_the_first_run(owner, offline_key, api):
     client = api(owner)
-    first = client.post(URL, payload(offline_key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
-    again = client.post(URL, payload(offline_key, name="other"), format="json",
-                        HTTP_IDEMPOTENCY_KEY="batch-7")
-    assert again.json()["id"] == first.json()["id"]
-    assert again.json()["name"] == ""
+    body = payload(offline_key, name="nightly")
+    first = client.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+    reordered = dict(reversed(list(body.items())))
+    again = client.post(URL, reordered, format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+
+
+@pytest.mark.parametrize("other_body", [
+    {"name": "other"},
+    {"blocks": [{"uid": "a", "input": "hello"}]},
+    {"garbage": True},
+], ids=["another-setting", "fewer-blocks", "garbage"])
+def test_an_idempotency_key_reused_with_a_different_body_is_a_422_naming_the_key(
+    owner, offline_key, api, other_body,
+):
+    client = api(owner)
+    client.post(URL, payload(offline_key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+    body = other_body if "garbage" in other_body else payload(offline_key, **other_body)
+    response = client.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["code"] == "idempotency_key_reused"
+    assert "'batch-7'" in error["message"]
+    assert Run.objects.count() == 1
 
 
 def test_different_idempotency_keys_create_different_runs(owner, offline_key, api):
@@ -225,7 +303,7 @@ def test_a_concurrent_duplicate_is_answered_with_the_winners_run_and_200(owner, 
                                                                          monkeypatch):
     first = api(owner).post(URL, payload(offline_key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
     # As if the other request committed between this one's lookup and its insert.
-    monkeypatch.setattr("apps.runs.api.run_for_idempotency_key", lambda **kwargs: None)
+    monkeypatch.setattr("apps.runs.api.run_for_repeated_request", lambda **kwargs: None)
     again = api(owner).post(URL, payload(offline_key), format="json", HTTP_IDEMPOTENCY_KEY="batch-7")
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]

@@ -127,11 +127,21 @@ def test_upload_options_must_be_a_valid_json_object(owner, offline_key, api, opt
     ({"temperature": "2"}, "temperature"),
     ({"model": "gpt-4o"}, "model"),
     ({"key": "999999"}, "key"),
+    ({"max_tokens": "100000"}, "max_tokens"),
+    ({"prallelism": "4"}, "prallelism"),
 ])
 def test_upload_form_fields_are_checked_like_json_ones(owner, offline_key, api, fields, name):
     response = upload(api(owner), offline_key, jsonl({"input": "x"}), **fields)
     assert response.status_code == 400
     assert name in error_of(response)["fields"]
+
+
+def test_a_uid_with_a_control_character_is_refused_naming_its_line(owner, offline_key, api):
+    response = upload(api(owner), offline_key, jsonl({"input": "x"}, {"uid": "a\x7fb", "input": "y"}))
+    error = error_of(response)
+    assert (error["line"], list(error["fields"])) == (2, ["file"])
+    assert "line 2: `uid` contains the control character U+007F" in error["fields"]["file"][0]
+    assert not Run.objects.exists()
 
 
 def test_an_upload_over_the_byte_limit_is_a_413_and_is_not_read(owner, offline_key, api, settings):
@@ -167,6 +177,32 @@ def test_a_retried_upload_with_its_idempotency_key_returns_the_first_run(owner, 
     again = client.post(URL, body(), format="multipart", HTTP_IDEMPOTENCY_KEY="upload-1")
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["id"] == first.json()["id"]
+
+
+@pytest.mark.parametrize("second", [
+    {"file": jsonl({"input": "y"})},
+    {"file": b"\n"},
+    {"name": "other"},
+], ids=["other-file", "empty-file", "other-field"])
+def test_an_upload_reusing_an_idempotency_key_with_a_different_body_is_a_422(owner, offline_key, api,
+                                                                            second):
+    client = api(owner)
+    first = {"key": offline_key.pk, "model": MODEL, "file": io.BytesIO(jsonl({"input": "x"}))}
+    client.post(URL, first, format="multipart", HTTP_IDEMPOTENCY_KEY="upload-1")
+    again = {"key": offline_key.pk, "model": MODEL, "file": io.BytesIO(jsonl({"input": "x"}))}
+    again.update({name: io.BytesIO(value) if name == "file" else value for name, value in second.items()})
+    response = client.post(URL, again, format="multipart", HTTP_IDEMPOTENCY_KEY="upload-1")
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "idempotency_key_reused"
+    assert Run.objects.count() == 1
+
+
+def test_an_empty_multipart_body_reusing_an_idempotency_key_is_a_422(owner, offline_key, api):
+    client = api(owner)
+    first = {"key": offline_key.pk, "model": MODEL, "file": io.BytesIO(jsonl({"input": "x"}))}
+    client.post(URL, first, format="multipart", HTTP_IDEMPOTENCY_KEY="upload-1")
+    response = client.post(URL, {}, format="multipart", HTTP_IDEMPOTENCY_KEY="upload-1")
+    assert response.status_code == 422
 
 
 # --- reading lines ---------------------------------------------------------------------------------

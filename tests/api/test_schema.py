@@ -1,6 +1,9 @@
 """The OpenAPI schema: generated without warnings, valid, served, with a docs page."""
 
+import re
+
 import yaml
+from django.contrib.staticfiles import finders
 from django.core.management import call_command
 
 
@@ -18,6 +21,18 @@ def test_the_schema_is_served(client):
 
 def test_the_docs_page_is_served(client):
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_the_docs_page_loads_swagger_ui_from_this_server_not_a_cdn(client):
+    html = client.get("/api/docs/").content.decode()
+    scripts = re.findall(r'src="([^"]+)"', html)
+    assert any("swagger-ui-bundle.js" in src for src in scripts), scripts
+    assert all(src.startswith("/") and not src.startswith("//") for src in scripts), scripts  # this server
+    assert "cdn" not in html.lower()
+
+
+def test_the_swagger_ui_files_the_docs_page_loads_are_installed():
+    assert finders.find("drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
 
 
 def test_the_create_documents_both_inline_and_upload_bodies(client):

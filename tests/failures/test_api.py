@@ -50,7 +50,7 @@ def test_an_owner_lists_the_failures_of_their_runs_only(api, owner, failure, out
 def test_a_listed_failure_shows_its_block_state_and_counts(api, owner, failure):
     row = api(owner).get("/api/v1/failures/").json()["results"][0]
     assert (row["block_uid"], row["state"], row["error_code"], row["attempt_count"]) == (
-        "b1", "open", "api_error", 1)
+        "b1", "scheduled", "api_error", 1)
     assert row["run"] == str(failure.run_id)
 
 
@@ -88,6 +88,18 @@ def test_staff_filter_the_list(api, staff, failure, outsiders_failure, query, ex
                                                                       resolved_at="2020-01-01T00:00Z")
     response = api(staff).get(f"/api/v1/failures/?{query}")
     assert sorted(names[pk] for pk in ids(response)) == expected
+
+
+@pytest.mark.parametrize(("state", "expected"), [
+    ("scheduled", ["mine"]), ("parked", ["theirs"]), ("unresolved", ["mine", "theirs"]), ("resolved", []),
+])
+def test_the_list_filters_by_state_in_the_same_words_as_it_answers(api, staff, failure, outsiders_failure,
+                                                                   state, expected):
+    PipelineFailure.objects.filter(pk=outsiders_failure.pk).update(next_retry_at=None)
+    names = {failure.pk: "mine", outsiders_failure.pk: "theirs"}
+    rows = api(staff).get(f"/api/v1/failures/?state={state}").json()["results"]
+    assert sorted(names[row["id"]] for row in rows) == expected
+    assert all(row["state"] == state for row in rows if state != "unresolved")
 
 
 def test_the_list_filters_by_run(api, owner, offline_key, failure):

@@ -2,8 +2,11 @@ import io
 
 import pytest
 
+from apps.keys.models import ProviderKey
 from apps.runs.models import Block, Run
 from apps.runs.services import SubmissionError, parse_jsonl, run_create
+from apps.runs.services.reseed import run_reseed
+from apps.runs.services.submission import IdempotencyKeyReused, KeyInvalid
 from tests.factories import MODEL
 
 pytestmark = pytest.mark.django_db
@@ -89,3 +92,25 @@ def test_text_postgresql_cannot_store_is_refused_by_line(owner, offline_key, tex
         submit(owner, offline_key, text)
     assert str(excinfo.value).startswith(message)
     assert Run.objects.count() == 0
+
+
+def test_a_key_whose_validation_failed_is_refused_before_anything_is_stored(owner, offline_key):
+    ProviderKey.objects.filter(pk=offline_key.pk).update(is_valid=False, validation_error="revoked")
+    offline_key.refresh_from_db()
+    with pytest.raises(KeyInvalid, match="key is invalid: revoked"):
+        submit(owner, offline_key, b'{"input": "x"}\n')
+    assert Run.objects.count() == 0
+
+
+def test_the_same_idempotency_key_with_another_request_fingerprint_is_refused(owner, offline_key):
+    submit(owner, offline_key, b'{"input": "x"}\n', idempotency_key="abc", request_fingerprint="f1")
+    with pytest.raises(IdempotencyKeyReused):
+        submit(owner, offline_key, b'{"input": "x"}\n', idempotency_key="abc", request_fingerprint="f2")
+
+
+def test_a_reseed_onto_a_model_that_cannot_write_max_tokens_is_refused(owner, offline_key):
+    run = submit(owner, offline_key, b'{"input": "x"}\n', model="claude-sonnet-4-6", max_tokens=100_000)
+    Run.objects.filter(pk=run.pk).update(status="complete")
+    with pytest.raises(SubmissionError) as excinfo:
+        run_reseed(run_id=run.pk, scope="all", model="claude-haiku-4-5")
+    assert excinfo.value.field == "max_tokens"

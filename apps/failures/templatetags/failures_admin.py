@@ -6,7 +6,7 @@ from django import template
 from django.urls import reverse
 from django.utils.html import format_html
 
-from apps.failures.selectors import failures_open_counts
+from apps.failures.selectors import failures_unresolved_counts
 
 register = template.Library()
 
@@ -16,7 +16,7 @@ def unresolved_failures_notice(context: dict[str, Any]) -> str:
     request = context.get("request")
     if request is None or not request.user.has_perm("failures.view_pipelinefailure"):
         return ""
-    counts = failures_open_counts()
+    counts = failures_unresolved_counts()
     url = reverse("admin:failures_pipelinefailure_changelist")
     return format_html(
         '<div class="module" id="unresolved-failures"><h2>Dead letters</h2><p style="padding:8px">'

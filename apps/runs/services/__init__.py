@@ -6,6 +6,7 @@ from apps.runs.services.lifecycle import (
     RunStateError,
     run_cancel,
     run_resume,
+    run_set_budget,
     runs_pause_for_key,
     runs_resume_for_key,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "run_create_idempotent",
     "run_finalize",
     "run_resume",
+    "run_set_budget",
     "runs_pause_for_key",
     "runs_resume_for_key",
 ]

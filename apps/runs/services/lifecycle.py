@@ -1,12 +1,14 @@
-"""Cancelling, pausing and resuming runs: the operations a person (or the engine) asks for."""
+"""Cancelling, pausing and resuming runs, and changing their budget: the operations a person (or the
+engine) asks for."""
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from apps.core.errors import StateConflict
+from apps.core.errors import InvalidInput, StateConflict
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, PausedCause, Run
 from apps.runs.services.claiming import lock_run
@@ -46,10 +48,18 @@ def runs_pause_for_key(*, key_id: int, cause: str, reason: str) -> int:
 
 
 def run_resume(*, run_id: Any) -> Run:
+    """A paused run works again. One paused by its spent budget is refused: resumed as it is, it would
+    spend past the budget before pausing again; raising the budget (run_set_budget) resumes it."""
     with transaction.atomic():
         run = lock_run(run_id)
         if run.status != RunStatus.PAUSED:
             raise RunStateError(f"a {run.status} run cannot be resumed")
+        budget = (run.options or {}).get("max_cost_usd")
+        if run.paused_cause == PausedCause.BUDGET and budget is not None and (
+            Decimal(str(budget)) <= run.cost_usd
+        ):
+            raise RunStateError(f"its budget of ${budget} is spent (${run.cost_usd:.4f}); raise the "
+                                "budget to resume it")
         Run.objects.filter(pk=run.pk).resume()
         run_dispatch_on_commit(run_id=run.pk)
     run.refresh_from_db()
@@ -67,3 +77,45 @@ def runs_resume_for_key(*, key_id: int) -> int:
         for run_id in ids:
             run_dispatch_on_commit(run_id=run_id)
     return len(ids)
+
+
+BUDGET_PLACES = Decimal("0.0001")
+BUDGET_LIMIT = Decimal("100000000")  # what the options' max_cost_usd (12 digits, 4 places) can hold
+
+
+def _budget(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        budget = Decimal(str(value)) if not isinstance(value, Decimal) else value
+    except InvalidOperation:
+        raise InvalidInput("must be a decimal number of dollars, e.g. 1.50", field="max_cost_usd") from None
+    if not budget.is_finite() or budget <= 0:
+        raise InvalidInput("must be a positive number of dollars, or none for no budget",
+                           field="max_cost_usd")
+    if budget >= BUDGET_LIMIT:
+        raise InvalidInput(f"must be less than {BUDGET_LIMIT:,}", field="max_cost_usd")
+    return budget.quantize(BUDGET_PLACES)
+
+
+def run_set_budget(*, run_id: Any, max_cost_usd: Decimal | None) -> Run:
+    """Set the run's budget (`options["max_cost_usd"]`), or remove it with None.
+
+    A run paused because its budget was spent resumes at once when the new budget is above what it
+    has spent (or there is no budget any more); a budget at or below the spending leaves it paused.
+    Other paused runs stay paused: their cause is not the budget."""
+    budget = _budget(max_cost_usd)
+    with transaction.atomic():
+        run = lock_run(run_id)
+        options = {**(run.options or {})}
+        options.pop("max_cost_usd", None)
+        if budget is not None:
+            options["max_cost_usd"] = str(budget)
+        runs = Run.objects.filter(pk=run.pk)
+        runs.update(options=options)
+        budget_spent = run.status == RunStatus.PAUSED and run.paused_cause == PausedCause.BUDGET
+        if budget_spent and (budget is None or budget > run.cost_usd):
+            runs.resume()
+            run_dispatch_on_commit(run_id=run.pk)
+    run.refresh_from_db()
+    return run

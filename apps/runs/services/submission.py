@@ -3,6 +3,7 @@ transaction, so a bad line anywhere leaves nothing half-created and a big file i
 """
 
 import json
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -10,12 +11,13 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from apps.core.errors import InvalidInput
+from apps.core.errors import InvalidInput, StateConflict, Unprocessable
 from apps.keys.models import ProviderKey
-from apps.providers.catalog import get_model
+from apps.providers.catalog import catalog, get_model
 from apps.providers.prompts import INPUT_PLACEHOLDER, prompt_version
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, Run
+from apps.runs.selectors import run_for_idempotency_key
 
 CHUNK_SIZE = 2000
 MAX_UID_LENGTH = 200
@@ -24,6 +26,25 @@ BLOCK_FIELDS = {"uid", "input"}
 
 class SubmissionError(InvalidInput):
     """Bad input for a run or one of its blocks, naming the line and/or field at fault."""
+
+
+class KeyInvalid(StateConflict):
+    """The run's key failed its last validation: every call would be refused, so no run starts on it.
+    (A key not validated yet is accepted: its validation is queued, and a rejection pauses the run.)"""
+
+    code = "key_invalid"
+
+
+class IdempotencyKeyReused(Unprocessable):
+    """An Idempotency-Key already used for a different request: answering with the first run would
+    hide that this request was never carried out."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self, idempotency_key: str) -> None:
+        super().__init__(f"Idempotency-Key {idempotency_key!r} was already used with a different request "
+                         "body; use a new key for a new request")
+        self.idempotency_key = idempotency_key
 
 
 @dataclass(frozen=True)
@@ -42,6 +63,11 @@ def _storable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _first_control_character(text: str) -> str | None:
+    """The first C0/C1 control character (CR, LF, TAB, ESC, DEL, ...) in `text`, if any."""
+    return next((char for char in text if unicodedata.category(char) == "Cc"), None)
 
 
 def block_from_object(obj: Any, *, line: int) -> BlockSpec:
@@ -68,6 +94,11 @@ def block_from_object(obj: Any, *, line: int) -> BlockSpec:
         if not _storable(value):
             raise SubmissionError(f"`{name}` contains a NUL or an unpaired surrogate character",
                                   field=name, line=line)
+    control = _first_control_character(uid)
+    if control is not None:
+        # The uid travels in a request header, where CR/LF/DEL make every call for it fail.
+        raise SubmissionError(f"`uid` contains the control character U+{ord(control):04X} "
+                              "(CR, LF, TAB, DEL, ...); a uid must be printable", field="uid", line=line)
     return BlockSpec(uid=uid, input=text, line=line)
 
 
@@ -93,10 +124,16 @@ def parse_jsonl(lines: Iterable[bytes | str]) -> Iterator[BlockSpec]:
 
 def validate_run_options(*, model: str, max_tokens: int, max_attempts: int, parallelism: int,
                          prompt_template: str, options: dict[str, Any]) -> None:
-    if get_model(model) is None:
-        raise SubmissionError(f"unknown model {model!r}", field="model")
+    info = get_model(model)
+    if info is None:
+        raise SubmissionError(f"unknown model {model!r}; known: {', '.join(catalog().ids())}",
+                              field="model")
     if not 1 <= max_tokens <= 128_000:
         raise SubmissionError("must be between 1 and 128000", field="max_tokens")
+    # Checked here, not by the provider: over the model's limit, every call would be a 400.
+    if info.max_output_tokens is not None and max_tokens > info.max_output_tokens:
+        raise SubmissionError(f"{max_tokens} is more than {model} can write: at most "
+                              f"{info.max_output_tokens} output tokens", field="max_tokens")
     if not 1 <= max_attempts <= 20:
         raise SubmissionError("must be between 1 and 20", field="max_attempts")
     if not 1 <= parallelism <= 1000:
@@ -110,30 +147,56 @@ def validate_run_options(*, model: str, max_tokens: int, max_attempts: int, para
         raise SubmissionError("cache_ttl must be 5m or 1h", field="options")
 
 
+def run_for_repeated_request(*, owner: Any, idempotency_key: str, request_fingerprint: str = ""
+                             ) -> Run | None:
+    """The run an earlier create with this Idempotency-Key made, when this is the same request again.
+
+    A different request with the key (another fingerprint) is an IdempotencyKeyReused. A run without a
+    fingerprint (made before fingerprints were stored) cannot be compared and is answered as before."""
+    run = run_for_idempotency_key(owner=owner, idempotency_key=idempotency_key)
+    if (run is not None and run.request_fingerprint and request_fingerprint
+            and run.request_fingerprint != request_fingerprint):
+        raise IdempotencyKeyReused(idempotency_key)
+    return run
+
+
+def check_key_usable(key: ProviderKey) -> None:
+    """A key whose last validation failed is refused before any block is stored or any call made."""
+    if key.is_valid is False:
+        raise KeyInvalid(f"key is invalid: {key.validation_error or 'its last validation failed'}")
+
+
 @transaction.atomic
 def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], model: str,
                system_prompt: str = "", prompt_template: str = INPUT_PLACEHOLDER,
                max_tokens: int = 1024, max_attempts: int = 3, parallelism: int = 16,
                temperature: float | None = None, options: dict[str, Any] | None = None,
-               name: str = "", idempotency_key: str | None = None, dispatch: bool = True) -> Run:
+               name: str = "", idempotency_key: str | None = None, request_fingerprint: str = "",
+               dispatch: bool = True) -> Run:
     """Create a run and its blocks; the first drain is dispatched once the transaction commits
-    (`dispatch=False` leaves that to the caller, e.g. the demo's in-process drain)."""
+    (`dispatch=False` leaves that to the caller, e.g. the demo's in-process drain).
+
+    With an Idempotency-Key already used for the same request, the first run is returned (its blocks
+    are never read); for another request, IdempotencyKeyReused. A key whose last validation failed
+    is a KeyInvalid."""
     options = dict(options or {})
     if key.owner_id != owner.pk:
         raise SubmissionError("unknown key", field="key")
-    validate_run_options(model=model, max_tokens=max_tokens, max_attempts=max_attempts,
-                         parallelism=parallelism, prompt_template=prompt_template, options=options)
     if idempotency_key:
-        existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        existing = run_for_repeated_request(owner=owner, idempotency_key=idempotency_key,
+                                            request_fingerprint=request_fingerprint)
         if existing is not None:
             return existing
+    validate_run_options(model=model, max_tokens=max_tokens, max_attempts=max_attempts,
+                         parallelism=parallelism, prompt_template=prompt_template, options=options)
+    check_key_usable(key)
     run = Run.objects.create(
         owner=owner, key=key, name=name, model=model, system_prompt=system_prompt,
         prompt_template=prompt_template, max_tokens=max_tokens, max_attempts=max_attempts,
         parallelism=parallelism, temperature=temperature, options=options,
         pipeline_version=settings.CONVEYOR["PIPELINE_VERSION"],
         prompt_version=prompt_version(system_prompt, prompt_template),
-        idempotency_key=idempotency_key or None,
+        idempotency_key=idempotency_key or None, request_fingerprint=request_fingerprint,
     )
     total = _insert_blocks(run, _unique(blocks))
     if total == 0:
@@ -199,4 +262,8 @@ def run_create_idempotent(**kwargs: Any) -> Run:
     except IntegrityError:
         if not kwargs.get("idempotency_key"):
             raise
-        return Run.objects.get(owner=kwargs["owner"], idempotency_key=kwargs["idempotency_key"])
+        run = run_for_repeated_request(owner=kwargs["owner"], idempotency_key=kwargs["idempotency_key"],
+                                       request_fingerprint=kwargs.get("request_fingerprint", ""))
+        if run is None:  # the constraint that failed was not the Idempotency-Key's
+            raise
+        return run

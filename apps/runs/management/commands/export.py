@@ -1,11 +1,10 @@
-import json
+"""`manage.py export RUN_ID > results.jsonl`: the same as `manage.py runs export RUN_ID`."""
+
 from typing import Any
 
-from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
-from apps.runs.models import Run
-from apps.runs.selectors import run_results
+from apps.runs.commandline import run_named, write_results
 
 
 class Command(BaseCommand):
@@ -15,11 +14,4 @@ class Command(BaseCommand):
         parser.add_argument("run_id")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        try:
-            exists = Run.objects.filter(pk=opts["run_id"]).exists()
-        except ValidationError:
-            exists = False
-        if not exists:
-            raise CommandError(f"no run {opts['run_id']}")
-        for row in run_results(run_id=opts["run_id"]):
-            self.stdout.write(json.dumps(row, ensure_ascii=False))
+        write_results(run_named(opts["run_id"]).pk, self.stdout)

@@ -1,67 +1,89 @@
+"""`manage.py submit FILE --user U --key K [settings] [--follow]`: a run from a JSONL file.
+
+Its settings go through the API's input serializer (RunSettingsInputSerializer), so a bad value is
+refused exactly as the API refuses it, naming the option, and nothing is created."""
+
 import io
 import sys
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.keys.models import ProviderKey
+from apps.core.errors import StateConflict
 from apps.providers.catalog import catalog
-from apps.runs.progress import follow_run, summary
+from apps.runs.commandline import key_of, text_option, user_named, validated
+from apps.runs.progress import follow_command, follow_run, summary
+from apps.runs.serializers import RunSettingsInputSerializer, stored_options
 from apps.runs.services import SubmissionError, parse_jsonl, run_create
+
+# option -> the serializer's field; only the options given are passed, so the API's defaults apply.
+SETTINGS = {"model": "model", "name": "name", "max_tokens": "max_tokens",
+            "max_attempts": "max_attempts", "parallelism": "parallelism", "temperature": "temperature"}
+OPTIONS = {"pack_size": "pack_size", "cache_ttl": "cache_ttl", "max_cost_usd": "max_cost_usd"}
 
 
 class Command(BaseCommand):
-    help = "Submit a run from a JSONL file: one block per line, {\"uid\"?: str, \"input\": str}."
+    help = ('Submit a run from a JSONL file: one block per line, {"uid"?: str, "input": str}. '
+            "Settings are checked as the API checks them.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="JSONL file, or - for standard input")
         parser.add_argument("--user", required=True, help="username of the run's owner")
         parser.add_argument("--key", required=True, help="the owner's provider key: id or label")
-        parser.add_argument("--model", default=catalog().default_model)
-        parser.add_argument("--system", default="", help="system prompt (or @path to read it)")
+        parser.add_argument("--model", default=catalog().default_model,
+                            help=f"a model from the catalog (default {catalog().default_model})")
+        parser.add_argument("--system", default="",
+                            help=r"system prompt; \n, \t and \\ are read as newline, tab and backslash; "
+                                 "@path reads a file as it is")
         parser.add_argument("--prompt", default="{input}",
-                            help="prompt template; {input} is replaced by each block (or @path)")
-        parser.add_argument("--name", default="")
-        parser.add_argument("--max-tokens", type=int, default=1024)
-        parser.add_argument("--max-attempts", type=int, default=3)
-        parser.add_argument("--parallelism", type=int, default=16)
-        parser.add_argument("--pack-size", type=int, default=1)
+                            help=r"prompt template; {input} is replaced by each block; \n, \t and \\ are "
+                                 "read as newline, tab and backslash; @path reads a file as it is")
+        parser.add_argument("--name")
+        parser.add_argument("--max-tokens", help="output tokens per call (at most the model's limit)")
+        parser.add_argument("--max-attempts")
+        parser.add_argument("--parallelism", help="calls in flight at once")
+        parser.add_argument("--temperature")
+        parser.add_argument("--pack-size", help="blocks sent together in one call (1 to 50)")
         parser.add_argument("--cache", action="store_true", help="mark the stable prefix cacheable")
+        parser.add_argument("--cache-ttl", help="5m (default) or 1h")
         parser.add_argument("--stream", action="store_true", help="stream replies (with fallback)")
         parser.add_argument("--max-cost-usd", help="pause the run once it has cost this much")
-        parser.add_argument("--follow", action="store_true", help="show progress until it ends")
+        parser.add_argument("--follow", action="store_true", help="show progress until it settles")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        user = get_user_model().objects.filter(username=opts["user"]).first()
-        if user is None:
-            raise CommandError(f"no user {opts['user']!r}")
-        keys = ProviderKey.objects.filter(owner=user)
-        ref = opts["key"]
-        key = (keys.filter(pk=int(ref)) if ref.isdigit() else keys.filter(label=ref)).first()
-        if key is None:
-            raise CommandError(f"user {user.username!r} has no key {ref!r}")
-        options: dict[str, Any] = {"pack_size": opts["pack_size"], "cache": opts["cache"],
-                                   "stream": opts["stream"]}
-        if opts["max_cost_usd"]:
-            options["max_cost_usd"] = opts["max_cost_usd"]
+        user = user_named(opts["user"])
+        key = key_of(user, opts["key"])
+        settings = self._settings(key.pk, opts)
         source = self._open(opts["file"])
         try:
-            run = run_create(
-                owner=user, key=key, blocks=parse_jsonl(source), model=opts["model"],
-                system_prompt=self._text(opts["system"]), prompt_template=self._text(opts["prompt"]),
-                max_tokens=opts["max_tokens"], max_attempts=opts["max_attempts"],
-                parallelism=opts["parallelism"], options=options, name=opts["name"],
-            )
-        except SubmissionError as exc:
+            run = run_create(owner=user, key=key, blocks=parse_jsonl(source), **settings)
+        except (SubmissionError, StateConflict) as exc:
             raise CommandError(str(exc)) from None
         finally:
             source.close()
         self.stdout.write(f"submitted run {run.pk} with {run.total_blocks} blocks")
         if opts["follow"]:
-            run = follow_run(run.pk, out=sys.stderr)
-            self.stdout.write(summary(run))
+            followed = follow_run(run.pk, out=self.stderr._out)
+            if not followed.detached:
+                self.stdout.write(summary(followed.run))
+        else:
+            self.stdout.write(f"follow it with: {follow_command(run.pk)}")
+
+    @staticmethod
+    def _settings(key_id: int, opts: dict[str, Any]) -> dict[str, Any]:
+        data: dict[str, Any] = {"key": key_id, "system_prompt": text_option(opts["system"]),
+                                "prompt_template": text_option(opts["prompt"])}
+        data.update({field: opts[option] for option, field in SETTINGS.items() if opts[option] is not None})
+        options: dict[str, Any] = {field: opts[option] for option, field in OPTIONS.items()
+                                   if opts[option] is not None}
+        options.update({flag: True for flag in ("cache", "stream") if opts[flag]})
+        if options:
+            data["options"] = options
+        checked = validated(RunSettingsInputSerializer, data)
+        checked.pop("key")
+        checked["options"] = stored_options(checked.get("options"))
+        return checked
 
     def _open(self, name: str) -> io.BufferedReader:
         if name == "-":
@@ -70,12 +92,3 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"no such file: {name}")
         return path.open("rb")
-
-    @staticmethod
-    def _text(value: str) -> str:
-        if value.startswith("@"):
-            path = Path(value[1:])
-            if not path.is_file():
-                raise CommandError(f"no such file: {value[1:]}")
-            return path.read_text(encoding="utf-8")
-        return value
