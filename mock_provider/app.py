@@ -1,4 +1,5 @@
-"""The API's handlers (/v1/messages, count_tokens, models) and the envelope every request goes through.
+"""The API's handlers (/v1/messages, count_tokens, models) and the envelope every request goes through;
+the Message Batches endpoints are in batch_api.py and use the same envelope and checks.
 
 Order of checks on /v1/messages, as the API (and the Cloudflare in front of it) does them: body size
 (413), API key (401), anthropic-version (400), JSON and fields (400), model (404), rate limits (429),
@@ -9,12 +10,13 @@ a request that got that far, so a throttled request does not use up a directive'
 import asyncio
 import json
 import logging
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from mock_provider.errors import MockAPIError, error_response, invalid_request, stream_error_frame
-from mock_provider.faults import Directive, find_directives
+from mock_provider.faults import Directive, decide_request_fault, find_directives
 from mock_provider.models import MODELS, find_model
 from mock_provider.prompt import API_VERSIONS, ParsedRequest, parse_request
 from mock_provider.ratelimit import RateLimiter
@@ -31,6 +33,8 @@ API_KEY = web.RequestKey("mock_api_key", str)
 
 ORGANIZATION_ID = "00000000-0000-4000-8000-00000000a0c1"
 CONTROL_PREFIX = "/_mock/"
+
+T = TypeVar("T")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -52,9 +56,12 @@ async def envelope(request: web.Request, handler: Any) -> web.StreamResponse:
     """Give every response a request-id and the API's error body, and record it in the stats."""
     state = request.app[STATE]
     retry = request.headers.get("x-stainless-retry-count", "")
+    resource = request.match_info.route.resource
     record = RequestRecord(
         seq=state.next_seq(), t=state.clock.now(), method=request.method, path=request.path,
         request_id=new_id("req_"), retry_count=int(retry) if retry.isdigit() else None,
+        # Counted by route, so a counter per batch id (or model id) cannot pile up.
+        route=resource.canonical if resource is not None else request.path,
     )
     request[RECORD] = record
     # The control API is how tests read the stats: recording it would only blur them.
@@ -75,7 +82,7 @@ async def envelope(request: web.Request, handler: Any) -> web.StreamResponse:
             log.exception("mock provider failed on %s %s", request.method, request.path)
             response = error_response(MockAPIError(500, "Internal server error"), record.request_id)
         if not response.prepared:
-            response.headers.update(_common_headers(state, request, record))
+            response.headers.update(common_headers(state, request, record))
         record.status = response.status
         if not record.outcome:
             record.outcome = "ok" if response.status < 400 else "error"
@@ -87,7 +94,7 @@ async def envelope(request: web.Request, handler: Any) -> web.StreamResponse:
             state.stats.finish(record, state.clock.now())
 
 
-def _common_headers(state: MockState, request: web.Request, record: RequestRecord) -> dict[str, str]:
+def common_headers(state: MockState, request: web.Request, record: RequestRecord) -> dict[str, str]:
     headers = {"request-id": record.request_id, "anthropic-organization-id": ORGANIZATION_ID}
     key = request.get(API_KEY)
     if key is not None:
@@ -97,9 +104,9 @@ def _common_headers(state: MockState, request: web.Request, record: RequestRecor
 
 # --- checks shared by the /v1 endpoints ---------------------------------------------------------------
 
-def _check_declared_size(request: web.Request, state: MockState) -> None:
+def _check_declared_size(request: web.Request, limit: int) -> None:
     length = request.content_length
-    if length is not None and length > state.config.max_body_bytes:
+    if length is not None and length > limit:
         raise MockAPIError(413)
 
 
@@ -128,23 +135,47 @@ def _api_version(request: web.Request) -> str:
     return version
 
 
-async def _read_json(request: web.Request, limit: int) -> Any:
+async def read_json(request: web.Request, limit: int) -> Any:
     body = bytearray()
     while chunk := await request.content.readany():
         body += chunk
         if len(body) > limit:  # a chunked body has no declared size to check up front
             raise MockAPIError(413)
     try:
+        # One C call that holds the GIL: a batch body of tens of MB stalls the loop while it parses
+        # (~0.3 s for 47 MB here), and a thread would not help.
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_request(f"There was an error parsing the body of your request: {exc}") from None
 
 
-async def _open_v1(request: web.Request) -> tuple[MockState, str, str]:
+async def open_v1(request: web.Request, max_body_bytes: int | None = None) -> tuple[MockState, str, str]:
+    """The checks every /v1 endpoint starts with: declared size (413), key (401), version (400)."""
     state = request.app[STATE]
-    _check_declared_size(request, state)
+    _check_declared_size(request, state.config.max_body_bytes if max_body_bytes is None else max_body_bytes)
     key = _authenticate(request, state)
     return state, key, _api_version(request)
+
+
+def paginate(items: Sequence[T], query: Mapping[str, str], position: Callable[[str, str], int]
+             ) -> tuple[Sequence[T], bool]:
+    """One page of a newest-first list as the API pages it: `limit` (1-1000, default 20) items after
+    `after_id` or before `before_id`; `position(id, parameter)` finds a cursor (or raises a 400).
+    Returns the page and whether there are more in that direction (`has_more`)."""
+    try:
+        limit = int(query.get("limit", "20"))
+    except ValueError:
+        raise invalid_request("limit: Input should be a valid integer") from None
+    if not 1 <= limit <= 1000:
+        raise invalid_request("limit: Input should be between 1 and 1000")
+    if "before_id" in query:
+        candidates = items[:position(query["before_id"], "before_id")]
+        page = candidates[-limit:]
+    else:
+        start = position(query["after_id"], "after_id") + 1 if "after_id" in query else 0
+        candidates = items[start:]
+        page = candidates[:limit]
+    return page, len(candidates) > len(page)
 
 
 # --- POST /v1/messages --------------------------------------------------------------------------------
@@ -167,35 +198,25 @@ async def _drop(request: web.Request, record: RequestRecord) -> None:
 async def _apply_fault(request: web.Request, state: MockState, parsed: ParsedRequest,
                        directives: list[Directive]) -> bool:
     """Fire the request-level fault, if any; returns True when the stream must break midway."""
+    fault = decide_request_fault(state.counters, state.random_faults, directives, stream=parsed.stream,
+                                 fault_retry_after=state.config.fault_retry_after)
+    if fault is None:
+        return False
     record = request[RECORD]
-    chosen = state.counters.choose_request_fault(directives, stream=parsed.stream)
-    if chosen is not None:
-        record.fault = f"directive:{chosen.label}"
-        action, status, retry_after = chosen.action, chosen.value, chosen.retry_after
-    else:
-        drawn = state.random_faults.draw(stream=parsed.stream)
-        if drawn is None:
-            return False
-        record.fault = f"random:{drawn.kind}"
-        action, status, retry_after = drawn.kind, None, None
-        if drawn.kind.isdigit():
-            action, status = "status", int(drawn.kind)
-            retry_after = state.config.fault_retry_after if status == 429 else None
-        elif drawn.kind == "429_no_retry_after":
-            action, status = "status", 429
-    if action == "status":
-        raise _injected_error(status or 500, retry_after)
-    if action == "hang":
+    record.fault = fault.label
+    if fault.action == "status":
+        raise _injected_error(fault.status or 500, fault.retry_after)
+    if fault.action == "hang":
         await asyncio.sleep(state.config.hang_seconds)
-    elif action == "drop":
+    elif fault.action == "drop":
         await _drop(request, record)
-    return action == "stream_error"
+    return fault.action == "stream_error"
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:
-    state, key, version = await _open_v1(request)
+    state, key, version = await open_v1(request)
     record = request[RECORD]
-    parsed = parse_request(await _read_json(request, state.config.max_body_bytes), version=version)
+    parsed = parse_request(await read_json(request, state.config.max_body_bytes), version=version)
     record.model, record.stream = parsed.model_name, parsed.stream
     directives = find_directives(parsed)
 
@@ -238,7 +259,7 @@ async def _stream(request: web.Request, state: MockState, parsed: ParsedRequest,
     response = web.StreamResponse(headers={
         "content-type": "text/event-stream; charset=utf-8",
         "cache-control": "no-cache",
-        **_common_headers(state, request, record),
+        **common_headers(state, request, record),
     })
     await response.prepare(request)
     deltas = frames.deltas
@@ -269,8 +290,8 @@ async def _stream(request: web.Request, state: MockState, parsed: ParsedRequest,
 # --- POST /v1/messages/count_tokens, GET /v1/models ----------------------------------------------------
 
 async def count_tokens(request: web.Request) -> web.Response:
-    state, _, version = await _open_v1(request)
-    parsed = parse_request(await _read_json(request, state.config.max_body_bytes), version=version,
+    state, _, version = await open_v1(request)
+    parsed = parse_request(await read_json(request, state.config.max_body_bytes), version=version,
                            count_only=True)
     request[RECORD].model = parsed.model_name
     return json_response({"input_tokens": parsed.input_tokens})
@@ -284,33 +305,18 @@ def _model_position(model_id: str, parameter: str) -> int:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    await _open_v1(request)
-    query = request.query
-    try:
-        limit = int(query.get("limit", "20"))
-    except ValueError:
-        raise invalid_request("limit: Input should be a valid integer") from None
-    if not 1 <= limit <= 1000:
-        raise invalid_request("limit: Input should be between 1 and 1000")
-    models = list(MODELS)  # newest first
-    if "before_id" in query:
-        end = _model_position(query["before_id"], "before_id")
-        candidates = models[:end]
-        page = candidates[-limit:]
-    else:
-        start = _model_position(query["after_id"], "after_id") + 1 if "after_id" in query else 0
-        candidates = models[start:]
-        page = candidates[:limit]
+    await open_v1(request)
+    page, has_more = paginate(MODELS, request.query, _model_position)  # MODELS is newest first
     return json_response({
         "data": [m.to_json() for m in page],
-        "has_more": len(candidates) > len(page),
+        "has_more": has_more,
         "first_id": page[0].id if page else None,
         "last_id": page[-1].id if page else None,
     })
 
 
 async def get_model(request: web.Request) -> web.Response:
-    await _open_v1(request)
+    await open_v1(request)
     model_id = request.match_info["model_id"]
     model = find_model(model_id)
     if model is None:

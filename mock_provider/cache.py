@@ -12,7 +12,9 @@ with the API key and model, so keys and models never share entries). On a reques
 
 Planning is separate from committing: the app plans before it admits a request (the input-token rate
 limit counts writes but not reads) and commits only once the reply starts, so a request that fails on
-the way writes nothing, and concurrent identical requests may all miss, as with the API.
+the way writes nothing, and concurrent identical requests may all miss, as with the API. Both take an
+optional `now`: a batch request is answered at its scheduled time on the mock's clock, which may be
+earlier than the moment the mock gets round to it.
 """
 
 import hashlib
@@ -67,7 +69,7 @@ class PrefixCache:
             return False
         return True
 
-    def plan(self, scope: str, request: ParsedRequest) -> CachePlan:
+    def plan(self, scope: str, request: ParsedRequest, now: float | None = None) -> CachePlan:
         total = request.input_tokens
         min_tokens = request.model.min_cache_tokens
         segments = request.segments
@@ -88,7 +90,7 @@ class PrefixCache:
                 digest + f"\x1f{s.role}\x1f{s.message_index}\x1f{s.canonical}".encode()).digest()
             hashes.append(digest)
 
-        now = self._clock()
+        now = self._clock() if now is None else now
         hit = -1
         for index, _ in effective:
             for j in range(index, max(-1, index - LOOKBACK_BLOCKS), -1):
@@ -115,8 +117,8 @@ class PrefixCache:
             write_1h_tokens=write["1h"], writes=tuple(writes), refreshes=tuple(refreshes),
         )
 
-    def commit(self, plan: CachePlan) -> None:
-        now = self._clock()
+    def commit(self, plan: CachePlan, now: float | None = None) -> None:
+        now = self._clock() if now is None else now
         for key in plan.refreshes:
             # A hit refreshes the entry's TTL at no cost.
             entry = self._entries.get(key)

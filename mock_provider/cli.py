@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a valid key (repeatable); none: any non-empty key is valid")
     parser.add_argument("--max-body-bytes", type=int, default=MockConfig.max_body_bytes)
     parser.add_argument("--hang-seconds", type=float, default=MockConfig.hang_seconds)
+    parser.add_argument("--batch-delay-ms", type=float, default=MockConfig.batch_delay_ms,
+                        help="time a message batch takes from creation to its last request")
+    parser.add_argument("--batch-expire-after-s", type=float, default=MockConfig.batch_expire_after_s,
+                        help="seconds after which a batch's unfinished requests expire (86400)")
+    parser.add_argument("--batch-max-requests", type=int, default=MockConfig.batch_max_requests)
+    parser.add_argument("--batch-max-body-bytes", type=int, default=MockConfig.batch_max_body_bytes)
 
 
 def config_from_options(options: Mapping[str, Any]) -> MockConfig:
@@ -54,7 +60,10 @@ def config_from_options(options: Mapping[str, Any]) -> MockConfig:
         rpm=options["rpm"], itpm=options["itpm"], otpm=options["otpm"], fault_rates=rates,
         fault_retry_after=options["fault_retry_after"], seed=options["seed"],
         api_keys=frozenset(options["api_keys"]), max_body_bytes=options["max_body_bytes"],
-        hang_seconds=options["hang_seconds"],
+        hang_seconds=options["hang_seconds"], batch_delay_ms=options["batch_delay_ms"],
+        batch_expire_after_s=options["batch_expire_after_s"],
+        batch_max_requests=options["batch_max_requests"],
+        batch_max_body_bytes=options["batch_max_body_bytes"],
     )
 
 

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# Kinds of random fault a soak run can ask for, each with a probability per /v1/messages request.
+# Kinds of random fault a soak run can ask for, each with a probability per /v1/messages request (and per
+# request of a message batch).
 # Plain numbers are HTTP statuses answered with the API's error body; `429` carries `retry-after`
 # (`fault_retry_after` seconds), `429_no_retry_after` does not, like the API's spend-cap 429s.
 INJECTABLE_STATUSES: frozenset[int] = frozenset(
@@ -17,6 +18,9 @@ NAMED_FAULTS: tuple[str, ...] = ("429_no_retry_after", "hang", "drop", "stream_e
 FAULT_KINDS: frozenset[str] = frozenset({str(s) for s in INJECTABLE_STATUSES} | set(NAMED_FAULTS))
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # the API's limit for Messages and count_tokens
+DEFAULT_BATCH_MAX_BODY_BYTES = 256 * 1024 * 1024  # the API's limit for one batch create
+DEFAULT_BATCH_MAX_REQUESTS = 100_000
+DAY_SECONDS = 86_400.0
 
 
 def parse_fault_rates(spec: str | Mapping[str, Any] | None) -> dict[str, float]:
@@ -74,7 +78,8 @@ class MockConfig:
     rpm: int | None = None
     itpm: int | None = None
     otpm: int | None = None
-    # Random faults for soak runs: kind -> probability per /v1/messages request (see FAULT_KINDS).
+    # Random faults for soak runs: kind -> probability per /v1/messages request and per batch request
+    # (see FAULT_KINDS; in a batch a fault makes that request `errored`).
     fault_rates: Mapping[str, float] = field(default_factory=dict)
     fault_retry_after: int = 1
     seed: int = 0
@@ -83,6 +88,13 @@ class MockConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # How long a `hang` fault waits before answering anyway (clients time out well before this).
     hang_seconds: float = 3600.0
+    # Message Batches: how long a batch takes from creation to its last request (spread evenly over its
+    # requests, on the mock's clock), when its unfinished requests expire, and its size limits. A batch
+    # keeps the values in force when it was created.
+    batch_delay_ms: float = 100.0
+    batch_expire_after_s: float = DAY_SECONDS
+    batch_max_requests: int = DEFAULT_BATCH_MAX_REQUESTS
+    batch_max_body_bytes: int = DEFAULT_BATCH_MAX_BODY_BYTES
 
     def __post_init__(self) -> None:
         # Normalise and validate once, here, so every way of building a config gets the same checks.
@@ -104,6 +116,16 @@ class MockConfig:
         if self.max_body_bytes <= 0:
             raise ValueError("max_body_bytes must be > 0")
         set_(self, "hang_seconds", float(self.hang_seconds))
+        set_(self, "batch_delay_ms", float(self.batch_delay_ms))
+        if self.batch_delay_ms < 0:
+            raise ValueError("batch_delay_ms must be >= 0")
+        set_(self, "batch_expire_after_s", float(self.batch_expire_after_s))
+        if self.batch_expire_after_s <= 0:
+            raise ValueError("batch_expire_after_s must be > 0")
+        for name in ("batch_max_requests", "batch_max_body_bytes"):
+            set_(self, name, int(getattr(self, name)))
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
 
     def updated(self, changes: Mapping[str, Any]) -> "MockConfig":
         known = {f.name for f in dataclasses.fields(self)}

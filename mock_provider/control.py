@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from mock_provider.app import CONTROL_PREFIX, STATE, json_response
+from mock_provider.batch_api import settle
 from mock_provider.errors import invalid_request
 
 
@@ -29,7 +30,8 @@ async def control_stats(request: web.Request) -> web.Response:
     state = request.app[STATE]
     limit = request.query.get("limit")
     data = state.stats.to_json(int(limit) if limit and limit.isdigit() else None)
-    data.update(cache_entries=len(state.cache), clock_offset=state.clock.offset,
+    data.update(cache_entries=len(state.cache), batches_stored=len(state.batches),
+                clock_offset=state.clock.offset,
                 config=state.config.to_json())
     return json_response(data)
 
@@ -56,6 +58,10 @@ async def control_clock(request: web.Request) -> web.Response:
         state.clock.advance(float(body.get("advance", 0)))
     except (TypeError, ValueError) as exc:
         raise invalid_request(f"advance: {exc}") from None
+    # Answer the batch requests now due before returning, so whatever the caller reads next already
+    # reflects the new time; and let the background task recompute its next wake-up.
+    await settle(state)
+    state.batches.wakeup.set()
     return json_response({"offset": state.clock.offset, "now": state.clock.now()})
 
 

@@ -12,6 +12,7 @@ Directives are `[[mock:ACTION key=value ...]]` anywhere in system or message tex
   latency_ms=N                        extra latency for this request
   drop_uid [times=K]                  packed block only: leave this uid out of the JSON reply
   malformed [times=K]                 packed call: the whole reply is not valid JSON
+  expire [times=K]                    message batches only: never processed, `expired` with the batch
 
 `times=K` means "the first K requests that carry this directive"; without it, every one. Counting is
 per directive and the text around it: the packed block it sits in (`<block uid=...>` ... `</block>`),
@@ -35,7 +36,7 @@ BLOCK_RE = re.compile(r'<block uid="([^"]*)">\n(.*?)\n</block>', re.DOTALL)
 # action -> does it take a value (`name=N`)?
 ACTIONS: dict[str, bool] = {
     "status": True, "hang": False, "drop": False, "stream_error": False, "max_tokens": False,
-    "output_tokens": True, "latency_ms": True, "drop_uid": False, "malformed": False,
+    "output_tokens": True, "latency_ms": True, "drop_uid": False, "malformed": False, "expire": False,
 }
 # Directives that decide the fate of the whole request before any reply is made, in prompt order.
 REQUEST_FAULTS = ("status", "hang", "drop", "stream_error")
@@ -130,6 +131,13 @@ class FaultCounters:
         self._fired[directive.key] = fired + 1
         return True
 
+    def take_expire(self, directives: list[Directive]) -> Directive | None:
+        """The `expire` directive that fires on this batch request, if any (uses up one of its times)."""
+        for directive in directives:
+            if directive.action == "expire" and self.take(directive):
+                return directive
+        return None
+
     def choose_request_fault(self, directives: list[Directive], *, stream: bool) -> Directive | None:
         for directive in directives:
             if directive.action not in REQUEST_FAULTS:
@@ -165,3 +173,32 @@ class RandomFaults:
                 return RandomFault(kind)
             roll -= rate
         return None
+
+
+@dataclass(frozen=True)
+class FaultDecision:
+    """The request-level fault to inject: `status` (with its status and retry-after), `hang`, `drop` or
+    `stream_error`; `label` is how the stats name it (`directive:status=529 times=2`, `random:529`)."""
+
+    action: str
+    status: int | None
+    retry_after: int | None
+    label: str
+
+
+def decide_request_fault(counters: FaultCounters, random_faults: RandomFaults, directives: list[Directive],
+                         *, stream: bool, fault_retry_after: int) -> FaultDecision | None:
+    """A directive first (in prompt order), else one random draw; None when the request goes through."""
+    chosen = counters.choose_request_fault(directives, stream=stream)
+    if chosen is not None:
+        return FaultDecision(chosen.action, chosen.value, chosen.retry_after, f"directive:{chosen.label}")
+    drawn = random_faults.draw(stream=stream)
+    if drawn is None:
+        return None
+    label = f"random:{drawn.kind}"
+    if drawn.kind.isdigit():
+        status = int(drawn.kind)
+        return FaultDecision("status", status, fault_retry_after if status == 429 else None, label)
+    if drawn.kind == "429_no_retry_after":
+        return FaultDecision("status", 429, None, label)
+    return FaultDecision(drawn.kind, None, None, label)

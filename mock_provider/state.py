@@ -6,6 +6,7 @@ command) reach it only through HTTP (`/_mock/...`), never by touching these obje
 
 import time
 
+from mock_provider.batches import BatchStore
 from mock_provider.cache import PrefixCache
 from mock_provider.config import MockConfig
 from mock_provider.faults import FaultCounters, RandomFaults
@@ -15,7 +16,8 @@ from mock_provider.stats import Stats
 
 class MockClock:
     """The mock's time: real time plus an offset that tests move forward, so cache TTLs and
-    rate-limit refills can be tested without sleeping. Subclass it to drive time entirely by hand."""
+    rate-limit refills and message batches can be tested without sleeping. Subclass it to drive time
+    entirely by hand."""
 
     def __init__(self) -> None:
         self.offset = 0.0
@@ -44,6 +46,10 @@ class MockState:
                                    clock=self.clock.now, wall=self.clock.wall)
         self.counters = FaultCounters()
         self.random_faults = RandomFaults(config.fault_rates, config.seed)
+        # Batch requests draw from a generator of their own, so batch traffic never shifts the faults
+        # a seed gives /v1/messages (and the other way round).
+        self.batch_faults = RandomFaults(config.fault_rates, config.seed)
+        self.batches = BatchStore()
         self.stats = Stats()
         self._seq = 0
 
@@ -58,15 +64,18 @@ class MockState:
             self.limiter.reconfigure(rpm=new.rpm, itpm=new.itpm, otpm=new.otpm)
         if (old.fault_rates, old.seed) != (new.fault_rates, new.seed):
             self.random_faults = RandomFaults(new.fault_rates, new.seed)
+            self.batch_faults = RandomFaults(new.fault_rates, new.seed)
         return new
 
     def reset(self) -> None:
         """Forget everything but the configuration: counters, log, cache, fault counts, buckets, the
-        random sequence (re-seeded) and any clock advance."""
+        random sequences (re-seeded), message batches and any clock advance."""
         self.cache.clear()
+        self.batches.clear()
         self.limiter.clear()
         self.counters.clear()
         self.random_faults = RandomFaults(self.config.fault_rates, self.config.seed)
+        self.batch_faults = RandomFaults(self.config.fault_rates, self.config.seed)
         # Requests still in flight will finish into the new counters; keep their count right.
         self.stats = Stats(in_flight=self.stats.in_flight)
         self.clock.reset()

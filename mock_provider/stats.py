@@ -1,6 +1,8 @@
 """What the mock saw: counters by status, path, model, key, outcome and fault, tokens billed, and a
 log of recent requests with their arrival time on the mock's clock (tests use it to see, for example,
 that the SDK waited `retry-after` seconds between two attempts, without timing anything themselves).
+Message batches have counters of their own: batches created, canceled, ended and deleted, their
+requests by result type and fault, and the tokens their requests were billed.
 """
 
 from collections import Counter, deque
@@ -9,6 +11,8 @@ from typing import Any
 
 LOG_SIZE = 10_000
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+BATCH_EVENTS = ("created", "canceled", "ended", "deleted")
+RESULT_TYPES = ("succeeded", "errored", "canceled", "expired")
 
 
 def key_label(api_key: str) -> str:
@@ -25,6 +29,7 @@ class RequestRecord:
     method: str
     path: str
     request_id: str
+    route: str  # the path with ids as placeholders (`/v1/messages/batches/{message_batch_id}`)
     retry_count: int | None  # the SDK's x-stainless-retry-count header
     status: int | None = None  # None when no response was sent (dropped, client went away)
     outcome: str = ""  # ok | error | stream_error | dropped | disconnected
@@ -48,11 +53,15 @@ class Stats:
     by_outcome: Counter[str] = field(default_factory=Counter)
     by_fault: Counter[str] = field(default_factory=Counter)
     tokens: Counter[str] = field(default_factory=Counter)
+    batches: Counter[str] = field(default_factory=Counter)
+    batch_results: Counter[str] = field(default_factory=Counter)
+    batch_faults: Counter[str] = field(default_factory=Counter)
+    batch_tokens: Counter[str] = field(default_factory=Counter)
 
     def begin(self, record: RequestRecord) -> None:
         self.total += 1
         self.in_flight += 1
-        self.by_path[record.path] += 1
+        self.by_path[record.route] += 1
         self.log.append(record)
 
     def finish(self, record: RequestRecord, now: float) -> None:
@@ -70,6 +79,12 @@ class Stats:
             for name in TOKEN_FIELDS:
                 self.tokens[name] += record.usage.get(name, 0)
 
+    def batch_result(self, result_type: str, *, usage: dict[str, Any] | None = None) -> None:
+        self.batch_results[result_type] += 1
+        if usage:
+            for name in TOKEN_FIELDS:
+                self.batch_tokens[name] += usage.get(name, 0)
+
     def to_json(self, limit: int | None = None) -> dict[str, Any]:
         records = list(self.log)
         if limit is not None:
@@ -84,5 +99,11 @@ class Stats:
             "by_outcome": dict(self.by_outcome),
             "by_fault": dict(self.by_fault),
             "tokens": {name: self.tokens[name] for name in TOKEN_FIELDS},
+            "batches": {
+                **{event: self.batches[event] for event in BATCH_EVENTS},
+                "results": {kind: self.batch_results[kind] for kind in RESULT_TYPES},
+                "by_fault": dict(self.batch_faults),
+                "tokens": {name: self.batch_tokens[name] for name in TOKEN_FIELDS},
+            },
             "log": [asdict(r) for r in records],
         }

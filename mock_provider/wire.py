@@ -32,11 +32,12 @@ class Usage:
     write_5m: int
     write_1h: int
     output_tokens: int
+    service_tier: str = "standard"  # "batch" for the requests of a message batch
 
     @classmethod
-    def of(cls, plan: CachePlan, reply: Reply) -> "Usage":
+    def of(cls, plan: CachePlan, reply: Reply, service_tier: str = "standard") -> "Usage":
         return cls(plan.input_tokens, plan.read_tokens, plan.write_5m_tokens, plan.write_1h_tokens,
-                   reply.output_tokens)
+                   reply.output_tokens, service_tier)
 
     def to_json(self, output_tokens: int | None = None) -> dict[str, Any]:
         return {
@@ -46,7 +47,7 @@ class Usage:
             "cache_creation": {"ephemeral_5m_input_tokens": self.write_5m,
                                "ephemeral_1h_input_tokens": self.write_1h},
             "output_tokens": self.output_tokens if output_tokens is None else output_tokens,
-            "service_tier": "standard",
+            "service_tier": self.service_tier,
         }
 
 
