@@ -18,7 +18,14 @@ from rest_framework.views import APIView
 from apps.keys.models import ProviderKey
 from apps.keys.selectors import key_get_for_user, key_user_may_change, keys_for_user
 from apps.keys.serializers import KeyCreateInputSerializer, KeyOutputSerializer, KeyUpdateInputSerializer
-from apps.keys.services import key_create, key_delete, key_schedule_validation, key_update
+from apps.keys.services import (
+    LIMIT_FIELDS,
+    key_create,
+    key_delete,
+    key_schedule_validation,
+    key_set_limits,
+    key_update,
+)
 from config.api.errors import error_responses, validated_input
 from config.api.throttles import WRITES
 
@@ -72,7 +79,11 @@ class KeyDetailApi(KeyApi):
                    responses={200: KeyOutputSerializer, **error_responses(400, 401, 403, 404, 429)})
     def patch(self, request: Request, key_id: str) -> Response:
         key = changeable_key(request, key_id)
-        key = key_update(key=key, **validated_input(KeyUpdateInputSerializer, request.data))
+        data = validated_input(KeyUpdateInputSerializer, request.data)
+        limits = {name: data.pop(name) for name in ("tier", *LIMIT_FIELDS) if name in data}
+        key = key_update(key=key, **data)
+        if limits:
+            key = key_set_limits(key=key, **limits)
         return Response(KeyOutputSerializer(key).data)
 
     @extend_schema(operation_id="keys_destroy",

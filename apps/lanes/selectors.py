@@ -12,7 +12,7 @@ import redis
 from django.conf import settings
 
 from apps.core.redis import broker_redis
-from apps.lanes.gate import LaneRef
+from apps.lanes.gate import LaneRef, run_blocks_key
 from apps.lanes.limits import Limits, key_limits, limit_group
 
 
@@ -107,3 +107,12 @@ def lanes_of_key(*, key: Any) -> list[LaneState]:
         return [_state(client, LaneRef(key.pk, group), limits_for(key, group)) for group in names]
     except redis.RedisError:
         return []
+
+
+def run_blocks_in_flight(*, run_id: Any) -> int | None:
+    """How many of the run's blocks are in provider calls now, on every worker (None: Redis cannot
+    say)."""
+    try:
+        return broker_redis().zcount(run_blocks_key(run_id), time.time() * 1000, "+inf")
+    except redis.RedisError:
+        return None

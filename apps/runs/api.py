@@ -13,7 +13,7 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import MultiPartParser
@@ -56,7 +56,7 @@ from apps.runs.services import (
     run_set_budget,
 )
 from apps.runs.services.reseed import run_reseed
-from apps.runs.services.submission import run_for_repeated_request
+from apps.runs.services.submission import run_for_repeated_request, run_preflight
 from apps.runs.uploads import (
     CountedBlocks,
     LineReader,
@@ -230,6 +230,49 @@ class RunListCreateApi(GenericAPIView):
         uploaded = data.pop("file")
         uploaded.seek(0)
         return data, parse_jsonl(LineReader(uploaded))
+
+
+class RunEstimateOutputSerializer(serializers.Serializer):
+    blocks = serializers.IntegerField()
+    calls = serializers.IntegerField()
+    input_tokens = serializers.DictField(child=serializers.IntegerField(),
+                                         help_text="`low` (4 characters per token) and `high`.")
+    output_tokens = serializers.DictField(child=serializers.IntegerField(),
+                                          help_text="`max`: every call writing its full max_tokens.")
+    cost_usd = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="`low`: input only, with the cacheable prefix read from the cache after the first "
+                  "call; `high`: the worst case, which is what a budget reserves before each call.")
+
+
+@extend_schema(tags=["runs"])
+class RunEstimateApi(APIView):
+    parser_classes = [JSONParser, MultiPartParser]
+    throttle_scope = UPLOADS
+
+    @extend_schema(
+        operation_id="runs_estimate",
+        summary="What a run would take, before it starts: tokens and cost as a range.",
+        description="The same body as a create (blocks inline, or a JSONL file), checked the same way; "
+                    "nothing is created and no provider is called.",
+        request={"application/json": RunCreateInputSerializer,
+                 "multipart/form-data": RunUploadInputSerializer},
+        responses={200: RunEstimateOutputSerializer, **error_responses(400, 401, 413, 415, 429)},
+    )
+    def post(self, request: Request) -> Response:
+        upload = request.content_type.split(";")[0].strip().lower() == "multipart/form-data"
+        RunListCreateApi._check_length(request, upload=upload)
+        data, blocks = RunListCreateApi._upload(request) if upload else RunListCreateApi._inline(request)
+        if key_get_for_user(user=request.user, key_id=data.pop("key")) is None:
+            raise InputError({"key": ["unknown key"]})
+        try:
+            estimate = run_preflight(blocks=CountedBlocks(blocks, limit=settings.MAX_UPLOAD_BLOCKS),
+                                     **data)
+        except TooManyBlocks as exc:
+            raise PayloadTooLarge(str(exc)) from None
+        except SubmissionError as exc:
+            raise submission_error(exc, upload=upload) from None
+        return Response(RunEstimateOutputSerializer(estimate.as_dict()).data)
 
 
 @extend_schema(parameters=[RUN_ID], tags=["runs"])

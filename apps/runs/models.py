@@ -54,6 +54,8 @@ class Run(Usage, Reserved):
     parallelism = models.PositiveIntegerField(default=16)
     # Its weight in fair share against the owner's other runs when capacity is short (1 to 10).
     priority = models.PositiveSmallIntegerField(default=5)
+    # The preflight estimate made at submission (apps.runs.estimates.RunEstimate.as_dict).
+    estimate = models.JSONField(default=dict, blank=True)
     # Engine options: {"cache", "cache_ttl", "pack_size", "stream", "max_cost_usd"}; see
     # apps.runs.serializers.RunOptionsSerializer for what each means.
     options = models.JSONField(default=dict, blank=True)

@@ -17,7 +17,9 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from apps.core.formatting import format_usd
-from apps.runs.models import Block, BlockStatus, Run
+from apps.lanes.selectors import lane_state, run_blocks_in_flight
+from apps.runs.estimates import RunEstimate
+from apps.runs.models import Block, BlockStatus, Run, RunStatus
 from apps.runs.selectors import run_call_counts, run_waiting_reason
 from apps.runs.transitions import RUN_SETTLED
 
@@ -52,10 +54,24 @@ def _output_above_the_bar() -> Iterator[None]:
         logging.captureWarnings(False)
 
 
+def _lane_text(run: Run) -> str:
+    """The run's share and its lane, while it runs: "12 in flight | lane 480/1,000 rpm (headers)"."""
+    if run.status != RunStatus.RUNNING or run.key is None:
+        return ""
+    in_flight = run_blocks_in_flight(run_id=run.pk)
+    lane = lane_state(key=run.key, model=run.model)
+    parts = [f"{in_flight} in flight"] if in_flight is not None else []
+    if lane is not None:
+        limit = f"/{lane.rpm_limit:,}" if lane.rpm_limit else ""
+        parts.append(f"lane {lane.rate_rpm:,.0f}{limit} rpm" + (f" ({lane.limits_source})"
+                                                              if lane.limits_source else ""))
+    return " | ".join(parts)
+
+
 def _postfix(run: Run) -> str:
     text = f"{run.status}, {run.failed_blocks} failed, {format_usd(run.cost_usd)}"
-    reason = run_waiting_reason(run)
-    return f"{text} | {reason}" if reason else text
+    extra = [part for part in (_lane_text(run), run_waiting_reason(run)) if part]
+    return " | ".join([text, *extra])
 
 
 def follow_run(run_id: Any, *, out: TextIO, poll_seconds: float = 0.5,
@@ -122,3 +138,15 @@ def summary(run: Run) -> str:
                      "admin's Pipeline failures page")
     lines.append(f"  results    {export_command(run.pk)}")
     return "\n".join(lines)
+
+
+def describe_estimate(estimate: RunEstimate) -> str:
+    """The preflight estimate as `submit --estimate` prints it."""
+    return "\n".join([
+        f"estimate   {estimate.blocks} blocks in {estimate.calls} calls",
+        f"  input    {estimate.input_tokens_low:,} to {estimate.input_tokens_high:,} tokens",
+        f"  output   up to {estimate.output_tokens_max:,} tokens (max_tokens per call)",
+        f"  cost     {format_usd(estimate.cost_usd_low)} (input only, cache hits) to "
+        f"{format_usd(estimate.cost_usd_high)} (worst case: what a budget reserves)",
+        "nothing was submitted",
+    ])

@@ -12,8 +12,9 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.lanes.selectors import lane_state, run_blocks_in_flight
 from apps.runs.models import AttemptOutcome, BlockStatus, PassScope, PausedCause, Run, RunStatus
-from apps.runs.selectors import RUN_ORDERINGS
+from apps.runs.selectors import RUN_ORDERINGS, run_waiting_reason
 
 PROMPT_MAX_CHARS = 500_000
 DEFAULT_OPTIONS: dict[str, Any] = {"cache": False, "cache_ttl": "5m", "pack_size": 1, "stream": False,
@@ -105,7 +106,12 @@ class RunSettingsSerializer(serializers.Serializer):
         help_text="At most the model's output limit from the catalog (64,000 for claude-haiku-4-5).",
     )
     max_attempts = serializers.IntegerField(min_value=1, max_value=20, default=3)
-    parallelism = serializers.IntegerField(min_value=1, max_value=1000, default=16)
+    parallelism = serializers.IntegerField(min_value=1, max_value=1000, default=16,
+                                           help_text="Most of the run's blocks in calls at once.")
+    priority = serializers.IntegerField(
+        min_value=1, max_value=10, default=5,
+        help_text="The run's weight against the same owner's other runs when capacity is short "
+                  "(owners always share equally).")
     temperature = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True,
                                          default=None)
 
@@ -250,10 +256,16 @@ class RunSerializer(serializers.Serializer):
     temperature = serializers.FloatField(allow_null=True)
     max_attempts = serializers.IntegerField()
     parallelism = serializers.IntegerField()
+    priority = serializers.IntegerField()
     options = RunOptionsOutputSerializer()
     counts = RunCountsSerializer(source="*")
     progress = serializers.FloatField(help_text="Share of blocks in a terminal state, 0 to 1.")
     usage = UsageSerializer(source="*", help_text="Every call, accepted or not, across all passes.")
+    reserved_usd = serializers.DecimalField(
+        max_digits=16, decimal_places=8,
+        help_text="The worst-case cost of the calls in flight, held against the budget until they end.")
+    estimate = serializers.JSONField(help_text="The preflight estimate made at submission (see "
+                                               "runs/estimate/).")
     pipeline_version = serializers.CharField()
     prompt_version = serializers.CharField()
     current_pass = serializers.IntegerField()
@@ -306,6 +318,21 @@ class RunPassSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class LaneStateSerializer(serializers.Serializer):
+    group = serializers.CharField(help_text="The model's rate-limit group (versions of a class share it).")
+    rpm_limit = serializers.IntegerField(help_text="Requests per minute in force; 0: none known.")
+    itpm_limit = serializers.IntegerField(help_text="Input tokens per minute in force; 0: none known.")
+    otpm_limit = serializers.IntegerField(help_text="Output tokens per minute in force; 0: none known.")
+    limits_source = serializers.CharField(
+        help_text="headers (learned from the provider), explicit (the key's settings), tier, or empty.")
+    in_flight = serializers.IntegerField(help_text="Calls in flight on the lane, on every worker.")
+    rate_rpm = serializers.FloatField(help_text="Calls started per minute, over about the last minute.")
+    window = serializers.FloatField(help_text="Calls the lane may have in flight (cut on overload).")
+    throttled_until = serializers.DateTimeField(allow_null=True, help_text="A 429's Retry-After.")
+    overloaded_until = serializers.DateTimeField(allow_null=True,
+                                                 help_text="Stopped for persistent overload until.")
+
+
 class RunDetailSerializer(RunSerializer):
     block_statuses = serializers.SerializerMethodField(
         help_text="Blocks per status, counted from the blocks themselves."
@@ -316,9 +343,29 @@ class RunDetailSerializer(RunSerializer):
                   "empty: the run itself is pass 1).",
     )
 
+    waiting_reason = serializers.SerializerMethodField(
+        help_text="Why the run is not moving, in words (paused and why, its key's lane throttled or "
+                  "overloaded until when, retries waiting); null when nothing holds it back.")
+    in_flight = serializers.SerializerMethodField(
+        help_text="Its blocks in provider calls now, on every worker (its share of the capacity).")
+    lane = serializers.SerializerMethodField(
+        help_text="The lane its calls go through (its key and model's rate-limit group): limits and "
+                  "where they came from, current rate, calls in flight, window, throttled until.")
+
     @extend_schema_field(BlockStatusCountsSerializer)
     def get_block_statuses(self, run: Run) -> dict[str, int]:
         return self.context["block_statuses"]
+
+    def get_waiting_reason(self, run: Run) -> str | None:
+        return run_waiting_reason(run)
+
+    def get_in_flight(self, run: Run) -> int | None:
+        return run_blocks_in_flight(run_id=run.pk)
+
+    @extend_schema_field(LaneStateSerializer(allow_null=True))
+    def get_lane(self, run: Run) -> dict[str, Any] | None:
+        state = lane_state(key=run.key, model=run.model) if run.key is not None else None
+        return LaneStateSerializer(state).data if state is not None else None
 
 
 class BlockSerializer(serializers.Serializer):

@@ -6,6 +6,7 @@ from apps.runs import api
 # shape rather than Django's HTML page. A uid may contain slashes.
 urlpatterns = [
     path("runs/", api.RunListCreateApi.as_view(), name="run-list"),
+    path("runs/estimate/", api.RunEstimateApi.as_view(), name="run-estimate"),
     path("runs/<str:run_id>/", api.RunDetailApi.as_view(), name="run-detail"),
     path("runs/<str:run_id>/cancel/", api.RunCancelApi.as_view(), name="run-cancel"),
     path("runs/<str:run_id>/resume/", api.RunResumeApi.as_view(), name="run-resume"),

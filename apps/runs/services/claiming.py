@@ -18,9 +18,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Func, IntegerField, Min, Q, Sum
+from django.db.models import Count, F, Min, Q, Sum
 from django.utils import timezone
 
+from apps.core.db import OctetLength
 from apps.runs.estimates import block_reservation
 from apps.runs.models import Block, BlockStatus, PausedCause, Run, RunStatus
 from apps.runs.services.finalize import run_finalize
@@ -42,17 +43,6 @@ class Claim:
     lease_token: uuid.UUID | None = None
     # The budget has no room for the next block until calls in flight settle.
     budget_wait: bool = False
-
-
-class OctetLength(Func):
-    """A text's length in UTF-8 bytes (what token estimates count)."""
-
-    function = "OCTET_LENGTH"
-    output_field = IntegerField()
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(compiler, connection, template="LENGTH(CAST(%(expressions)s AS BLOB))",
-                           **extra)
 
 
 def lease_seconds() -> float:

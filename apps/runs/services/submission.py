@@ -6,16 +6,21 @@ import json
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
+from django.db.models.functions import Length
 
+from apps.core.db import OctetLength
 from apps.core.errors import InvalidInput, StateConflict, Unprocessable
 from apps.keys.models import ProviderKey
 from apps.providers.catalog import catalog, get_model
-from apps.providers.prompts import INPUT_PLACEHOLDER, prompt_version
+from apps.providers.prompts import INPUT_PLACEHOLDER, CallSpec, prompt_version
 from apps.runs.dispatch import run_dispatch_on_commit
+from apps.runs.estimates import RunEstimate, run_estimate
 from apps.runs.models import Block, Run
 from apps.runs.selectors import run_for_idempotency_key
 
@@ -123,7 +128,7 @@ def parse_jsonl(lines: Iterable[bytes | str]) -> Iterator[BlockSpec]:
 
 
 def validate_run_options(*, model: str, max_tokens: int, max_attempts: int, parallelism: int,
-                         prompt_template: str, options: dict[str, Any]) -> None:
+                         prompt_template: str, options: dict[str, Any], priority: int = 5) -> None:
     info = get_model(model)
     if info is None:
         raise SubmissionError(f"unknown model {model!r}; known: {', '.join(catalog().ids())}",
@@ -138,6 +143,16 @@ def validate_run_options(*, model: str, max_tokens: int, max_attempts: int, para
         raise SubmissionError("must be between 1 and 20", field="max_attempts")
     if not 1 <= parallelism <= 1000:
         raise SubmissionError("must be between 1 and 1000", field="parallelism")
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 10:
+        raise SubmissionError("must be a whole number from 1 to 10", field="priority")
+    budget = options.get("max_cost_usd")
+    if budget is not None:
+        try:
+            positive = Decimal(str(budget)) > 0
+        except (InvalidOperation, ValueError):
+            positive = False
+        if not positive:
+            raise SubmissionError("max_cost_usd must be a positive amount of dollars", field="options")
     if INPUT_PLACEHOLDER not in prompt_template:
         raise SubmissionError(f"must contain {INPUT_PLACEHOLDER}", field="prompt_template")
     pack_size = options.get("pack_size", 1)
@@ -145,6 +160,31 @@ def validate_run_options(*, model: str, max_tokens: int, max_attempts: int, para
         raise SubmissionError("pack_size must be an integer between 1 and 50", field="options")
     if options.get("cache_ttl", "5m") not in ("5m", "1h"):
         raise SubmissionError("cache_ttl must be 5m or 1h", field="options")
+
+
+def run_preflight(*, blocks: Iterable[BlockSpec], model: str, system_prompt: str = "",
+                  prompt_template: str = INPUT_PLACEHOLDER, max_tokens: int = 1024,
+                  max_attempts: int = 3, parallelism: int = 16, priority: int = 5,
+                  temperature: float | None = None, options: dict[str, Any] | None = None,
+                  **ignored: Any) -> RunEstimate:
+    """What a run of these blocks and settings would take (tokens and cost, as a range), checked as
+    a create is checked, without creating anything or calling the provider."""
+    options = dict(options or {})
+    validate_run_options(model=model, max_tokens=max_tokens, max_attempts=max_attempts,
+                         parallelism=parallelism, prompt_template=prompt_template, options=options,
+                         priority=priority)
+    count = chars = nbytes = 0
+    for spec in _unique(blocks):
+        count += 1
+        chars += len(spec.input)
+        nbytes += len(spec.input.encode("utf-8"))
+    if count == 0:
+        raise SubmissionError("a run needs at least one block", field="blocks")
+    spec = CallSpec(model=model, system_prompt=system_prompt, prompt_template=prompt_template,
+                    max_tokens=max_tokens, temperature=temperature, cache=bool(options.get("cache")),
+                    cache_ttl=options.get("cache_ttl", "5m"), stream=bool(options.get("stream")))
+    return run_estimate(spec, pack_size=int(options.get("pack_size", 1)), blocks=count,
+                        input_chars=chars, input_bytes=nbytes)
 
 
 def run_for_repeated_request(*, owner: Any, idempotency_key: str, request_fingerprint: str = ""
@@ -172,7 +212,7 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
                max_tokens: int = 1024, max_attempts: int = 3, parallelism: int = 16,
                temperature: float | None = None, options: dict[str, Any] | None = None,
                name: str = "", idempotency_key: str | None = None, request_fingerprint: str = "",
-               dispatch: bool = True) -> Run:
+               priority: int = 5, dispatch: bool = True) -> Run:
     """Create a run and its blocks; the first drain is dispatched once the transaction commits
     (`dispatch=False` leaves that to the caller, e.g. the demo's in-process drain).
 
@@ -188,12 +228,13 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
         if existing is not None:
             return existing
     validate_run_options(model=model, max_tokens=max_tokens, max_attempts=max_attempts,
-                         parallelism=parallelism, prompt_template=prompt_template, options=options)
+                         parallelism=parallelism, prompt_template=prompt_template, options=options,
+                         priority=priority)
     check_key_usable(key)
     run = Run.objects.create(
         owner=owner, key=key, name=name, model=model, system_prompt=system_prompt,
         prompt_template=prompt_template, max_tokens=max_tokens, max_attempts=max_attempts,
-        parallelism=parallelism, temperature=temperature, options=options,
+        parallelism=parallelism, priority=priority, temperature=temperature, options=options,
         pipeline_version=settings.CONVEYOR["PIPELINE_VERSION"],
         prompt_version=prompt_version(system_prompt, prompt_template),
         idempotency_key=idempotency_key or None, request_fingerprint=request_fingerprint,
@@ -201,7 +242,11 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
     total = _insert_blocks(run, _unique(blocks))
     if total == 0:
         raise SubmissionError("a run needs at least one block", field="blocks")
-    Run.objects.filter(pk=run.pk).update(total_blocks=total)
+    sizes = Block.objects.filter(run_id=run.pk).aggregate(chars=Sum(Length("input")),
+                                                          bytes=Sum(OctetLength("input")))
+    run.estimate = run_estimate(run.call_spec, pack_size=run.pack_size, blocks=total,
+                                input_chars=sizes["chars"] or 0, input_bytes=sizes["bytes"] or 0).as_dict()
+    Run.objects.filter(pk=run.pk).update(total_blocks=total, estimate=run.estimate)
     run.total_blocks = total
     if dispatch:
         run_dispatch_on_commit(run_id=run.pk)

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.keys.models import Provider
+from apps.keys.serializers import KeyLimitsInputSerializer
 from apps.keys.services import key_create
 
 
@@ -24,6 +25,11 @@ class Command(BaseCommand):
         parser.add_argument("--label", required=True)
         parser.add_argument("--base-url", default="", help="Empty for the provider's official URL.")
         parser.add_argument("--provider", default=Provider.ANTHROPIC, choices=Provider.values)
+        parser.add_argument("--tier", default="", help="the key's usage tier (tier_1 ... tier_4): its "
+                            "documented limits are where pacing starts, until the provider's headers say")
+        parser.add_argument("--rpm-limit", help="requests per minute at most (a cap that always applies)")
+        parser.add_argument("--itpm-limit", help="input tokens per minute at most")
+        parser.add_argument("--otpm-limit", help="output tokens per minute at most")
 
     def handle(self, *args: Any, **options: Any) -> None:
         User = get_user_model()
@@ -31,16 +37,29 @@ class Command(BaseCommand):
             owner = User.objects.get(**{User.USERNAME_FIELD: options["user"]})
         except User.DoesNotExist:
             raise CommandError(f"No user {options['user']!r}.") from None
+        limits = self._limits(options)
         secret = self._read_secret()
         try:
             key = key_create(owner=owner, label=options["label"], secret=secret,
-                             base_url=options["base_url"], provider=options["provider"])
+                             base_url=options["base_url"], provider=options["provider"], **limits)
         except ValidationError as exc:
             problems = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
             raise CommandError(problems) from None
         self.stdout.write(self.style.SUCCESS(
             f"Created key {key.pk} {key.label!r} (…{key.suffix}) for {owner}; validation queued."
         ))
+
+    @staticmethod
+    def _limits(options: dict[str, Any]) -> dict[str, Any]:
+        """The limit options through the API's serializer: the same checks and messages."""
+        data = {name: options[name] for name in ("tier", "rpm_limit", "itpm_limit", "otpm_limit")
+                if options[name] not in (None, "")}
+        serializer = KeyLimitsInputSerializer(data=data)
+        if not serializer.is_valid():
+            raise CommandError("; ".join(
+                f"--{field.replace('_', '-')}: {' '.join(str(m) for m in messages)}"
+                for field, messages in serializer.errors.items()))
+        return dict(serializer.validated_data)
 
     def _read_secret(self) -> str:
         if sys.stdin.isatty():

@@ -13,13 +13,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from apps.core.errors import StateConflict
 from apps.providers.catalog import catalog
 from apps.runs.commandline import key_of, text_option, user_named, validated
-from apps.runs.progress import follow_command, follow_run, summary
+from apps.runs.progress import describe_estimate, follow_command, follow_run, summary
 from apps.runs.serializers import RunSettingsInputSerializer, stored_options
 from apps.runs.services import SubmissionError, parse_jsonl, run_create
+from apps.runs.services.submission import run_preflight
 
 # option -> the serializer's field; only the options given are passed, so the API's defaults apply.
 SETTINGS = {"model": "model", "name": "name", "max_tokens": "max_tokens",
-            "max_attempts": "max_attempts", "parallelism": "parallelism", "temperature": "temperature"}
+            "max_attempts": "max_attempts", "parallelism": "parallelism", "priority": "priority",
+            "temperature": "temperature"}
 OPTIONS = {"pack_size": "pack_size", "cache_ttl": "cache_ttl", "max_cost_usd": "max_cost_usd"}
 
 
@@ -42,7 +44,9 @@ class Command(BaseCommand):
         parser.add_argument("--name")
         parser.add_argument("--max-tokens", help="output tokens per call (at most the model's limit)")
         parser.add_argument("--max-attempts")
-        parser.add_argument("--parallelism", help="calls in flight at once")
+        parser.add_argument("--parallelism", help="blocks in calls at once")
+        parser.add_argument("--priority", help="1 to 10 (default 5): weight against your other runs "
+                            "when capacity is short")
         parser.add_argument("--temperature")
         parser.add_argument("--pack-size", help="blocks sent together in one call (1 to 50)")
         parser.add_argument("--cache", action="store_true", help="mark the stable prefix cacheable")
@@ -50,12 +54,23 @@ class Command(BaseCommand):
         parser.add_argument("--stream", action="store_true", help="stream replies (with fallback)")
         parser.add_argument("--max-cost-usd", help="pause the run once it has cost this much")
         parser.add_argument("--follow", action="store_true", help="show progress until it settles")
+        parser.add_argument("--estimate", action="store_true",
+                            help="print what the run would take (tokens, cost range) and submit nothing")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         user = user_named(opts["user"])
         key = key_of(user, opts["key"])
         settings = self._settings(key.pk, opts)
         source = self._open(opts["file"])
+        if opts["estimate"]:
+            try:
+                estimate = run_preflight(blocks=parse_jsonl(source), **settings)
+            except SubmissionError as exc:
+                raise CommandError(str(exc)) from None
+            finally:
+                source.close()
+            self.stdout.write(describe_estimate(estimate))
+            return
         try:
             run = run_create(owner=user, key=key, blocks=parse_jsonl(source), **settings)
         except (SubmissionError, StateConflict) as exc:
