@@ -109,7 +109,7 @@ class LaneGate:
             keys=[lane.hash_key, lane.calls_key, run_blocks_key(run_id)],
             args=["acquire", _ms(now), call_id, _ms(now + lease_seconds), need.blocks, parallelism,
                   need.input_tokens, need.output_tokens, *_limit_args(limits),
-                  conf["LANE_RATE_SAFETY"], conf["LANE_INITIAL_WINDOW"]],
+                  conf["LANE_RATE_SAFETY"], conf["LANE_INITIAL_WINDOW"], conf["LANE_WINDOW_AFTER_HEADERS"]],
         )
         reason = reason.decode() if isinstance(reason, bytes) else reason
         return Grant(bool(granted), call_id, float(wait_ms) / 1000, reason)

@@ -76,6 +76,8 @@ local function acquire(now)
   local cfg = {r = tonumber(ARGV[9]), i = tonumber(ARGV[10]), o = tonumber(ARGV[11]),
                explicit = ARGV[12] == '1'}
   local safety, initial_window = tonumber(ARGV[13]), tonumber(ARGV[14])
+  -- Limits known from the key itself: the buckets pace from the first call, no cautious start.
+  if cfg.r > 0 or cfg.i > 0 or cfg.o > 0 then initial_window = tonumber(ARGV[15]) end
   local h = load(KEYS[1])
   local throttled = num(h.until_throttled, 0)
   if throttled > now then return {0, throttled - now, 'throttled'} end

@@ -47,6 +47,7 @@ CONVEYOR = {
     **CONVEYOR,
     **{name: env.float(f"TEST_{name}", default=value) for name, value in TEST_KNOBS.items()},
     "SERVE_PROCESSES_PER_HOST": env.int("TEST_SERVE_PROCESSES_PER_HOST", default=0),
+    "SERVE_MAX_IN_FLIGHT": env.int("TEST_SERVE_MAX_IN_FLIGHT", default=256),
 }
 CELERY_BEAT_SCHEDULE = beat_schedule(CONVEYOR)  # noqa: F405
 CELERY_BEAT_SCHEDULER = env.str("TEST_CELERY_BEAT_SCHEDULER",

@@ -1,77 +1,75 @@
-"""run_set_budget: the one operation behind the API's budget/, the admin's raise-budget action and
-`manage.py runs budget`."""
+"""Budgets are a hard cap: each call reserves its worst case before it starts, the run pauses having
+spent no more than its budget (and not far short of it), and a raised budget resumes it."""
 
 from decimal import Decimal
 
 import pytest
 
-from apps.core.errors import InvalidInput
-from apps.runs.models import PausedCause, Run, RunStatus
-from apps.runs.services import RunStateError, run_resume, run_set_budget
-from tests.api.helpers import set_status
+from apps.runs.estimates import block_reservation
+from apps.runs.models import Block, PausedCause, Run
+from apps.runs.services import blocks_claim
+from apps.runs.services.lifecycle import run_set_budget
 from tests.factories import make_run
+from tests.runs.helpers import serve_until_settled
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
-
-@pytest.fixture
-def spent_run(owner, offline_key) -> Run:
-    """A run paused by the engine because it spent its $0.50 budget ($0.51 so far)."""
-    run = make_run(owner, offline_key, ["one", "two"], options={"max_cost_usd": "0.5000"})
-    return set_status(run, RunStatus.PAUSED, paused_cause=PausedCause.BUDGET,
-                      paused_reason="budget of $0.5000 spent", cost_usd=Decimal("0.51"))
+BUDGET = Decimal("0.004")  # about 33 of these blocks at the mock's usage
 
 
-def test_a_new_budget_is_stored_in_the_runs_options(owner, offline_key):
-    run = make_run(owner, offline_key, ["one"])
-    run = run_set_budget(run_id=run.pk, max_cost_usd=Decimal("1.5"))
-    assert run.options["max_cost_usd"] == "1.5000"
+def budgeted(owner, key, *, blocks: int = 60, budget: Decimal = BUDGET, **options) -> Run:
+    return make_run(owner, key, [f"essay number {i} about rivers" for i in range(blocks)],
+                    max_tokens=200, parallelism=4, options={"max_cost_usd": str(budget), **options})
 
 
-def test_none_removes_the_budget(owner, offline_key):
-    run = make_run(owner, offline_key, ["one"], options={"max_cost_usd": "2"})
-    run = run_set_budget(run_id=run.pk, max_cost_usd=None)
-    assert "max_cost_usd" not in run.options
+def worst_block(run: Run) -> Decimal:
+    return block_reservation(run.call_spec, pack_size=run.pack_size).for_input("essay number 10 about rivers")
 
 
-def test_raising_the_budget_above_the_spending_resumes_a_run_its_budget_paused(spent_run):
-    run = run_set_budget(run_id=spent_run.pk, max_cost_usd=Decimal("1.00"))
-    assert (run.status, run.paused_cause, run.paused_reason) == (RunStatus.RUNNING, "", "")
+def test_a_run_pauses_on_its_budget_having_spent_no_more_than_it(owner, mock_key):
+    run = serve_until_settled(budgeted(owner, mock_key))
+    assert (run.status, run.paused_cause) == ("paused", PausedCause.BUDGET)
+    assert run.cost_usd <= BUDGET
+    # Not far short: it stopped only when the next block's worst case no longer fitted.
+    assert run.cost_usd > BUDGET - worst_block(run)
+    assert run.failed_blocks == 0
+    assert run.blocks.filter(status="pending").exists()
+    assert run.reserved_usd == 0
 
 
-def test_removing_the_budget_resumes_a_run_its_budget_paused(spent_run):
-    assert run_set_budget(run_id=spent_run.pk, max_cost_usd=None).status == RunStatus.RUNNING
+def test_raising_the_budget_resumes_the_run_to_the_end(owner, mock_key):
+    run = serve_until_settled(budgeted(owner, mock_key, blocks=30))
+    assert run.status == "paused"
+    run_set_budget(run_id=run.pk, max_cost_usd=Decimal("1.00"))
+    run = serve_until_settled(run)
+    assert (run.status, run.completed_blocks) == ("complete", 30)
+    assert run.cost_usd <= Decimal("1.00")
 
 
-def test_a_budget_not_above_the_spending_leaves_the_run_paused(spent_run):
-    run = run_set_budget(run_id=spent_run.pk, max_cost_usd=Decimal("0.51"))
-    assert (run.status, run.options["max_cost_usd"]) == (RunStatus.PAUSED, "0.5100")
-
-
-def test_a_run_paused_for_another_cause_stays_paused(owner, offline_key):
-    run = set_status(make_run(owner, offline_key, ["one"]), RunStatus.PAUSED,
-                     paused_cause=PausedCause.KEY_REJECTED, paused_reason="401")
-    assert run_set_budget(run_id=run.pk, max_cost_usd=Decimal("5")).status == RunStatus.PAUSED
-
-
-def test_resuming_by_budget_wakes_a_worker_after_commit(spent_run, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks() as callbacks:
-        run_set_budget(run_id=spent_run.pk, max_cost_usd=Decimal("1"))
-    assert len(callbacks) == 1
-
-
-@pytest.mark.parametrize("value", [Decimal("0"), Decimal("-1"), Decimal("NaN"), "abc", Decimal("1e9")])
-def test_a_budget_that_is_not_a_positive_amount_is_refused(owner, offline_key, value):
-    run = make_run(owner, offline_key, ["one"])
-    with pytest.raises(InvalidInput) as excinfo:
-        run_set_budget(run_id=run.pk, max_cost_usd=value)
-    assert excinfo.value.field == "max_cost_usd"
+def test_a_claim_reserves_each_blocks_worst_case_and_takes_no_more_than_the_budget_allows(
+        owner, offline_key):
+    run = budgeted(owner, offline_key, budget=Decimal("0.0025"))
+    claim = blocks_claim(run_id=run.pk, limit=10, worker="w")
     run.refresh_from_db()
-    assert "max_cost_usd" not in run.options
+    worst = worst_block(run)
+    assert len(claim.blocks) == int(Decimal("0.0025") // worst)
+    assert run.reserved_usd == sum(Block.objects.filter(run=run, status="claimed")
+                                   .values_list("reserved_usd", flat=True))
+    assert run.reserved_usd <= Decimal("0.0025")
 
 
-def test_resuming_a_run_whose_budget_is_still_spent_is_refused(spent_run):
-    with pytest.raises(RunStateError, match="raise the budget"):
-        run_resume(run_id=spent_run.pk)
-    spent_run.refresh_from_db()
-    assert spent_run.status == RunStatus.PAUSED
+def test_a_run_whose_next_block_cannot_fit_while_nothing_is_in_flight_pauses_with_its_blocks_pending(
+        owner, offline_key):
+    run = budgeted(owner, offline_key, budget=Decimal("0.0001"))
+    claim = blocks_claim(run_id=run.pk, limit=4, worker="w")
+    run.refresh_from_db()
+    assert (claim.run_status, run.status, run.paused_cause) == ("paused", "paused", PausedCause.BUDGET)
+    assert run.blocks.filter(status="pending").count() == 60
+
+
+def test_while_calls_are_in_flight_a_claim_that_does_not_fit_waits_for_them(owner, offline_key):
+    run = budgeted(owner, offline_key, budget=Decimal("0.0025"))
+    blocks_claim(run_id=run.pk, limit=10, worker="w")
+    claim = blocks_claim(run_id=run.pk, limit=10, worker="w")
+    run.refresh_from_db()
+    assert (claim.budget_wait, claim.blocks, run.status) == (True, [], "running")
