@@ -1,9 +1,11 @@
 """The Redis the broker uses, for what the project keeps there besides messages: dispatch markers,
 serving-loop registrations and the lanes' shared capacity. One client per process and URL.
 
-`use_embedded_redis()` swaps in an in-process Redis (fakeredis, with Lua) for the demo, which must
+`embedded_redis()` swaps in an in-process Redis (fakeredis, with Lua) for the demo, which must
 run with nothing installed; everything else talks to the real server at CELERY_BROKER_URL."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 import redis
@@ -39,9 +41,15 @@ def async_broker_redis() -> redis.asyncio.Redis:
     return redis.asyncio.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
-def use_embedded_redis() -> None:
-    """From now on, this process's Redis is an in-memory one of its own (the demo)."""
+@contextmanager
+def embedded_redis() -> Iterator[None]:
+    """While inside, this process's Redis is an in-memory one of its own (the demo); the real one is
+    back afterwards."""
     global _embedded
     import fakeredis
 
-    _embedded = fakeredis.FakeServer()
+    previous, _embedded = _embedded, fakeredis.FakeServer()
+    try:
+        yield
+    finally:
+        _embedded = previous

@@ -4,6 +4,7 @@ from django.db.models import Count
 from apps.failures.models import PipelineFailure
 from apps.runs.models import Attempt, Block
 from apps.runs.services import run_cancel
+from apps.runs.tasks import serve
 from tests.e2e.conftest import run_status, wait_for
 from tests.factories import make_run
 
@@ -25,6 +26,7 @@ def test_a_2000_block_run_on_two_workers_ends_with_every_block_terminal_and_exac
     owner, e2e_key, mock_process, stack
 ):
     mock_process.configure(fault_rates={"500": 0.03, "529": 0.02})
+    stack.env["TEST_SERVE_PROCESSES_PER_HOST"] = "2"  # both workers serve (one host here)
     stack.worker("w1")
     stack.worker("w2")
     stack.beat()
@@ -32,6 +34,7 @@ def test_a_2000_block_run_on_two_workers_ends_with_every_block_terminal_and_exac
     inputs[10] = "flaky essay [[mock:status=500 times=2]]"
     inputs[20] = "doomed essay [[mock:status=504]]"
     run = make_run(owner, e2e_key, inputs, parallelism=64, max_attempts=5)
+    serve.delay()  # a second serving loop besides the one the submission woke
 
     wait_for(lambda: run_status(run) == "complete", timeout=240, what="run to complete",
              stack=stack)

@@ -66,6 +66,8 @@ def _conf(name: str) -> Any:
 class Pack:
     blocks: list[ClaimedBlock]
     token: Any
+    # After this (monotonic) the call could outlive the lease: given back instead of started.
+    start_by: float = float("inf")
 
 
 @dataclass
@@ -239,6 +241,7 @@ class Server:
                 if now >= self.next_heartbeat and not self.stopping:
                     await self._heartbeat()
                 if not self.stopping:
+                    self._give_back_stale(now)
                     await self._start_calls()
                     self._ask_for_help_if_late(now)
                 self._schedule_hop()
@@ -368,6 +371,11 @@ class Server:
         if lane.closed_until > now:
             return False
         pack = slot.ready.popleft()
+        if now > pack.start_by:
+            # Held too long (its lane kept it waiting): a call now could outlive the lease and be
+            # made twice. Give it back; it is claimed afresh.
+            self.releases.append((slot.ctx.run_id, pack.token, [b.id for b in pack.blocks]))
+            return True
         need = call_need(slot.ctx, pack.blocks)
         try:
             grant = await self.gate.try_acquire(
@@ -410,6 +418,14 @@ class Server:
             for other in self.slots.values():
                 if other.ctx.lane == slot.ctx.lane:
                     self._give_back(other)
+
+    def _give_back_stale(self, now: float) -> None:
+        """Ready packs that waited so long that a call could outlive their lease go back (a lane
+        that keeps saying "in a moment" must not leave a lease to expire under a buffered block)."""
+        for slot in self.slots.values():
+            while slot.ready and slot.ready[0].start_by < now:
+                pack = slot.ready.popleft()
+                self.releases.append((slot.ctx.run_id, pack.token, [b.id for b in pack.blocks]))
 
     def _give_back(self, slot: RunSlot) -> None:
         while slot.ready:
@@ -564,8 +580,12 @@ class Server:
             self.releases.append((run_id, claim.lease_token, [b.id for b in claim.blocks]))
             return
         size = slot.ctx.pack_size
+        # The lease is the call's timeout plus a margin: half of it for waiting here before the call,
+        # half for writing the result behind it. A pack not started by then goes back.
+        start_by = time.monotonic() + _conf("LEASE_MARGIN_SECONDS") / 2
         for i in range(0, len(claim.blocks), size):
-            slot.ready.append(Pack(blocks=claim.blocks[i:i + size], token=claim.lease_token))
+            slot.ready.append(Pack(blocks=claim.blocks[i:i + size], token=claim.lease_token,
+                                   start_by=start_by))
 
     def _refresh(self, demands: list[Demand], contexts: dict[Any, RunContext | None]) -> None:
         """A new picture of the runs with due work: new runs get a slot, changed ones (a new pass, a

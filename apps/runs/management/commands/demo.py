@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 
 from apps.core.formatting import format_usd
-from apps.core.redis import use_embedded_redis
+from apps.core.redis import embedded_redis
 from apps.keys.models import ProviderKey
 from apps.keys.services import key_create, key_update
 from apps.providers.catalog import catalog
@@ -70,7 +70,6 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"no such file: {path}")
         call_command("migrate", interactive=False, verbosity=0)
-        use_embedded_redis()
         # No broker needed: tasks queued by the services (the key's validation) run inline, and
         # the key may point at the local mock; the injected faults are retried after a short wait.
         # All of it is put back afterwards.
@@ -80,7 +79,8 @@ class Command(BaseCommand):
         settings.PROVIDER_HOST_ALLOWLIST = [*allowlist, "127.0.0.1"]
         settings.CONVEYOR = {**conveyor, "RETRY_BASE_SECONDS": DEMO_RETRY_BASE_SECONDS}
         try:
-            run = self._demo(path, opts)
+            with embedded_redis():
+                run = self._demo(path, opts)
         finally:
             celery_app.conf.task_always_eager = eager
             settings.PROVIDER_HOST_ALLOWLIST = allowlist
