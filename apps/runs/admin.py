@@ -128,9 +128,9 @@ class RunPassInline(admin.TabularInline):
     model = RunPass
     extra = 0
     can_delete = False
-    fields = ["number", "scope", "filter", "model", "prompt_version", "selected_blocks",
-              "prior_completed_blocks", "prior_failed_blocks", "prior_canceled_blocks", "prior_cost_usd",
-              "created_at"]
+    fields = ["number", "scope", "filter", "model", "prompt_version", "selected_blocks", "created_at",
+              "finished_at", "ended_status", "completed_blocks", "failed_blocks", "canceled_blocks",
+              "cost_usd"]
     readonly_fields = fields
     verbose_name_plural = "passes (history)"
 

@@ -144,6 +144,9 @@ class Block(Usage, Reserved):
     attempts = models.PositiveSmallIntegerField(default=0)
     # 429/529 waits: not the block's fault, so not attempts; bounded by MAX_THROTTLE_WAITS.
     throttle_waits = models.PositiveIntegerField(default=0)
+    # Calls claimed for it in the current pass, never given back (unlike `attempts`, the budget a
+    # replay refills): what numbers its Attempt rows, so a pass never shows two "attempt 1".
+    pass_attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_token = models.UUIDField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
@@ -242,6 +245,7 @@ class PassScope(models.TextChoices):
     ALL = "all", "Reseed: all blocks"
     FAILED = "failed", "Reseed: failed blocks"
     FILTER = "filter", "Reseed: blocks matching a filter"
+    REPLAY = "replay", "Replay of dead-lettered blocks of an ended run"
 
 
 class RunPass(models.Model):
@@ -270,6 +274,13 @@ class RunPass(models.Model):
     prior_canceled_blocks = models.PositiveIntegerField(default=0)
     prior_cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
     created_at = models.DateTimeField(default=timezone.now)
+    # How the pass ended, kept as it was: a later pass never rewrites an earlier one's history.
+    finished_at = models.DateTimeField(null=True, blank=True)
+    ended_status = models.CharField(max_length=16, blank=True, default="")
+    completed_blocks = models.PositiveIntegerField(null=True, blank=True)
+    failed_blocks = models.PositiveIntegerField(null=True, blank=True)
+    canceled_blocks = models.PositiveIntegerField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=16, decimal_places=8, null=True, blank=True)
 
     class Meta:
         ordering = ["run", "number"]

@@ -316,6 +316,14 @@ class RunPassSerializer(serializers.Serializer):
     prior_canceled_blocks = serializers.IntegerField()
     prior_cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8)
     created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True, help_text="When this pass ended.")
+    ended_status = serializers.CharField(help_text="complete or canceled; empty while it runs.")
+    completed_blocks = serializers.IntegerField(allow_null=True, help_text="The run's counts when "
+                                                "this pass ended (kept as they were).")
+    failed_blocks = serializers.IntegerField(allow_null=True)
+    canceled_blocks = serializers.IntegerField(allow_null=True)
+    cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8, allow_null=True,
+                                        help_text="The run's cost when this pass ended.")
 
 
 class LaneStateSerializer(serializers.Serializer):
@@ -339,8 +347,8 @@ class RunDetailSerializer(RunSerializer):
     )
     passes = RunPassSerializer(
         many=True, source="passes.all",
-        help_text="The run's passes, oldest first; recorded from its first reseed on (until then, "
-                  "empty: the run itself is pass 1).",
+        help_text="The run's passes, oldest first: its submission (pass 1), then one per reseed or "
+                  "replay of the ended run, each with how it ended.",
     )
 
     waiting_reason = serializers.SerializerMethodField(

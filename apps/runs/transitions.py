@@ -147,7 +147,8 @@ class BlockQuerySet(models.QuerySet):
         whose calls kill their workers still runs out of attempts."""
         return self.filter(status=BlockStatus.PENDING).update(
             status=BlockStatus.CLAIMED, lease_token=token, lease_expires_at=lease_expires_at,
-            claimed_by=worker[:200], attempts=F("attempts") + 1, **changes,
+            claimed_by=worker[:200], attempts=F("attempts") + 1, pass_attempts=F("pass_attempts") + 1,
+            **changes,
         )
 
     def release(self, *, token: Any) -> int:
@@ -155,7 +156,7 @@ class BlockQuerySet(models.QuerySet):
         stopping): the attempt is given back and the blocks are due again at once."""
         return self.filter(status=BlockStatus.CLAIMED, lease_token=token).update(
             status=BlockStatus.PENDING, lease_token=None, lease_expires_at=None,
-            attempts=F("attempts") - 1, reserved_usd=0,
+            attempts=F("attempts") - 1, pass_attempts=F("pass_attempts") - 1, reserved_usd=0,
         )
 
     def cancel_pending(self, *, now: datetime) -> int:
@@ -163,13 +164,15 @@ class BlockQuerySet(models.QuerySet):
             status=BlockStatus.CANCELED, finished_at=now, next_attempt_at=None
         )
 
-    def reopen(self) -> int:
-        """Any block not in flight goes back to pending with a fresh attempt budget (replay,
-        reseed). Its last output stays until the new pass overwrites it."""
+    def reopen(self, *, new_pass: bool) -> int:
+        """Any block not in flight goes back to pending with a fresh attempt budget (a reseed or a
+        replay as a new pass; a replay within the current pass keeps numbering its attempts on).
+        Its last output stays until the new pass overwrites it."""
+        changes: dict[str, Any] = {"pass_attempts": 0} if new_pass else {}
         return self.exclude(status=BlockStatus.CLAIMED).update(
             status=BlockStatus.PENDING, attempts=0, throttle_waits=0, next_attempt_at=None,
             lease_token=None, lease_expires_at=None, claimed_by="", error_code="", error_message="",
-            finished_at=None,
+            finished_at=None, **changes,
         )
 
     def lock_held(self, tokens: dict[int, Any], *, fields: Sequence[str]) -> dict[int, Any]:

@@ -7,8 +7,7 @@ from django.urls import reverse
 
 from apps.failures.models import DiagnosticLog, PipelineFailure
 from apps.runs.models import Block
-from tests.factories import make_run
-from tests.failures.helpers import counts, failure_of, settle
+from tests.failures.helpers import active_run, counts, failure_of, settle
 
 pytestmark = pytest.mark.django_db
 
@@ -18,8 +17,8 @@ DIAGNOSTICS = reverse("admin:failures_diagnosticlog_changelist")
 
 @pytest.fixture
 def run(owner, offline_key):
-    """b0 succeeded; b1 and b2 failed for good."""
-    return settle(make_run(owner, offline_key, ["a", "b", "c"], max_attempts=1), fail={"b1", "b2"})
+    """b0 succeeded; b1 and b2 failed for good; the run is still at work."""
+    return settle(active_run(owner, offline_key, ["a", "b", "c"], max_attempts=1), fail={"b1", "b2"})
 
 
 @pytest.fixture

@@ -162,8 +162,9 @@ def test_a_reseeded_runs_passes_stay_readable(owner, ended, api):
     assert passes[1]["prior_failed_blocks"] == 2
 
 
-def test_a_run_never_reseeded_lists_no_passes(owner, run, api):
-    assert api(owner).get(f"{URL}{run.pk}/").json()["passes"] == []
+def test_a_run_never_reseeded_lists_its_submission_as_pass_one(owner, run, api):
+    passes = api(owner).get(f"{URL}{run.pk}/").json()["passes"]
+    assert [(p["number"], p["scope"], p["finished_at"]) for p in passes] == [(1, "initial", None)]
 
 
 # --- budget ----------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 from apps.failures.models import PipelineFailure
 from apps.runs.models import Block
 from tests.factories import make_key, make_run
-from tests.failures.helpers import failure_of, settle
+from tests.failures.helpers import active_run, failure_of, settle
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +24,7 @@ def api():
 
 @pytest.fixture
 def failure(owner, offline_key) -> PipelineFailure:
-    run = settle(make_run(owner, offline_key, ["a", "b"], max_attempts=1), fail={"b1"})
+    run = settle(active_run(owner, offline_key, ["a", "b"], max_attempts=1), fail={"b1"})
     return failure_of(run, "b1")
 
 

@@ -1,5 +1,6 @@
-"""Dead-letter replay: due rows go back to work with backoff, are resolved when their block succeeds,
-and are parked after a bounded number of replays."""
+"""Dead-letter replay: while a run is active, due rows go back to work with backoff, are resolved when
+their block succeeds, and are parked after a bounded number of replays. Finished means finished: an
+ended run's rows are parked, and replaying them by hand is a new pass of the run."""
 
 import threading
 from datetime import timedelta
@@ -8,6 +9,7 @@ import pytest
 import time_machine
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from apps.failures.models import PipelineFailure
 from apps.failures.services import FailureStateError, failure_resolve
@@ -15,7 +17,8 @@ from apps.failures.tasks import replay_due_failures
 from apps.providers.errors import FailureKind
 from apps.runs.models import Block
 from apps.runs.services import run_cancel
-from apps.runs.services.replay import failure_replay_now, failures_replay_sweep
+from apps.runs.services.replay import failure_replay_now, failures_replay_selected, failures_replay_sweep
+from apps.runs.signals import run_finished
 from tests.factories import make_run
 from tests.failures.helpers import counts, failure_of, settle
 from tests.runs.helpers import in_thread, serve_until_settled
@@ -24,32 +27,66 @@ BASE = timedelta(seconds=settings.CONVEYOR["FAILURE_REPLAY_BASE_SECONDS"])
 MAX_REPLAYS = settings.CONVEYOR["FAILURE_MAX_REPLAYS"]
 
 
-def failed_run(owner, mock_key, *, blocks: int = 2, fail: tuple[str, ...] = ("b1",), **kwargs):
-    run = make_run(owner, mock_key, [f"text {i}" for i in range(blocks)], max_attempts=1, **kwargs)
+def failed_run(owner, key, *, blocks: int = 2, fail: tuple[str, ...] = ("b1",), **kwargs):
+    """A run still at work (one more block waits for a retry far ahead) with the failed blocks in
+    `fail` dead-lettered."""
+    run = make_run(owner, key, [f"text {i}" for i in range(blocks + 1)], max_attempts=1, **kwargs)
+    waiting = timezone.now() + timedelta(days=30)
+    Block.objects.filter(run=run, uid=f"b{blocks}").update(next_attempt_at=waiting)
+    return settle(run, fail=set(fail))
+
+
+def ended_run(owner, key, *, fail: tuple[str, ...] = ("b1",)):
+    run = make_run(owner, key, ["text 0", "text 1"], max_attempts=1)
     return settle(run, fail=set(fail))
 
 
 # --- with the real engine and the mock provider -----------------------------------------------------
 
 @pytest.mark.django_db(transaction=True)
-def test_a_block_replayed_by_the_beat_task_succeeds_and_resolves_its_failure_with_exact_counts(
-        owner, mock_key):
+def test_the_beat_task_leaves_an_ended_run_ended(owner, mock_key):
     run = serve_until_settled(
         make_run(owner, mock_key, ["fine", "flaky [[mock:status=500 times=3]]"], max_attempts=3)
     )
+    finished_at = run.finished_at
     failure = failure_of(run, "b1")
-    assert counts(run) == ("complete", 1, 1, 0)
+    assert (failure.next_retry_at, counts(run)) == (None, ("complete", 1, 1, 0))  # parked at the end
 
-    with time_machine.travel(failure.next_retry_at + timedelta(seconds=1), tick=False):
-        assert replay_due_failures() == {"replayed": 1}
-    run = serve_until_settled(run)
+    with time_machine.travel(run.finished_at + timedelta(days=1), tick=False):
+        assert replay_due_failures() == {"replayed": 0}
+
+    run.refresh_from_db()
+    assert (run.status, run.finished_at, run.current_pass) == ("complete", finished_at, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replaying_an_ended_runs_failure_by_hand_is_a_new_pass_that_keeps_the_first_ones_end(
+        owner, mock_key):
+    announced: list[tuple] = []
+    run_finished.connect(lambda **kw: announced.append((kw["status"], kw["pass_number"])), weak=False,
+                         dispatch_uid="test-replay-pass")
+    try:
+        run = serve_until_settled(
+            make_run(owner, mock_key, ["fine", "flaky [[mock:status=500 times=3]]"], max_attempts=3)
+        )
+        first_end = run.finished_at
+        failure = failure_of(run, "b1")
+
+        failure_replay_now(failure_id=failure.pk)
+        run = serve_until_settled(run)
+    finally:
+        run_finished.disconnect(dispatch_uid="test-replay-pass")
 
     failure.refresh_from_db()
     assert failure.resolved_at is not None
-    assert (failure.replay_count, failure.attempt_count) == (1, 3)
-    assert counts(run) == ("complete", 2, 0, 0)
-    block = run.blocks.get(uid="b1")
-    assert (block.status, block.attempts) == ("succeeded", 1)
+    assert (run.status, run.current_pass, counts(run)) == ("complete", 2, ("complete", 2, 0, 0))
+    first, second = run.passes.order_by("number")
+    assert (first.finished_at, first.completed_blocks, first.failed_blocks) == (first_end, 1, 1)
+    assert (second.scope, second.selected_blocks, second.completed_blocks) == ("replay", 1, 2)
+    assert announced == [("complete", 1), ("complete", 2)]
+    # Each pass numbers its own attempts: the block's attempt 1 of pass 2 is not "attempt 1" again.
+    numbers = list(run.blocks.get(uid="b1").attempt_set.values_list("pass_number", "number"))
+    assert numbers == [(1, 1), (1, 2), (1, 3), (2, 1)]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -57,14 +94,22 @@ def test_a_replayed_block_that_fails_again_updates_the_same_failure_row(owner, m
     run = serve_until_settled(make_run(owner, mock_key, ["broken [[mock:status=500]]"], max_attempts=2))
     failure = failure_of(run, "b0")
 
-    with time_machine.travel(failure.next_retry_at + timedelta(seconds=1), tick=False):
-        replay_due_failures()
+    failure_replay_now(failure_id=failure.pk)
     run = serve_until_settled(run)
 
     assert PipelineFailure.objects.count() == 1
     failure.refresh_from_db()
     assert (failure.resolved_at, failure.replay_count, failure.attempt_count) == (None, 1, 4)
     assert counts(run) == ("complete", 0, 1, 0)
+
+
+@pytest.mark.django_db
+def test_replaying_several_failures_of_an_ended_run_together_is_one_new_pass(owner, offline_key):
+    run = ended_run(owner, offline_key, fail=("b0", "b1"))
+    report = failures_replay_selected(failure_ids=[failure_of(run, "b0").pk, failure_of(run, "b1").pk])
+    assert len(report.replayed) == 2
+    run.refresh_from_db()
+    assert (run.status, run.current_pass, run.passes.count()) == ("running", 2, 2)
 
 
 # --- the replay service, with outcomes recorded by the test ------------------------------------------
@@ -82,7 +127,8 @@ def test_a_replay_puts_the_block_back_to_pending_with_a_fresh_attempt_budget(own
 
 
 @pytest.mark.django_db
-def test_a_replay_reopens_a_complete_run_and_takes_the_block_off_its_failed_count(owner, offline_key):
+def test_a_replay_in_a_running_run_takes_the_block_off_its_failed_count_in_the_same_pass(
+        owner, offline_key):
     run = failed_run(owner, offline_key)
     failure = failure_of(run, "b1")
 
@@ -90,7 +136,7 @@ def test_a_replay_reopens_a_complete_run_and_takes_the_block_off_its_failed_coun
         failures_replay_sweep()
 
     assert counts(run) == ("running", 1, 0, 0)
-    assert run.finished_at is None
+    assert run.current_pass == 1
 
 
 @pytest.mark.django_db
@@ -143,7 +189,7 @@ def test_a_block_failing_again_after_a_replay_is_rescheduled_from_its_new_failur
     failure.refresh_from_db()
     assert (failure.replay_count, failure.attempt_count) == (1, 2)
     assert failure.next_retry_at == failed_again_at + 2 * BASE
-    assert counts(run) == ("complete", 1, 1, 0)
+    assert counts(run) == ("running", 1, 1, 0)
 
 
 @pytest.mark.django_db
@@ -177,7 +223,8 @@ def test_a_failure_of_a_canceled_run_is_parked_not_replayed(owner, offline_key):
 
 @pytest.mark.django_db
 def test_a_parked_failure_can_be_replayed_by_hand(owner, offline_key):
-    run = make_run(owner, offline_key, ["a"])
+    run = make_run(owner, offline_key, ["a", "b"])
+    Block.objects.filter(run=run, uid="b1").update(next_attempt_at=timezone.now() + timedelta(days=30))
     settle(run, fail={"b0"}, code="invalid_request_error", kind=FailureKind.BLOCK_FATAL)
     failure = failure_of(run, "b0")
     assert failure.next_retry_at is None
@@ -186,7 +233,7 @@ def test_a_parked_failure_can_be_replayed_by_hand(owner, offline_key):
 
     failure.refresh_from_db()
     assert (failure.replay_count, failure.next_retry_at) == (1, None)
-    assert run.blocks.get().status == "pending"
+    assert run.blocks.get(uid="b0").status == "pending"
 
 
 @pytest.mark.django_db

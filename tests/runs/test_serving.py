@@ -47,7 +47,8 @@ def test_retry_exhaustion_fails_the_block_into_pipeline_failures(owner, mock_key
     failure = PipelineFailure.objects.get()
     assert failure.block.uid == "b1"
     assert (failure.error_code, failure.http_status, failure.attempt_count) == ("api_error", 500, 3)
-    assert failure.next_retry_at is not None
+    # The run ended with it: parked, replayed only when a person asks (a new pass).
+    assert failure.next_retry_at is None
     assert SECRET not in str(failure.payload_snapshot) + failure.error_message + str(failure.context)
     assert DiagnosticLog.objects.filter(event_code="DOWNSTREAM_CALL_FAILED", block=failure.block).exists()
 

@@ -34,6 +34,8 @@ class ClaimedBlock:
     uid: str
     input: str
     attempt: int
+    # Its call's number in the current pass (what the Attempt row says).
+    number: int = 0
 
 
 @dataclass
@@ -122,10 +124,10 @@ def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0, answer
     if budgeted:
         reserved = chosen.aggregate(total=Sum("reserved_usd"))["total"] or 0
         Run.objects.filter(pk=run.pk).update(reserved_usd=F("reserved_usd") + reserved)
-    blocks = chosen.order_by("block_index").values_list("id", "uid", "input", "attempts")
+    blocks = chosen.order_by("block_index").values_list("id", "uid", "input", "attempts", "pass_attempts")
     return Claim(
         run_status=run.status,
-        blocks=[ClaimedBlock(id=i, uid=u, input=t, attempt=a) for i, u, t, a in blocks],
+        blocks=[ClaimedBlock(id=i, uid=u, input=t, attempt=a, number=n) for i, u, t, a, n in blocks],
         lease_token=token,
     )
 

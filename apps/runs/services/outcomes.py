@@ -46,6 +46,8 @@ class Outcome:
     block_id: int
     lease_token: uuid.UUID
     attempt: int
+    # The call's number in the pass (0: not known, the attempt count stands in).
+    number: int = 0
     usage: TokenUsage = field(default_factory=TokenUsage)
     cost_usd: Decimal = Decimal(0)
     latency_ms: int | None = None
@@ -274,7 +276,7 @@ def write_attempts(rec: Recording) -> None:
         outcome, decision, failure = entry.outcome, entry.decision, entry.outcome.failure
         accepted_success = entry.block is not None and decision.status == BlockStatus.SUCCEEDED
         attempts.append(Attempt(
-            run_id=run.pk, block_id=outcome.block_id, number=outcome.attempt,
+            run_id=run.pk, block_id=outcome.block_id, number=outcome.number or outcome.attempt,
             pass_number=run.current_pass, outcome=decision.attempt_outcome,
             accepted=entry.block is not None, http_status=failure.http_status if failure else 200,
             error_code=decision.error_code, error_message=decision.error_message,

@@ -63,7 +63,7 @@ def _expire_run_leases(run_id: Any, now: datetime) -> int:
         if status in ended:
             ended[status] += 1
         Attempt.objects.create(
-            run_id=run.pk, block_id=block.pk, number=block.attempts, pass_number=run.current_pass,
+            run_id=run.pk, block_id=block.pk, number=block.pass_attempts, pass_number=run.current_pass,
             outcome=AttemptOutcome.LEASE_EXPIRED, accepted=True, error_code="lease_expired",
             error_message=message, worker=block.claimed_by, model=run.model,
         )

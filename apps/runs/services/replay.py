@@ -1,9 +1,16 @@
 """Dead-letter replay: a block that failed for good goes back to work with a fresh attempt budget.
 
-The beat task (`conveyor.failures.replay_due`) replays unresolved `pipeline_failures` rows whose
-`next_retry_at` has come; operators replay any unresolved row at once (`failure_replay_now`), parked ones
-too. A replayed row's `replay_count` goes up and its `next_retry_at` moves on with backoff; the block's
-next outcome then resolves the row (success, see outcomes.py) or updates it (failure, failure_record),
+Finished means finished. The beat task (`conveyor.failures.replay_due`) replays unresolved
+`pipeline_failures` rows whose `next_retry_at` has come only while their run is still active
+(queued, running or paused): the block rejoins the run's current pass and numbers its attempts on.
+When a run's pass ends, its rows still waiting are parked (apps.runs.services.finalize): beat never
+reopens an ended run, whose results may already have been exported and whose money was spent as
+shown. A person may still replay an ended run's failures (`failure_replay_now`,
+`failures_replay_selected`: the API's and the admin's "replay"): that is a new pass of the run, with
+its own RunPass row, attempt numbering, timings and end, like a reseed of exactly those blocks.
+
+A replayed row's `replay_count` goes up and its `next_retry_at` moves on with backoff; the block's next
+outcome then resolves the row (success, see outcomes.py) or updates it (failure, failure_record),
 which parks it once FAILURE_MAX_REPLAYS replays are spent.
 
 Locking: each row is replayed in its own transaction that locks the run row first, then the failure
@@ -25,8 +32,10 @@ from django.utils import timezone
 from apps.failures.models import EventCode, LogLevel, PipelineFailure
 from apps.failures.services import FailureStateError, diagnostic_log, replay_due_at
 from apps.runs.dispatch import run_dispatch_on_commit
-from apps.runs.models import Block, BlockStatus, Run, RunStatus
+from apps.runs.models import Block, BlockStatus, PassScope, Run, RunStatus
 from apps.runs.services.claiming import lock_run
+from apps.runs.services.finalize import PARKED_AT_END
+from apps.runs.services.reseed import start_pass
 from apps.runs.transitions import RUN_ACTIVE, RUN_ENDING
 
 FUNCTION_NAME = "conveyor.failures.replay_due"
@@ -106,16 +115,16 @@ def _replay_one(*, failure_id: int, run_id: Any, now: datetime, due_only: bool) 
         return _park(row, reason=f"the block is already {block_status}; its outcome will resolve or "
                                  "reschedule this failure", write=due_only)
 
+    if run.status == RunStatus.COMPLETE:
+        if due_only:
+            return _park(row, reason=PARKED_AT_END, write=True)
+        _start_replay_pass(run, [row])
+        return ReplayVerdict(ReplayResult.REPLAYED)
     # The conditional UPDATE is the guard: only a block that is still failed goes back to work.
-    if not Block.objects.filter(pk=row.block_id, status=BlockStatus.FAILED).reopen():
+    if not Block.objects.filter(pk=row.block_id, status=BlockStatus.FAILED).reopen(new_pass=False):
         return ReplayVerdict(ReplayResult.SKIPPED, "the block changed meanwhile")
-    runs = Run.objects.filter(pk=run.pk)
-    runs.update(failed_blocks=F("failed_blocks") - 1)
+    Run.objects.filter(pk=run.pk).update(failed_blocks=F("failed_blocks") - 1)
     status = run.status
-    if status == RunStatus.COMPLETE:
-        # Reopened while the block is in flight; run_finalize completes it again after its outcome.
-        runs.reopen()
-        status = RunStatus.RUNNING
 
     row.replay_count += 1
     # Not picked again before then; the block's next failure reschedules it from its own time.
@@ -131,6 +140,48 @@ def _replay_one(*, failure_id: int, run_id: Any, now: datetime, due_only: bool) 
     if status in RUN_ACTIVE:
         run_dispatch_on_commit(run_id=run.pk)
     return ReplayVerdict(ReplayResult.REPLAYED)
+
+
+def _start_replay_pass(run: Run, rows: list[PipelineFailure]) -> int:
+    """A new pass of an ended run over the failed blocks of these rows (the caller holds the run's
+    lock and the rows')."""
+    blocks = Block.objects.filter(run_id=run.pk, pk__in=[r.block_id for r in rows], status=BlockStatus.FAILED)
+    number = start_pass(run, blocks, scope=PassScope.REPLAY, filters={"failures": [r.pk for r in rows]},
+                        model=run.model, system_prompt=run.system_prompt,
+                        prompt_template=run.prompt_template,
+                        empty="none of these failures' blocks is still failed", empty_field="ids")
+    for row in rows:
+        PipelineFailure.objects.filter(pk=row.pk).update(replay_count=F("replay_count") + 1,
+                                                         next_retry_at=None, resolution_note="")
+        diagnostic_log(
+            function_name=FUNCTION_NAME, event_code=EventCode.PIPELINE_RETRY, level=LogLevel.INFO,
+            message=f"replay of failure {row.pk} ({row.error_code}) as pass {number} of the ended run",
+            metadata={"failure_id": row.pk, "pass": number, "manual": True},
+            run_id=run.pk, block_id=row.block_id,
+        )
+    return number
+
+
+@transaction.atomic
+def _replay_ended_run(run_id: Any, failure_ids: list[int], report: "BulkReplayReport") -> None:
+    """Several failures of one ended run replayed together: one new pass, not one per failure."""
+    run = lock_run(run_id)
+    rows = list(PipelineFailure.objects.select_for_update().filter(pk__in=failure_ids))
+    replayable = []
+    for row in rows:
+        status = Block.objects.filter(pk=row.block_id).values_list("status", flat=True).first()
+        if row.resolved_at is not None:
+            report.refused[row.pk] = f"failure {row.pk} is already resolved"
+        elif status == BlockStatus.SUCCEEDED:
+            _close(row, now=timezone.now(), note="the block had already succeeded")
+            report.resolved.append(row.pk)
+        elif status != BlockStatus.FAILED:
+            report.refused[row.pk] = f"the block is {status or 'gone'}"
+        else:
+            replayable.append(row)
+    if replayable:
+        _start_replay_pass(run, replayable)
+        report.replayed.extend(row.pk for row in replayable)
 
 
 def failures_replay_sweep(now: datetime | None = None) -> int:
@@ -167,10 +218,21 @@ class BulkReplayReport:
 
 
 def failures_replay_selected(*, failure_ids: Iterable[int]) -> BulkReplayReport:
-    """failure_replay_now for each id (the bulk replay of the API and the admin); one transaction per row,
-    so one refusal never undoes the others."""
+    """failure_replay_now for each id (the bulk replay of the API and the admin): one transaction per
+    row, so one refusal never undoes the others; the failures of one ended run together start one new
+    pass."""
     report = BulkReplayReport()
-    for failure_id in dict.fromkeys(failure_ids):
+    ids = list(dict.fromkeys(failure_ids))
+    ended: dict[Any, list[int]] = {}
+    for failure_id, run_id, status in PipelineFailure.objects.filter(pk__in=ids).values_list(
+        "pk", "block__run_id", "block__run__status"
+    ):
+        if status == RunStatus.COMPLETE:
+            ended.setdefault(run_id, []).append(failure_id)
+    for run_id, group in ended.items():
+        _replay_ended_run(run_id, group, report)
+    grouped = {pk for group in ended.values() for pk in group}
+    for failure_id in (pk for pk in ids if pk not in grouped):
         try:
             row = failure_replay_now(failure_id=failure_id)
         except PipelineFailure.DoesNotExist:

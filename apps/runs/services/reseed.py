@@ -54,7 +54,8 @@ def _describe(scope: str, filters: dict[str, Any]) -> str:
 
 
 def _record_first_pass(run: Run) -> None:
-    """Runs are created without a RunPass row; the first reseed writes pass 1 from the run as it was."""
+    """Runs made before passes were recorded at submission have no RunPass row for pass 1: the first
+    new pass writes it from the run as it was."""
     if run.passes.filter(number=run.current_pass).exists():
         return
     RunPass.objects.create(
@@ -102,41 +103,50 @@ def run_reseed(*, run_id: Any, scope: str, status: str | Iterable[str] | None = 
                              options=run.options or {})
 
         selected = _selection(run.pk, scope, filters)
-        counts = selected.aggregate(
-            total=Count("id"),
-            in_flight=Count("id", filter=Q(status=BlockStatus.CLAIMED)),
-            **{status: Count("id", filter=Q(status=status)) for status in BLOCK_COUNTER},
-        )
-        if not counts["total"]:
-            field = next(iter(filters)) if len(filters) == 1 else "scope"
-            raise SubmissionError(f"no block of this run matches {_describe(scope, filters)}", field=field)
-        if counts["in_flight"]:
-            # Only a paused run can have calls in flight; their results are written within a timeout.
-            raise RunStateError(f"{counts['in_flight']} selected block(s) still have a call in flight; "
-                                "reseed once they are written")
-
-        _record_first_pass(run)
-        new_pass = run.current_pass + 1
-        new_prompt_version = compute_prompt_version(new_system, new_template)
-        RunPass.objects.create(
-            run=run, number=new_pass, scope=scope, filter=filters, model=new_model,
-            system_prompt=new_system, prompt_template=new_template, prompt_version=new_prompt_version,
-            pipeline_version=run.pipeline_version, selected_blocks=counts["total"],
-            prior_completed_blocks=run.completed_blocks, prior_failed_blocks=run.failed_blocks,
-            prior_canceled_blocks=run.canceled_blocks, prior_cost_usd=run.cost_usd,
-        )
-        # Their dead-letter rows stay open but are not due while the blocks are back at work: the
-        # block's next outcome resolves the row (success) or schedules its replay again (failure).
-        PipelineFailure.objects.filter(
-            block__in=selected, resolved_at__isnull=True
-        ).update(next_retry_at=None)
-        selected.reopen()
-        # Taking a block back undoes exactly the counter its terminal status sat in.
-        Run.objects.filter(pk=run.pk).reopen(
-            current_pass=new_pass, model=new_model, system_prompt=new_system,
-            prompt_template=new_template, prompt_version=new_prompt_version,
-            **{field: F(field) - counts[status] for status, field in BLOCK_COUNTER.items()},
-        )
-        run_dispatch_on_commit(run_id=run.pk)
+        start_pass(run, selected, scope=scope, filters=filters, model=new_model, system_prompt=new_system,
+                   prompt_template=new_template, empty=f"no block of this run matches "
+                                                   f"{_describe(scope, filters)}",
+                   empty_field=next(iter(filters)) if len(filters) == 1 else "scope")
     run.refresh_from_db()
     return run
+
+
+def start_pass(run: Run, selected: QuerySet[Block], *, scope: str, filters: dict[str, Any], model: str,
+               system_prompt: str, prompt_template: str, empty: str, empty_field: str) -> int:
+    """A new pass over `selected` of a run whose row the caller has locked: recorded as a RunPass,
+    the blocks back to pending numbering their attempts from 1, the run's counters lowered by exactly
+    the blocks taken back, the run reopened and a worker woken. Returns the new pass's number.
+    The run's earlier passes keep their RunPass rows as they ended."""
+    counts = selected.aggregate(
+        total=Count("id"),
+        in_flight=Count("id", filter=Q(status=BlockStatus.CLAIMED)),
+        **{status: Count("id", filter=Q(status=status)) for status in BLOCK_COUNTER},
+    )
+    if not counts["total"]:
+        raise SubmissionError(empty, field=empty_field)
+    if counts["in_flight"]:
+        # Only a paused run can have calls in flight; their results are written within a timeout.
+        raise RunStateError(f"{counts['in_flight']} selected block(s) still have a call in flight; "
+                            "try again once they are written")
+    _record_first_pass(run)
+    new_pass = run.current_pass + 1
+    new_prompt_version = compute_prompt_version(system_prompt, prompt_template)
+    RunPass.objects.create(
+        run=run, number=new_pass, scope=scope, filter=filters, model=model,
+        system_prompt=system_prompt, prompt_template=prompt_template, prompt_version=new_prompt_version,
+        pipeline_version=run.pipeline_version, selected_blocks=counts["total"],
+        prior_completed_blocks=run.completed_blocks, prior_failed_blocks=run.failed_blocks,
+        prior_canceled_blocks=run.canceled_blocks, prior_cost_usd=run.cost_usd,
+    )
+    # Their dead-letter rows stay open but are not due while the blocks are back at work: the
+    # block's next outcome resolves the row (success) or schedules its replay again (failure).
+    PipelineFailure.objects.filter(block__in=selected, resolved_at__isnull=True).update(next_retry_at=None)
+    selected.reopen(new_pass=True)
+    # Taking a block back undoes exactly the counter its terminal status sat in.
+    Run.objects.filter(pk=run.pk).reopen(
+        current_pass=new_pass, model=model, system_prompt=system_prompt,
+        prompt_template=prompt_template, prompt_version=new_prompt_version,
+        **{field: F(field) - counts[status] for status, field in BLOCK_COUNTER.items()},
+    )
+    run_dispatch_on_commit(run_id=run.pk)
+    return new_pass

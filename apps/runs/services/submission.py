@@ -21,7 +21,7 @@ from apps.providers.catalog import catalog, get_model
 from apps.providers.prompts import INPUT_PLACEHOLDER, CallSpec, prompt_version
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.estimates import RunEstimate, run_estimate
-from apps.runs.models import Block, Run
+from apps.runs.models import Block, PassScope, Run, RunPass
 from apps.runs.selectors import run_for_idempotency_key
 
 CHUNK_SIZE = 2000
@@ -248,6 +248,11 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
                                 input_chars=sizes["chars"] or 0, input_bytes=sizes["bytes"] or 0).as_dict()
     Run.objects.filter(pk=run.pk).update(total_blocks=total, estimate=run.estimate)
     run.total_blocks = total
+    RunPass.objects.create(
+        run=run, number=1, scope=PassScope.INITIAL, model=run.model, system_prompt=run.system_prompt,
+        prompt_template=run.prompt_template, prompt_version=run.prompt_version,
+        pipeline_version=run.pipeline_version, selected_blocks=total, created_at=run.created_at,
+    )
     if dispatch:
         run_dispatch_on_commit(run_id=run.pk)
     return run

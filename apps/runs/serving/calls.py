@@ -129,8 +129,8 @@ class PackCaller:
             logger.exception("call for run %s: unexpected error", ctx.run_id)
             failure = ProviderFailure(FailureKind.RETRYABLE, "internal_error",
                                       redact(f"{type(exc).__name__}: {exc}", (ctx.api_key,)))
-            return [Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, failure=failure)
-                    for b in blocks]
+            return [Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, number=b.number,
+                            failure=failure) for b in blocks]
 
     async def _call(self, ctx: RunContext, blocks: list[ClaimedBlock], token: Any, grant: Grant,
                     need: Need, carried: TokenUsage) -> list[Outcome]:
@@ -168,7 +168,7 @@ class PackCaller:
             shares = (carried + spent).split(len(blocks))
             snapshot = _snapshot(params, secrets)
             return [
-                Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, usage=share,
+                Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, number=b.number, usage=share,
                         cost_usd=cost_usd(spec.model, share), request_id=failure.request_id,
                         model=spec.model, failure=failure, payload_snapshot=snapshot,
                         started_at=started)
@@ -177,7 +177,7 @@ class PackCaller:
         assert result is not None
         shares = (carried + result.usage).split(len(blocks))
         return [
-            Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, usage=share,
+            Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, number=b.number, usage=share,
                     cost_usd=cost_usd(spec.model, share), latency_ms=result.latency_ms,
                     request_id=result.request_id, model=result.model, output=outputs[b.uid],
                     started_at=started)
@@ -229,7 +229,7 @@ class PackCaller:
                                           f"the lane stayed closed ({grant.reason}) for a split call",
                                           retry_after=grant.wait_seconds, usage=carried)
                 shares = carried.split(len(blocks))
-                return [Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, usage=share,
-                                cost_usd=cost_usd(ctx.spec.model, share), failure=failure)
+                return [Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, number=b.number,
+                                usage=share, cost_usd=cost_usd(ctx.spec.model, share), failure=failure)
                         for b, share in zip(blocks, shares, strict=True)]
             await asyncio.sleep(min(max(grant.wait_seconds, 0.05), 1.0))
