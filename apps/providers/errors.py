@@ -173,3 +173,30 @@ def classify(exc: BaseException, *, secrets: tuple[str, ...] = ()) -> ProviderFa
             )
         return ProviderFailure(FailureKind.BLOCK_FATAL, error_type, **common)
     return ProviderFailure(FailureKind.RETRYABLE, type(exc).__name__, message)
+
+
+# A batch request's error arrives as a body, not an HTTP answer: its type says what it would have been.
+ERROR_TYPE_KIND = {
+    "invalid_request_error": FailureKind.BLOCK_FATAL,
+    "not_found_error": FailureKind.BLOCK_FATAL,
+    "request_too_large": FailureKind.BLOCK_FATAL,
+    "authentication_error": FailureKind.KEY_INVALID,
+    "permission_error": FailureKind.KEY_INVALID,
+    "billing_error": FailureKind.KEY_BLOCKED,
+    "rate_limit_error": FailureKind.THROTTLED,
+    "overloaded_error": FailureKind.OVERLOADED,
+}
+
+
+def classify_error_body(body: dict | None, *, secrets: tuple[str, ...] = ()) -> ProviderFailure:
+    """A `{"type": "error", "error": {"type", "message"}}` body (a batch request's `errored`
+    result) classified as the same error answered over HTTP would be."""
+    error = (body or {}).get("error") or {}
+    error_type = str(error.get("type") or "api_error")
+    message = redact_text(str(error.get("message") or error_type), secrets)
+    details = error.get("details") or {}
+    if details.get("error_code") in ("enforced_spend_limit_reached", "contract_spend_limit_reached"):
+        return ProviderFailure(FailureKind.KEY_BLOCKED, details["error_code"], message,
+                               request_id=str((body or {}).get("request_id") or ""))
+    kind = ERROR_TYPE_KIND.get(error_type, FailureKind.RETRYABLE)
+    return ProviderFailure(kind, error_type, message, request_id=str((body or {}).get("request_id") or ""))

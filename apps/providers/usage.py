@@ -64,9 +64,14 @@ class TokenUsage:
         return [TokenUsage(**s) for s in shares]
 
 
-def cost_usd(model: str, usage: TokenUsage) -> Decimal:
-    """Price of a call; an unknown model costs nothing rather than guessing (submission refuses
-    unknown models, so this only happens when the catalog shrank under a running run)."""
+# The Message Batches API bills every token at half the live price (caching multipliers stack on it).
+BATCH_DISCOUNT = Decimal("0.5")
+
+
+def cost_usd(model: str, usage: TokenUsage, *, batch: bool = False) -> Decimal:
+    """Price of a call (a batch request at half price); an unknown model costs nothing rather than
+    guessing (submission refuses unknown models, so this only happens when the catalog shrank under a
+    running run)."""
     info = get_model(model)
     if info is None:
         return Decimal(0)
@@ -79,4 +84,6 @@ def cost_usd(model: str, usage: TokenUsage) -> Decimal:
         + usage.cache_read_input_tokens * info.cache_read
         + usage.output_tokens * info.output
     )
+    if batch:
+        total *= BATCH_DISCOUNT
     return (total / PER_MILLION).quantize(Decimal("0.00000001"))

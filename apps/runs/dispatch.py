@@ -46,12 +46,24 @@ def worker_name() -> str:
 
 
 def run_dispatch_on_commit(*, run_id: Any) -> None:
-    """Make sure a serving loop will see this run's work, once the current transaction commits (at
-    once outside one).
+    """Make sure the run's work is seen, once the current transaction commits (at once outside one):
+    a serving loop for a live run, beat's batch task for a batch-mode run.
 
-    robust: a broker outage must not undo or fail the change that asked for the wake-up; the pump
-    finds the work in the database and dispatches again."""
-    transaction.on_commit(lambda: serve_dispatch_rollback_unsafe(reason=f"run {run_id}"), robust=True)
+    robust: a broker outage must not undo or fail the change that asked for the wake-up; the pump and
+    beat find the work in the database and dispatch again."""
+    transaction.on_commit(lambda: _wake_for_run(run_id), robust=True)
+
+
+def _wake_for_run(run_id: Any) -> None:
+    from apps.runs.models import Run, RunMode
+    from apps.runs.tasks import batches
+
+    mode = Run.objects.filter(pk=run_id).values_list("effective_mode", flat=True).first()
+    if mode == RunMode.BATCH:
+        if not batches.app.conf.task_always_eager:
+            batches.delay()
+        return
+    serve_dispatch_rollback_unsafe(reason=f"run {run_id}")
 
 
 def serve_dispatch_rollback_unsafe(*, reason: str = "", help_wanted: bool = False) -> bool:

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from apps.providers.catalog import PER_MILLION, ModelInfo, get_model
 from apps.providers.prompts import INPUT_PLACEHOLDER, PACK_PREAMBLE, CallSpec
+from apps.providers.usage import BATCH_DISCOUNT
 
 BYTES_PER_TOKEN_HIGH = 3.0
 CHARS_PER_TOKEN_TYPICAL = 4.0
@@ -66,10 +67,10 @@ class BlockReservation:
         return (self.fixed_usd + self.per_byte_usd * len(text.encode("utf-8"))).quantize(MONEY)
 
 
-def block_reservation(spec: CallSpec, *, pack_size: int) -> BlockReservation:
+def block_reservation(spec: CallSpec, *, pack_size: int, batch: bool = False) -> BlockReservation:
     """The most one block's call can cost: the whole prefix at the cache-write price (if caching is
     on; a pack's prefix charged to each of its blocks), its input at the input price, and the full
-    `max_tokens` of output at the output price."""
+    `max_tokens` of output at the output price; half of all that in a Message Batch."""
     info = _prices(spec.model)
     prefix_price = info.input
     if spec.cache:
@@ -77,8 +78,9 @@ def block_reservation(spec: CallSpec, *, pack_size: int) -> BlockReservation:
     packed = pack_size > 1
     prefix_tokens = (CALL_OVERHEAD_TOKENS + (PACK_TAG_TOKENS if packed else 0)
                      + tokens_high(prefix_text(spec, packed=packed)))
-    fixed = (prefix_tokens * prefix_price + spec.max_tokens * info.output) / PER_MILLION
-    per_byte = info.input / Decimal(BYTES_PER_TOKEN_HIGH) / PER_MILLION
+    share = BATCH_DISCOUNT if batch else Decimal(1)
+    fixed = (prefix_tokens * prefix_price + spec.max_tokens * info.output) * share / PER_MILLION
+    per_byte = info.input * share / Decimal(BYTES_PER_TOKEN_HIGH) / PER_MILLION
     return BlockReservation(fixed_usd=fixed, per_byte_usd=per_byte)
 
 
@@ -106,8 +108,10 @@ class RunEstimate:
 
 
 def run_estimate(spec: CallSpec, inputs: list[str] | None = None, *, pack_size: int = 1,
-                 blocks: int = 0, input_chars: int = 0, input_bytes: int = 0) -> RunEstimate:
-    """From the blocks' texts, or from their count and total size (what a stored run keeps)."""
+                 blocks: int = 0, input_chars: int = 0, input_bytes: int = 0,
+                 batch: bool = False) -> RunEstimate:
+    """From the blocks' texts, or from their count and total size (what a stored run keeps); at
+    batch prices for a batch-mode run."""
     if inputs is not None:
         blocks = len(inputs)
         input_chars = sum(len(t) for t in inputs)
@@ -134,6 +138,8 @@ def run_estimate(spec: CallSpec, inputs: list[str] | None = None, *, pack_size: 
     low = (prefix_cost_low + (input_low - calls * prefix_low) * info.input) / PER_MILLION
     high = (prefix_cost_high + (input_high - calls * prefix_high) * info.input
             + output_max * info.output) / PER_MILLION
+    if batch:
+        low, high = low * BATCH_DISCOUNT, high * BATCH_DISCOUNT
     return RunEstimate(blocks=blocks, calls=calls, input_tokens_low=input_low,
                        input_tokens_high=input_high, output_tokens_max=output_max,
                        cost_usd_low=low.quantize(MONEY), cost_usd_high=high.quantize(MONEY))

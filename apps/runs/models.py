@@ -9,8 +9,14 @@ from apps.keys.models import ProviderKey
 from apps.providers.prompts import CallSpec
 from apps.runs.transitions import BlockQuerySet, BlockStatus, PausedCause, RunQuerySet, RunStatus
 
-__all__ = ["Attempt", "AttemptOutcome", "Block", "BlockStatus", "PassScope", "PausedCause", "Run",
-           "RunPass", "RunStatus"]
+
+class RunMode(models.TextChoices):
+    LIVE = "live", "Live calls"
+    BATCH = "batch", "Message Batches (half price, within a day)"
+    AUTO = "auto", "Batch when the deadline allows, else live"
+
+__all__ = ["Attempt", "AttemptOutcome", "Block", "BlockStatus", "MessageBatch", "MessageBatchStatus",
+           "PassScope", "PausedCause", "Run", "RunMode", "RunPass", "RunStatus"]
 
 
 class Usage(models.Model):
@@ -56,6 +62,15 @@ class Run(Usage, Reserved):
     priority = models.PositiveSmallIntegerField(default=5)
     # The preflight estimate made at submission (apps.runs.estimates.RunEstimate.as_dict).
     estimate = models.JSONField(default=dict, blank=True)
+    # live: calls as they go (the serving loop); batch: the provider's Message Batches API, half the
+    # price, results within a day (apps/runs/batching/); auto: chosen from `deadline` at submission.
+    mode = models.CharField(max_length=8, choices=RunMode.choices, default=RunMode.LIVE)
+    # What the run actually uses (auto resolves to live or batch), and why.
+    effective_mode = models.CharField(max_length=8, choices=RunMode.choices, default=RunMode.LIVE)
+    mode_reason = models.CharField(max_length=300, blank=True, default="")
+    deadline = models.DateTimeField(null=True, blank=True)
+    # Of cost_usd, what was spent through batches (billed at half the live price).
+    batch_cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
     # Engine options: {"cache", "cache_ttl", "pack_size", "stream", "max_cost_usd"}; see
     # apps.runs.serializers.RunOptionsSerializer for what each means.
     options = models.JSONField(default=dict, blank=True)
@@ -120,7 +135,14 @@ class Run(Usage, Reserved):
 
     @property
     def pack_size(self) -> int:
+        """Blocks per call. A run in batch mode sends one block per request."""
+        if self.effective_mode == RunMode.BATCH:
+            return 1
         return int((self.options or {}).get("pack_size", 1))
+
+    @property
+    def in_batch_mode(self) -> bool:
+        return self.effective_mode == RunMode.BATCH
 
     @property
     def call_spec(self) -> CallSpec:
@@ -208,6 +230,53 @@ class AttemptOutcome(models.TextChoices):
     LEASE_EXPIRED = "lease_expired", "Lease expired (worker lost)"
 
 
+class MessageBatchStatus(models.TextChoices):
+    # The row is written before the provider is asked, so a crash between the two is found again.
+    SUBMITTING = "submitting", "Being submitted"
+    IN_PROGRESS = "in_progress", "In progress at the provider"
+    ENDED = "ended", "Ended at the provider; results being recorded"
+    RECORDED = "recorded", "Results recorded"
+    # The provider never got it (or it could not be found again): its blocks were given back.
+    ABANDONED = "abandoned", "Abandoned"
+
+
+class MessageBatch(models.Model):
+    """One Message Batch at the provider: the blocks of one claim (its lease token fences the
+    results), submitted once, polled by beat until it ends, its results streamed into the same
+    outcome path as live calls."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="batches")
+    key = models.ForeignKey(ProviderKey, on_delete=models.SET_NULL, null=True, related_name="batches")
+    provider_batch_id = models.CharField(max_length=100, blank=True, default="")
+    status = models.CharField(max_length=16, choices=MessageBatchStatus.choices,
+                              default=MessageBatchStatus.SUBMITTING)
+    lease_token = models.UUIDField()
+    requests = models.PositiveIntegerField(default=0)
+    blocks = models.PositiveIntegerField(default=0)
+    # The provider's request_counts, as last polled.
+    counts = models.JSONField(default=dict, blank=True)
+    results_recorded = models.PositiveIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    polled_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    recorded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=MessageBatchStatus.values),
+                                   name="message_batch_status_valid"),
+            models.UniqueConstraint(fields=["lease_token"], name="message_batch_one_per_claim"),
+        ]
+        indexes = [models.Index(fields=["status"], name="message_batch_status_idx")]
+
+    def __str__(self) -> str:
+        return self.provider_batch_id or f"batch {self.pk} (submitting)"
+
+
 class Attempt(Usage):
     """One provider call for one block: every retry and every cent can be traced."""
 
@@ -230,6 +299,9 @@ class Attempt(Usage):
     worker = models.CharField(max_length=200, blank=True, default="")
     # When the call went out (after its lane granted it); created_at is when it was recorded.
     started_at = models.DateTimeField(null=True, blank=True)
+    # Answered through a Message Batch (billed at half the live price).
+    batch = models.ForeignKey(MessageBatch, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="attempts")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.lanes.selectors import lane_state, run_blocks_in_flight
-from apps.runs.models import AttemptOutcome, BlockStatus, PassScope, PausedCause, Run, RunStatus
+from apps.runs.models import AttemptOutcome, BlockStatus, PassScope, PausedCause, Run, RunMode, RunStatus
 from apps.runs.selectors import RUN_ORDERINGS, run_waiting_reason
 
 PROMPT_MAX_CHARS = 500_000
@@ -108,6 +108,12 @@ class RunSettingsSerializer(serializers.Serializer):
     max_attempts = serializers.IntegerField(min_value=1, max_value=20, default=3)
     parallelism = serializers.IntegerField(min_value=1, max_value=1000, default=16,
                                            help_text="Most of the run's blocks in calls at once.")
+    mode = serializers.ChoiceField(
+        choices=RunMode.choices, default=RunMode.LIVE,
+        help_text="live (calls as they go), batch (Message Batches: half price, results within a day, one "
+                  "block per request), or auto (batch when `deadline` is at least a day away, else live).")
+    deadline = serializers.DateTimeField(required=False, allow_null=True, default=None,
+                                         help_text="When the results are needed by (mode=auto).")
     priority = serializers.IntegerField(
         min_value=1, max_value=10, default=5,
         help_text="The run's weight against the same owner's other runs when capacity is short "
@@ -257,6 +263,14 @@ class RunSerializer(serializers.Serializer):
     max_attempts = serializers.IntegerField()
     parallelism = serializers.IntegerField()
     priority = serializers.IntegerField()
+    mode = serializers.ChoiceField(choices=RunMode.choices, help_text="What was asked for.")
+    effective_mode = serializers.ChoiceField(choices=[(RunMode.LIVE.value, "live"),
+                                                      (RunMode.BATCH.value, "batch")],
+                                             help_text="What the run uses (auto resolved).")
+    mode_reason = serializers.CharField(help_text="Why, for mode=auto (and its saving).")
+    deadline = serializers.DateTimeField(allow_null=True)
+    batch_cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8,
+                                              help_text="Of the cost, what went through batches.")
     options = RunOptionsOutputSerializer()
     counts = RunCountsSerializer(source="*")
     progress = serializers.FloatField(help_text="Share of blocks in a terminal state, 0 to 1.")

@@ -6,6 +6,8 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
+from apps.runs.batching.poll import batches_poll
+from apps.runs.batching.submit import batches_submit
 from apps.runs.dispatch import serve_marker_clear, server_register, server_unregister, worker_name
 from apps.runs.services.recovery import pump as pump_service
 from apps.runs.serving.server import Server
@@ -33,6 +35,15 @@ def serve() -> dict:
     finally:
         server_unregister(worker=worker)
     return {"served": True, **report.as_dict()}
+
+
+@shared_task(name="conveyor.runs.batches", time_limit=3600, soft_time_limit=3500)
+def batches() -> dict:
+    """Beat, every BATCH_POLL_SECONDS (and at once after a batch-mode run is submitted or canceled):
+    look at open batches and record the results of ended ones, then submit due blocks of batch-mode
+    runs. Two at once are safe: one batch per claim, results fenced by its token."""
+    polled = batches_poll()
+    return {**polled, "submitted": batches_submit()}
 
 
 @shared_task(name="conveyor.runs.pump", time_limit=120, soft_time_limit=100)

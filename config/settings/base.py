@@ -228,6 +228,18 @@ CONVEYOR = {
     "LANE_OVERLOAD_CUT": env.float("LANE_OVERLOAD_CUT", default=0.25),
     # A lane overloaded even one call at a time stops for up to this long (doubling each time).
     "LANE_OVERLOAD_PAUSE_MAX_SECONDS": env.float("LANE_OVERLOAD_PAUSE_MAX_SECONDS", default=30.0),
+    # Batch mode (apps/runs/batching/): how often beat looks at open batches and submits new ones;
+    # the most requests and bytes in one batch (the API allows 100,000 and 256 MB); how long a batch's
+    # blocks stay leased; a batch row left "submitting" by a crash is looked for at the provider after
+    # this long; mode=auto picks batch when the deadline is at least this far, and an auto run whose
+    # batch is still open this close to its deadline is switched to live calls.
+    "BATCH_POLL_SECONDS": env.float("BATCH_POLL_SECONDS", default=30.0),
+    "BATCH_MAX_REQUESTS": env.int("BATCH_MAX_REQUESTS", default=10_000),
+    "BATCH_MAX_BYTES": env.int("BATCH_MAX_BYTES", default=100 * 1024 * 1024),
+    "BATCH_LEASE_HOURS": env.float("BATCH_LEASE_HOURS", default=25.0),
+    "BATCH_ADOPT_AFTER_SECONDS": env.float("BATCH_ADOPT_AFTER_SECONDS", default=120.0),
+    "BATCH_AUTO_MIN_HOURS": env.float("BATCH_AUTO_MIN_HOURS", default=24.0),
+    "BATCH_DEADLINE_MARGIN_SECONDS": env.float("BATCH_DEADLINE_MARGIN_SECONDS", default=3600.0),
     # An overloaded call's own back-off: base * 2**(its overloads so far), capped, half of it random.
     "OVERLOAD_BACKOFF_BASE_SECONDS": env.float("OVERLOAD_BACKOFF_BASE_SECONDS", default=0.5),
     "OVERLOAD_BACKOFF_MAX_SECONDS": env.float("OVERLOAD_BACKOFF_MAX_SECONDS", default=30.0),
@@ -326,6 +338,7 @@ def beat_schedule(conveyor: dict) -> dict:
     return {
         "pump": every("conveyor.runs.pump", conveyor["PUMP_INTERVAL_SECONDS"]),
         "replay-failures": every("conveyor.failures.replay_due", conveyor["REPLAY_INTERVAL_SECONDS"]),
+        "batches": every("conveyor.runs.batches", conveyor["BATCH_POLL_SECONDS"]),
     }
 
 

@@ -64,7 +64,7 @@ def _within_budget(run: Run, rows: list[tuple[int, int]]) -> list[int]:
     """The leading blocks whose worst-case cost fits what the budget has left, in order."""
     budget = Decimal(str(run.options["max_cost_usd"]))
     remaining = budget - run.cost_usd - run.reserved_usd
-    reservation = block_reservation(run.call_spec, pack_size=run.pack_size)
+    reservation = block_reservation(run.call_spec, pack_size=run.pack_size, batch=run.in_batch_mode)
     taken = []
     for block_id, nbytes in rows:
         worst = reservation.fixed_usd + reservation.per_byte_usd * nbytes
@@ -76,20 +76,24 @@ def _within_budget(run: Run, rows: list[tuple[int, int]]) -> list[int]:
 
 
 @transaction.atomic
-def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0, answered: int = 0) -> Claim:
+def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0, answered: int = 0,
+                 batch: bool = False) -> Claim:
     """Claim up to `limit` due pending blocks, never more than the run's parallelism (plus `ahead`)
     claimed at once, and with a budget, never more than it can pay for in the worst case.
 
     `answered`: blocks this worker holds claimed whose calls have already come back and whose
-    results it is about to write: they are not in flight, so they do not count against the bound."""
+    results it is about to write: they are not in flight, so they do not count against the bound.
+    `batch`: for a Message Batch, which the provider works through at its own pace: `limit` alone
+    bounds the claim (parallelism is about calls in flight)."""
     now = timezone.now()
     run = lock_run(run_id)
     if run.status == RunStatus.QUEUED and Run.objects.filter(pk=run.pk).start(now=now):
         run.status = RunStatus.RUNNING
     if run.status != RunStatus.RUNNING:
         return Claim(run_status=run.status)
-    claimed = Block.objects.filter(run_id=run.pk, status=BlockStatus.CLAIMED).count()
-    limit = min(limit, run.parallelism + ahead + answered - claimed)
+    if not batch:
+        claimed = Block.objects.filter(run_id=run.pk, status=BlockStatus.CLAIMED).count()
+        limit = min(limit, run.parallelism + ahead + answered - claimed)
     if limit <= 0:
         return Claim(run_status=run.status)
     rows = list(
@@ -116,7 +120,7 @@ def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0, answer
     token = uuid.uuid4()
     changes: dict[str, Any] = {}
     if budgeted:
-        reservation = block_reservation(run.call_spec, pack_size=run.pack_size)
+        reservation = block_reservation(run.call_spec, pack_size=run.pack_size, batch=run.in_batch_mode)
         changes["reserved_usd"] = reservation.fixed_usd + reservation.per_byte_usd * OctetLength("input")
     chosen = Block.objects.filter(id__in=ids)
     chosen.claim(token=token, lease_expires_at=now + timedelta(seconds=lease_seconds()), worker=worker,

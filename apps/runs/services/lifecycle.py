@@ -31,7 +31,8 @@ def run_cancel(*, run_id: Any) -> Run:
     runs = Run.objects.filter(pk=run.pk)
     runs.begin_canceling()
     runs.update(canceled_blocks=F("canceled_blocks") + canceled)
-    run_finalize(run_id=run.pk)
+    if not run_finalize(run_id=run.pk):
+        run_dispatch_on_commit(run_id=run.pk)  # calls in flight, or open batches to cancel
     run.refresh_from_db()
     return run
 

@@ -59,6 +59,8 @@ class Outcome:
     payload_snapshot: dict[str, Any] = field(default_factory=dict)
     # When the call went out.
     started_at: datetime | None = None
+    # The Message Batch that answered it (its cost is already at batch prices).
+    batch_id: int | None = None
 
 
 @dataclass
@@ -286,7 +288,7 @@ def write_attempts(rec: Recording) -> None:
             cache_creation_input_tokens=outcome.usage.cache_creation_input_tokens,
             cache_read_input_tokens=outcome.usage.cache_read_input_tokens,
             cost_usd=outcome.cost_usd, output=outcome.output if accepted_success else None,
-            started_at=outcome.started_at,
+            started_at=outcome.started_at, batch_id=outcome.batch_id,
         ))
     Attempt.objects.bulk_create(attempts)
 
@@ -311,6 +313,7 @@ def count_on_run(rec: Recording) -> None:
             counts[entry.decision.status] += 1
     usage = sum((o.usage for o in rec.outcomes), TokenUsage())
     cost = sum((o.cost_usd for o in rec.outcomes), Decimal(0))
+    batch_cost = sum((o.cost_usd for o in rec.outcomes if o.batch_id is not None), Decimal(0))
     runs = Run.objects.filter(pk=run.pk)
     runs.update(
         **{BLOCK_COUNTER[status]: F(BLOCK_COUNTER[status]) + n for status, n in counts.items()},
@@ -320,6 +323,7 @@ def count_on_run(rec: Recording) -> None:
         cache_read_input_tokens=F("cache_read_input_tokens") + usage.cache_read_input_tokens,
         cost_usd=F("cost_usd") + cost,
         reserved_usd=F("reserved_usd") - rec.released_usd,
+        batch_cost_usd=F("batch_cost_usd") + batch_cost,
     )
     budget = run.options.get("max_cost_usd")
     paused = 0

@@ -13,7 +13,7 @@ from django.utils import timezone
 from apps.failures.models import EventCode
 from apps.failures.services import failure_record
 from apps.runs.dispatch import serve_dispatch_rollback_unsafe
-from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, Run
+from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, Run, RunMode
 from apps.runs.services.claiming import lock_run
 from apps.runs.services.finalize import run_finalize
 from apps.runs.transitions import BLOCK_COUNTER, RUN_ACTIVE, RUN_ENDING, RunStatus
@@ -101,7 +101,8 @@ def runs_finalize_stragglers() -> int:
 
 
 def any_run_has_due_work() -> bool:
-    return Run.objects.filter(status__in=RUN_ACTIVE).filter(
+    """A live run with due blocks (batch-mode runs are beat's `batches` task's)."""
+    return Run.objects.filter(status__in=RUN_ACTIVE, effective_mode=RunMode.LIVE).filter(
         Exists(Block.objects.due(timezone.now()).filter(run=OuterRef("pk")))
     ).exists()
 

@@ -6,6 +6,7 @@ import json
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.db.models.functions import Length
+from django.utils import timezone
 
 from apps.core.db import OctetLength
 from apps.core.errors import InvalidInput, StateConflict, Unprocessable
@@ -21,7 +23,7 @@ from apps.providers.catalog import catalog, get_model
 from apps.providers.prompts import INPUT_PLACEHOLDER, CallSpec, prompt_version
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.estimates import RunEstimate, run_estimate
-from apps.runs.models import Block, PassScope, Run, RunPass
+from apps.runs.models import Block, PassScope, Run, RunMode, RunPass
 from apps.runs.selectors import run_for_idempotency_key
 
 CHUNK_SIZE = 2000
@@ -127,8 +129,28 @@ def parse_jsonl(lines: Iterable[bytes | str]) -> Iterator[BlockSpec]:
         yield block_from_object(obj, line=number)
 
 
+def resolve_mode(mode: str, deadline: datetime | None, *, estimate: dict[str, Any] | None = None
+                 ) -> tuple[str, str]:
+    """What a run will use (live or batch) and why; `auto` decides from the deadline: batch (half the
+    price) when the deadline is at least BATCH_AUTO_MIN_HOURS away, since a batch may take a day."""
+    if mode != RunMode.AUTO:
+        return mode, ""
+    horizon = timedelta(hours=settings.CONVEYOR["BATCH_AUTO_MIN_HOURS"])
+    left = deadline - timezone.now() if deadline else timedelta(0)
+    hours = left.total_seconds() / 3600
+    if left >= horizon:
+        saving = ""
+        if estimate and estimate.get("cost_usd"):
+            high = Decimal(estimate["cost_usd"]["high"])
+            saving = f"; at most ${high / 2:.4f} instead of ${high:.4f} live (worst case)"
+        return RunMode.BATCH, f"auto: deadline in {hours:.0f} h, so batch (half price, within a day){saving}"
+    return RunMode.LIVE, (f"auto: deadline in {hours:.1f} h, too near for a batch (up to "
+                          f"{horizon.total_seconds() / 3600:.0f} h): live calls")
+
+
 def validate_run_options(*, model: str, max_tokens: int, max_attempts: int, parallelism: int,
-                         prompt_template: str, options: dict[str, Any], priority: int = 5) -> None:
+                         prompt_template: str, options: dict[str, Any], priority: int = 5,
+                         mode: str = "live", deadline: datetime | None = None) -> None:
     info = get_model(model)
     if info is None:
         raise SubmissionError(f"unknown model {model!r}; known: {', '.join(catalog().ids())}",
@@ -145,6 +167,15 @@ def validate_run_options(*, model: str, max_tokens: int, max_attempts: int, para
         raise SubmissionError("must be between 1 and 1000", field="parallelism")
     if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 10:
         raise SubmissionError("must be a whole number from 1 to 10", field="priority")
+    if mode not in RunMode.values:
+        raise SubmissionError(f"must be one of {', '.join(RunMode.values)}", field="mode")
+    if mode == RunMode.AUTO and deadline is None:
+        raise SubmissionError("mode=auto needs a deadline (when the results are needed by)", field="deadline")
+    if deadline is not None and deadline <= timezone.now():
+        raise SubmissionError("must be in the future", field="deadline")
+    if mode in (RunMode.BATCH, RunMode.AUTO) and options.get("stream"):
+        raise SubmissionError("a batch-mode run cannot stream (batch requests are answered whole)",
+                              field="options")
     budget = options.get("max_cost_usd")
     if budget is not None:
         try:
@@ -166,13 +197,14 @@ def run_preflight(*, blocks: Iterable[BlockSpec], model: str, system_prompt: str
                   prompt_template: str = INPUT_PLACEHOLDER, max_tokens: int = 1024,
                   max_attempts: int = 3, parallelism: int = 16, priority: int = 5,
                   temperature: float | None = None, options: dict[str, Any] | None = None,
+                  mode: str = RunMode.LIVE, deadline: datetime | None = None,
                   **ignored: Any) -> RunEstimate:
     """What a run of these blocks and settings would take (tokens and cost, as a range), checked as
     a create is checked, without creating anything or calling the provider."""
     options = dict(options or {})
     validate_run_options(model=model, max_tokens=max_tokens, max_attempts=max_attempts,
                          parallelism=parallelism, prompt_template=prompt_template, options=options,
-                         priority=priority)
+                         priority=priority, mode=mode, deadline=deadline)
     count = chars = nbytes = 0
     for spec in _unique(blocks):
         count += 1
@@ -183,8 +215,9 @@ def run_preflight(*, blocks: Iterable[BlockSpec], model: str, system_prompt: str
     spec = CallSpec(model=model, system_prompt=system_prompt, prompt_template=prompt_template,
                     max_tokens=max_tokens, temperature=temperature, cache=bool(options.get("cache")),
                     cache_ttl=options.get("cache_ttl", "5m"), stream=bool(options.get("stream")))
-    return run_estimate(spec, pack_size=int(options.get("pack_size", 1)), blocks=count,
-                        input_chars=chars, input_bytes=nbytes)
+    batch = resolve_mode(mode, deadline)[0] == RunMode.BATCH
+    return run_estimate(spec, pack_size=1 if batch else int(options.get("pack_size", 1)), blocks=count,
+                        input_chars=chars, input_bytes=nbytes, batch=batch)
 
 
 def run_for_repeated_request(*, owner: Any, idempotency_key: str, request_fingerprint: str = ""
@@ -212,7 +245,8 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
                max_tokens: int = 1024, max_attempts: int = 3, parallelism: int = 16,
                temperature: float | None = None, options: dict[str, Any] | None = None,
                name: str = "", idempotency_key: str | None = None, request_fingerprint: str = "",
-               priority: int = 5, dispatch: bool = True) -> Run:
+               priority: int = 5, mode: str = RunMode.LIVE, deadline: datetime | None = None,
+               dispatch: bool = True) -> Run:
     """Create a run and its blocks; the first drain is dispatched once the transaction commits
     (`dispatch=False` leaves that to the caller, e.g. the demo's in-process drain).
 
@@ -229,12 +263,14 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
             return existing
     validate_run_options(model=model, max_tokens=max_tokens, max_attempts=max_attempts,
                          parallelism=parallelism, prompt_template=prompt_template, options=options,
-                         priority=priority)
+                         priority=priority, mode=mode, deadline=deadline)
     check_key_usable(key)
     run = Run.objects.create(
         owner=owner, key=key, name=name, model=model, system_prompt=system_prompt,
         prompt_template=prompt_template, max_tokens=max_tokens, max_attempts=max_attempts,
         parallelism=parallelism, priority=priority, temperature=temperature, options=options,
+        mode=mode, effective_mode=RunMode.BATCH if mode == RunMode.BATCH else RunMode.LIVE,
+        deadline=deadline,
         pipeline_version=settings.CONVEYOR["PIPELINE_VERSION"],
         prompt_version=prompt_version(system_prompt, prompt_template),
         idempotency_key=idempotency_key or None, request_fingerprint=request_fingerprint,
@@ -244,9 +280,17 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
         raise SubmissionError("a run needs at least one block", field="blocks")
     sizes = Block.objects.filter(run_id=run.pk).aggregate(chars=Sum(Length("input")),
                                                           bytes=Sum(OctetLength("input")))
-    run.estimate = run_estimate(run.call_spec, pack_size=run.pack_size, blocks=total,
-                                input_chars=sizes["chars"] or 0, input_bytes=sizes["bytes"] or 0).as_dict()
-    Run.objects.filter(pk=run.pk).update(total_blocks=total, estimate=run.estimate)
+    def estimate() -> dict[str, Any]:
+        return run_estimate(run.call_spec, pack_size=run.pack_size, blocks=total,
+                            input_chars=sizes["chars"] or 0, input_bytes=sizes["bytes"] or 0,
+                            batch=run.in_batch_mode).as_dict()
+
+    run.estimate = estimate()
+    run.effective_mode, run.mode_reason = resolve_mode(mode, deadline, estimate=run.estimate)
+    if run.in_batch_mode:
+        run.estimate = estimate()
+    Run.objects.filter(pk=run.pk).update(total_blocks=total, estimate=run.estimate,
+                                         effective_mode=run.effective_mode, mode_reason=run.mode_reason)
     run.total_blocks = total
     RunPass.objects.create(
         run=run, number=1, scope=PassScope.INITIAL, model=run.model, system_prompt=run.system_prompt,

@@ -13,7 +13,7 @@ from apps.keys.validation import effective_base_url
 from apps.lanes.gate import LaneRef
 from apps.lanes.limits import Limits, key_limits, limit_group
 from apps.providers.prompts import CallSpec
-from apps.runs.models import Block, BlockStatus, Run
+from apps.runs.models import Block, BlockStatus, Run, RunMode
 from apps.runs.services.lifecycle import run_pause_for_deleted_key
 
 
@@ -59,6 +59,7 @@ def runs_with_due_work() -> list[Demand]:
     )
     rows = (
         Run.objects.active()
+        .filter(effective_mode=RunMode.LIVE)  # batch-mode runs go through apps/runs/batching/
         .filter(Exists(Block.objects.due(now).filter(run=OuterRef("pk"))))
         .annotate(claimed=Coalesce(Subquery(claimed), 0))
         .values_list("pk", "owner_id", "key_id", "key__revision", "current_pass", "parallelism",

@@ -21,7 +21,7 @@ from apps.runs.services.submission import run_preflight
 # option -> the serializer's field; only the options given are passed, so the API's defaults apply.
 SETTINGS = {"model": "model", "name": "name", "max_tokens": "max_tokens",
             "max_attempts": "max_attempts", "parallelism": "parallelism", "priority": "priority",
-            "temperature": "temperature"}
+            "temperature": "temperature", "mode": "mode", "deadline": "deadline"}
 OPTIONS = {"pack_size": "pack_size", "cache_ttl": "cache_ttl", "max_cost_usd": "max_cost_usd"}
 
 
@@ -45,6 +45,9 @@ class Command(BaseCommand):
         parser.add_argument("--max-tokens", help="output tokens per call (at most the model's limit)")
         parser.add_argument("--max-attempts")
         parser.add_argument("--parallelism", help="blocks in calls at once")
+        parser.add_argument("--mode", help="live (default), batch (Message Batches: half price, within a "
+                            "day) or auto (batch when --deadline is a day or more away)")
+        parser.add_argument("--deadline", help="when the results are needed by (ISO 8601), for --mode auto")
         parser.add_argument("--priority", help="1 to 10 (default 5): weight against your other runs "
                             "when capacity is short")
         parser.add_argument("--temperature")

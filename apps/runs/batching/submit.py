@@ -1,0 +1,132 @@
+"""Submitting a batch run's due blocks as a Message Batch, exactly once per claim.
+
+1. claim due blocks (the budget reserves their worst case, at batch prices), as for live calls;
+2. in one transaction, write the MessageBatch row (status `submitting`, the claim's token) and stretch
+   the blocks' leases to the batch's lifetime (a batch may take a day);
+3. create the batch at the provider, and record its id (`in_progress`).
+A crash between 2 and 3 leaves a `submitting` row: poll.py looks for the batch at the provider and
+adopts it, or gives the blocks back if the provider never got it. A crash before 2 leaves claimed
+blocks whose ordinary lease expires within minutes."""
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import anthropic
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.keys.services import key_secret
+from apps.keys.validation import effective_base_url
+from apps.providers.client import make_client
+from apps.providers.errors import FailureKind, classify
+from apps.providers.prompts import BlockInput, build_params
+from apps.runs.batching.results import custom_id
+from apps.runs.models import Block, BlockStatus, MessageBatch, MessageBatchStatus, Run, RunMode
+from apps.runs.services.claiming import ClaimedBlock, blocks_claim, blocks_release
+from apps.runs.services.lifecycle import runs_pause_for_key
+from apps.runs.services.outcomes import KEY_PAUSE_CAUSES
+from apps.runs.transitions import RUN_ACTIVE
+
+logger = logging.getLogger(__name__)
+
+WORKER = "batch-submitter"
+
+
+def _conf(name: str) -> Any:
+    return settings.CONVEYOR[name]
+
+
+def batch_runs_with_due_work() -> list[Any]:
+    """Active batch-mode runs with due blocks and no batch being submitted right now."""
+    now = timezone.now()
+    runs = Run.objects.filter(status__in=RUN_ACTIVE, effective_mode=RunMode.BATCH)
+    return [run_id for run_id in runs.values_list("pk", flat=True)
+            if Block.objects.due(now).filter(run_id=run_id).exists()
+            and not MessageBatch.objects.filter(run_id=run_id, status=MessageBatchStatus.SUBMITTING).exists()]
+
+
+def _requests(run: Run, blocks: list[ClaimedBlock], token: Any) -> tuple[list[dict[str, Any]], list[int]]:
+    """One request per block (batch mode does not pack), up to the size cap; the blocks that did not
+    fit are returned to be given back."""
+    spec = run.call_spec
+    requests, size, left_out = [], 0, []
+    for block in blocks:
+        params = build_params(spec, [BlockInput(block.id, block.uid, block.input)])
+        params.pop("extra_body", None)
+        if spec.temperature is not None:
+            params["temperature"] = spec.temperature
+        approx = len(block.input.encode("utf-8")) + len(spec.system_prompt) + len(spec.prompt_template) + 200
+        if requests and size + approx > _conf("BATCH_MAX_BYTES"):
+            left_out.append(block.id)
+            continue
+        size += approx
+        requests.append({"custom_id": custom_id(token, block.id), "params": params})
+    return requests, left_out
+
+
+@transaction.atomic
+def _record_submitting(run: Run, token: Any, requests: int, blocks: int) -> MessageBatch:
+    lease = timezone.now() + timedelta(hours=_conf("BATCH_LEASE_HOURS"))
+    Block.objects.filter(run_id=run.pk, status=BlockStatus.CLAIMED, lease_token=token).update(
+        lease_expires_at=lease)
+    return MessageBatch.objects.create(run=run, key_id=run.key_id, lease_token=token, requests=requests,
+                                       blocks=blocks)
+
+
+def batch_client(run_or_key: Any) -> anthropic.Anthropic:
+    key = run_or_key.key if isinstance(run_or_key, Run | MessageBatch) else run_or_key
+    return make_client(api_key=key_secret(key=key),
+                       base_url=effective_base_url(provider=key.provider, base_url=key.base_url))
+
+
+def batch_submit_for_run(*, run_id: Any) -> MessageBatch | None:
+    """Claim a batch's worth of the run's due blocks and submit them; None when there was nothing
+    to submit (or the budget has no room)."""
+    limit = _conf("BATCH_MAX_REQUESTS")
+    claim = blocks_claim(run_id=run_id, limit=limit, worker=WORKER, batch=True)
+    if not claim.blocks:
+        return None
+    run = Run.objects.select_related("key").get(pk=run_id)
+    requests, left_out = _requests(run, claim.blocks, claim.lease_token)
+    if left_out:
+        blocks_release(run_id=run_id, token=claim.lease_token, block_ids=left_out)
+    batch = _record_submitting(run, claim.lease_token, len(requests), len(requests))
+    secret = key_secret(key=run.key)
+    try:
+        with batch_client(run) as client:
+            created = client.messages.batches.create(requests=requests)
+    except anthropic.APIError as exc:
+        failure = classify(exc, secrets=(secret,))
+        MessageBatch.objects.filter(pk=batch.pk).update(status=MessageBatchStatus.ABANDONED,
+                                                        error=str(failure)[:2000])
+        blocks_release(run_id=run_id, token=claim.lease_token)
+        if failure.kind in KEY_PAUSE_CAUSES:
+            runs_pause_for_key(key_id=run.key_id, cause=KEY_PAUSE_CAUSES[failure.kind],
+                               reason=f"provider refused the key: {failure}")
+        elif failure.kind not in (FailureKind.RETRYABLE, FailureKind.THROTTLED, FailureKind.OVERLOADED):
+            logger.warning("run %s: batch refused by the provider: %s", run_id, failure)
+        return None
+    record_submitted(batch, created)
+    logger.info("run %s: batch %s submitted with %d request(s)", run_id, created.id, len(requests))
+    return batch
+
+
+def record_submitted(batch: MessageBatch, created: Any) -> None:
+    """Step 3's end: the provider's id on the row (a crash before this is what poll.py recovers)."""
+    MessageBatch.objects.filter(pk=batch.pk).update(
+        provider_batch_id=created.id, status=MessageBatchStatus.IN_PROGRESS, submitted_at=timezone.now(),
+        counts=created.request_counts.model_dump())
+    batch.refresh_from_db()
+
+
+def batches_submit() -> int:
+    """Beat: one batch per batch-mode run with due work. Returns how many were submitted."""
+    submitted = 0
+    for run_id in batch_runs_with_due_work():
+        try:
+            submitted += batch_submit_for_run(run_id=run_id) is not None
+        except Exception:
+            logger.exception("run %s: could not submit a batch", run_id)
+    return submitted
