@@ -63,6 +63,35 @@ class TokenUsage:
                 shares[i][f] = base + (1 if i < rest else 0)
         return [TokenUsage(**s) for s in shares]
 
+    def attribute(self, input_weights: list[float], output_weights: list[float]) -> list["TokenUsage"]:
+        """Share a packed call's usage among its blocks by what each brought: input tokens by
+        `input_weights` (each block's own text plus an even part of the shared prefix), output tokens
+        by `output_weights` (each block's reply), the cached prefix (written or read) evenly. The
+        shares add up exactly (largest remainder)."""
+        parts = len(input_weights)
+        even = [1.0] * parts
+        weights = {"input_tokens": input_weights, "output_tokens": output_weights,
+                   "cache_creation_input_tokens": even, "cache_read_input_tokens": even,
+                   "cache_creation_1h_tokens": even}
+        shares = [dict.fromkeys(self.__dataclass_fields__, 0) for _ in range(parts)]
+        for name, field_weights in weights.items():
+            for i, amount in enumerate(_apportion(getattr(self, name), field_weights)):
+                shares[i][name] = amount
+        return [TokenUsage(**s) for s in shares]
+
+
+def _apportion(total: int, weights: list[float]) -> list[int]:
+    """`total` in whole parts proportional to `weights`, adding up exactly."""
+    weight_sum = sum(weights)
+    if weight_sum <= 0:
+        weights, weight_sum = [1.0] * len(weights), float(len(weights))
+    exact = [total * w / weight_sum for w in weights]
+    parts = [int(x) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: exact[i] - parts[i], reverse=True)
+    for i in order[: total - sum(parts)]:
+        parts[i] += 1
+    return parts
+
 
 # The Message Batches API bills every token at half the live price (caching multipliers stack on it).
 BATCH_DISCOUNT = Decimal("0.5")

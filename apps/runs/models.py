@@ -71,6 +71,15 @@ class Run(Usage, Reserved):
     deadline = models.DateTimeField(null=True, blank=True)
     # Of cost_usd, what was spent through batches (billed at half the live price).
     batch_cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+    # Packing, as the origin system counted it: packs formed from claims, pack calls made (splits
+    # included), splits of a pack whose reply overflowed or mis-mapped, and blocks sent in packs.
+    initial_pack_count = models.PositiveIntegerField(default=0)
+    packs_processed = models.PositiveIntegerField(default=0)
+    split_events = models.PositiveIntegerField(default=0)
+    packed_blocks = models.PositiveIntegerField(default=0)
+    # A cacheable run's first call goes alone; the rest follow once it has answered (and so written
+    # the prefix to the cache), so a run of parallelism 16 writes its prefix once, not 16 times.
+    cache_warmed = models.BooleanField(default=False)
     # Engine options: {"cache", "cache_ttl", "pack_size", "stream", "max_cost_usd"}; see
     # apps.runs.serializers.RunOptionsSerializer for what each means.
     options = models.JSONField(default=dict, blank=True)
@@ -132,6 +141,10 @@ class Run(Usage, Reserved):
     @property
     def progress(self) -> float:
         return self.terminal_blocks / self.total_blocks if self.total_blocks else 1.0
+
+    @property
+    def avg_blocks_per_pack(self) -> float:
+        return round(self.packed_blocks / self.packs_processed, 2) if self.packs_processed else 0.0
 
     @property
     def pack_size(self) -> int:

@@ -271,6 +271,15 @@ class RunSerializer(serializers.Serializer):
     deadline = serializers.DateTimeField(allow_null=True)
     batch_cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8,
                                               help_text="Of the cost, what went through batches.")
+    packing = serializers.SerializerMethodField(
+        help_text="initial_pack_count (packs formed from claims), packs_processed (pack calls, splits "
+                  "included), split_events, avg_blocks_per_pack.")
+    cache_warmed = serializers.BooleanField(
+        help_text="A cacheable run's first call has answered, so the rest fan out on a warm cache.")
+
+    def get_packing(self, run: Run) -> dict[str, float]:
+        return {"initial_pack_count": run.initial_pack_count, "packs_processed": run.packs_processed,
+                "split_events": run.split_events, "avg_blocks_per_pack": run.avg_blocks_per_pack}
     options = RunOptionsOutputSerializer()
     counts = RunCountsSerializer(source="*")
     progress = serializers.FloatField(help_text="Share of blocks in a terminal state, 0 to 1.")

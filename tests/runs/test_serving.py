@@ -135,3 +135,23 @@ def test_a_broken_stream_falls_back_to_a_plain_call(owner, mock_key):
                  max_attempts=1)
     )
     assert run.blocks.get().status == "succeeded"
+
+
+def test_a_cacheable_run_writes_its_prefix_once_then_reads_it(owner, mock_key):
+    rubric = "Grade with care. " * 1200  # about 5,000 tokens: above Haiku 4.5's 4,096 minimum
+    run = serve_until_settled(make_run(owner, mock_key, [f"essay {i}" for i in range(16)], parallelism=16,
+                                       system_prompt=rubric, options={"cache": True}))
+    assert run.status == "complete" and run.cache_warmed
+    writes = Attempt.objects.filter(run=run, cache_creation_input_tokens__gt=0).count()
+    reads = Attempt.objects.filter(run=run, cache_read_input_tokens__gt=0).count()
+    assert (writes, reads) == (1, 15)
+
+
+def test_a_packs_cost_goes_to_its_blocks_by_their_own_size_and_adds_up_to_the_call(owner, mock_key):
+    inputs = ["short", "a much, much longer essay " * 40, "mid-sized essay " * 5, "x"]
+    run = serve_until_settled(make_run(owner, mock_key, inputs, options={"pack_size": 4}, max_tokens=4000))
+    blocks = {b.uid: b for b in run.blocks.all()}
+    assert blocks["b1"].input_tokens > blocks["b2"].input_tokens > blocks["b0"].input_tokens
+    assert sum(b.cost_usd for b in blocks.values()) == run.cost_usd
+    assert (run.initial_pack_count, run.packs_processed, run.split_events, run.avg_blocks_per_pack) == (
+        1, 1, 0, 4.0)

@@ -336,6 +336,9 @@ def count_on_run(rec: Recording) -> None:
                             reason=f"budget of ${budget} spent (cost ${run.cost_usd + cost})")
     if paused:
         rec.report.run_status = RunStatus.PAUSED
+    if not run.cache_warmed and (run.options or {}).get("cache") and counts[BlockStatus.SUCCEEDED]:
+        # A call has answered: its prefix is in the cache, the rest of the run may fan out.
+        runs.update(cache_warmed=True)
 
 
 def dead_letter(rec: Recording) -> None:
@@ -378,6 +381,16 @@ STEPS: tuple[Callable[[Recording], None], ...] = (
     lock_and_fence, decide_each, write_blocks, write_attempts, resolve_failures, count_on_run,
     dead_letter, finalize,
 )
+
+
+PACK_COUNTERS = ("initial_pack_count", "packs_processed", "split_events", "packed_blocks")
+
+
+def run_count_packs(*, run_id: Any, counts: dict[str, int]) -> None:
+    """Add a serving loop's packing counts to the run (apps.runs.serving.calls.PackCaller)."""
+    changes = {name: F(name) + n for name, n in counts.items() if name in PACK_COUNTERS and n}
+    if changes:
+        Run.objects.filter(pk=run_id).update(**changes)
 
 
 def outcomes_record(*, run_id: Any, outcomes: list[Outcome], worker: str = "",

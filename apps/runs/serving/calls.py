@@ -5,6 +5,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,7 @@ from apps.providers.client import CallResult, call_messages, make_async_client
 from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.prompts import BlockInput, build_params, parse_packed_reply, request_sha256
 from apps.providers.usage import TokenUsage, cost_usd
-from apps.runs.estimates import call_input_tokens
+from apps.runs.estimates import call_input_tokens, prefix_text
 from apps.runs.services.claiming import ClaimedBlock, lease_seconds
 from apps.runs.services.outcomes import Outcome
 from apps.runs.serving.context import RunContext
@@ -119,10 +120,18 @@ class PackCaller:
         self.clock = clock
         self.calls = 0
         self.splits = 0
+        # Per run, since the last time the loop took them: initial packs, pack calls, splits, blocks.
+        self.pack_metrics: dict[Any, Counter[str]] = defaultdict(Counter)
+
+    def take_pack_metrics(self) -> dict[Any, Counter[str]]:
+        metrics, self.pack_metrics = self.pack_metrics, defaultdict(Counter)
+        return metrics
 
     async def call(self, ctx: RunContext, blocks: list[ClaimedBlock], token: Any, grant: Grant,
                    need: Need) -> list[Outcome]:
         """The pack's call under the lane grant it already holds; never raises."""
+        if len(blocks) > 1:
+            self.pack_metrics[ctx.run_id]["initial_pack_count"] += 1
         try:
             return await self._call(ctx, blocks, token, grant, need, carried=TokenUsage())
         except Exception as exc:  # a bug must not lose the blocks: they retry like any error
@@ -145,6 +154,9 @@ class PackCaller:
             "x-conveyor-prompt-sha256": request_sha256(params),
         }
         self.calls += 1
+        if len(blocks) > 1:
+            self.pack_metrics[ctx.run_id]["packs_processed"] += 1
+            self.pack_metrics[ctx.run_id]["packed_blocks"] += len(blocks)
         started = datetime.now(UTC)
         result: CallResult | None = None
         failure: ProviderFailure | None = None
@@ -175,7 +187,7 @@ class PackCaller:
                 for b, share in zip(blocks, shares, strict=True)
             ]
         assert result is not None
-        shares = (carried + result.usage).split(len(blocks))
+        shares = self._attribute(ctx, blocks, outputs, carried + result.usage)
         return [
             Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, number=b.number, usage=share,
                     cost_usd=cost_usd(spec.model, share), latency_ms=result.latency_ms,
@@ -183,6 +195,17 @@ class PackCaller:
                     started_at=started)
             for b, share in zip(blocks, shares, strict=True)
         ]
+
+    @staticmethod
+    def _attribute(ctx: RunContext, blocks: list[ClaimedBlock], outputs: dict[str, str],
+                   usage: TokenUsage) -> list[TokenUsage]:
+        """A pack's usage shared by what each block brought: its own text plus an even part of the
+        prompt (input), its reply (output), the cached prefix evenly."""
+        if len(blocks) == 1:
+            return [usage]
+        prefix = len(prefix_text(ctx.spec, packed=True)) / len(blocks)
+        return usage.attribute([len(b.input) + prefix for b in blocks],
+                               [len(outputs[b.uid]) + 1 for b in blocks])
 
     async def _settle(self, ctx: RunContext, grant: Grant, need: Need, result: CallResult | None,
                       failure: ProviderFailure | None, started: datetime) -> None:
@@ -204,6 +227,7 @@ class PackCaller:
     async def _split(self, ctx: RunContext, blocks: list[ClaimedBlock], token: Any, spent: TokenUsage
                      ) -> list[Outcome]:
         self.splits += 1
+        self.pack_metrics[ctx.run_id]["split_events"] += 1
         half = len(blocks) // 2
         first, second = spent.split(2)
         parts = await asyncio.gather(

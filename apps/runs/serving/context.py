@@ -30,6 +30,8 @@ class Demand:
     priority: int
     # Blocks claimed by every worker, this one included.
     claimed: int
+    # A cacheable run whose first call has not answered yet goes one call at a time.
+    cache_warmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,9 @@ def runs_with_due_work() -> list[Demand]:
         .filter(Exists(Block.objects.due(now).filter(run=OuterRef("pk"))))
         .annotate(claimed=Coalesce(Subquery(claimed), 0))
         .values_list("pk", "owner_id", "key_id", "key__revision", "current_pass", "parallelism",
-                     "priority", "claimed")
+                     "priority", "claimed", "cache_warmed", "options")
     )
-    return [Demand(*row) for row in rows]
+    return [Demand(*row[:8], cache_warmed=row[8] or not (row[9] or {}).get("cache")) for row in rows]
 
 
 def load_context(run_id: Any) -> RunContext | None:

@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -37,7 +37,7 @@ from apps.failures.services import diagnostic_log
 from apps.lanes.gate import LaneGate, Need
 from apps.runs.dispatch import serve_dispatch_rollback_unsafe, server_register
 from apps.runs.services.claiming import Claim, ClaimedBlock, blocks_claim, blocks_release, lease_seconds
-from apps.runs.services.outcomes import Outcome, RecordReport, outcomes_record
+from apps.runs.services.outcomes import Outcome, RecordReport, outcomes_record, run_count_packs
 from apps.runs.services.recovery import leases_expire, runs_finalize_stragglers
 from apps.runs.serving import fairshare
 from apps.runs.serving.calls import ClientPool, PackCaller, call_need
@@ -91,6 +91,12 @@ class RunSlot:
     room_at: float = 0.0
 
     @property
+    def parallelism(self) -> int:
+        """What the run may have in calls: one until a cacheable run's first call has answered
+        (cache warming), then its parallelism."""
+        return self.demand.parallelism if self.demand.cache_warmed else 1
+
+    @property
     def buffered(self) -> int:
         return sum(len(p.blocks) for p in self.ready)
 
@@ -110,6 +116,7 @@ class HopWork:
     writes: dict[Any, tuple[list[Outcome], RunContext]] = field(default_factory=dict)
     releases: list[tuple[Any, Any, list[int]]] = field(default_factory=list)
     claims: list[tuple[Any, int, int]] = field(default_factory=list)
+    pack_metrics: dict[Any, dict[str, int]] = field(default_factory=dict)
     refresh: bool = False
     # With a refresh: the pass and key revision of each run the loop knows, so that the hop loads a
     # context only for runs that are new or changed.
@@ -117,7 +124,8 @@ class HopWork:
     recover: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.writes or self.releases or self.claims or self.refresh or self.recover)
+        return bool(self.writes or self.releases or self.claims or self.refresh or self.recover
+                    or self.pack_metrics)
 
 
 @dataclass
@@ -168,6 +176,11 @@ def _hop(work: HopWork, worker: str) -> HopResult:
         except Exception:
             logger.exception("could not write %d outcome(s) of run %s", len(outcomes), run_id)
             result.failed_writes[run_id] = outcomes
+    for run_id, counts in work.pack_metrics.items():
+        try:
+            run_count_packs(run_id=run_id, counts=counts)
+        except Exception:
+            logger.exception("could not count packs of run %s", run_id)
     for run_id, token, block_ids in work.releases:
         try:
             blocks_release(run_id=run_id, token=token, block_ids=block_ids)
@@ -329,7 +342,7 @@ class Server:
                 continue
             # How many of its blocks it could have in calls here: its parallelism less what other
             # workers hold, and, once its due work is all claimed, no more than it holds.
-            room = max(0, slot.demand.parallelism - slot.elsewhere)
+            room = max(0, slot.parallelism - slot.elsewhere)
             want = min(room, slot.held) if slot.exhausted or slot.budget_wait else room
             want = max(want, slot.in_flight)
             if want <= 0:
@@ -379,7 +392,7 @@ class Server:
         need = call_need(slot.ctx, pack.blocks)
         try:
             grant = await self.gate.try_acquire(
-                slot.ctx.lane, run_id=slot.ctx.run_id, need=need, parallelism=slot.demand.parallelism,
+                slot.ctx.lane, run_id=slot.ctx.run_id, need=need, parallelism=slot.parallelism,
                 limits=slot.ctx.limits, now=time.time(), lease_seconds=lease_seconds())
         except Exception:
             logger.warning("lane %s: gate unavailable", slot.ctx.lane.name, exc_info=True)
@@ -446,11 +459,13 @@ class Server:
             self.wake.set()
         self.writes.setdefault(slot.ctx.run_id, []).extend(outcomes)
         slot.unwritten += len(outcomes)
+        if not slot.demand.cache_warmed and any(o.failure is None for o in outcomes):
+            slot.demand = replace(slot.demand, cache_warmed=True)  # fan out now, not at the refresh
 
     # --- the database hop --------------------------------------------------------------------------
 
     def _db_work_left(self) -> bool:
-        return bool(self.writes or self.releases)
+        return bool(self.writes or self.releases or self.caller.pack_metrics)
 
     def _schedule_hop(self) -> None:
         if self.hop is not None:
@@ -468,6 +483,7 @@ class Server:
             work.writes[run_id] = (outcomes, self.slots[run_id].ctx)
         self.writes = {}
         work.releases, self.releases = self.releases, []
+        work.pack_metrics = {run_id: dict(c) for run_id, c in self.caller.take_pack_metrics().items()}
         if not self.stopping:
             work.claims = self._claims_wanted()
             if now >= self.next_refresh:
