@@ -87,7 +87,8 @@ local function acquire(now)
   local calls = redis.call('ZCARD', KEYS[2])
   if calls >= math.floor(cwnd) then return {0, 0, 'window'} end
   local blocks = redis.call('ZCARD', KEYS[3])
-  if blocks + nblocks > parallelism then return {0, 0, 'parallelism'} end
+  -- A pack bigger than the run's parallelism still goes, alone.
+  if blocks > 0 and blocks + nblocks > parallelism then return {0, 0, 'parallelism'} end
   local lim = limits(h, cfg)
   refill(h, lim, now, safety)
   local wait, why = 0, ''

@@ -209,3 +209,13 @@ def test_a_call_that_never_went_out_gives_its_reservation_back():
         return [first.granted, second.granted, third.granted]
 
     assert run(body) == [True, True, True]
+
+
+def test_a_pack_bigger_than_the_runs_parallelism_still_goes_alone():
+    pack = Need(input_tokens=100, output_tokens=50, blocks=5)
+
+    async def body(gate: LaneGate) -> list[bool]:
+        return [(await acquire(gate, parallelism=2, need=pack)).granted,
+                (await acquire(gate, parallelism=2, need=CALL)).granted]
+
+    assert run(body) == [True, False]
