@@ -56,6 +56,10 @@ class Run(Usage, Reserved):
     priority = models.PositiveSmallIntegerField(default=5)
     # The preflight estimate made at submission (apps.runs.estimates.RunEstimate.as_dict).
     estimate = models.JSONField(default=dict, blank=True)
+    # What the run was warned about at create, e.g. caching on with a prefix under the model's minimum
+    # (apps.runs.caching.prefix_warnings): [{"code", "message", ...}]. Warnings found later, from
+    # the run's usage, are computed when read (apps.runs.selectors.run_warnings), never stored.
+    warnings = models.JSONField(default=list, blank=True)
     # Engine options: {"cache", "cache_ttl", "pack_size", "stream", "max_cost_usd"}; see
     # apps.runs.serializers.RunOptionsSerializer for what each means.
     options = models.JSONField(default=dict, blank=True)

@@ -19,6 +19,7 @@ from apps.core.errors import InvalidInput, StateConflict, Unprocessable
 from apps.keys.models import ProviderKey
 from apps.providers.catalog import catalog, get_model
 from apps.providers.prompts import INPUT_PLACEHOLDER, CallSpec, prompt_version
+from apps.runs.caching import prefix_warnings
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.estimates import RunEstimate, run_estimate
 from apps.runs.models import Block, Run
@@ -246,7 +247,8 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
                                                           bytes=Sum(OctetLength("input")))
     run.estimate = run_estimate(run.call_spec, pack_size=run.pack_size, blocks=total,
                                 input_chars=sizes["chars"] or 0, input_bytes=sizes["bytes"] or 0).as_dict()
-    Run.objects.filter(pk=run.pk).update(total_blocks=total, estimate=run.estimate)
+    run.warnings = prefix_warnings(run.call_spec, pack_size=run.pack_size, blocks=total)
+    Run.objects.filter(pk=run.pk).update(total_blocks=total, estimate=run.estimate, warnings=run.warnings)
     run.total_blocks = total
     if dispatch:
         run_dispatch_on_commit(run_id=run.pk)
