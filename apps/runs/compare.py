@@ -4,8 +4,8 @@ The use: prove that a cheaper configuration (caching, packing, batch mode, anoth
 as the plain one did, as the origin system's paired cache-off/cache-on benchmark did. What the
 API's `runs/{a}/compare/{b}/`, `manage.py compare` and the cost benchmark report.
 
-Per run: cost, cost per block (per succeeded block: what a result cost), tokens by kind, cache hit
-rate (apps.runs.costs.CacheStats), provider calls and attempts, savings.
+Per run: cost, cost per block (per succeeded block: what a result cost), tokens by kind (the run's
+own counters), cache hit rate (apps.runs.costs.CacheStats), provider calls and attempts, savings.
 
 Parity, by uid (blocks are matched by uid, not position): a uid in both runs whose blocks both
 succeeded is *compared*; it is an exact match when the outputs are the same text, else a mismatch.
@@ -149,16 +149,16 @@ class RunComparison:
 
 
 def run_side(run: Run) -> RunSide:
+    """Cost and tokens as the run counts them (everything charged to it, kept by the engine with each
+    result); savings and the hit rate from its calls (apps.runs.costs)."""
     usage = run_usage(run)
     savings = run_savings(run, usage=usage)
     calls = run_call_counts(run_id=run.pk)
-    per_block = (savings.cost_usd / run.completed_blocks).quantize(MONEY) if run.completed_blocks else None
-    tokens = {
-        "input": sum(u.input_tokens for u in usage), "output": sum(u.output_tokens for u in usage),
-        "cache_write": sum(u.cache_creation_input_tokens for u in usage),
-        "cache_read": sum(u.cache_read_input_tokens for u in usage),
-    }
-    return RunSide(run=run, cost_usd=savings.cost_usd, cost_per_block_usd=per_block, tokens=tokens,
+    cost = run.cost_usd
+    per_block = (cost / run.completed_blocks).quantize(MONEY) if run.completed_blocks else None
+    tokens = {"input": run.input_tokens, "output": run.output_tokens,
+              "cache_write": run.cache_creation_input_tokens, "cache_read": run.cache_read_input_tokens}
+    return RunSide(run=run, cost_usd=cost, cost_per_block_usd=per_block, tokens=tokens,
                    cache=run_cache_stats(run, usage=usage), calls=calls["calls"],
                    calls_not_succeeded=calls["not_succeeded"],
                    attempts=Attempt.objects.filter(run_id=run.pk).aggregate(n=Count("pk"))["n"],

@@ -113,12 +113,16 @@ def test_streaming_in_small_chunks_gives_the_same_report(owner, offline_key):
 
 
 def test_the_comparison_reports_each_runs_cost_per_succeeded_block(owner, offline_key):
-    a = run_with(owner, offline_key, {"x": "one", "y": None})
+    a = run_create(owner=owner, key=offline_key, model="claude-haiku-4-5",
+                   blocks=[BlockSpec(uid=uid, input="text") for uid in ("x", "y")])
+    finish_block(a, "x", BlockStatus.SUCCEEDED, output="one", cost="0.15")
+    finish_block(a, "y", BlockStatus.FAILED, cost="0.15")
     for uid, request_id in (("x", "req_1"), ("y", "req_2")):
-        record_attempt(Block.objects.get(run=a, uid=uid), request_id=request_id, input_tokens=100,
+        record_attempt(Block.objects.get(run=a, uid=uid), request_id=request_id, input_tokens=10,
                        cost_usd=Decimal("0.15"))
+    a.refresh_from_db()
     b = run_with(owner, offline_key, {"x": "one", "y": "two"})
     report = runs_compare(a, b)
     assert (report.a.cost_usd, report.a.cost_per_block_usd) == (Decimal("0.3"), Decimal("0.3"))
-    assert (report.a.calls, report.a.attempts, report.a.tokens["input"]) == (2, 2, 200)
+    assert (report.a.calls, report.a.attempts, report.a.tokens["input"]) == (2, 2, 20)
     assert report.b.cost_per_block_usd == 0 and report.cost_ratio == 0.0
