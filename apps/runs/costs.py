@@ -211,9 +211,10 @@ class CacheStats:
 
 
 def _calls_after_first_reply(run_id: Any) -> int:
-    """Answered calls that went out once the run's first call had its reply recorded: calls that
-    could have read what the first one wrote."""
-    answered = Attempt.objects.filter(run_id=run_id).exclude(request_id="")
+    """Billed calls (answered, with input) that went out once the run's first billed call had its
+    reply recorded: calls that could have read what the first one wrote. (The engine may record a
+    reply a little after the next call starts, so this undercounts by a call or two, never over.)"""
+    answered = Attempt.objects.filter(run_id=run_id, input_tokens__gt=0).exclude(request_id="")
     first = answered.aggregate(at=Min("created_at"))["at"]
     if first is None:
         return 0

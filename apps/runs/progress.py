@@ -118,6 +118,8 @@ def cost_lines(report: CostReport) -> list[str]:
     """What caching, packing and batch mode saved, the cache's hit rate and the run's warnings, as the
     summary prints them."""
     savings, cache = report.savings, report.cache
+    if not savings.unpacked_uncached_usd:  # nothing billed yet: nothing to say about savings
+        return [f"  warning    {warning['message']}" for warning in report.warnings]
     lines = [f"  savings    without caching {format_usd(savings.uncached_usd)} (caching saved "
              f"{format_usd(savings.caching_saved_usd)}), without caching or packing "
              f"{format_usd(savings.unpacked_uncached_usd)} (packing saved "

@@ -97,3 +97,10 @@ def test_runs_show_flags_caching_that_never_hits(owner, mock_key):
     assert "warning    caching is on but the cacheable prefix is about" in text
     assert "warning    caching is on, but no cache read after" in text
     assert "cache      hit rate 0.0%" in text
+
+
+def test_a_run_that_has_not_called_yet_prints_its_warning_but_no_savings(owner, mock_key):
+    run = make_run(owner, mock_key, ["x"], system_prompt="short", options={"cache": True})
+    text = summary(run)
+    assert "savings" not in text and "cache      hit rate" not in text
+    assert "warning    caching is on but the cacheable prefix" in text
