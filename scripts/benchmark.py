@@ -10,6 +10,8 @@
             buckets' initial burst, against the binding limit, and the share of calls refused (429)
   overload  2% of calls answered 529: the time to finish against the same run fault-free
   fair      six runs of three owners submitted together: when each gets its first result
+  --cost    the cost report instead (scripts/cost_report.py): 240 essays uncached, cached, cached and
+            packed, in batch mode; cost ratios and output mismatches against the uncached run
 
 Conveyor runs end to end: runs submitted to PostgreSQL, one real `celery worker -c N` (default 2:
 one serving process plus one for control tasks, as the README starts it) and beat, results written
@@ -42,6 +44,7 @@ os.environ.setdefault("PROVIDER_HOST_ALLOWLIST", "127.0.0.1")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("DEBUG", "false")  # as deployed: no per-query debug bookkeeping
 os.environ.setdefault("PUMP_INTERVAL_SECONDS", "1")
+os.environ.setdefault("BATCH_POLL_SECONDS", "2")
 
 SECRET = "bench-mock-key"
 MODEL = "claude-haiku-4-5"
@@ -251,6 +254,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--blocks", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=2, help="the worker's -c")
+    parser.add_argument("--cost", action="store_true", help="run the cost scenario (scripts/cost_report.py)")
     args = parser.parse_args()
 
     ensure_database()
@@ -261,8 +265,14 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     print(f"worker -c {args.concurrency}; {os.cpu_count()} cores")
-    for name in args.scenarios.split(","):
-        for line in SCENARIOS[name](args):
+    if args.cost:
+        from scripts.cost_report import scenario_cost
+
+        scenarios = [scenario_cost]
+    else:
+        scenarios = [SCENARIOS[name] for name in args.scenarios.split(",")]
+    for scenario in scenarios:
+        for line in scenario(args):
             print(line, flush=True)
 
 

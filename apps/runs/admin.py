@@ -17,7 +17,9 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import F, IntegerField, QuerySet
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -27,6 +29,7 @@ from django.utils.html import format_html, format_html_join
 from apps.core.errors import InvalidInput, StateConflict
 from apps.core.formatting import format_usd
 from apps.failures.models import PipelineFailure, failure_state
+from apps.runs.costs import NO_HIT_AFTER_CALLS, CostReport, run_cost_report
 from apps.runs.models import Attempt, Block, BlockStatus, PausedCause, Run, RunPass, RunStatus
 from apps.runs.selectors import run_block_status_counts, run_waiting_reason
 from apps.runs.services.lifecycle import run_cancel, run_resume, run_set_budget
@@ -152,10 +155,36 @@ class PausedCauseFilter(admin.SimpleListFilter):
         return queryset.filter(paused_cause=self.value()) if self.value() else queryset
 
 
+def cache_suspect(runs: QuerySet[Run]) -> QuerySet[Run]:
+    """Runs with caching on and no cache read although more than a handful of calls' worth of blocks
+    were worked: the list's cheap reading of the run's counters (one call per pack_size blocks; a
+    pack of up to 50). The run's page says exactly, from its calls (apps.runs.costs.CacheStats)."""
+    worked = F("completed_blocks") + F("failed_blocks")
+    pack = Cast(KeyTextTransform("pack_size", "options"), IntegerField())
+    return runs.filter(options__cache=True, cache_read_input_tokens=0).annotate(
+        worked=worked, pack=Coalesce(pack, 1)).filter(worked__gt=NO_HIT_AFTER_CALLS * F("pack"))
+
+
+class CachingFilter(admin.SimpleListFilter):
+    title = "caching"
+    parameter_name = "caching"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("not_hitting", "on, but no cache read"), ("warned", "warned at create")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Run]) -> QuerySet[Run]:
+        if self.value() == "not_hitting":
+            return cache_suspect(queryset)
+        if self.value() == "warned":
+            return queryset.exclude(warnings=[])
+        return queryset
+
+
 @admin.register(Run)
 class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
     list_display = ["run", "owner", "status_display", "progress_bar", "cost", "created"]
-    list_filter = ["status", PausedCauseFilter, "model", ("created_at", admin.DateFieldListFilter)]
+    list_filter = ["status", PausedCauseFilter, CachingFilter, "model",
+                   ("created_at", admin.DateFieldListFilter)]
     search_fields = ["name", "owner__username"]
     list_select_related = ["owner"]
     date_hierarchy = "created_at"
@@ -163,17 +192,18 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
     actions = ["cancel_runs", "resume_runs", "set_budget", "reseed_failed", "reseed_all"]
     inlines = [RunPassInline]
     fieldsets = [
-        (None, {"fields": ["id", "name", "owner", "key", "status", "waiting", "progress_bar",
+        (None, {"fields": ["id", "name", "owner", "key", "status", "waiting", "warnings_list", "progress_bar",
                            "block_breakdown", "current_pass"]}),
         ("Recent failures", {"fields": ["recent_failures"]}),
         ("Model and prompt", {"fields": ["model", "system_prompt", "prompt_template", "prompt_version",
                                          "pipeline_version", "max_tokens", "temperature"]}),
         ("Engine", {"fields": ["max_attempts", "parallelism", "budget", "options", "idempotency_key"]}),
-        ("Usage", {"fields": ["cost", "input_tokens", "output_tokens", "cache_creation_input_tokens",
-                              "cache_read_input_tokens"]}),
+        ("Usage", {"fields": ["cost", "savings_table", "cache_hit_rate", "input_tokens", "output_tokens",
+                              "cache_creation_input_tokens", "cache_read_input_tokens"]}),
         ("Timings", {"fields": ["created_at", "started_at", "finished_at"]}),
     ]
-    readonly_fields = ["waiting", "progress_bar", "block_breakdown", "recent_failures", "budget", "cost"]
+    readonly_fields = ["waiting", "warnings_list", "progress_bar", "block_breakdown", "recent_failures",
+                       "budget", "cost", "savings_table", "cache_hit_rate"]
     change_form_template = "admin/runs/run/change_form.html"
 
     def get_urls(self) -> list[URLPattern]:
@@ -202,6 +232,8 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         """Name and short id, and below them the model (and the pass, after a reseed): one column."""
         name = run.name if len(run.name) <= 28 else f"{run.name[:27]}…"
         below = run.model + (f" · pass {run.current_pass}" if run.current_pass > 1 else "")
+        if run.warnings:
+            below += " · ⚠ " + ", ".join(w.get("code", "") for w in run.warnings)
         return format_html('<span style="white-space:nowrap" title="{}">{} {}</span><br>'
                            '<small style="color:var(--body-quiet-color);white-space:nowrap">{}</small>',
                            run.name, name, short_id(run.pk), below)
@@ -225,6 +257,50 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
     @admin.display(description="cost", ordering="cost_usd")
     def cost(self, run: Run) -> str:
         return format_usd(run.cost_usd)
+
+    @staticmethod
+    def _cost_report(run: Run) -> CostReport:
+        """One aggregate of the run's usage per page, however many fields show it."""
+        report = getattr(run, "_cost_report", None)
+        if report is None:
+            report = run._cost_report = run_cost_report(run)  # type: ignore[attr-defined]
+        return report
+
+    @admin.display(description="warnings")
+    def warnings_list(self, run: Run) -> str:
+        warnings = self._cost_report(run).warnings
+        if not warnings:
+            return "none"
+        return format_html_join("", '<p style="color:#b45f06;margin:0 0 .3em"><strong>{}</strong>: {}</p>',
+                                ((w.get("code", ""), w.get("message", "")) for w in warnings))
+
+    @admin.display(description="savings")
+    def savings_table(self, run: Run) -> str:
+        savings = self._cost_report(run).savings
+        rows = [("this run", savings.cost_usd, None),
+                ("without caching", savings.uncached_usd, ("caching saved", savings.caching_saved_usd)),
+                ("without caching or packing", savings.unpacked_uncached_usd,
+                 ("packing saved", savings.packing_saved_usd)),
+                ("at live prices", savings.live_usd,
+                 ("batch mode saved", savings.batch_saved_usd) if savings.batch else None)]
+        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (label, format_usd(amount), f"{saved[0]} {format_usd(saved[1])}" if saved else "")
+            for label, amount, saved in rows))
+        note = "" if savings.packing_measured else format_html(
+            "<p>{}</p>", "Nothing was cached, so packing's saving cannot be measured from the usage.")
+        return format_html("<table><tbody>{}</tbody></table>{}", body, note)
+
+    @admin.display(description="cache hit rate")
+    def cache_hit_rate(self, run: Run) -> str:
+        cache = self._cost_report(run).cache
+        rate = "-" if cache.hit_rate is None else f"{100 * cache.hit_rate:.1f}%"
+        text = format_html("{} ({} of {} cacheable tokens read; caching {})", rate,
+                           f"{cache.read_tokens:,}", f"{cache.cacheable_tokens:,}",
+                           "on" if cache.caching else "off")
+        if cache.not_hitting:
+            return format_html('<strong style="color:#b45f06">caching on, but no cache read after {} '
+                               "calls</strong> · {}", cache.calls_after_first, text)
+        return text
 
     @admin.display(description="budget")
     def budget(self, run: Run) -> str:

@@ -23,6 +23,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.keys.selectors import key_get_for_user
+from apps.runs.caching import settings_warnings
+from apps.runs.compare import runs_compare
+from apps.runs.costs import run_cost_report
 from apps.runs.models import Run
 from apps.runs.selectors import (
     block_get,
@@ -39,11 +42,14 @@ from apps.runs.serializers import (
     ReseedInputSerializer,
     ResultLineSerializer,
     RunBudgetInputSerializer,
+    RunCompareFilterSerializer,
+    RunCompareSerializer,
     RunCreateInputSerializer,
     RunDetailSerializer,
     RunFilterSerializer,
     RunSerializer,
     RunUploadInputSerializer,
+    RunWarningSerializer,
     stored_options,
 )
 from apps.runs.services import (
@@ -83,6 +89,8 @@ IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ -~]{0,198}[!-~])?$"
 RESULTS_BATCH = 500
 
 RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+OTHER_RUN_ID = OpenApiParameter("other_run_id", OpenApiTypes.UUID, OpenApiParameter.PATH,
+                                description="The run to compare with (B).")
 UID = OpenApiParameter("uid", OpenApiTypes.STR, OpenApiParameter.PATH, description="The block's uid.")
 IDEMPOTENCY_KEY = OpenApiParameter(
     IDEMPOTENCY_HEADER, {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}, OpenApiParameter.HEADER,
@@ -103,7 +111,7 @@ def visible_run(request: Request, run_id: str) -> Run:
 
 
 def run_response(run: Run, *, status_code: int = status.HTTP_200_OK) -> Response:
-    context = {"block_statuses": run_block_status_counts(run_id=run.pk)}
+    context = {"block_statuses": run_block_status_counts(run_id=run.pk), "cost": run_cost_report(run)}
     return Response(RunDetailSerializer(run, context=context).data, status=status_code)
 
 
@@ -243,6 +251,8 @@ class RunEstimateOutputSerializer(serializers.Serializer):
         child=serializers.CharField(),
         help_text="`low`: input only, with the cacheable prefix read from the cache after the first "
                   "call; `high`: the worst case, which is what a budget reserves before each call.")
+    warnings = RunWarningSerializer(many=True, help_text="What a create with these settings would be "
+                                    "warned about (cache_prefix_too_short).")
 
 
 @extend_schema(tags=["runs"])
@@ -272,7 +282,8 @@ class RunEstimateApi(APIView):
             raise PayloadTooLarge(str(exc)) from None
         except SubmissionError as exc:
             raise submission_error(exc, upload=upload) from None
-        return Response(RunEstimateOutputSerializer(estimate.as_dict()).data)
+        warnings = settings_warnings(blocks=estimate.blocks, **data)
+        return Response(RunEstimateOutputSerializer({**estimate.as_dict(), "warnings": warnings}).data)
 
 
 @extend_schema(parameters=[RUN_ID], tags=["runs"])
@@ -343,6 +354,25 @@ class RunReseedApi(APIView):
         run = visible_run(request, run_id)
         changes = validated_input(ReseedInputSerializer, request.data)
         return run_response(run_reseed(run_id=run.pk, **changes))
+
+
+@extend_schema(parameters=[RUN_ID, OTHER_RUN_ID], tags=["runs"])
+class RunCompareApi(APIView):
+    @extend_schema(
+        operation_id="runs_compare",
+        summary="Two runs side by side: cost, tokens, cache hit rate, calls, and output parity by uid.",
+        description=(
+            "Both runs must be visible to you (else 404). Parity matches blocks by uid: exact matches, "
+            "the uids that differ, and for outputs that are JSON objects, matches per field. Each uid "
+            "list holds at most `limit` uids, with its full count."
+        ),
+        parameters=[RunCompareFilterSerializer],
+        responses={200: RunCompareSerializer, **error_responses(400, 401, 404)},
+    )
+    def get(self, request: Request, run_id: str, other_run_id: str) -> Response:
+        run_a, run_b = visible_run(request, run_id), visible_run(request, other_run_id)
+        limit = validated_input(RunCompareFilterSerializer, request.query_params)["limit"]
+        return Response(RunCompareSerializer(runs_compare(run_a, run_b, limit=limit).as_dict()).data)
 
 
 # --- blocks and results ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from apps.core.formatting import format_usd
 from apps.lanes.selectors import lane_state, run_blocks_in_flight
+from apps.runs.costs import CostReport, run_cost_report
 from apps.runs.estimates import RunEstimate
 from apps.runs.models import Block, BlockStatus, Run, RunStatus
 from apps.runs.selectors import run_call_counts, run_waiting_reason
@@ -113,6 +114,28 @@ def _failed_codes(run: Run) -> str:
     return ", ".join(codes)
 
 
+def cost_lines(report: CostReport) -> list[str]:
+    """What caching, packing and batch mode saved, the cache's hit rate and the run's warnings, as the
+    summary prints them."""
+    savings, cache = report.savings, report.cache
+    if not savings.unpacked_uncached_usd:  # nothing billed yet: nothing to say about savings
+        return [f"  warning    {warning['message']}" for warning in report.warnings]
+    lines = [f"  savings    without caching {format_usd(savings.uncached_usd)} (caching saved "
+             f"{format_usd(savings.caching_saved_usd)}), without caching or packing "
+             f"{format_usd(savings.unpacked_uncached_usd)} (packing saved "
+             f"{format_usd(savings.packing_saved_usd)})"
+             + ("" if savings.packing_measured else "; packing not measured: nothing was cached")]
+    if savings.batch:
+        lines.append(f"  batch      at live prices {format_usd(savings.live_usd)} (batch mode saved "
+                     f"{format_usd(savings.batch_saved_usd)})")
+    if cache.caching or cache.hit_rate:
+        rate = "-" if cache.hit_rate is None else f"{100 * cache.hit_rate:.1f}%"
+        lines.append(f"  cache      hit rate {rate}: {cache.read_tokens:,} tokens read of "
+                     f"{cache.cacheable_tokens:,} cacheable")
+    lines += [f"  warning    {warning['message']}" for warning in report.warnings]
+    return lines
+
+
 def summary(run: Run) -> str:
     """What a run did, where its failures are and how to get its results: the last thing a follow
     prints, and the head of `manage.py runs show`."""
@@ -129,6 +152,7 @@ def summary(run: Run) -> str:
         f"  tokens     {run.input_tokens} in, {run.output_tokens} out, "
         f"{run.cache_creation_input_tokens} cache write, {run.cache_read_input_tokens} cache read",
         f"  cost       {format_usd(run.cost_usd)} ({run.model})",
+        *cost_lines(run_cost_report(run)),
         f"  calls      {calls['calls']} provider calls ({calls['not_succeeded']} retried or failed)",
     ]
     if duration:

@@ -2,17 +2,14 @@
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Min, Prefetch, Q, QuerySet, Sum
+from django.db.models import Count, Min, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from apps.core.formatting import format_moment
 from apps.lanes.selectors import lane_state
-from apps.providers.usage import TokenUsage, cost_usd
 from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, PausedCause, Run
 from apps.runs.transitions import RUN_ACTIVE, RunStatus
 
@@ -156,62 +153,3 @@ def run_waiting_reason(run: Run) -> str | None:
     if state["open"] and not state["ready"] and state["next_retry"] is not None:
         return f"waiting for retries until {format_moment(state['next_retry'])}"
     return None
-
-
-@dataclass(frozen=True)
-class Savings:
-    """What caching and packing saved a run, from its recorded usage priced at the catalog's rates.
-
-    - `cost_usd`: what the run's calls cost (the sum of its attempts, as on the run).
-    - `uncached_usd`: the same calls with every cache write and cache read billed as plain input.
-    - `unpacked_uncached_usd`: that, with each block of a packed call in a call of its own carrying
-      the call's cached prefix (its cache write + read tokens: the system prompt and instructions).
-
-    Packing is measured on the cached prefix, the only part of a call whose size the usage records
-    apart, so `packing_measured` is False for a run that cached nothing (its packing saving then
-    reads as zero, not as unknown-but-large). For a pack that was split after failing, the prefix of
-    the failed call is carried into its halves, which makes the unpacked figure slightly generous."""
-
-    cost_usd: Decimal
-    uncached_usd: Decimal
-    unpacked_uncached_usd: Decimal
-    packing_measured: bool
-
-    @property
-    def caching_saved_usd(self) -> Decimal:
-        return self.uncached_usd - self.cost_usd
-
-    @property
-    def packing_saved_usd(self) -> Decimal:
-        return self.unpacked_uncached_usd - self.uncached_usd
-
-    @property
-    def saved_usd(self) -> Decimal:
-        return self.unpacked_uncached_usd - self.cost_usd
-
-
-def run_savings(run: Run) -> Savings:
-    """Savings computed from the run's Attempt rows (one per block per call; a packed call's blocks
-    share its request id) and the catalog's prices, never estimated from the prompts."""
-    calls = (
-        Attempt.objects.filter(run_id=run.pk).values("model", "request_id")
-        .annotate(blocks=Count("pk"), input=Sum("input_tokens"), output=Sum("output_tokens"),
-                  written=Sum("cache_creation_input_tokens"), read=Sum("cache_read_input_tokens"),
-                  cost=Sum("cost_usd"))
-        .order_by()
-    )
-    cost = uncached = unpacked = Decimal(0)
-    prefix_seen = False
-    for call in calls:
-        prefix = call["written"] + call["read"]
-        prefix_seen = prefix_seen or prefix > 0
-        plain_input = call["input"] + prefix
-        # Attempts without a request id never got an answer (and carry no usage): not one call.
-        copies = (call["blocks"] - 1) * prefix if call["request_id"] else 0
-        cost += call["cost"]
-        uncached += cost_usd(call["model"], TokenUsage(input_tokens=plain_input,
-                                                       output_tokens=call["output"]))
-        unpacked += cost_usd(call["model"], TokenUsage(input_tokens=plain_input + copies,
-                                                       output_tokens=call["output"]))
-    return Savings(cost_usd=cost, uncached_usd=uncached, unpacked_uncached_usd=unpacked,
-                   packing_measured=prefix_seen)

@@ -364,10 +364,75 @@ class LaneStateSerializer(serializers.Serializer):
                                                  help_text="Stopped for persistent overload until.")
 
 
+class SavingsSerializer(serializers.Serializer):
+    """apps.runs.costs.Savings: from the run's recorded usage at the catalog's prices."""
+
+    cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8,
+                                        help_text="What the run's calls cost (every attempt, every pass).")
+    without_caching_usd = serializers.DecimalField(
+        max_digits=16, decimal_places=8,
+        help_text="The same calls with every cache write and read billed as plain input.")
+    without_caching_or_packing_usd = serializers.DecimalField(
+        max_digits=16, decimal_places=8,
+        help_text="That, with each block of a packed call in a call of its own carrying the prefix.")
+    at_live_prices_usd = serializers.DecimalField(
+        max_digits=16, decimal_places=8,
+        help_text="The same usage at standard prices: for a batch-mode run what live calls would have "
+                  "cost; for a live run, the cost itself.")
+    caching_saved_usd = serializers.DecimalField(max_digits=16, decimal_places=8)
+    packing_saved_usd = serializers.DecimalField(max_digits=16, decimal_places=8)
+    batch_saved_usd = serializers.DecimalField(max_digits=16, decimal_places=8)
+    packing_measured = serializers.BooleanField(
+        help_text="False when nothing was cached: packing is measured on the cached prefix, so its "
+                  "saving then reads as 0 rather than unknown.")
+    batch = serializers.BooleanField(help_text="The run's calls went through the Message Batches API; "
+                                               "the other figures are then at batch prices.")
+
+
+class CacheStatsSerializer(serializers.Serializer):
+    """apps.runs.costs.CacheStats."""
+
+    caching = serializers.BooleanField()
+    hit_rate = serializers.FloatField(
+        allow_null=True,
+        help_text="read / (read + written + missed) tokens of the cacheable prefix, 0 to 1; `missed` is "
+                  "the prefix of calls that neither wrote nor read the cache, at its estimated size (4 "
+                  "characters per token). Null before any answered call, or with nothing cacheable.")
+    read_tokens = serializers.IntegerField()
+    written_tokens = serializers.IntegerField()
+    missed_tokens = serializers.IntegerField()
+    cacheable_tokens = serializers.IntegerField()
+    calls = serializers.IntegerField(help_text="Answered provider calls.")
+    not_hitting = serializers.BooleanField(
+        help_text="Caching on, yet no cache read after several calls sent after the first reply.")
+
+
+class RunWarningSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=[
+        ("cache_prefix_too_short", "caching on, prefix under the model's minimum (at create)"),
+        ("cache_not_hitting", "caching on, no cache read after several calls (from the usage)"),
+    ])
+    message = serializers.CharField()
+    prefix_tokens = serializers.IntegerField(required=False, help_text="cache_prefix_too_short: the "
+                                             "estimated prefix (4 characters per token).")
+    min_cache_tokens = serializers.IntegerField(required=False)
+    missing_tokens = serializers.IntegerField(required=False)
+    calls_after_first = serializers.IntegerField(required=False, help_text="cache_not_hitting.")
+
+
 class RunDetailSerializer(RunSerializer):
+    """A run with what it cost and saved; `context["cost"]` is its apps.runs.costs.CostReport."""
+
     block_statuses = serializers.SerializerMethodField(
         help_text="Blocks per status, counted from the blocks themselves."
     )
+    savings = serializers.SerializerMethodField(
+        help_text="What the run cost, and what the same usage would have cost without caching, without "
+                  "caching or packing, and at live prices: priced from recorded usage, not estimated.")
+    cache = serializers.SerializerMethodField(help_text="The cache's hit rate and the no-hit flag.")
+    warnings = serializers.SerializerMethodField(
+        help_text="Stored at create (cache_prefix_too_short), then found in the usage since "
+                  "(cache_not_hitting).")
     passes = RunPassSerializer(
         many=True, source="passes.all",
         help_text="The run's passes, oldest first: its submission (pass 1), then one per reseed or "
@@ -386,6 +451,18 @@ class RunDetailSerializer(RunSerializer):
     @extend_schema_field(BlockStatusCountsSerializer)
     def get_block_statuses(self, run: Run) -> dict[str, int]:
         return self.context["block_statuses"]
+
+    @extend_schema_field(SavingsSerializer)
+    def get_savings(self, run: Run) -> dict[str, Any]:
+        return SavingsSerializer(self.context["cost"].savings.as_dict()).data
+
+    @extend_schema_field(CacheStatsSerializer)
+    def get_cache(self, run: Run) -> dict[str, Any]:
+        return CacheStatsSerializer(self.context["cost"].cache.as_dict()).data
+
+    @extend_schema_field(RunWarningSerializer(many=True))
+    def get_warnings(self, run: Run) -> list[dict[str, Any]]:
+        return RunWarningSerializer(self.context["cost"].warnings, many=True).data
 
     def get_waiting_reason(self, run: Run) -> str | None:
         return run_waiting_reason(run)
@@ -456,3 +533,78 @@ class ResultLineSerializer(serializers.Serializer):
     model = serializers.CharField()
     prompt_version = serializers.CharField()
     pass_number = serializers.IntegerField()
+
+
+# --- comparing two runs ------------------------------------------------------------------------------
+
+class RunCompareFilterSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=50,
+                                     help_text="The most uids listed in each list (counts are whole).")
+
+
+class UidListSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    uids = serializers.ListField(child=serializers.CharField(), help_text="The first `limit`, in A's order.")
+    truncated = serializers.BooleanField()
+
+
+class FieldParitySerializer(serializers.Serializer):
+    matches = serializers.IntegerField()
+    differs = UidListSerializer(help_text="Pairs where the field differs or is on one side only.")
+
+
+class ParitySerializer(serializers.Serializer):
+    compared = serializers.IntegerField(help_text="uids in both runs, succeeded in both.")
+    exact_matches = serializers.IntegerField(help_text="Compared pairs with the same output text.")
+    mismatches = UidListSerializer()
+    not_compared = UidListSerializer(help_text="In both runs, not succeeded in one or both.")
+    only_in_a = UidListSerializer()
+    only_in_b = UidListSerializer()
+    identical = serializers.BooleanField(help_text="Every uid in both, succeeded in both, same output.")
+    json_objects = serializers.IntegerField(help_text="Compared pairs whose outputs both parse as "
+                                                      "JSON objects: their fields are compared below.")
+    fields = serializers.DictField(child=FieldParitySerializer(),
+                                   help_text="Top-level field -> matches and differing uids.")
+    fields_untracked = serializers.IntegerField(help_text="Pairs with fields beyond the first 100 names.")
+
+
+class CompareBlocksSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    canceled = serializers.IntegerField()
+
+
+class CompareTokensSerializer(serializers.Serializer):
+    input = serializers.IntegerField()
+    output = serializers.IntegerField()
+    cache_write = serializers.IntegerField()
+    cache_read = serializers.IntegerField()
+
+
+class CompareSideSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    model = serializers.CharField()
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    cache = serializers.BooleanField()
+    pack_size = serializers.IntegerField()
+    mode = serializers.CharField(help_text="live, or batch (the Message Batches API).")
+    blocks = CompareBlocksSerializer()
+    cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8)
+    cost_per_block_usd = serializers.DecimalField(max_digits=16, decimal_places=8, allow_null=True,
+                                                  help_text="Cost per succeeded block.")
+    tokens = CompareTokensSerializer()
+    cache_hit_rate = serializers.FloatField(allow_null=True, help_text="See the run detail's `cache`.")
+    cache_not_hitting = serializers.BooleanField()
+    calls = serializers.IntegerField(help_text="Provider calls (a packed call is one).")
+    calls_not_succeeded = serializers.IntegerField()
+    attempts = serializers.IntegerField(help_text="Attempt rows: one per block per call.")
+    savings = SavingsSerializer()
+
+
+class RunCompareSerializer(serializers.Serializer):
+    a = CompareSideSerializer()
+    b = CompareSideSerializer()
+    cost_ratio = serializers.FloatField(allow_null=True, help_text="B's cost / A's cost.")
+    parity = ParitySerializer()

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from apps.runs.costs import run_savings
 from apps.runs.models import Block
-from apps.runs.selectors import run_savings
 from tests.api.helpers import record_attempt
 from tests.factories import make_run
 
@@ -67,3 +67,38 @@ def test_attempts_that_got_no_answer_are_not_counted_as_one_packed_call(run):
     call(run, ["b1"], "", read=0, cost="0")
     call(run, ["b2"], "req_1", read=MILLION, cost="0.10")
     assert run_savings(run).packing_saved_usd == 0
+
+
+# --- batch mode: recorded at batch prices (half), "at live prices" at standard ones ------------------
+
+@pytest.fixture
+def batch_run(owner, offline_key):
+    return make_run(owner, offline_key, ["a", "b"], options={"mode": "batch", "cache": True})
+
+
+def test_a_live_runs_cost_at_live_prices_is_its_cost(run):
+    call(run, ["b0"], "req_1", input=MILLION, cost="1")
+    savings = run_savings(run)
+    assert (savings.batch, savings.live_usd, savings.batch_saved_usd) == (False, Decimal("1"), 0)
+
+
+def test_a_batch_runs_usage_at_live_prices_is_priced_at_standard_rates(batch_run):
+    call(batch_run, ["b0"], "req_1", input=MILLION, output=200_000, cost="1")  # half of $1 + $1
+    savings = run_savings(batch_run)
+    assert (savings.batch, savings.cost_usd, savings.live_usd) == (True, Decimal("1"), Decimal("2"))
+    assert savings.batch_saved_usd == Decimal("1")
+
+
+def test_a_batch_runs_savings_from_caching_are_at_batch_prices(batch_run):
+    call(batch_run, ["b0"], "req_1", written=MILLION, cost="0.625")
+    call(batch_run, ["b1"], "req_2", read=MILLION, cost="0.05")
+    savings = run_savings(batch_run)
+    assert savings.uncached_usd == Decimal("1")  # 2M tokens of plain input at half price
+    assert savings.caching_saved_usd == Decimal("0.325")
+    assert savings.live_usd == Decimal("1.35")
+
+
+def test_cache_writes_of_a_one_hour_ttl_batch_run_are_priced_at_the_one_hour_rate(owner, offline_key):
+    run = make_run(owner, offline_key, ["a"], options={"mode": "batch", "cache": True, "cache_ttl": "1h"})
+    call(run, ["b0"], "req_1", written=MILLION, cost="1")
+    assert run_savings(run).live_usd == Decimal("2")

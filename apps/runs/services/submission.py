@@ -21,6 +21,7 @@ from apps.core.errors import InvalidInput, StateConflict, Unprocessable
 from apps.keys.models import ProviderKey
 from apps.providers.catalog import catalog, get_model
 from apps.providers.prompts import INPUT_PLACEHOLDER, CallSpec, prompt_version
+from apps.runs.caching import prefix_warnings
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.estimates import RunEstimate, run_estimate
 from apps.runs.models import Block, PassScope, Run, RunMode, RunPass
@@ -289,7 +290,8 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
     run.effective_mode, run.mode_reason = resolve_mode(mode, deadline, estimate=run.estimate)
     if run.in_batch_mode:
         run.estimate = estimate()
-    Run.objects.filter(pk=run.pk).update(total_blocks=total, estimate=run.estimate,
+    run.warnings = prefix_warnings(run.call_spec, pack_size=run.pack_size, blocks=total)
+    Run.objects.filter(pk=run.pk).update(total_blocks=total, estimate=run.estimate, warnings=run.warnings,
                                          effective_mode=run.effective_mode, mode_reason=run.mode_reason)
     run.total_blocks = total
     RunPass.objects.create(

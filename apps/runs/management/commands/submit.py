@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.core.errors import StateConflict
 from apps.providers.catalog import catalog
+from apps.runs.caching import settings_warnings
 from apps.runs.commandline import key_of, text_option, user_named, validated
 from apps.runs.progress import describe_estimate, follow_command, follow_run, summary
 from apps.runs.serializers import RunSettingsInputSerializer, stored_options
@@ -73,6 +74,7 @@ class Command(BaseCommand):
             finally:
                 source.close()
             self.stdout.write(describe_estimate(estimate))
+            self._warn(settings_warnings(blocks=estimate.blocks, **settings))
             return
         try:
             run = run_create(owner=user, key=key, blocks=parse_jsonl(source), **settings)
@@ -81,12 +83,17 @@ class Command(BaseCommand):
         finally:
             source.close()
         self.stdout.write(f"submitted run {run.pk} with {run.total_blocks} blocks")
+        self._warn(run.warnings)
         if opts["follow"]:
             followed = follow_run(run.pk, out=self.stderr._out)
             if not followed.detached:
                 self.stdout.write(summary(followed.run))
         else:
             self.stdout.write(f"follow it with: {follow_command(run.pk)}")
+
+    def _warn(self, warnings: list[dict[str, Any]]) -> None:
+        for warning in warnings:
+            self.stdout.write(self.style.WARNING(f"warning: {warning['message']}"))
 
     @staticmethod
     def _settings(key_id: int, opts: dict[str, Any]) -> dict[str, Any]:
