@@ -149,6 +149,7 @@ def run_savings(run: Run, *, usage: list[ModelUsage] | None = None) -> Savings:
     prompts. Two queries, whatever the size of the run."""
     batch = is_batch(run)
     factor = BATCH_PRICE_FACTOR if batch else Decimal(1)
+    one_hour = (run.options or {}).get("cache_ttl") == "1h"
     cost = Attempt.objects.filter(run_id=run.pk).aggregate(c=Sum("cost_usd"))["c"] or Decimal(0)
     uncached = unpacked = live = Decimal(0)
     prefix_seen = False
@@ -160,8 +161,15 @@ def run_savings(run: Run, *, usage: list[ModelUsage] | None = None) -> Savings:
                                                     output_tokens=part.output_tokens))
         unpacked += cost_usd(part.model, TokenUsage(input_tokens=plain_input + part.copies,
                                                     output_tokens=part.output_tokens))
-    # At live prices: what went through batches (recorded at half price, run.batch_cost_usd) twice.
-    live = cost + run.batch_cost_usd
+        if batch:
+            # The same tokens at standard prices; a run's writes all have its one TTL.
+            written = part.cache_creation_input_tokens
+            live += cost_usd(part.model, TokenUsage(
+                input_tokens=part.input_tokens, output_tokens=part.output_tokens,
+                cache_creation_input_tokens=written, cache_read_input_tokens=part.cache_read_input_tokens,
+                cache_creation_1h_tokens=written if one_hour else 0))
+    if not batch:
+        live = cost
     return Savings(cost_usd=cost, uncached_usd=(uncached * factor).quantize(MONEY),
                    unpacked_uncached_usd=(unpacked * factor).quantize(MONEY), packing_measured=prefix_seen,
                    live_usd=live, batch=batch)

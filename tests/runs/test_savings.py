@@ -73,7 +73,7 @@ def test_attempts_that_got_no_answer_are_not_counted_as_one_packed_call(run):
 
 @pytest.fixture
 def batch_run(owner, offline_key):
-    return make_run(owner, offline_key, ["a", "b"], options={"mode": "batch", "cache": True})
+    return make_run(owner, offline_key, ["a", "b"], mode="batch", options={"cache": True})
 
 
 def test_a_live_runs_cost_at_live_prices_is_its_cost(run):
@@ -99,6 +99,7 @@ def test_a_batch_runs_savings_from_caching_are_at_batch_prices(batch_run):
 
 
 def test_cache_writes_of_a_one_hour_ttl_batch_run_are_priced_at_the_one_hour_rate(owner, offline_key):
-    run = make_run(owner, offline_key, ["a"], options={"mode": "batch", "cache": True, "cache_ttl": "1h"})
+    run = make_run(owner, offline_key, ["a"], mode="batch",
+                   options={"cache": True, "cache_ttl": "1h"})
     call(run, ["b0"], "req_1", written=MILLION, cost="1")
     assert run_savings(run).live_usd == Decimal("2")

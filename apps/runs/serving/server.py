@@ -509,7 +509,9 @@ class Server:
             share = math.ceil(shares.get(slot.ctx.run_id, 0))
             ahead = max(slot.ctx.pack_size, math.ceil(share * _conf("SERVE_CLAIM_AHEAD")))
             limit = share + ahead - slot.held
-            if limit >= max(1, min(slot.ctx.pack_size, share)):
+            pack = slot.ctx.pack_size
+            limit = -(-limit // pack) * pack if limit > 0 else limit  # whole packs only
+            if limit >= max(1, min(pack, share)):
                 slot.claim_pending = True
                 wanted.append((slot.ctx.run_id, limit, ahead))
         return wanted
