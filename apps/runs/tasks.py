@@ -6,6 +6,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
+from apps.health.heartbeats import PUMP, heartbeat_record
 from apps.runs.batching.poll import batches_poll
 from apps.runs.batching.submit import batches_submit
 from apps.runs.dispatch import serve_marker_clear, server_register, server_unregister, worker_name
@@ -49,5 +50,7 @@ def batches() -> dict:
 @shared_task(name="conveyor.runs.pump", time_limit=120, soft_time_limit=100)
 def pump() -> dict:
     """Beat, every few seconds: recover expired leases, end finished runs, make sure a serving loop
-    is alive while any run has due work."""
-    return pump_service()
+    is alive while any run has due work. Its heartbeat says beat is ticking (readiness, metrics)."""
+    summary = pump_service()
+    heartbeat_record(PUMP, summary)
+    return summary

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "apps.lanes",
     "apps.runs",
     "apps.failures",
+    "apps.health",
 ]
 
 MIDDLEWARE = [
