@@ -72,7 +72,7 @@ def stack(concurrency: int) -> Iterator[None]:
                 start_new_session=True),
         ]
         try:
-            time.sleep(4)  # let the worker connect before any clock starts
+            worker_wait_ready(procs[0])  # no clock starts before the worker answers
             yield
         finally:
             for proc in procs:
@@ -83,6 +83,20 @@ def stack(concurrency: int) -> Iterator[None]:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+def worker_wait_ready(proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the worker answers a ping (its boot is minutes of imports on a loaded machine, which no
+    scenario measures), then a moment for its pool processes to come up."""
+    import socket
+
+    from config.celery_app import app
+
+    deadline = time.monotonic() + timeout
+    while not app.control.ping(destination=[f"bench@{socket.gethostname()}"], timeout=0.5):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the benchmark worker did not start")
+    time.sleep(1)
 
 
 def bench_user(name: str = "bench") -> Any:
