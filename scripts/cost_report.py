@@ -104,9 +104,6 @@ def table(rows: list[tuple[str, Any, Any]]) -> list[str]:
             f"{'mismatches':>16}")
     lines = [head]
     for label, run, comparison in rows:
-        if run is None:
-            lines.append(f"{label:<30} not available yet (the engine has no batch mode in this build)")
-            continue
         hit = run_cache_stats(run).hit_rate
         parity = comparison.parity
         reference = run is rows[0][1]

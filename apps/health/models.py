@@ -2,7 +2,7 @@ from django.db import models
 
 
 class Heartbeat(models.Model):
-    """The last time a scheduled task (the pump, the failure replay) ran to its end: readiness asks
+    """The last time a scheduled task (the pump) ran to its end: readiness asks
     whether beat is ticking, metrics report the lag. One row per task name, upserted."""
 
     name = models.CharField(max_length=64, primary_key=True)

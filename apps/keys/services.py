@@ -295,7 +295,7 @@ def _record_validation(key: ProviderKey, revision: int, *, is_valid: bool | None
 
 
 def _resume_runs_for_key(key_id: int) -> None:
-    # Imported here: the run engine's services call these key services (throttle, mark invalid),
+    # Imported here: the run engine's services call these key services (mark invalid),
     # so the two apps' services may only meet at call time.
     from apps.runs.services.lifecycle import runs_resume_for_key
 

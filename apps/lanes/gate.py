@@ -28,7 +28,7 @@ SCRIPT = (Path(__file__).with_name("lane.lua")).read_text()
 
 
 class Settle(enum.StrEnum):
-    OK = "ok"              # a success, or an answer that says nothing about capacity (a 400)
+    OK = "ok"              # a success: the window may grow
     OVERLOAD = "overload"  # 529, 5xx, a timeout: cut the window if overload is dense
     THROTTLED = "throttled"  # 429: hold the lane until Retry-After
     NEUTRAL = "neutral"    # an answer that says nothing about capacity (a 400, a 401)

@@ -51,14 +51,16 @@ class BlockStatus(models.TextChoices):
 
 
 class PausedCause(models.TextChoices):
-    """Why a run is paused; decides who may resume it. `resumes_by_itself` below lists the causes
-    that end without a person: a key that validates again, a budget that is raised."""
+    """Why a run is paused; decides who may resume it. A key that validates again resumes the runs it
+    paused (key_rejected, key_unsafe), a raised budget resumes a budget pause; the others wait for a
+    person (resume by hand)."""
 
     KEY_REJECTED = "key_rejected", "The provider rejected the key (401/403)"
     KEY_BLOCKED = "key_blocked", "The key cannot spend (billing, spend limit)"
     KEY_DELETED = "key_deleted", "The run's key was deleted"
     KEY_UNSAFE = "key_unsafe", "The key's base_url broke an address rule at call time"
     BUDGET = "budget", "The run's budget is spent"
+    BATCH_REFUSED = "batch_refused", "The provider refused the run's Message Batch as a whole"
 
 
 # --- named sets: the only place these tuples are spelled out ---------------------------------------

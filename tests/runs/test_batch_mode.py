@@ -133,3 +133,13 @@ def test_a_submission_interrupted_before_its_id_was_recorded_is_found_again_not_
 
     assert (run.status, run.completed_blocks) == ("complete", 3)
     assert mock.stats()["batches"]["created"] == 1  # adopted, never submitted again
+
+
+def test_a_batch_refused_as_a_whole_pauses_the_run_instead_of_being_resubmitted(owner, mock_key, mock):
+    mock.configure(batch_max_requests=2)  # the provider refuses a create of 5 requests with a 400
+    run = settle_batches(batch_run(owner, mock_key, [f"essay {i}" for i in range(5)]))
+    assert (run.status, run.paused_cause) == ("paused", "batch_refused")
+    assert "refused the batch" in run.paused_reason
+    assert run.blocks.filter(status="pending").count() == 5  # unharmed, waiting for a person
+    batches_submit()
+    assert mock.stats()["by_path"].get("/v1/messages/batches", 0) == 1  # not sent again

@@ -27,7 +27,7 @@ from apps.runs.models import Block, BlockStatus, MessageBatch, MessageBatchStatu
 from apps.runs.services.claiming import ClaimedBlock, blocks_claim, blocks_release
 from apps.runs.services.lifecycle import runs_pause_for_key
 from apps.runs.services.outcomes import KEY_PAUSE_CAUSES
-from apps.runs.transitions import RUN_ACTIVE
+from apps.runs.transitions import RUN_ACTIVE, PausedCause
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,11 @@ def batch_submit_for_run(*, run_id: Any) -> MessageBatch | None:
             runs_pause_for_key(key_id=run.key_id, cause=KEY_PAUSE_CAUSES[failure.kind],
                                reason=f"provider refused the key: {failure}")
         elif failure.kind not in (FailureKind.RETRYABLE, FailureKind.THROTTLED, FailureKind.OVERLOADED):
+            # Refused as a whole (not per item): submitting the same blocks again would be refused
+            # again on every poll, so the run waits for a person, its blocks unharmed.
             logger.warning("run %s: batch refused by the provider: %s", run_id, failure)
+            Run.objects.filter(pk=run_id).pause(cause=PausedCause.BATCH_REFUSED,
+                                                reason=f"the provider refused the batch: {failure}")
         return None
     record_submitted(batch, created)
     logger.info("run %s: batch %s submitted with %d request(s)", run_id, created.id, len(requests))

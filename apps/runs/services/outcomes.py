@@ -148,7 +148,8 @@ def decide(outcome: Outcome, block: Block, run: Run, now: datetime) -> Decision:
                                           f"{code}: {message}")
         if kind == FailureKind.THROTTLED:
             # The lane holds every call until Retry-After; the block is due again then.
-            wait = failure.retry_after or settings.CONVEYOR["THROTTLE_DEFAULT_SECONDS"]
+            wait = (failure.retry_after if failure.retry_after is not None
+                    else settings.CONVEYOR["THROTTLE_DEFAULT_SECONDS"])
         else:
             wait = overload_delay(block.throttle_waits, failure.retry_after)
         return Decision(BlockStatus.PENDING, AttemptOutcome.THROTTLED,

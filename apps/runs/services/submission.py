@@ -248,8 +248,8 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
                name: str = "", idempotency_key: str | None = None, request_fingerprint: str = "",
                priority: int = 5, mode: str = RunMode.LIVE, deadline: datetime | None = None,
                dispatch: bool = True) -> Run:
-    """Create a run and its blocks; the first drain is dispatched once the transaction commits
-    (`dispatch=False` leaves that to the caller, e.g. the demo's in-process drain).
+    """Create a run and its blocks; a serving loop is asked for once the transaction commits
+    (`dispatch=False` leaves that to the caller, e.g. the demo, which serves in its own process).
 
     With an Idempotency-Key already used for the same request, the first run is returned (its blocks
     are never read); for another request, IdempotencyKeyReused. A key whose last validation failed
