@@ -57,7 +57,7 @@ def batch_options() -> dict[str, Any]:
     return {"cache": True, "pack_size": 1, "mode": "batch"}
 
 
-def configurations() -> list[tuple[str, dict[str, Any] | None]]:
+def configurations() -> list[tuple[str, dict[str, Any]]]:
     return [
         ("uncached", {"cache": False, "pack_size": 1}),
         ("cached", {"cache": True, "pack_size": 1}),
@@ -96,7 +96,7 @@ def serve(user: Any, base_url: str, n: int, options: dict[str, Any], name: str, 
 
 
 def table(rows: list[tuple[str, Any, Any]]) -> list[str]:
-    """rows: (label, run or None, comparison with the uncached run or None)."""
+    """rows: (label, run, comparison with the uncached run)."""
     from apps.runs.costs import run_cache_stats
 
     base = rows[0][1].cost_usd
@@ -126,9 +126,6 @@ def scenario_cost(args: argparse.Namespace) -> list[str]:
     runs = configurations()
     with running_mock_process(api_keys=[secret(n) for n in range(len(runs))], latency_ms=50) as mock:
         for n, (label, options) in enumerate(runs):
-            if options is None:
-                rows.append((label, None, None))
-                continue
             run = serve(user, mock.base_url, n, options, label, args.concurrency)
             comparison = runs_compare(rows[0][1], run) if rows else runs_compare(run, run)
             rows.append((label, run, comparison))
