@@ -101,9 +101,10 @@ def check_redis() -> Check:
     return Check(ok=True)
 
 
-def check_beat() -> Check:
-    """The pump ran to its end recently: beat sends it and a worker of the control queue runs it."""
-    limit = settings.CONVEYOR["READY_BEAT_MAX_AGE_SECONDS"]
+def check_beat(*, max_age: float | None = None) -> Check:
+    """The pump ran to its end within `max_age` seconds (default READY_BEAT_MAX_AGE_SECONDS): beat
+    sends it and a worker of the control queue runs it."""
+    limit = settings.CONVEYOR["READY_BEAT_MAX_AGE_SECONDS"] if max_age is None else max_age
     try:
         last = heartbeat_last(PUMP)
     except DatabaseError as exc:
