@@ -7,6 +7,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
+    # Probes at the top level, outside the API (no authentication, no throttle; apps/health/).
+    path("", include("apps.health.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("apps.accounts.urls")),
     path("api/v1/", include("apps.keys.urls")),

@@ -45,6 +45,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: container and load-balancer probes reach /healthz and /readyz whatever Host header and
+    # scheme they use (no ALLOWED_HOSTS check, no https redirect, no session or CSRF work).
+    "apps.health.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -89,6 +92,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 # Workers open a connection per unit of work and give it back; CONN_MAX_AGE keeps it across requests.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # A server that does not answer fails a connection within this many seconds instead of the
+    # operating system's minutes (libpq waits forever by default): readiness answers 503 quickly.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Authentication -------------------------------------------------------------------------------
@@ -259,6 +267,11 @@ CONVEYOR = {
     "FAILURE_MAX_REPLAYS": env.int("FAILURE_MAX_REPLAYS", default=3),
     "PIPELINE_VERSION": "1",
 }
+# Health (apps/health/): readiness fails when the pump has not run to its end for this long (beat,
+# or every worker of the control queue, is gone); each dependency check gives up after the timeout.
+CONVEYOR["READY_BEAT_MAX_AGE_SECONDS"] = env.float(
+    "READY_BEAT_MAX_AGE_SECONDS", default=max(60.0, 6 * CONVEYOR["PUMP_INTERVAL_SECONDS"]))
+CONVEYOR["READY_CHECK_TIMEOUT_SECONDS"] = env.float("READY_CHECK_TIMEOUT_SECONDS", default=1.0)
 
 # --- Provider keys -------------------------------------------------------------------------------
 # Fernet keys, newest first; several at once allow rotation (manage.py rotate_keys).

@@ -1,16 +1,27 @@
-"""The image and the compose file are safe by default. There is no Docker engine here, so these read
-the files as Docker would (compose's YAML, with its merge keys) and check what they declare."""
+"""The image and the compose file are safe by default and come up in order. There is no Docker engine
+here, so these read the files as Docker would (compose's YAML, with its merge keys) and check what they
+declare; the compose file is also validated by docker-compose's own `config` when it is installed
+(.ci/run installs it: Debian's `docker-compose`)."""
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from django.core.management import get_commands
+from django.urls import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-DJANGO_SERVICES = [name for name, service in SERVICES.items() if service.get("build") == "."]
+IMAGE = "conveyor:latest"
+DJANGO_SERVICES = [name for name, service in SERVICES.items() if service.get("image") == IMAGE]
+# Everything but the one-shot migrate: running until stopped.
+LONG_RUNNING = [name for name in SERVICES if name != "migrate"]
+APP_SERVICES = [name for name in DJANGO_SERVICES if name != "migrate"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 
@@ -83,3 +94,93 @@ def test_the_env_example_holds_no_usable_secret():
     assert values["SECRET_KEY"] == ""
     assert values["KEY_ENCRYPTION_KEYS"] == ""
     assert "DJANGO_SETTINGS_MODULE" not in values
+
+
+def test_the_image_is_built_once_by_migrate():
+    builders = [name for name, service in SERVICES.items() if "build" in service]
+    assert builders == ["migrate"]
+    assert SERVICES["migrate"]["image"] == IMAGE
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_the_other_django_services_reuse_the_built_image_and_never_pull_it(name):
+    assert SERVICES[name]["image"] == IMAGE
+    assert SERVICES[name]["pull_policy"] == "never"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_django_services_start_only_after_migrations_completed(name):
+    assert SERVICES[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+
+
+@pytest.mark.parametrize("name", ["migrate", *APP_SERVICES])
+def test_django_services_wait_for_a_healthy_postgresql(name):
+    assert SERVICES[name]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_every_long_running_service_has_a_healthcheck_and_restarts(name):
+    service = SERVICES[name]
+    assert service["healthcheck"]["test"][0] == "CMD"
+    assert not service["healthcheck"].get("disable")
+    assert service["restart"] == "unless-stopped"
+
+
+def test_migrate_runs_once_and_is_judged_by_its_exit_code():
+    assert SERVICES["migrate"]["command"] == "python manage.py migrate --noinput"
+    assert SERVICES["migrate"]["restart"] == "no"
+    assert SERVICES["migrate"]["healthcheck"] == {"disable": True}
+
+
+def healthcheck(name: str) -> list[str]:
+    return SERVICES[name]["healthcheck"]["test"][1:]
+
+
+def test_postgres_and_redis_healthchecks_ask_the_servers():
+    assert healthcheck("postgres")[:3] == ["pg_isready", "-U", "postgres"]
+    assert healthcheck("redis") == ["redis-cli", "ping"]
+
+
+def test_web_is_healthy_only_when_ready_asked_without_curl():
+    # The image has no curl; Python's urlopen fails on /readyz's 503.
+    command = healthcheck("web")
+    assert command[:2] == ["python", "-c"]
+    assert "http://127.0.0.1:8000/readyz" in command[2]
+    assert resolve("/readyz").url_name == "readyz"
+    assert "curl" not in DOCKERFILE
+
+
+@pytest.mark.parametrize(("name", "command"), [("worker", "worker_alive"), ("beat", "beat_alive")])
+def test_worker_and_beat_healthchecks_run_the_liveness_commands(name, command):
+    assert healthcheck(name)[:3] == ["python", "manage.py", command]
+    assert command in get_commands()
+
+
+def test_flower_healthcheck_asks_its_unauthenticated_healthcheck_page():
+    assert "http://127.0.0.1:5555/healthcheck" in healthcheck("flower")[2]
+
+
+def test_the_worker_gets_time_to_finish_its_serving_slice_on_stop():
+    assert SERVICES["worker"]["stop_grace_period"] == "90s"
+
+
+def compose_config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """docker-compose's own validation of a copy of the file, beside an empty .env."""
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
+    (tmp_path / ".env").write_text("")
+    clean = {key: value for key, value in os.environ.items() if key != "FLOWER_BASIC_AUTH"}
+    return subprocess.run(["docker-compose", "config", "--quiet"], cwd=tmp_path, env={**clean, **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_docker_compose_accepts_the_file(tmp_path):
+    result = compose_config(tmp_path, FLOWER_BASIC_AUTH="admin:a-long-password")
+    assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_refuses_the_file_without_a_flower_login(tmp_path):
+    result = compose_config(tmp_path)
+    assert result.returncode != 0
+    assert "set FLOWER_BASIC_AUTH=user:password" in result.stderr
