@@ -83,7 +83,8 @@ class LogContextFilter(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact_text(record.exc_text, secrets)
+            # Formatters write exc_text when there is no exc_info to format again from.
+            record.exc_text, record.exc_info = redact_text(record.exc_text, secrets), None
         if record.stack_info:
             record.stack_info = redact_text(record.stack_info, secrets)
         return True
