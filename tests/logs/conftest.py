@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from tests.e2e.conftest import broker, e2e_key, mock_process, pytest_runtest_makereport, stack  # noqa: F401
 from tests.keys.conftest import echoing_provider  # noqa: F401
 from tests.runs.conftest import clean_broker, mock, mock_key  # noqa: F401
 
