@@ -5,13 +5,25 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_after_setup
+from celery.signals import celeryd_after_setup, setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def use_django_logging(**kwargs: Any) -> None:
+    """Workers and beat log through Django's LOGGING (its format, LOG_FORMAT=json included, its
+    filters and LOG_LEVEL), never through Celery's own handlers: with a receiver connected here,
+    Celery configures no logging of its own (and its `-l` option is ignored; LOG_LEVEL decides)."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
 
 
 @celeryd_after_setup.connect

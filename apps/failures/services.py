@@ -14,6 +14,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from apps.core.errors import InvalidInput, StateConflict
+from apps.core.logcontext import log_context
 from apps.failures.models import DiagnosticLog, EventCode, LogLevel, PipelineFailure
 from apps.keys.redaction import redact
 
@@ -43,21 +44,28 @@ def replay_due_at(*, error_code: str, replay_count: int, now: datetime | None = 
 def diagnostic_log(*, function_name: str, event_code: EventCode, message: str,
                    level: LogLevel = LogLevel.WARNING, metadata: dict[str, Any] | None = None,
                    run_id: Any = None, block_id: int | None = None,
-                   secrets: tuple[str, ...] = ()) -> None:
-    try:
-        with transaction.atomic():
-            DiagnosticLog.objects.create(
-                function_name=function_name,
-                function_version=settings.CONVEYOR["PIPELINE_VERSION"],
-                log_level=level,
-                event_code=event_code,
-                message=redact(message, secrets),
-                metadata=redact(metadata or {}, secrets),
-                run_id=run_id,
-                block_id=block_id,
-            )
-    except DatabaseError:
-        logger.exception("could not write diagnostic log %s for block %s", event_code, block_id)
+                   secrets: tuple[str, ...] = (), exc_info: BaseException | None = None) -> None:
+    """A diagnostic_logs row, and the same event as a log line carrying its event code (and the
+    run, block and call of the current log context). The row is best-effort (the database may be
+    what failed); the line is always written."""
+    message = redact(message, secrets)
+    with log_context(run_id=run_id, event_code=str(event_code), secrets=secrets):
+        logger.log(logging.getLevelName(str(level)), "%s: %s", function_name, message,
+                   exc_info=exc_info)
+        try:
+            with transaction.atomic():
+                DiagnosticLog.objects.create(
+                    function_name=function_name,
+                    function_version=settings.CONVEYOR["PIPELINE_VERSION"],
+                    log_level=level,
+                    event_code=event_code,
+                    message=message,
+                    metadata=redact(metadata or {}, secrets),
+                    run_id=run_id,
+                    block_id=block_id,
+                )
+        except DatabaseError:
+            logger.exception("could not write diagnostic log %s for block %s", event_code, block_id)
 
 
 def failure_record(*, run_id: Any, block_id: int, failing_function: str, caller_function: str,

@@ -16,6 +16,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.errors import StateConflict
+from apps.core.logcontext import log_context
+from apps.failures.models import EventCode, LogLevel
+from apps.failures.services import diagnostic_log
 from apps.keys.crypto import decrypt_secret, encrypt_secret, reencrypt_secret
 from apps.keys.models import Provider, ProviderKey
 from apps.keys.redaction import redact_text
@@ -213,6 +216,11 @@ def key_validate(*, key: ProviderKey) -> ProviderKey:
     is written only if the key's `revision` is still the one tested (else a newer validation is queued
     and will record its own). Raises KeyValidationInconclusive when the provider could not say.
     """
+    with log_context(key_id=key.pk, secrets=_secrets_of(key)):
+        return _validate(key)
+
+
+def _validate(key: ProviderKey) -> ProviderKey:
     revision = key.revision
     secrets = _secrets_of(key)
     if not secrets:
@@ -243,9 +251,17 @@ def key_validate(*, key: ProviderKey) -> ProviderKey:
             _record_validation(key, revision, is_valid=None, error=error)
             raise KeyValidationInconclusive(error) from None
         # 402 / spend limits: the key authenticates but cannot spend now; its runs stay paused.
+        if failure.kind in (FailureKind.KEY_INVALID, FailureKind.KEY_BLOCKED):
+            _auth_failed(key, failure.http_status, error)
         return _record_validation(key, revision, is_valid=failure.kind == FailureKind.KEY_BLOCKED,
                                   error=error)
     return _record_validation(key, revision, is_valid=True, error="")
+
+
+def _auth_failed(key: ProviderKey, http_status: int | None, error: str) -> None:
+    diagnostic_log(function_name="conveyor.keys.validate_key", event_code=EventCode.AUTH_FAILED,
+                   level=LogLevel.WARNING, message=f"provider key {key.pk} refused at validation: {error}",
+                   metadata={"key_id": key.pk, "http_status": http_status}, secrets=_secrets_of(key))
 
 
 @transaction.atomic

@@ -344,7 +344,8 @@ class RunReseedApi(APIView):
         operation_id="runs_reseed",
         description=(
             "Start a new pass over the same run: all blocks, only failed ones, or those matching a "
-            "filter (status, error_code, prompt_version), optionally with a changed model or prompt. "
+            "filter (status, error_code, prompt_version, pipeline_version), optionally with a changed "
+            "model or prompt. "
             "Earlier passes stay readable in each block's attempts. A run still in progress is a 409."
         ),
         request=ReseedInputSerializer,

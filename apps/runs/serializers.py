@@ -167,11 +167,16 @@ class ReseedInputSerializer(serializers.Serializer):
     scope = serializers.ChoiceField(choices=[
         (PassScope.ALL.value, "every block"),
         (PassScope.FAILED.value, "only the failed blocks"),
-        (PassScope.FILTER.value, "the blocks matching status, error_code and/or prompt_version"),
+        (PassScope.FILTER.value,
+         "the blocks matching status, error_code, prompt_version and/or pipeline_version"),
     ])
     status = serializers.ChoiceField(choices=BlockStatus.choices, required=False)
     error_code = serializers.CharField(max_length=64, required=False)
     prompt_version = serializers.CharField(max_length=64, required=False)
+    pipeline_version = serializers.CharField(
+        max_length=32, required=False,
+        help_text="The build whose results to take back (a block's pipeline_version is the build that "
+                  "wrote its result).")
     model = serializers.CharField(max_length=100, required=False, help_text="Change the run's model.")
     system_prompt = serializers.CharField(max_length=PROMPT_MAX_CHARS, required=False, allow_blank=True,
                                           trim_whitespace=False)

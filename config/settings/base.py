@@ -8,6 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from config.version import pipeline_version
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -265,7 +268,10 @@ CONVEYOR = {
     # Dead-letter replay: a failed block goes back to work after base * 2**replays, at most this often.
     "FAILURE_REPLAY_BASE_SECONDS": env.float("FAILURE_REPLAY_BASE_SECONDS", default=300.0),
     "FAILURE_MAX_REPLAYS": env.int("FAILURE_MAX_REPLAYS", default=3),
-    "PIPELINE_VERSION": "1",
+    # The version stamp of every result (Block.pipeline_version) and of every run and pass: the
+    # project's version, plus the build (e.g. a git short sha, CONVEYOR_BUILD) when the image says
+    # it, so that a reseed can take back exactly what an older build produced.
+    "PIPELINE_VERSION": pipeline_version(BASE_DIR / "pyproject.toml", env.str("CONVEYOR_BUILD", default="")),
 }
 # Health (apps/health/): readiness fails when the pump has not run to its end for this long (beat,
 # or every worker of the control queue, is gone); each dependency check gives up after the timeout.
@@ -358,11 +364,40 @@ def beat_schedule(conveyor: dict) -> dict:
 
 CELERY_BEAT_SCHEDULE = beat_schedule(CONVEYOR)
 
+# Logs go to stderr, one line per record: `plain` (the default, for people) or `json` (one JSON object
+# a line, for a log pipeline). Each record carries what is known of the work it is about (run_id,
+# block_uid, attempt, correlation_id, key_id, event_code: apps/core/logcontext.py), and secrets are
+# redacted from every record before any formatter sees it. Celery's own announcements of the
+# periodic tasks (every few seconds) are dropped unless LOG_ROUTINE_TASKS is on.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "routine_tasks": {"()": "apps.core.logcontext.RoutineTaskFilter"},
+        "context": {"()": "apps.core.logcontext.LogContextFilter"},
+    },
+    "formatters": {
+        "plain": {"()": "apps.core.logcontext.PlainFormatter",
+                  "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger",
+                              "process": "pid"},
+            "datefmt": "%Y-%m-%dT%H:%M:%S%z",
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ([] if env.bool("LOG_ROUTINE_TASKS", default=False) else ["routine_tasks"])
+            + ["context"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         # httpx2/httpcore log every request line at INFO; keep them quiet.
@@ -371,5 +406,9 @@ LOGGING = {
         "aiohttp.access": {"level": "WARNING"},
         # django-axes announces itself and every login at INFO.
         "axes": {"level": "WARNING"},
+        # gunicorn's workers load this configuration: their request and error lines take the same
+        # handler (and format) as everything else.
+        "gunicorn.access": {"handlers": ["console"], "propagate": False},
+        "gunicorn.error": {"handlers": ["console"], "propagate": False},
     },
 }

@@ -1,6 +1,7 @@
 import io
 
 import pytest
+from django.conf import settings
 
 from apps.keys.models import ProviderKey
 from apps.runs.models import Block, Run
@@ -74,7 +75,7 @@ def test_the_same_idempotency_key_returns_the_first_run(owner, offline_key):
 def test_the_run_is_stamped_with_pipeline_and_prompt_versions(owner, offline_key):
     a = submit(owner, offline_key, b'{"input": "x"}\n', system_prompt="Grade it.")
     b = submit(owner, offline_key, b'{"input": "x"}\n', system_prompt="Grade it kindly.")
-    assert a.pipeline_version == "1"
+    assert a.pipeline_version == settings.CONVEYOR["PIPELINE_VERSION"]
     assert a.prompt_version != b.prompt_version
     assert a.blocks.get().prompt_version == a.prompt_version
 

@@ -12,16 +12,18 @@ from typing import Any
 
 import anthropic
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import F
 from django.utils import timezone
 
+from apps.core.logcontext import log_context
 from apps.keys.services import key_secret
 from apps.providers.errors import classify
 from apps.runs.batching.results import BatchItem, outcome_of, parse_custom_id
 from apps.runs.batching.submit import batch_client
 from apps.runs.models import Block, BlockStatus, MessageBatch, MessageBatchStatus, Run, RunMode
 from apps.runs.services.claiming import blocks_release
-from apps.runs.services.outcomes import outcomes_record
+from apps.runs.services.outcomes import outcomes_record, outcomes_write_failed
 from apps.runs.transitions import RUN_ENDING
 
 logger = logging.getLogger(__name__)
@@ -49,8 +51,15 @@ def _record_chunk(batch: MessageBatch, run: Run, lines: list[Any], secret: str) 
         for block_id, attempt, number in held.values_list("id", "attempts", "pass_attempts")
     ]
     if outcomes:
-        outcomes_record(run_id=run.pk, outcomes=outcomes, worker=f"batch:{batch.provider_batch_id}",
-                        secrets=(secret,), key_revision=None)
+        try:
+            outcomes_record(run_id=run.pk, outcomes=outcomes, worker=f"batch:{batch.provider_batch_id}",
+                            secrets=(secret,), key_revision=None)
+        except DatabaseError as exc:
+            # Nothing of the chunk was written; the batch stays `ended` and the next poll records
+            # it again from the start (results already written are skipped by the fence).
+            outcomes_write_failed(run_id=run.pk, outcomes=outcomes, error=exc, function_name=FUNCTION_NAME,
+                                  tries=1, gave_up=False)
+            raise
     MessageBatch.objects.filter(pk=batch.pk).update(results_recorded=F("results_recorded") + len(outcomes))
     return len(outcomes)
 
@@ -59,6 +68,11 @@ def batch_record_results(batch: MessageBatch) -> int:
     """Stream an ended batch's results into the ledger; then give back any block it did not answer."""
     run = Run.objects.select_related("key").get(pk=batch.run_id)
     secret = key_secret(key=batch.key)
+    with log_context(run_id=run.pk, key_id=batch.key_id, secrets=(secret,)):
+        return _record_results(batch, run, secret)
+
+
+def _record_results(batch: MessageBatch, run: Run, secret: str) -> int:
     written = 0
     with batch_client(batch) as client:
         chunk: list[Any] = []
@@ -95,6 +109,11 @@ def _switch_to_live_if_the_deadline_is_near(batch: MessageBatch, run: Run) -> bo
 
 def batch_poll(batch: MessageBatch) -> str:
     """One look at one open batch: returns its status after the look."""
+    with log_context(run_id=batch.run_id, key_id=batch.key_id):
+        return _poll(batch)
+
+
+def _poll(batch: MessageBatch) -> str:
     run = Run.objects.get(pk=batch.run_id)
     if run.status in RUN_ENDING and not batch.cancel_requested:
         MessageBatch.objects.filter(pk=batch.pk).update(cancel_requested=True)
@@ -102,7 +121,7 @@ def batch_poll(batch: MessageBatch) -> str:
     _switch_to_live_if_the_deadline_is_near(batch, run)
     secret = key_secret(key=batch.key)
     try:
-        with batch_client(batch) as client:
+        with log_context(secrets=(secret,)), batch_client(batch) as client:
             remote = client.messages.batches.retrieve(batch.provider_batch_id)
             if batch.cancel_requested and remote.processing_status == "in_progress":
                 remote = client.messages.batches.cancel(batch.provider_batch_id)

@@ -17,6 +17,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.logcontext import log_context
+from apps.failures.models import LogLevel
+from apps.failures.services import diagnostic_log
 from apps.keys.services import key_secret
 from apps.keys.validation import effective_base_url
 from apps.providers.client import make_client
@@ -26,7 +29,7 @@ from apps.runs.batching.results import custom_id
 from apps.runs.models import Block, BlockStatus, MessageBatch, MessageBatchStatus, Run, RunMode
 from apps.runs.services.claiming import ClaimedBlock, blocks_claim, blocks_release
 from apps.runs.services.lifecycle import runs_pause_for_key
-from apps.runs.services.outcomes import KEY_PAUSE_CAUSES
+from apps.runs.services.outcomes import KEY_EVENT_CODES, KEY_PAUSE_CAUSES
 from apps.runs.transitions import RUN_ACTIVE, PausedCause
 
 logger = logging.getLogger(__name__)
@@ -95,7 +98,7 @@ def batch_submit_for_run(*, run_id: Any) -> MessageBatch | None:
     batch = _record_submitting(run, claim.lease_token, len(requests), len(requests))
     secret = key_secret(key=run.key)
     try:
-        with batch_client(run) as client:
+        with log_context(key_id=run.key_id, secrets=(secret,)), batch_client(run) as client:
             created = client.messages.batches.create(requests=requests)
     except anthropic.APIError as exc:
         failure = classify(exc, secrets=(secret,))
@@ -103,8 +106,18 @@ def batch_submit_for_run(*, run_id: Any) -> MessageBatch | None:
                                                         error=str(failure)[:2000])
         blocks_release(run_id=run_id, token=claim.lease_token)
         if failure.kind in KEY_PAUSE_CAUSES:
-            runs_pause_for_key(key_id=run.key_id, cause=KEY_PAUSE_CAUSES[failure.kind],
-                               reason=f"provider refused the key: {failure}")
+            paused = runs_pause_for_key(key_id=run.key_id, cause=KEY_PAUSE_CAUSES[failure.kind],
+                                        reason=f"provider refused the key: {failure}")
+            diagnostic_log(
+                function_name="conveyor.runs.batches", event_code=KEY_EVENT_CODES[failure.kind],
+                level=LogLevel.ERROR,
+                message=f"the provider refused key {run.key_id} ({failure}) for a batch: its runs are "
+                        f"paused ({KEY_PAUSE_CAUSES[failure.kind]})",
+                metadata={"key_id": run.key_id, "http_status": failure.http_status,
+                          "error_code": failure.code, "cause": KEY_PAUSE_CAUSES[failure.kind],
+                          "runs_paused": paused},
+                run_id=run_id, secrets=(secret,),
+            )
         elif failure.kind not in (FailureKind.RETRYABLE, FailureKind.THROTTLED, FailureKind.OVERLOADED):
             # Refused as a whole (not per item): submitting the same blocks again would be refused
             # again on every poll, so the run waits for a person, its blocks unharmed.
@@ -129,8 +142,9 @@ def batches_submit() -> int:
     """Beat: one batch per batch-mode run with due work. Returns how many were submitted."""
     submitted = 0
     for run_id in batch_runs_with_due_work():
-        try:
-            submitted += batch_submit_for_run(run_id=run_id) is not None
-        except Exception:
-            logger.exception("run %s: could not submit a batch", run_id)
+        with log_context(run_id=run_id):
+            try:
+                submitted += batch_submit_for_run(run_id=run_id) is not None
+            except Exception:
+                logger.exception("run %s: could not submit a batch", run_id)
     return submitted

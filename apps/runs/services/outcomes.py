@@ -17,11 +17,12 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from apps.failures.models import EventCode, PipelineFailure
+from apps.core.logcontext import log_context
+from apps.failures.models import EventCode, LogLevel, PipelineFailure
 from apps.failures.services import diagnostic_log, event_code_for, failure_record
 from apps.keys.services import key_mark_invalid
 from apps.providers.errors import FailureKind, ProviderFailure
@@ -61,6 +62,8 @@ class Outcome:
     started_at: datetime | None = None
     # The Message Batch that answered it (its cost is already at batch prices).
     batch_id: int | None = None
+    # The x-conveyor-correlation-id the call was sent with ("" for a batch request), for the logs.
+    correlation_id: str = ""
 
 
 @dataclass
@@ -124,6 +127,8 @@ class Recording:
     report: RecordReport = field(init=False)
     # Key-level problems seen in this batch (401/403, 402): handled after the transaction.
     key_failures: list[ProviderFailure] = field(default_factory=list)
+    # The entries those came with (the first one names the call in the AUTH_FAILED diagnostic).
+    key_rejections: list[Entry] = field(default_factory=list)
     # The budget reservations of the blocks this batch writes, given back to the run.
     released_usd: Decimal = Decimal(0)
 
@@ -228,7 +233,8 @@ def apply_decision(block: Block, outcome: Outcome, decision: Decision, run: Run,
         block.latency_ms = outcome.latency_ms
         block.model = outcome.model or run.model
         block.pass_number = run.current_pass
-        block.pipeline_version = run.pipeline_version
+        # The build that wrote this result (a run can outlive a deploy; a reseed can select by it).
+        block.pipeline_version = settings.CONVEYOR["PIPELINE_VERSION"]
         block.prompt_version = run.prompt_version
     block.finished_at = now if decision.status in BLOCK_COUNTER else None
 
@@ -261,6 +267,7 @@ def decide_each(rec: Recording) -> None:
         rec.report.written += 1
         if decision.attempt_outcome == AttemptOutcome.KEY_REJECTED and outcome.failure:
             rec.key_failures.append(outcome.failure)
+            rec.key_rejections.append(rec.entries[-1])
 
 
 def write_blocks(rec: Recording) -> None:
@@ -347,29 +354,36 @@ def dead_letter(rec: Recording) -> None:
     diagnostic log. Both best-effort: they never undo the block's own state change."""
     run = rec.run
     for entry in rec.written:
-        outcome, decision, block = entry.outcome, entry.decision, entry.block
-        failure = outcome.failure
-        http_status = failure.http_status if failure else None
-        if decision.status == BlockStatus.FAILED:
-            failure_record(
-                run_id=run.pk, block_id=block.pk, failing_function=FAILING_FUNCTION,
-                caller_function="conveyor.runs.serving.calls", error_code=decision.error_code,
-                error_message=decision.error_message, http_status=http_status,
-                attempt_count=outcome.attempt, payload_snapshot=outcome.payload_snapshot,
-                context={"uid": block.uid, "block_index": block.block_index, "model": run.model,
-                         "request_id": failure.request_id if failure else "",
-                         "partial_text": (failure.partial_text[:2000] if failure else ""),
-                         "pass": run.current_pass},
-                event_code=event_code_for(decision.error_code, http_status), secrets=rec.secrets,
-            )
-        elif decision.attempt_outcome in (AttemptOutcome.RETRY, AttemptOutcome.THROTTLED):
-            diagnostic_log(
-                function_name=FAILING_FUNCTION, event_code=EventCode.PIPELINE_RETRY,
-                message=f"{decision.error_code}: {decision.error_message}",
-                metadata={"attempt": outcome.attempt, "outcome": decision.attempt_outcome,
-                          "http_status": http_status},
-                run_id=run.pk, block_id=block.pk, secrets=rec.secrets,
-            )
+        with log_context(block_uid=entry.block.uid, attempt=entry.outcome.attempt,
+                         correlation_id=entry.outcome.correlation_id or None, key_id=run.key_id):
+            _dead_letter_one(rec, entry)
+
+
+def _dead_letter_one(rec: Recording, entry: Entry) -> None:
+    run = rec.run
+    outcome, decision, block = entry.outcome, entry.decision, entry.block
+    failure = outcome.failure
+    http_status = failure.http_status if failure else None
+    if decision.status == BlockStatus.FAILED:
+        failure_record(
+            run_id=run.pk, block_id=block.pk, failing_function=FAILING_FUNCTION,
+            caller_function="conveyor.runs.serving.calls", error_code=decision.error_code,
+            error_message=decision.error_message, http_status=http_status,
+            attempt_count=outcome.attempt, payload_snapshot=outcome.payload_snapshot,
+            context={"uid": block.uid, "block_index": block.block_index, "model": run.model,
+                     "request_id": failure.request_id if failure else "",
+                     "partial_text": (failure.partial_text[:2000] if failure else ""),
+                     "pass": run.current_pass},
+            event_code=event_code_for(decision.error_code, http_status), secrets=rec.secrets,
+        )
+    elif decision.attempt_outcome in (AttemptOutcome.RETRY, AttemptOutcome.THROTTLED):
+        diagnostic_log(
+            function_name=FAILING_FUNCTION, event_code=EventCode.PIPELINE_RETRY,
+            message=f"{decision.error_code}: {decision.error_message}",
+            metadata={"attempt": outcome.attempt, "outcome": decision.attempt_outcome,
+                      "http_status": http_status},
+            run_id=run.pk, block_id=block.pk, secrets=rec.secrets,
+        )
 
 
 def finalize(rec: Recording) -> None:
@@ -398,28 +412,81 @@ def outcomes_record(*, run_id: Any, outcomes: list[Outcome], worker: str = "",
                     secrets: tuple[str, ...] = (), key_revision: int | None = None) -> RecordReport:
     """Record a batch of outcomes of one run in one transaction, then apply key-level effects."""
     rec = Recording(run_id=run_id, outcomes=outcomes, worker=worker, secrets=secrets)
-    with transaction.atomic():
-        for step in STEPS:
-            step(rec)
-    apply_key_effects(rec, key_revision=key_revision)
+    with log_context(run_id=run_id, secrets=secrets):
+        with transaction.atomic():
+            for step in STEPS:
+                step(rec)
+        apply_key_effects(rec, key_revision=key_revision)
     return rec.report
+
+
+def outcomes_write_failed(*, run_id: Any, outcomes: list[Outcome], error: BaseException,
+                          function_name: str, tries: int, gave_up: bool) -> None:
+    """A result write that failed (its transaction rolled back: the blocks are still claimed, and
+    written again by the caller, or run again when their leases expire): DB_WRITE_FAILED, in the
+    log with the traceback and in diagnostic_logs (best effort: the database may be what failed).
+    A connection the error left unusable is closed first, so the diagnostic gets a fresh one."""
+    if not connection.in_atomic_block and connection.connection is not None and not connection.is_usable():
+        connection.close()
+    verdict = "gave up; their leases will expire and the blocks run again" if gave_up else "will retry"
+    diagnostic_log(
+        function_name=function_name, event_code=EventCode.DB_WRITE_FAILED, level=LogLevel.ERROR,
+        message=f"could not write {len(outcomes)} outcome(s) (try {tries}, {verdict}): "
+                f"{type(error).__name__}: {error}",
+        metadata={"outcomes": len(outcomes), "tries": tries, "gave_up": gave_up,
+                  "error": type(error).__name__, "block_ids": [o.block_id for o in outcomes[:100]],
+                  "correlation_ids": sorted({o.correlation_id for o in outcomes if o.correlation_id})[:100]},
+        run_id=run_id, exc_info=error,
+    )
 
 
 def apply_key_effects(rec: Recording, *, key_revision: int | None) -> None:
     """After the run's transaction (key rows are locked after run rows, never inside them): a
     rejected key is marked invalid and every run on it pauses. If the key was changed since the call
     read it (its owner fixed it meanwhile), the rejection is about the old secret: the run it paused
-    resumes instead. (Throttling is the lanes' business: apps.lanes.gate, in the serving loop.)"""
+    resumes instead. (Throttling is the lanes' business: apps.lanes.gate, in the serving loop.)
+
+    The rejection fails no block (they wait, attempts refunded), so this is where it is told:
+    AUTH_FAILED in the log and in diagnostic_logs, once per batch of outcomes."""
     key_id = rec.run.key_id
     if key_id is None or not rec.key_failures:
         return
     failure = rec.key_failures[0]
+    first = rec.key_rejections[0]
     error = f"{failure.code}: {failure.message}"
-    if failure.kind == FailureKind.KEY_INVALID and not key_mark_invalid(
-        key_id=key_id, error=error, revision=key_revision
-    ):
-        if Run.objects.filter(pk=rec.run.pk).paused_by(PausedCause.KEY_REJECTED).resume():
-            run_dispatch_on_commit(run_id=rec.run.pk)
-        return
-    runs_pause_for_key(key_id=key_id, cause=KEY_PAUSE_CAUSES[failure.kind],
-                       reason=f"provider refused the key: {error}")
+    with log_context(key_id=key_id, block_uid=first.block.uid if first.block else None,
+                     attempt=first.outcome.attempt, correlation_id=first.outcome.correlation_id or None):
+        if failure.kind == FailureKind.KEY_INVALID and not key_mark_invalid(
+            key_id=key_id, error=error, revision=key_revision
+        ):
+            resumed = Run.objects.filter(pk=rec.run.pk).paused_by(PausedCause.KEY_REJECTED).resume()
+            if resumed:
+                run_dispatch_on_commit(run_id=rec.run.pk)
+            _key_diagnostic(rec, failure, first, level=LogLevel.WARNING,
+                            message=f"the provider rejected key {key_id} ({error}), but the key was "
+                                    "changed since the call read it: the run goes on", paused=0)
+            return
+        paused = runs_pause_for_key(key_id=key_id, cause=KEY_PAUSE_CAUSES[failure.kind],
+                                    reason=f"provider refused the key: {error}")
+        _key_diagnostic(rec, failure, first, level=LogLevel.ERROR,
+                        message=f"the provider refused key {key_id} ({error}): its runs are paused "
+                                f"({KEY_PAUSE_CAUSES[failure.kind]})", paused=paused)
+
+
+# A key the provider refuses (401/403) or will not let spend (402) is an authentication failure; a
+# key whose base_url broke the address rules at call time never reached the provider.
+KEY_EVENT_CODES = {FailureKind.KEY_INVALID: EventCode.AUTH_FAILED,
+                   FailureKind.KEY_BLOCKED: EventCode.AUTH_FAILED,
+                   FailureKind.KEY_UNSAFE: EventCode.DOWNSTREAM_CALL_FAILED}
+
+
+def _key_diagnostic(rec: Recording, failure: ProviderFailure, first: Entry, *, level: str, message: str,
+                    paused: int) -> None:
+    diagnostic_log(
+        function_name=FAILING_FUNCTION, event_code=KEY_EVENT_CODES[failure.kind], level=level,
+        message=message,
+        metadata={"key_id": rec.run.key_id, "http_status": failure.http_status, "error_code": failure.code,
+                  "cause": KEY_PAUSE_CAUSES[failure.kind], "request_id": failure.request_id,
+                  "calls_rejected": len(rec.key_failures), "other_runs_paused": paused},
+        run_id=rec.run.pk, block_id=first.outcome.block_id, secrets=rec.secrets,
+    )

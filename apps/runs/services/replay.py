@@ -29,6 +29,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from apps.core.logcontext import log_context
 from apps.failures.models import EventCode, LogLevel, PipelineFailure
 from apps.failures.services import FailureStateError, diagnostic_log, replay_due_at
 from apps.runs.dispatch import run_dispatch_on_commit
@@ -57,6 +58,11 @@ class ReplayResult(enum.StrEnum):
 class ReplayVerdict:
     result: ReplayResult
     reason: str = ""
+
+
+def _uid(row: PipelineFailure) -> str | None:
+    """The block's uid as the failure recorded it (its context), for the log line."""
+    return (row.context or {}).get("uid") if isinstance(row.context, dict) else None
 
 
 def _lock_run_or_none(run_id: Any) -> Run | None:
@@ -130,12 +136,13 @@ def _replay_one(*, failure_id: int, run_id: Any, now: datetime, due_only: bool) 
     # Not picked again before then; the block's next failure reschedules it from its own time.
     row.next_retry_at = replay_due_at(error_code=row.error_code, replay_count=row.replay_count, now=now)
     row.save(update_fields=["replay_count", "next_retry_at"])
-    diagnostic_log(
-        function_name=FUNCTION_NAME, event_code=EventCode.PIPELINE_RETRY, level=LogLevel.INFO,
-        message=f"replay {row.replay_count} of failure {row.pk} ({row.error_code})",
-        metadata={"failure_id": row.pk, "replay_count": row.replay_count, "manual": not due_only},
-        run_id=run.pk, block_id=row.block_id,
-    )
+    with log_context(block_uid=_uid(row)):
+        diagnostic_log(
+            function_name=FUNCTION_NAME, event_code=EventCode.PIPELINE_RETRY, level=LogLevel.INFO,
+            message=f"replay {row.replay_count} of failure {row.pk} ({row.error_code})",
+            metadata={"failure_id": row.pk, "replay_count": row.replay_count, "manual": not due_only},
+            run_id=run.pk, block_id=row.block_id,
+        )
     # A paused run keeps the block pending until it is resumed.
     if status in RUN_ACTIVE:
         run_dispatch_on_commit(run_id=run.pk)
@@ -153,12 +160,13 @@ def _start_replay_pass(run: Run, rows: list[PipelineFailure]) -> int:
     for row in rows:
         PipelineFailure.objects.filter(pk=row.pk).update(replay_count=F("replay_count") + 1,
                                                          next_retry_at=None, resolution_note="")
-        diagnostic_log(
-            function_name=FUNCTION_NAME, event_code=EventCode.PIPELINE_RETRY, level=LogLevel.INFO,
-            message=f"replay of failure {row.pk} ({row.error_code}) as pass {number} of the ended run",
-            metadata={"failure_id": row.pk, "pass": number, "manual": True},
-            run_id=run.pk, block_id=row.block_id,
-        )
+        with log_context(block_uid=_uid(row)):
+            diagnostic_log(
+                function_name=FUNCTION_NAME, event_code=EventCode.PIPELINE_RETRY, level=LogLevel.INFO,
+                message=f"replay of failure {row.pk} ({row.error_code}) as pass {number} of the ended run",
+                metadata={"failure_id": row.pk, "pass": number, "manual": True},
+                run_id=run.pk, block_id=row.block_id,
+            )
     return number
 
 
@@ -193,7 +201,10 @@ def failures_replay_sweep(now: datetime | None = None) -> int:
         .order_by("next_retry_at", "pk")
         .values_list("pk", "block__run_id")[:REPLAY_BATCH]
     )
-    verdicts = [_replay_one(failure_id=pk, run_id=run_id, now=now, due_only=True) for pk, run_id in due]
+    verdicts = []
+    for pk, run_id in due:
+        with log_context(run_id=run_id):
+            verdicts.append(_replay_one(failure_id=pk, run_id=run_id, now=now, due_only=True))
     return sum(v.result == ReplayResult.REPLAYED for v in verdicts)
 
 
@@ -203,7 +214,8 @@ def failure_replay_now(*, failure_id: int) -> PipelineFailure:
     Returns the row: replayed, or resolved if its block had already succeeded. Raises
     FailureStateError when there is nothing to replay, PipelineFailure.DoesNotExist if it is gone."""
     run_id = PipelineFailure.objects.filter(pk=failure_id).values_list("block__run_id", flat=True).get()
-    verdict = _replay_one(failure_id=failure_id, run_id=run_id, now=timezone.now(), due_only=False)
+    with log_context(run_id=run_id):
+        verdict = _replay_one(failure_id=failure_id, run_id=run_id, now=timezone.now(), due_only=False)
     if verdict.result in (ReplayResult.PARKED, ReplayResult.SKIPPED):
         raise FailureStateError(verdict.reason)
     return PipelineFailure.objects.get(pk=failure_id)

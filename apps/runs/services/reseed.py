@@ -1,12 +1,13 @@
 """Reseeding: a new pass over an ended (or paused) run, for all its blocks, only the failed ones, or
-those matching a filter (status, error code, an old prompt version), optionally with another model or
-prompt. Earlier passes stay readable: Attempt rows keep each pass's outputs and a RunPass row records
-what each pass was.
+those matching a filter (status, error code, an old prompt version, the build that produced them:
+`pipeline_version`), optionally with another model or prompt. Earlier passes stay readable: Attempt
+rows keep each pass's outputs and a RunPass row records what each pass was.
 """
 
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 
@@ -44,6 +45,8 @@ def _selection(run_id: Any, scope: str, filters: dict[str, Any]) -> QuerySet[Blo
             blocks = blocks.filter(error_code=filters["error_code"])
         if filters.get("prompt_version"):
             blocks = blocks.filter(prompt_version=filters["prompt_version"])
+        if filters.get("pipeline_version"):
+            blocks = blocks.filter(pipeline_version=filters["pipeline_version"])
     return blocks
 
 
@@ -68,7 +71,8 @@ def _record_first_pass(run: Run) -> None:
 
 def run_reseed(*, run_id: Any, scope: str, status: str | Iterable[str] | None = None,
                error_code: str | None = None, prompt_version: str | None = None,
-               model: str | None = None, system_prompt: str | None = None,
+               pipeline_version: str | None = None, model: str | None = None,
+               system_prompt: str | None = None,
                prompt_template: str | None = None) -> Run:
     """Start a new pass over the selected blocks of an ended or paused run.
 
@@ -80,10 +84,11 @@ def run_reseed(*, run_id: Any, scope: str, status: str | Iterable[str] | None = 
         raise SubmissionError(f"unknown scope {scope!r}; known: {', '.join(SCOPES)}", field="scope")
     filters = {name: value for name, value in (
         ("status", _statuses(status)), ("error_code", error_code), ("prompt_version", prompt_version),
+        ("pipeline_version", pipeline_version),
     ) if value}
     if scope == PassScope.FILTER and not filters:
-        raise SubmissionError("scope=filter needs at least one of status, error_code, prompt_version",
-                              field="scope")
+        raise SubmissionError("scope=filter needs at least one of status, error_code, prompt_version, "
+                              "pipeline_version", field="scope")
     if scope != PassScope.FILTER and filters:
         name = next(iter(filters))
         raise SubmissionError(f"`{name}` applies only to scope=filter", field=name)
@@ -134,7 +139,8 @@ def start_pass(run: Run, selected: QuerySet[Block], *, scope: str, filters: dict
     RunPass.objects.create(
         run=run, number=new_pass, scope=scope, filter=filters, model=model,
         system_prompt=system_prompt, prompt_template=prompt_template, prompt_version=new_prompt_version,
-        pipeline_version=run.pipeline_version, selected_blocks=counts["total"],
+        # The build that starts the pass (its results are stamped by the build that writes them).
+        pipeline_version=settings.CONVEYOR["PIPELINE_VERSION"], selected_blocks=counts["total"],
         prior_completed_blocks=run.completed_blocks, prior_failed_blocks=run.failed_blocks,
         prior_canceled_blocks=run.canceled_blocks, prior_cost_usd=run.cost_usd,
     )

@@ -13,6 +13,7 @@ from typing import Any
 import anthropic
 from django.conf import settings
 
+from apps.core.logcontext import correlation_id, log_context
 from apps.keys.redaction import redact
 from apps.lanes.gate import Grant, LaneGate, Need, Settle
 from apps.providers.client import CallResult, call_messages, make_async_client
@@ -133,7 +134,8 @@ class PackCaller:
         if len(blocks) > 1:
             self.pack_metrics[ctx.run_id]["initial_pack_count"] += 1
         try:
-            return await self._call(ctx, blocks, token, grant, need, carried=TokenUsage())
+            with log_context(run_id=ctx.run_id, key_id=ctx.key_id, secrets=(ctx.api_key,)):
+                return await self._call(ctx, blocks, token, grant, need, carried=TokenUsage())
         except Exception as exc:  # a bug must not lose the blocks: they retry like any error
             logger.exception("call for run %s: unexpected error", ctx.run_id)
             failure = ProviderFailure(FailureKind.RETRYABLE, "internal_error",
@@ -143,6 +145,18 @@ class PackCaller:
 
     async def _call(self, ctx: RunContext, blocks: list[ClaimedBlock], token: Any, grant: Grant,
                     need: Need, carried: TokenUsage) -> list[Outcome]:
+        """One call, logging with its own context (each call runs in its own asyncio task, so calls
+        in flight at once never mix their fields): the correlation id sent is the one logged."""
+        first = blocks[0]
+        cid = correlation_id(run_id=ctx.run_id, block_uid=first.uid, attempt=first.attempt)
+        with log_context(run_id=ctx.run_id, block_uid=first.uid, attempt=first.attempt,
+                         correlation_id=cid, key_id=ctx.key_id, secrets=(ctx.api_key,)):
+            outcomes = await self._call_in_context(ctx, blocks, token, grant, need, carried, cid)
+        return outcomes
+
+    async def _call_in_context(self, ctx: RunContext, blocks: list[ClaimedBlock], token: Any,
+                               grant: Grant, need: Need, carried: TokenUsage, cid: str
+                               ) -> list[Outcome]:
         """`carried` is the usage of failed pack calls above this one: spent money, shared out to the
         blocks so that the run's cost stays exact."""
         spec = ctx.spec
@@ -150,7 +164,7 @@ class PackCaller:
         params = build_params(spec, [BlockInput(b.id, b.uid, b.input) for b in blocks])
         headers = {
             "x-conveyor-run": str(ctx.run_id),
-            "x-conveyor-correlation-id": f"{ctx.run_id}:{blocks[0].uid}:{blocks[0].attempt}",
+            "x-conveyor-correlation-id": cid,
             "x-conveyor-prompt-sha256": request_sha256(params),
         }
         self.calls += 1
@@ -183,7 +197,7 @@ class PackCaller:
                 Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, number=b.number, usage=share,
                         cost_usd=cost_usd(spec.model, share), request_id=failure.request_id,
                         model=spec.model, failure=failure, payload_snapshot=snapshot,
-                        started_at=started)
+                        started_at=started, correlation_id=cid)
                 for b, share in zip(blocks, shares, strict=True)
             ]
         assert result is not None
@@ -192,7 +206,7 @@ class PackCaller:
             Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, number=b.number, usage=share,
                     cost_usd=cost_usd(spec.model, share), latency_ms=result.latency_ms,
                     request_id=result.request_id, model=result.model, output=outputs[b.uid],
-                    started_at=started)
+                    started_at=started, correlation_id=cid)
             for b, share in zip(blocks, shares, strict=True)
         ]
 

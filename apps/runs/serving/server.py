@@ -31,13 +31,18 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
+from apps.core.logcontext import log_context
 from apps.core.redis import async_broker_redis
-from apps.failures.models import EventCode
-from apps.failures.services import diagnostic_log
 from apps.lanes.gate import LaneGate, Need
 from apps.runs.dispatch import serve_dispatch_rollback_unsafe, server_register
 from apps.runs.services.claiming import Claim, ClaimedBlock, blocks_claim, blocks_release, lease_seconds
-from apps.runs.services.outcomes import Outcome, RecordReport, outcomes_record, run_count_packs
+from apps.runs.services.outcomes import (
+    Outcome,
+    RecordReport,
+    outcomes_record,
+    outcomes_write_failed,
+    run_count_packs,
+)
 from apps.runs.services.recovery import leases_expire, runs_finalize_stragglers
 from apps.runs.serving import fairshare
 from apps.runs.serving.calls import ClientPool, PackCaller, call_need
@@ -114,6 +119,8 @@ class LaneSlot:
 @dataclass
 class HopWork:
     writes: dict[Any, tuple[list[Outcome], RunContext]] = field(default_factory=dict)
+    # How many times each run's writes failed before this hop (WRITE_ATTEMPTS bounds it).
+    write_tries: dict[Any, int] = field(default_factory=dict)
     releases: list[tuple[Any, Any, list[int]]] = field(default_factory=list)
     claims: list[tuple[Any, int, int]] = field(default_factory=list)
     pack_metrics: dict[Any, dict[str, int]] = field(default_factory=dict)
@@ -173,8 +180,12 @@ def _hop(work: HopWork, worker: str) -> HopResult:
             result.reports[run_id] = outcomes_record(
                 run_id=run_id, outcomes=outcomes, worker=worker, secrets=(ctx.api_key,),
                 key_revision=ctx.key_revision)
-        except Exception:
-            logger.exception("could not write %d outcome(s) of run %s", len(outcomes), run_id)
+        except Exception as exc:
+            tries = work.write_tries.get(run_id, 0) + 1
+            with log_context(run_id=run_id, key_id=ctx.key_id, secrets=(ctx.api_key,)):
+                outcomes_write_failed(run_id=run_id, outcomes=outcomes, error=exc,
+                                      function_name="conveyor.runs.serve", tries=tries,
+                                      gave_up=tries >= WRITE_ATTEMPTS)
             result.failed_writes[run_id] = outcomes
     for run_id, counts in work.pack_metrics.items():
         try:
@@ -482,6 +493,7 @@ class Server:
             # A slot is never dropped while it has unwritten outcomes (see _refresh).
             work.writes[run_id] = (outcomes, self.slots[run_id].ctx)
         self.writes = {}
+        work.write_tries = {run_id: self.write_failures.get(run_id, 0) for run_id in work.writes}
         work.releases, self.releases = self.releases, []
         work.pack_metrics = {run_id: dict(c) for run_id, c in self.caller.take_pack_metrics().items()}
         if not self.stopping:
@@ -572,13 +584,9 @@ class Server:
             if slot is not None:
                 slot.unwritten += len(outcomes)
             return
+        # Given up: the hop that failed the last time said so (DB_WRITE_FAILED, gave_up); the
+        # blocks stay claimed until their leases expire and the pump hands them out again.
         self.write_failures.pop(run_id, None)
-        logger.error("gave up writing %d outcome(s) of run %s; their leases will expire", len(outcomes),
-                     run_id)
-        # Best-effort, like every diagnostic write: the database may be what failed.
-        diagnostic_log(function_name="conveyor.runs.serve", event_code=EventCode.DB_WRITE_FAILED,
-                       message=f"gave up writing {len(outcomes)} outcome(s) after {failures} tries",
-                       run_id=run_id)
 
     def _take(self, run_id: Any, claim: Claim, work: HopWork) -> None:
         slot = self.slots.get(run_id)

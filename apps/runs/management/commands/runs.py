@@ -5,6 +5,7 @@
     runs follow RUN                  progress until it settles (Ctrl-C detaches; the run goes on)
     runs cancel RUN | runs resume RUN
     runs reseed RUN --scope failed|all|filter [--status S] [--error-code C] [--prompt-version V]
+                [--pipeline-version V]
                 [--model M] [--system TEXT|@file] [--prompt TEXT|@file] [--follow]
     runs export RUN [--output FILE]  results as JSONL (stdout by default)
     runs budget RUN --max-cost-usd 1.50 | --no-budget
@@ -59,6 +60,8 @@ class Command(BaseCommand):
         reseed.add_argument("--status", help="with --scope filter: blocks in this status")
         reseed.add_argument("--error-code", help="with --scope filter: blocks that failed with this code")
         reseed.add_argument("--prompt-version", help="with --scope filter: blocks from this prompt")
+        reseed.add_argument("--pipeline-version",
+                            help="with --scope filter: blocks whose result this build wrote")
         reseed.add_argument("--model", help="run the pass with another model")
         reseed.add_argument("--system", help=r"another system prompt (\n read as newline; @path)")
         reseed.add_argument("--prompt", help=r"another prompt template (\n read as newline; @path)")
@@ -154,7 +157,8 @@ class Command(BaseCommand):
     def _reseed(self, opts: dict[str, Any]) -> None:
         run = run_named(opts["run_id"])
         given = {"scope": opts["scope"], "status": opts["status"], "error_code": opts["error_code"],
-                 "prompt_version": opts["prompt_version"], "model": opts["model"],
+                 "prompt_version": opts["prompt_version"], "pipeline_version": opts["pipeline_version"],
+                 "model": opts["model"],
                  "system_prompt": None if opts["system"] is None else text_option(opts["system"]),
                  "prompt_template": None if opts["prompt"] is None else text_option(opts["prompt"])}
         changes = validated(ReseedInputSerializer, {k: v for k, v in given.items() if v is not None})
