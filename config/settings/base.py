@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "apps.runs",
     "apps.failures",
     "apps.health",
+    "apps.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -258,6 +259,14 @@ CONVEYOR = {
     "FAILURE_REPLAY_BASE_SECONDS": env.float("FAILURE_REPLAY_BASE_SECONDS", default=300.0),
     "FAILURE_MAX_REPLAYS": env.int("FAILURE_MAX_REPLAYS", default=3),
     "PIPELINE_VERSION": "1",
+    # Completion webhooks (apps/webhooks/): one POST's timeout; retries after base * 2**(attempt-1),
+    # capped, half of it random, until GIVE_UP_HOURS after the event (then the delivery is `failed`);
+    # how often beat looks for due deliveries (and for ended passes whose event was never recorded).
+    "WEBHOOK_TIMEOUT_SECONDS": env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0),
+    "WEBHOOK_RETRY_BASE_SECONDS": env.float("WEBHOOK_RETRY_BASE_SECONDS", default=30.0),
+    "WEBHOOK_RETRY_MAX_SECONDS": env.float("WEBHOOK_RETRY_MAX_SECONDS", default=3600.0),
+    "WEBHOOK_GIVE_UP_HOURS": env.float("WEBHOOK_GIVE_UP_HOURS", default=24.0),
+    "WEBHOOK_SWEEP_SECONDS": env.float("WEBHOOK_SWEEP_SECONDS", default=30.0),
 }
 
 # --- Provider keys -------------------------------------------------------------------------------
@@ -340,6 +349,7 @@ def beat_schedule(conveyor: dict) -> dict:
         "pump": every("conveyor.runs.pump", conveyor["PUMP_INTERVAL_SECONDS"]),
         "replay-failures": every("conveyor.failures.replay_due", conveyor["REPLAY_INTERVAL_SECONDS"]),
         "batches": every("conveyor.runs.batches", conveyor["BATCH_POLL_SECONDS"]),
+        "webhooks": every("conveyor.webhooks.deliver_due", conveyor["WEBHOOK_SWEEP_SECONDS"]),
     }
 
 
