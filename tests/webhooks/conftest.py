@@ -116,3 +116,19 @@ def end_run_plain(django_capture_on_commit_callbacks) -> Callable[[Run], None]:
             run_cancel(run_id=run.pk)
 
     return end
+
+
+@pytest.fixture
+def api():
+    from django.core.cache import cache
+    from rest_framework.test import APIClient
+
+    cache.clear()
+
+    def client_for(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user)
+        return client
+
+    return client_for
