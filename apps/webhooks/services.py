@@ -13,12 +13,14 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from apps.keys.crypto import decrypt_secret, encrypt_secret
+from apps.keys.crypto import decrypt_secret, encrypt_secret, reencrypt_secret
+from apps.keys.services import RotationResult
 from apps.runs.models import Run, RunPass
 from apps.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSecret
 from apps.webhooks.payload import EVENT_TYPE, encode, run_finished_event
@@ -68,6 +70,24 @@ def webhook_secret_rotate(*, owner: Any) -> tuple[WebhookSecret, str]:
     return row, secret
 
 
+def webhook_secrets_reencrypt() -> RotationResult:
+    """Every signing secret under the newest KEY_ENCRYPTION_KEYS entry (manage.py rotate_keys), one
+    conditional UPDATE each, as for provider keys (apps.keys.services.keys_reencrypt)."""
+    result = RotationResult()
+    for row_id, ciphertext in WebhookSecret.objects.order_by("pk").values_list("pk", "secret_ciphertext"):
+        try:
+            rotated = reencrypt_secret(ciphertext)
+        except InvalidToken:
+            result.unreadable.append(row_id)
+            continue
+        if WebhookSecret.objects.filter(pk=row_id, secret_ciphertext=ciphertext).update(
+                secret_ciphertext=rotated):
+            result.reencrypted += 1
+        else:
+            result.changed_meanwhile += 1
+    return result
+
+
 def webhook_secret_of(*, owner_id: Any) -> str | None:
     row = WebhookSecret.objects.filter(owner_id=owner_id).only("secret_ciphertext").first()
     return decrypt_secret(row.secret_ciphertext) if row is not None else None
@@ -96,7 +116,8 @@ def delivery_record(*, run_id: Any, pass_number: int, status: str | None = None
                 event_type=EVENT_TYPE, url=run.webhook_url, body=body, next_attempt_at=now,
                 give_up_at=now + _give_up_after(), created_at=now,
             )
-            transaction.on_commit(lambda: _enqueue(delivery.pk))
+            # robust: a broker outage must not undo the event; the sweep queues it later.
+            transaction.on_commit(lambda: _enqueue(delivery.pk), robust=True)
     except IntegrityError:  # recorded meanwhile by someone else (the signal and the sweep raced)
         return WebhookDelivery.objects.get(run_id=run_id, pass_number=pass_number)
     logger.info("webhook event %s recorded: run %s pass %d %s, to %s", delivery.event_id, run_id,
@@ -208,7 +229,7 @@ def delivery_redeliver(*, delivery_id: int) -> WebhookDelivery:
     row.next_attempt_at = now
     row.give_up_at = max(row.give_up_at, now + _give_up_after())
     row.save(update_fields=["status", "next_attempt_at", "give_up_at"])
-    transaction.on_commit(lambda: _enqueue(row.pk))
+    transaction.on_commit(lambda: _enqueue(row.pk), robust=True)  # else the sweep queues it
     logger.info("webhook %s (run %s pass %d) redelivery requested", row.event_id, row.run_id,
                 row.pass_number)
     return row
