@@ -327,6 +327,7 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "apps.runs.models.RunStatus",
         "BlockStatusEnum": "apps.runs.models.BlockStatus",
         "AttemptOutcomeEnum": "apps.runs.models.AttemptOutcome",
+        "WebhookDeliveryStatusEnum": "apps.webhooks.models.DeliveryStatus",
     },
 }
 
