@@ -106,6 +106,9 @@ class Run(Usage, Reserved):
     # file and the form fields): the same Idempotency-Key with another body is refused, not answered
     # with this run. Empty for runs created without a request to compare (the command line).
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    # Where a signed `run.finished` event is POSTed when each pass ends (apps/webhooks/); empty: none.
+    # Checked with the base_url address rules at create and again on the connection of every delivery.
+    webhook_url = models.CharField(max_length=2000, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -120,6 +120,11 @@ class RunSettingsSerializer(serializers.Serializer):
                   "(owners always share equally).")
     temperature = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True,
                                          default=None)
+    webhook_url = TextField(
+        max_length=2000, required=False, allow_blank=True, default="",
+        help_text="Where a signed `run.finished` event is POSTed when each pass of the run ends "
+                  "(Standard Webhooks; see webhooks/secret/). https and a public host, as a key's "
+                  "base_url; your webhook secret must exist first.")
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         # A misspelt setting (`prallelism`) must not silently fall back to its default.
@@ -297,6 +302,8 @@ class RunSerializer(serializers.Serializer):
     pipeline_version = serializers.CharField()
     prompt_version = serializers.CharField()
     current_pass = serializers.IntegerField()
+    webhook_url = serializers.CharField(help_text="Where each pass's `run.finished` event is POSTed; "
+                                                  "empty: none (deliveries: webhooks/deliveries/?run=).")
     idempotency_key = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)

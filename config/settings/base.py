@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "apps.runs",
     "apps.failures",
     "apps.health",
+    "apps.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -272,6 +273,14 @@ CONVEYOR = {
     # project's version, plus the build (e.g. a git short sha, CONVEYOR_BUILD) when the image says
     # it, so that a reseed can take back exactly what an older build produced.
     "PIPELINE_VERSION": pipeline_version(BASE_DIR / "pyproject.toml", env.str("CONVEYOR_BUILD", default="")),
+    # Completion webhooks (apps/webhooks/): one POST's timeout; retries after base * 2**(attempt-1),
+    # capped, half of it random, until GIVE_UP_HOURS after the event (then the delivery is `failed`);
+    # how often beat looks for due deliveries (and for ended passes whose event was never recorded).
+    "WEBHOOK_TIMEOUT_SECONDS": env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0),
+    "WEBHOOK_RETRY_BASE_SECONDS": env.float("WEBHOOK_RETRY_BASE_SECONDS", default=30.0),
+    "WEBHOOK_RETRY_MAX_SECONDS": env.float("WEBHOOK_RETRY_MAX_SECONDS", default=3600.0),
+    "WEBHOOK_GIVE_UP_HOURS": env.float("WEBHOOK_GIVE_UP_HOURS", default=24.0),
+    "WEBHOOK_SWEEP_SECONDS": env.float("WEBHOOK_SWEEP_SECONDS", default=30.0),
 }
 # Health (apps/health/): readiness fails when the pump has not run to its end for this long (beat,
 # or every worker of the control queue, is gone); each dependency check gives up after the timeout.
@@ -337,6 +346,7 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "apps.runs.models.RunStatus",
         "BlockStatusEnum": "apps.runs.models.BlockStatus",
         "AttemptOutcomeEnum": "apps.runs.models.AttemptOutcome",
+        "WebhookDeliveryStatusEnum": "apps.webhooks.models.DeliveryStatus",
     },
 }
 
@@ -359,6 +369,7 @@ def beat_schedule(conveyor: dict) -> dict:
         "pump": every("conveyor.runs.pump", conveyor["PUMP_INTERVAL_SECONDS"]),
         "replay-failures": every("conveyor.failures.replay_due", conveyor["REPLAY_INTERVAL_SECONDS"]),
         "batches": every("conveyor.runs.batches", conveyor["BATCH_POLL_SECONDS"]),
+        "webhooks": every("conveyor.webhooks.deliver_due", conveyor["WEBHOOK_SWEEP_SECONDS"]),
     }
 
 

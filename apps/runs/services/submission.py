@@ -26,6 +26,8 @@ from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.estimates import RunEstimate, run_estimate
 from apps.runs.models import Block, PassScope, Run, RunMode, RunPass
 from apps.runs.selectors import run_for_idempotency_key
+from apps.webhooks.selectors import webhook_secret_exists
+from apps.webhooks.validation import WebhookUrlError, validate_webhook_url
 
 CHUNK_SIZE = 2000
 MAX_UID_LENGTH = 200
@@ -194,11 +196,27 @@ def validate_run_options(*, model: str, max_tokens: int, max_attempts: int, para
         raise SubmissionError("cache_ttl must be 5m or 1h", field="options")
 
 
+def checked_webhook_url(webhook_url: str, *, owner: Any = None) -> str:
+    """The webhook_url to store ("" for none): the base_url address rules (apps/webhooks/validation.py),
+    and a signing secret to sign its events with (`owner` given: at create)."""
+    if not (webhook_url or "").strip():
+        return ""
+    try:
+        url = validate_webhook_url(webhook_url)
+    except WebhookUrlError as exc:
+        raise SubmissionError(exc.message, field="webhook_url") from None
+    if owner is not None and not webhook_secret_exists(owner_id=owner.pk):
+        raise SubmissionError("you have no webhook signing secret yet: create one first with "
+                              "POST /api/v1/webhooks/secret/ (or manage.py webhook_secret --rotate), "
+                              "so that every event can be verified", field="webhook_url")
+    return url
+
+
 def run_preflight(*, blocks: Iterable[BlockSpec], model: str, system_prompt: str = "",
                   prompt_template: str = INPUT_PLACEHOLDER, max_tokens: int = 1024,
                   max_attempts: int = 3, parallelism: int = 16, priority: int = 5,
                   temperature: float | None = None, options: dict[str, Any] | None = None,
-                  mode: str = RunMode.LIVE, deadline: datetime | None = None,
+                  mode: str = RunMode.LIVE, deadline: datetime | None = None, webhook_url: str = "",
                   **ignored: Any) -> RunEstimate:
     """What a run of these blocks and settings would take (tokens and cost, as a range), checked as
     a create is checked, without creating anything or calling the provider."""
@@ -206,6 +224,7 @@ def run_preflight(*, blocks: Iterable[BlockSpec], model: str, system_prompt: str
     validate_run_options(model=model, max_tokens=max_tokens, max_attempts=max_attempts,
                          parallelism=parallelism, prompt_template=prompt_template, options=options,
                          priority=priority, mode=mode, deadline=deadline)
+    checked_webhook_url(webhook_url)
     count = chars = nbytes = 0
     for spec in _unique(blocks):
         count += 1
@@ -247,7 +266,7 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
                temperature: float | None = None, options: dict[str, Any] | None = None,
                name: str = "", idempotency_key: str | None = None, request_fingerprint: str = "",
                priority: int = 5, mode: str = RunMode.LIVE, deadline: datetime | None = None,
-               dispatch: bool = True) -> Run:
+               webhook_url: str = "", dispatch: bool = True) -> Run:
     """Create a run and its blocks; a serving loop is asked for once the transaction commits
     (`dispatch=False` leaves that to the caller, e.g. the demo, which serves in its own process).
 
@@ -265,6 +284,7 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
     validate_run_options(model=model, max_tokens=max_tokens, max_attempts=max_attempts,
                          parallelism=parallelism, prompt_template=prompt_template, options=options,
                          priority=priority, mode=mode, deadline=deadline)
+    webhook_url = checked_webhook_url(webhook_url, owner=owner)
     check_key_usable(key)
     run = Run.objects.create(
         owner=owner, key=key, name=name, model=model, system_prompt=system_prompt,
@@ -275,6 +295,7 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
         pipeline_version=settings.CONVEYOR["PIPELINE_VERSION"],
         prompt_version=prompt_version(system_prompt, prompt_template),
         idempotency_key=idempotency_key or None, request_fingerprint=request_fingerprint,
+        webhook_url=webhook_url,
     )
     total = _insert_blocks(run, _unique(blocks))
     if total == 0:

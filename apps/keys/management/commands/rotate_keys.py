@@ -1,4 +1,5 @@
-"""`manage.py rotate_keys`: re-encrypt every stored secret under the newest KEY_ENCRYPTION_KEYS entry.
+"""`manage.py rotate_keys`: re-encrypt every stored secret (provider keys, webhook signing secrets) under
+the newest KEY_ENCRYPTION_KEYS entry.
 
 Rotation: put the new key first in KEY_ENCRYPTION_KEYS and keep the old ones after it, deploy, run this
 command, then remove the old keys (see docs/keys.md). Safe to run again at any time.
@@ -9,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.keys.services import keys_reencrypt
+from apps.webhooks.services import webhook_secrets_reencrypt
 
 
 class Command(BaseCommand):
@@ -22,6 +24,13 @@ class Command(BaseCommand):
                if result.changed_meanwhile else "")
             + "."
         )
+        webhooks = webhook_secrets_reencrypt()
+        if webhooks.reencrypted or webhooks.unreadable:
+            self.stdout.write(f"Re-encrypted {webhooks.reencrypted} webhook signing secret(s).")
+        if webhooks.unreadable:
+            ids = ", ".join(str(i) for i in webhooks.unreadable)
+            self.stderr.write(f"{len(webhooks.unreadable)} webhook secret(s) cannot be decrypted (ids: "
+                              f"{ids}); their owners must rotate them (POST /api/v1/webhooks/secret/).")
         if result.unreadable:
             ids = ", ".join(str(i) for i in result.unreadable)
             raise CommandError(

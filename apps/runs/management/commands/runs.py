@@ -112,6 +112,9 @@ class Command(BaseCommand):
         key = f"{run.key.label} (id {run.key_id})" if run.key is not None else "deleted"
         self.stdout.write(f"  owner      {run.owner.get_username()}, key {key}, "
                           f"budget {format_usd(budget) if budget else 'none'}")
+        if run.webhook_url:
+            self.stdout.write(f"  webhook    {run.webhook_url} (deliveries: admin, or "
+                              f"/api/v1/webhooks/deliveries/?run={run.pk})")
         counts = run_block_status_counts(run_id=run.pk)
         self.stdout.write("  by state   " + ", ".join(f"{counts[s]} {s}" for s in BlockStatus.values))
         for run_pass in run.passes.all():

@@ -22,7 +22,8 @@ from apps.runs.services.submission import run_preflight
 # option -> the serializer's field; only the options given are passed, so the API's defaults apply.
 SETTINGS = {"model": "model", "name": "name", "max_tokens": "max_tokens",
             "max_attempts": "max_attempts", "parallelism": "parallelism", "priority": "priority",
-            "temperature": "temperature", "mode": "mode", "deadline": "deadline"}
+            "temperature": "temperature", "mode": "mode", "deadline": "deadline",
+            "webhook_url": "webhook_url"}
 OPTIONS = {"pack_size": "pack_size", "cache_ttl": "cache_ttl", "max_cost_usd": "max_cost_usd"}
 
 
@@ -57,6 +58,9 @@ class Command(BaseCommand):
         parser.add_argument("--cache-ttl", help="5m (default) or 1h")
         parser.add_argument("--stream", action="store_true", help="stream replies (with fallback)")
         parser.add_argument("--max-cost-usd", help="pause the run once it has cost this much")
+        parser.add_argument("--webhook-url", help="POST a signed run.finished event here when each pass "
+                            "ends (https, public host; create your secret first: manage.py "
+                            "webhook_secret --user U --rotate)")
         parser.add_argument("--follow", action="store_true", help="show progress until it settles")
         parser.add_argument("--estimate", action="store_true",
                             help="print what the run would take (tokens, cost range) and submit nothing")

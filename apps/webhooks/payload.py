@@ -1,0 +1,59 @@
+"""The `run.finished` event: what a receiver learns when a run's pass ends, in the field names of the
+run detail API (GET /api/v1/runs/{id}/), so one client reads both. Counts and cost are those recorded
+on the pass when it ended (apps.runs.models.RunPass), which no later pass rewrites."""
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from apps.runs.models import Run, RunPass
+
+EVENT_TYPE = "run.finished"
+
+
+def _moment(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _usd(value: Decimal | None) -> str | None:
+    return None if value is None else format(Decimal(value), "f")
+
+
+def run_finished_event(*, run: Run, run_pass: RunPass | None, pass_number: int, status: str
+                       ) -> dict[str, Any]:
+    ended = run_pass.finished_at if run_pass is not None and run_pass.finished_at else run.finished_at
+    kept = run_pass is not None and run_pass.completed_blocks is not None
+    succeeded = run_pass.completed_blocks if kept else run.completed_blocks
+    failed = run_pass.failed_blocks if kept else run.failed_blocks
+    canceled = run_pass.canceled_blocks if kept else run.canceled_blocks
+    cost = run_pass.cost_usd if kept and run_pass.cost_usd is not None else run.cost_usd
+    started = run_pass.created_at if run_pass is not None and pass_number > 1 else run.started_at
+    duration = round((ended - started).total_seconds(), 3) if ended and started else None
+    return {
+        "type": EVENT_TYPE,
+        "timestamp": _moment(ended),
+        "data": {
+            "run_id": str(run.pk),
+            "name": run.name,
+            "model": run.model,
+            "pass_number": pass_number,
+            "status": status,
+            "counts": {"total": run.total_blocks, "succeeded": succeeded, "failed": failed,
+                       "canceled": canceled,
+                       "remaining": run.total_blocks - (succeeded or 0) - (failed or 0) - (canceled or 0)},
+            "usage": {"input_tokens": run.input_tokens, "output_tokens": run.output_tokens,
+                      "cache_creation_input_tokens": run.cache_creation_input_tokens,
+                      "cache_read_input_tokens": run.cache_read_input_tokens},
+            "cost_usd": _usd(cost),
+            "created_at": _moment(run.created_at),
+            "started_at": _moment(started),
+            "finished_at": _moment(ended),
+            "duration_seconds": duration,
+        },
+    }
+
+
+def encode(event: dict[str, Any]) -> str:
+    """The body as sent: compact JSON, key order as built (the stored text is what is signed)."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
