@@ -197,17 +197,25 @@ def _hop(work: HopWork, worker: str) -> HopResult:
             blocks_release(run_id=run_id, token=token, block_ids=block_ids)
         except Exception:  # they stay claimed until their lease expires: nothing is lost
             logger.exception("could not give back %d block(s) of run %s", len(block_ids), run_id)
+    # Never raise from here on: the writes above are committed, and a hop that raised would be taken
+    # for failed writes and written again (their attempts, and their cost, counted twice).
     if work.refresh:
-        result.demands = runs_with_due_work()
-        for demand in result.demands:
+        try:
+            result.demands = runs_with_due_work()
+        except Exception:  # the next refresh tries again
+            logger.exception("could not read the runs with due work")
+        for demand in result.demands or ():
             if work.known.get(demand.run_id) != (demand.current_pass, demand.key_revision):
                 try:
                     result.contexts[demand.run_id] = load_context(demand.run_id)
                 except Exception:
                     logger.exception("could not load run %s", demand.run_id)
     if work.recover:
-        leases_expire()
-        runs_finalize_stragglers()
+        try:
+            leases_expire()
+            runs_finalize_stragglers()
+        except Exception:  # the pump recovers too
+            logger.exception("serving loop recovery failed")
     return result
 
 
