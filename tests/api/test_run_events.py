@@ -187,7 +187,8 @@ def test_a_token_works_as_for_the_rest_of_the_api(client, owner, run):
 # --- with a real serving loop ---------------------------------------------------------------------------
 
 @pytest.mark.django_db(transaction=True)
-def test_the_stream_of_a_run_served_by_the_engine_ends_with_the_run(api, owner, clean_broker, settings):
+@pytest.mark.usefixtures("clean_broker")
+def test_the_stream_of_a_run_served_by_the_engine_ends_with_the_run(api, owner, settings):
     settings.RUN_EVENTS = {**settings.RUN_EVENTS, "MAX_SECONDS": 30.0}
     with running_mock(api_keys=[SECRET], latency_ms=40) as mock:
         key = make_key(owner, base_url=mock.base_url)
