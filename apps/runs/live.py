@@ -17,7 +17,7 @@ import hashlib
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
@@ -81,13 +81,11 @@ def end_event_id(run: Run) -> str:
                              run.canceled_blocks, str(run.cost_usd), run.finished_at])
 
 
-def run_event_stream(run_id: Any, *, last_event_id: str | None = None,
-                     clock: Callable[[], float] = time.monotonic,
-                     sleep: Callable[[float], None] = time.sleep) -> Iterator[str]:
+def run_event_stream(run_id: Any, *, last_event_id: str | None = None) -> Iterator[str]:
     """The frames of one stream: progress events on change, keep-alive comments, then `end` (the run
     settled) or a `retry:` hint (the stream's time is up)."""
     options = settings.RUN_EVENTS
-    started = last_written = clock()
+    started = last_written = time.monotonic()
     rate = RateWindow()
     seen, shown_rate = last_event_id, None
     while True:
@@ -95,7 +93,7 @@ def run_event_stream(run_id: Any, *, last_event_id: str | None = None,
         if run is None:
             yield sse_comment("the run was deleted")
             return
-        now = clock()
+        now = time.monotonic()
         rate.add(now, run.terminal_blocks)
         progress = run_progress(run, rate=rate.per_second())
         if run.status in RUN_SETTLED:
@@ -115,4 +113,4 @@ def run_event_stream(run_id: Any, *, last_event_id: str | None = None,
         if now - last_written >= options["KEEPALIVE_SECONDS"]:
             yield sse_comment("keep-alive")
             last_written = now
-        sleep(options["POLL_SECONDS"])
+        time.sleep(options["POLL_SECONDS"])
