@@ -1,7 +1,7 @@
 """The scheduler's scenarios against the mock provider, each reported as a ratio measured in this run.
 
     uv run python scripts/benchmark.py [--scenarios latency,overhead,limit,overload,fair]
-                                       [--blocks 3000] [--concurrency 2]
+                                       [--blocks 3000] [--concurrency 2] [--plot out.png]
 
   latency   cap 100, 1 s calls: Conveyor's blocks/s against the ideal (cap / latency)
   overhead  cap 100, 200 ms calls: Conveyor against a plain asyncio loop over AsyncAnthropic with
@@ -12,6 +12,10 @@
   fair      six runs of three owners submitted together: when each gets its first result
   --cost    the cost report instead (scripts/cost_report.py): 240 essays uncached, cached, cached and
             packed, in batch mode; cost ratios and output mismatches against the uncached run
+
+--plot out.png draws each scenario over time (scripts/bench_plot.py): throughput (blocks/s), calls in
+flight and refusals (429/529 per s), one row per scenario, sampled about four times a second from the
+database and the mock's stats while the scenario runs.
 
 Conveyor runs end to end: runs submitted to PostgreSQL, one real `celery worker -c N` (default 2:
 one serving process plus one for control tasks, as the README starts it) and beat, results written
@@ -99,6 +103,22 @@ def worker_wait_ready(proc: subprocess.Popen, timeout: float = 120) -> None:
     time.sleep(1)
 
 
+@contextmanager
+def bench_mock(args: argparse.Namespace, **config: Any) -> Iterator[Any]:
+    """The mock in its own process, watched by the plot's sampler (if --plot) while it runs."""
+    from mock_provider.testing import running_mock_process
+
+    sampler = getattr(args, "sampler", None)
+    with running_mock_process(api_keys=[SECRET], **config) as mock:
+        if sampler is not None:
+            sampler.watch(mock)
+        try:
+            yield mock
+        finally:
+            if sampler is not None:
+                sampler.watch(None)
+
+
 def bench_user(name: str = "bench") -> Any:
     from django.contrib.auth import get_user_model
 
@@ -171,19 +191,15 @@ async def plain_asyncio(base_url: str, blocks: int, cap: int) -> float:
 
 
 def scenario_latency(args: argparse.Namespace) -> list[str]:
-    from mock_provider.testing import running_mock_process
-
     blocks = min(args.blocks, 3000)
-    with running_mock_process(api_keys=[SECRET], latency_ms=1000) as mock:
+    with bench_mock(args, latency_ms=1000) as mock:
         rate = conveyor_rate(mock.base_url, blocks, 100, args.concurrency)
     return [f"latency   cap 100, 1 s calls, {blocks} blocks: ideal 100.0/s, conveyor {rate:.1f}/s "
             f"= {rate / 100:.2f} of ideal"]
 
 
 def scenario_overhead(args: argparse.Namespace) -> list[str]:
-    from mock_provider.testing import running_mock_process
-
-    with running_mock_process(api_keys=[SECRET], latency_ms=200) as mock:
+    with bench_mock(args, latency_ms=200) as mock:
         plain = asyncio.run(plain_asyncio(mock.base_url, args.blocks, 100))
         rate = conveyor_rate(mock.base_url, args.blocks, 100, args.concurrency)
         plain_after = asyncio.run(plain_asyncio(mock.base_url, args.blocks, 100))
@@ -194,13 +210,11 @@ def scenario_overhead(args: argparse.Namespace) -> list[str]:
 
 def scenario_limit(args: argparse.Namespace) -> list[str]:
     """ITPM binds: 200-token inputs, 120,000 input tokens/min = 600 calls/min, against 1,200 RPM."""
-    from mock_provider.testing import running_mock_process
-
     rpm, itpm, tokens = 1200, 120_000, 200
     blocks = 1500
     text = "x" * (tokens * 4 - 20) + " essay {i:09d}"  # the mock counts 4 characters per token
     binding = min(rpm, itpm / tokens) / 60  # calls per second
-    with running_mock_process(api_keys=[SECRET], latency_ms=200, rpm=rpm, itpm=itpm) as mock:
+    with bench_mock(args, latency_ms=200, rpm=rpm, itpm=itpm) as mock:
         user = bench_user()
         with stack(args.concurrency):
             run = submit(user, new_key(user, mock.base_url), blocks, cap=100, text=text)
@@ -219,12 +233,10 @@ def scenario_limit(args: argparse.Namespace) -> list[str]:
 
 
 def scenario_overload(args: argparse.Namespace) -> list[str]:
-    from mock_provider.testing import running_mock_process
-
     blocks = min(args.blocks, 2000)
     times = {}
     for label, faults in (("fault-free", {}), ("2% 529", {"529": 0.02})):
-        with running_mock_process(api_keys=[SECRET], latency_ms=200, fault_rates=faults, seed=7) as mock:
+        with bench_mock(args, latency_ms=200, fault_rates=faults, seed=7) as mock:
             times[label] = blocks / conveyor_rate(mock.base_url, blocks, 100, args.concurrency)
     ratio = times["2% 529"] / times["fault-free"]
     return [f"overload  cap 100, 200 ms calls, {blocks} blocks: fault-free {times['fault-free']:.1f} s, "
@@ -234,9 +246,7 @@ def scenario_overload(args: argparse.Namespace) -> list[str]:
 def scenario_fair(args: argparse.Namespace) -> list[str]:
     """Six runs of three owners at once, one worker: how long each waits for its first result."""
     from apps.runs.models import Attempt
-    from mock_provider.testing import running_mock_process
-
-    with running_mock_process(api_keys=[SECRET], latency_ms=300) as mock:
+    with bench_mock(args, latency_ms=300) as mock:
         owners = [bench_user(f"bench-owner-{n}") for n in range(3)]
         keys = [new_key(owner, mock.base_url) for owner in owners]
         with stack(args.concurrency):
@@ -269,6 +279,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=2, help="the worker's -c")
     parser.add_argument("--cost", action="store_true", help="run the cost scenario (scripts/cost_report.py)")
+    parser.add_argument("--plot", metavar="PNG", help="draw each scenario over time into this PNG file")
     args = parser.parse_args()
 
     ensure_database()
@@ -282,12 +293,25 @@ def main() -> None:
     if args.cost:
         from scripts.cost_report import scenario_cost
 
-        scenarios = [scenario_cost]
+        scenarios = {"cost": scenario_cost}
     else:
-        scenarios = [SCENARIOS[name] for name in args.scenarios.split(",")]
-    for scenario in scenarios:
-        for line in scenario(args):
+        scenarios = {name: SCENARIOS[name] for name in args.scenarios.split(",")}
+    series = {}
+    for name, scenario in scenarios.items():
+        if args.plot:
+            from scripts.bench_plot import Sampler
+
+            with Sampler() as args.sampler:
+                lines = scenario(args)
+            series[name] = args.sampler.series()
+        else:
+            lines = scenario(args)
+        for line in lines:
             print(line, flush=True)
+    if args.plot:
+        from scripts.bench_plot import plot_scenarios
+
+        print(f"plot: {plot_scenarios(series, args.plot)}")
 
 
 if __name__ == "__main__":

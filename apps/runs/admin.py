@@ -5,7 +5,9 @@ Everything here is read-only: outputs, counters and usage are written by the eng
 same services as the API. Pages stay cheap on big tables: no full result counts, no block inputs or
 outputs on list pages, filters whose choices come from small tables. List columns fit a 1,400 px
 screen: ids are shortened (the full id in the tooltip), long messages cut (the whole in the tooltip).
-A run's page reloads itself every few seconds while the run is active.
+While a run is active its page follows it live: the "live" row is updated from the run's progress
+stream (runs/{id}/events/, by static/runs/run_live.js), and the page reloads once when the run settles
+(every few seconds without JavaScript).
 """
 
 from collections.abc import Callable
@@ -30,14 +32,16 @@ from apps.core.errors import InvalidInput, StateConflict
 from apps.core.formatting import format_usd
 from apps.failures.models import PipelineFailure, failure_state
 from apps.runs.costs import NO_HIT_AFTER_CALLS, CostReport, run_cost_report
+from apps.runs.live import run_progress
 from apps.runs.models import Attempt, Block, BlockStatus, PausedCause, Run, RunPass, RunStatus
 from apps.runs.selectors import run_block_status_counts, run_waiting_reason
 from apps.runs.services.lifecycle import run_cancel, run_resume, run_set_budget
 from apps.runs.services.reseed import run_reseed
 
 RECENT_FAILURES = 10
+# Without JavaScript, an active run's page reloads itself this often instead of following the stream.
 REFRESH_SECONDS = 5
-# A run's page reloads itself while the run can still change by itself.
+# A run's page follows the run while it can still change by itself.
 RUN_REFRESHING = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELING)
 BUDGET_TEMPLATE = "admin/runs/run/budget.html"
 MESSAGE_CHARS = 80
@@ -193,7 +197,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
     inlines = [RunPassInline]
     fieldsets = [
         (None, {"fields": ["id", "name", "owner", "key", "status", "waiting", "warnings_list", "progress_bar",
-                           "block_breakdown", "current_pass"]}),
+                           "live", "block_breakdown", "current_pass"]}),
         ("Recent failures", {"fields": ["recent_failures"]}),
         ("Model and prompt", {"fields": ["model", "system_prompt", "prompt_template", "prompt_version",
                                          "pipeline_version", "max_tokens", "temperature"]}),
@@ -203,8 +207,8 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
                               "cache_creation_input_tokens", "cache_read_input_tokens"]}),
         ("Timings", {"fields": ["created_at", "started_at", "finished_at"]}),
     ]
-    readonly_fields = ["waiting", "warnings_list", "progress_bar", "block_breakdown", "recent_failures",
-                       "budget", "cost", "savings_table", "cache_hit_rate"]
+    readonly_fields = ["waiting", "warnings_list", "progress_bar", "live", "block_breakdown",
+                       "recent_failures", "budget", "cost", "savings_table", "cache_hit_rate"]
     change_form_template = "admin/runs/run/change_form.html"
 
     def get_urls(self) -> list[URLPattern]:
@@ -222,7 +226,8 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
             **(extra_context or {}),
             "can_operate": self.has_operate_permission(request),
             "is_paused": run is not None and run.status == RunStatus.PAUSED,
-            "refresh_seconds": REFRESH_SECONDS if run is not None and run.status in RUN_REFRESHING else None,
+            "live": run is not None and run.status in RUN_REFRESHING,
+            "refresh_seconds": REFRESH_SECONDS,
         }
         return super().change_view(request, object_id, form_url, extra_context=context)
 
@@ -254,6 +259,32 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
     @admin.display(description="progress")
     def progress_bar(self, run: Run) -> str:
         return render_progress_bar(run)
+
+    @admin.display(description="live")
+    def live(self, run: Run) -> str:
+        """The live progress snapshot (apps/runs/live.py); while the run is active, run_live.js keeps
+        each part up to date from the run's event stream."""
+        progress = run_progress(run)
+        counts, lane, in_flight = progress["counts"], progress["lane"], progress["in_flight"]
+        lane_text = ""
+        if lane:
+            limit = f"/{lane['rpm_limit']}" if lane["rpm_limit"] else ""
+            lane_text = f"lane {lane['rate_rpm']:.0f}{limit} rpm"
+        parts = [
+            ("status", progress["status"]),
+            ("worked", f"{counts['succeeded'] + counts['failed']}/{counts['total']} worked"),
+            ("failed", f"{counts['failed']} failed"),
+            ("canceled", f"{counts['canceled']} canceled"),
+            ("rate", "- blocks/s"),
+            ("in_flight", f"{'-' if in_flight is None else in_flight} in flight"),
+            ("lane", lane_text),
+            ("cost", format_usd(progress["cost_usd"])),
+            ("waiting", progress["waiting_reason"] or ""),
+            ("note", ""),
+        ]
+        spans = format_html_join(" ", '<span data-live="{}">{}</span>', parts)
+        return format_html('<span id="run-live" data-events="{}">{}</span>',
+                           reverse("run-events", args=[run.pk]), spans)
 
     @admin.display(description="cost", ordering="cost_usd")
     def cost(self, run: Run) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -26,6 +26,7 @@ from apps.keys.selectors import key_get_for_user
 from apps.runs.caching import settings_warnings
 from apps.runs.compare import runs_compare
 from apps.runs.costs import run_cost_report
+from apps.runs.live import end_event_id, run_event_stream
 from apps.runs.models import Run
 from apps.runs.selectors import (
     block_get,
@@ -47,6 +48,7 @@ from apps.runs.serializers import (
     RunCreateInputSerializer,
     RunDetailSerializer,
     RunFilterSerializer,
+    RunProgressSerializer,
     RunSerializer,
     RunUploadInputSerializer,
     RunWarningSerializer,
@@ -63,6 +65,7 @@ from apps.runs.services import (
 )
 from apps.runs.services.reseed import run_reseed
 from apps.runs.services.submission import run_for_repeated_request, run_preflight
+from apps.runs.transitions import RUN_SETTLED
 from apps.runs.uploads import (
     CountedBlocks,
     LineReader,
@@ -80,7 +83,7 @@ from config.api.errors import (
 )
 from config.api.pagination import IndexCursorPagination, PagePagination
 from config.api.parsers import JSONParser
-from config.api.renderers import NDJSONRenderer
+from config.api.renderers import EventStreamRenderer, NDJSONRenderer
 from config.api.throttles import UPLOADS, WRITES
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -92,6 +95,11 @@ RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 OTHER_RUN_ID = OpenApiParameter("other_run_id", OpenApiTypes.UUID, OpenApiParameter.PATH,
                                 description="The run to compare with (B).")
 UID = OpenApiParameter("uid", OpenApiTypes.STR, OpenApiParameter.PATH, description="The block's uid.")
+LAST_EVENT_ID = OpenApiParameter(
+    "Last-Event-ID", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="The id of the last event received (EventSource sends it when it reconnects): an "
+                "unchanged run is not described again, and a run whose `end` was received answers 204.",
+)
 IDEMPOTENCY_KEY = OpenApiParameter(
     IDEMPOTENCY_HEADER, {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}, OpenApiParameter.HEADER,
     required=False,
@@ -436,4 +444,42 @@ class RunResultsApi(APIView):
         response = StreamingHttpResponse(jsonl_lines(run_results(run_id=run.pk)),
                                          content_type="application/x-ndjson")
         response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.jsonl"'
+        return response
+
+
+@extend_schema(parameters=[RUN_ID, LAST_EVENT_ID], tags=["runs"])
+class RunEventsApi(APIView):
+    """Live progress as Server-Sent Events (apps/runs/live.py). A plain GET with the API's
+    authentication, so EventSource works with the admin's session and `curl -N` with a token."""
+
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    @extend_schema(
+        operation_id="runs_events",
+        summary="Live progress: counts, rate, cost and lane state as Server-Sent Events, until the run ends.",
+        description=(
+            "A `progress` event (data: the object below) whenever the run's snapshot changes, checked "
+            "about once a second; a comment line every 15 s of quiet (keep-alive); and a last `end` "
+            "event (the same object, its final state) when the run is complete, canceled or paused, "
+            "after which the stream closes. A stream also closes after RUN_EVENTS_MAX_SECONDS (300 s) "
+            "with a `retry:` hint; EventSource reconnects by itself, sending Last-Event-ID. Each event "
+            "has an `id`. Errors (401, 404) answer in the shared shape, as JSON or as one `error` event."
+        ),
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                RunProgressSerializer, description="Events whose data is one such object each."),
+            204: OpenApiResponse(description="The run has ended and Last-Event-ID names its `end` event: "
+                                 "nothing more will happen (EventSource stops reconnecting)."),
+            **error_responses(401, 404),
+        },
+    )
+    def get(self, request: Request, run_id: str) -> HttpResponse:
+        run = visible_run(request, run_id)
+        last_event_id = request.headers.get("Last-Event-ID")
+        if run.status in RUN_SETTLED and last_event_id == end_event_id(run):
+            return HttpResponse(status=status.HTTP_204_NO_CONTENT)
+        response = StreamingHttpResponse(run_event_stream(run.pk, last_event_id=last_event_id),
+                                         content_type="text/event-stream; charset=utf-8")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once, not a buffer's worth
         return response

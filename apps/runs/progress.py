@@ -1,7 +1,8 @@
 """Following a run from the command line: a progress bar until it settles, then a summary.
 
-One implementation for `manage.py submit --follow`, `manage.py runs follow` and the demo. Log lines and
-warnings printed while the bar is on screen go through tqdm (above the bar, not through it); Ctrl-C
+One implementation for `manage.py submit --follow`, `manage.py runs follow` and the demo, showing the
+snapshot the live progress stream sends (apps/runs/live.py, GET /api/v1/runs/{id}/events/). Log lines
+and warnings printed while the bar is on screen go through tqdm (above the bar, not through it); Ctrl-C
 detaches, saying that the run goes on and how to follow it again.
 """
 
@@ -17,9 +18,9 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from apps.core.formatting import format_usd
-from apps.lanes.selectors import lane_state, run_blocks_in_flight
 from apps.runs.costs import CostReport, run_cost_report
 from apps.runs.estimates import RunEstimate
+from apps.runs.live import run_progress
 from apps.runs.models import Block, BlockStatus, Run, RunStatus
 from apps.runs.selectors import run_call_counts, run_waiting_reason
 from apps.runs.transitions import RUN_SETTLED
@@ -55,23 +56,23 @@ def _output_above_the_bar() -> Iterator[None]:
         logging.captureWarnings(False)
 
 
-def _lane_text(run: Run) -> str:
+def _lane_text(progress: dict[str, Any]) -> str:
     """The run's share and its lane, while it runs: "12 in flight | lane 480/1,000 rpm (headers)"."""
-    if run.status != RunStatus.RUNNING or run.key is None:
+    if progress["status"] != RunStatus.RUNNING:
         return ""
-    in_flight = run_blocks_in_flight(run_id=run.pk)
-    lane = lane_state(key=run.key, model=run.model)
+    in_flight, lane = progress["in_flight"], progress["lane"]
     parts = [f"{in_flight} in flight"] if in_flight is not None else []
     if lane is not None:
-        limit = f"/{lane.rpm_limit:,}" if lane.rpm_limit else ""
-        parts.append(f"lane {lane.rate_rpm:,.0f}{limit} rpm" + (f" ({lane.limits_source})"
-                                                              if lane.limits_source else ""))
+        limit = f"/{lane['rpm_limit']:,}" if lane["rpm_limit"] else ""
+        parts.append(f"lane {lane['rate_rpm']:,.0f}{limit} rpm" + (f" ({lane['limits_source']})"
+                                                                  if lane["limits_source"] else ""))
     return " | ".join(parts)
 
 
-def _postfix(run: Run) -> str:
-    text = f"{run.status}, {run.failed_blocks} failed, {format_usd(run.cost_usd)}"
-    extra = [part for part in (_lane_text(run), run_waiting_reason(run)) if part]
+def _postfix(progress: dict[str, Any]) -> str:
+    """What the bar says beside the counts (its own figures give the blocks/s)."""
+    text = f"{progress['status']}, {progress['counts']['failed']} failed, {format_usd(progress['cost_usd'])}"
+    extra = [part for part in (_lane_text(progress), progress["waiting_reason"]) if part]
     return " | ".join([text, *extra])
 
 
@@ -89,7 +90,8 @@ def follow_run(run_id: Any, *, out: TextIO, poll_seconds: float = 0.5,
                 run.refresh_from_db()
                 bar.total = run.total_blocks
                 bar.n = run.terminal_blocks
-                bar.set_postfix_str(_postfix(run), refresh=False)
+                # The snapshot the live progress stream sends (apps/runs/live.py), polled here.
+                bar.set_postfix_str(_postfix(run_progress(run)), refresh=False)
                 bar.refresh()
                 if run.status in stop_when:
                     return Followed(run)

@@ -432,7 +432,55 @@ class RunWarningSerializer(serializers.Serializer):
     calls_after_first = serializers.IntegerField(required=False, help_text="cache_not_hitting.")
 
 
-class RunDetailSerializer(RunSerializer):
+class RunLiveStateSerializer(serializers.Serializer):
+    """What moves while a run works, read from Redis and the open blocks: the run's page (detail) and
+    its live progress (events/) show the same."""
+
+    waiting_reason = serializers.SerializerMethodField(
+        help_text="Why the run is not moving, in words (paused and why, its key's lane throttled or "
+                  "overloaded until when, retries waiting); null when nothing holds it back.")
+    in_flight = serializers.SerializerMethodField(
+        help_text="Its blocks in provider calls now, on every worker (its share of the capacity).")
+    lane = serializers.SerializerMethodField(
+        help_text="The lane its calls go through (its key and model's rate-limit group): limits and "
+                  "where they came from, current rate, calls in flight, window, throttled until.")
+
+    def get_waiting_reason(self, run: Run) -> str | None:
+        return run_waiting_reason(run)
+
+    def get_in_flight(self, run: Run) -> int | None:
+        return run_blocks_in_flight(run_id=run.pk)
+
+    @extend_schema_field(LaneStateSerializer(allow_null=True))
+    def get_lane(self, run: Run) -> dict[str, Any] | None:
+        state = lane_state(key=run.key, model=run.model) if run.key is not None else None
+        return LaneStateSerializer(state).data if state is not None else None
+
+
+class RunProgressSerializer(RunLiveStateSerializer):
+    """One live progress event (runs/{id}/events/): counts, rate, cost and lane state.
+    `context["rate"]` is the blocks/s measured by the stream (apps.runs.live.RateWindow)."""
+
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    paused_cause = serializers.ChoiceField(choices=[("", "not paused"), *PausedCause.choices])
+    current_pass = serializers.IntegerField()
+    counts = RunCountsSerializer(source="*")
+    progress = serializers.FloatField(help_text="Share of blocks in a terminal state, 0 to 1.")
+    rate = serializers.SerializerMethodField(
+        help_text="Blocks reaching a terminal state per second, over about the last "
+                  "RATE_WINDOW_SECONDS (10 s); null until the stream has watched the run for a moment.")
+    cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8,
+                                        help_text="Every call so far, accepted or not, across all passes.")
+    reserved_usd = serializers.DecimalField(max_digits=16, decimal_places=8,
+                                            help_text="Held against the budget for the calls in flight.")
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_rate(self, run: Run) -> float | None:
+        return self.context.get("rate")
+
+
+class RunDetailSerializer(RunSerializer, RunLiveStateSerializer):
     """A run with what it cost and saved; `context["cost"]` is its apps.runs.costs.CostReport."""
 
     block_statuses = serializers.SerializerMethodField(
@@ -451,15 +499,6 @@ class RunDetailSerializer(RunSerializer):
                   "replay of the ended run, each with how it ended.",
     )
 
-    waiting_reason = serializers.SerializerMethodField(
-        help_text="Why the run is not moving, in words (paused and why, its key's lane throttled or "
-                  "overloaded until when, retries waiting); null when nothing holds it back.")
-    in_flight = serializers.SerializerMethodField(
-        help_text="Its blocks in provider calls now, on every worker (its share of the capacity).")
-    lane = serializers.SerializerMethodField(
-        help_text="The lane its calls go through (its key and model's rate-limit group): limits and "
-                  "where they came from, current rate, calls in flight, window, throttled until.")
-
     @extend_schema_field(BlockStatusCountsSerializer)
     def get_block_statuses(self, run: Run) -> dict[str, int]:
         return self.context["block_statuses"]
@@ -475,18 +514,6 @@ class RunDetailSerializer(RunSerializer):
     @extend_schema_field(RunWarningSerializer(many=True))
     def get_warnings(self, run: Run) -> list[dict[str, Any]]:
         return RunWarningSerializer(self.context["cost"].warnings, many=True).data
-
-    def get_waiting_reason(self, run: Run) -> str | None:
-        return run_waiting_reason(run)
-
-    def get_in_flight(self, run: Run) -> int | None:
-        return run_blocks_in_flight(run_id=run.pk)
-
-    @extend_schema_field(LaneStateSerializer(allow_null=True))
-    def get_lane(self, run: Run) -> dict[str, Any] | None:
-        state = lane_state(key=run.key, model=run.model) if run.key is not None else None
-        return LaneStateSerializer(state).data if state is not None else None
-
 
 class BlockSerializer(serializers.Serializer):
     uid = serializers.CharField()

@@ -13,6 +13,7 @@ urlpatterns = [
     path("runs/<str:run_id>/reseed/", api.RunReseedApi.as_view(), name="run-reseed"),
     path("runs/<str:run_id>/budget/", api.RunBudgetApi.as_view(), name="run-budget"),
     path("runs/<str:run_id>/compare/<str:other_run_id>/", api.RunCompareApi.as_view(), name="run-compare"),
+    path("runs/<str:run_id>/events/", api.RunEventsApi.as_view(), name="run-events"),
     path("runs/<str:run_id>/results/", api.RunResultsApi.as_view(), name="run-results"),
     path("runs/<str:run_id>/blocks/", api.RunBlockListApi.as_view(), name="run-block-list"),
     path("runs/<str:run_id>/blocks/<path:uid>/", api.RunBlockDetailApi.as_view(), name="run-block-detail"),

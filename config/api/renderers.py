@@ -5,6 +5,8 @@ from typing import Any
 
 from rest_framework.renderers import BaseRenderer
 
+from config.api.sse import sse_event
+
 
 class NDJSONRenderer(BaseRenderer):
     """Newline-delimited JSON. Streamed exports write their lines themselves; this renders the error
@@ -19,3 +21,17 @@ class NDJSONRenderer(BaseRenderer):
         if data is None:
             return b""
         return (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Server-Sent Events. Makes `Accept: text/event-stream` negotiable for the streams (which write
+    their own frames, config/api/sse.py) and renders their error responses as one `error` event, whose
+    status (401, 404) is what EventSource acts on: it stops instead of reconnecting."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: str | None = None,
+               renderer_context: dict[str, Any] | None = None) -> bytes:
+        return b"" if data is None else sse_event(data, event="error").encode()

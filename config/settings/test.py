@@ -54,6 +54,13 @@ CONVEYOR = {
     "SERVE_PROCESSES_PER_HOST": env.int("TEST_SERVE_PROCESSES_PER_HOST", default=0),
     "SERVE_MAX_IN_FLIGHT": env.int("TEST_SERVE_MAX_IN_FLIGHT", default=256),
 }
+# Live progress streams, fast: a test reads a whole stream in well under a second.
+RUN_EVENTS = {
+    "POLL_SECONDS": env.float("TEST_RUN_EVENTS_POLL_SECONDS", default=0.02),
+    "KEEPALIVE_SECONDS": env.float("TEST_RUN_EVENTS_KEEPALIVE_SECONDS", default=15.0),
+    "MAX_SECONDS": env.float("TEST_RUN_EVENTS_MAX_SECONDS", default=5.0),
+    "RETRY_MILLISECONDS": 500,
+}
 CELERY_BEAT_SCHEDULE = beat_schedule(CONVEYOR)  # noqa: F405
 CELERY_BEAT_SCHEDULER = env.str("TEST_CELERY_BEAT_SCHEDULER",
                                 default="django_celery_beat.schedulers:DatabaseScheduler")

@@ -1,9 +1,15 @@
 """Runs and blocks in the operator's console: readable pages, read-only data, and actions that go
 through the same services as the API."""
 
+import json
+import re
+import shutil
+import subprocess
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from django.contrib.staticfiles import finders
 from django.urls import reverse
 
 from apps.core.formatting import format_usd
@@ -66,13 +72,44 @@ def test_a_paused_run_says_why_in_the_list_and_on_its_page(operator, owner, offl
     assert "paused: The run&#x27;s budget is spent; budget of $0.5000 spent" in page
 
 
-def test_an_active_runs_page_reloads_itself_and_an_ended_ones_does_not(operator, owner, offline_key,
-                                                                      ended_run):
+def test_an_active_runs_page_follows_the_runs_event_stream(operator, owner, offline_key):
+    running = set_status(make_run(owner, offline_key, ["a", "b"]), RunStatus.RUNNING)
+    html = operator.get(reverse("admin:runs_run_change", args=[running.pk])).content.decode()
+    assert f'<span id="run-live" data-events="{reverse("run-events", args=[running.pk])}">' in html
+    assert '<span data-live="worked">0/2 worked</span>' in html
+    assert re.search(r'<script src="/static/runs/run_live\.js" defer></script>', html)
+
+
+def test_an_active_runs_page_reloads_itself_only_without_javascript(operator, owner, offline_key):
     running = set_status(make_run(owner, offline_key, ["a"]), RunStatus.RUNNING)
-    assert '<meta http-equiv="refresh"' in operator.get(
-        reverse("admin:runs_run_change", args=[running.pk])).content.decode()
-    assert '<meta http-equiv="refresh"' not in operator.get(
-        reverse("admin:runs_run_change", args=[ended_run.pk])).content.decode()
+    html = operator.get(reverse("admin:runs_run_change", args=[running.pk])).content.decode()
+    assert re.search(r'<noscript><meta http-equiv="refresh" content="\d+"></noscript>', html)
+
+
+def test_an_ended_runs_page_neither_follows_nor_reloads(operator, ended_run):
+    html = operator.get(reverse("admin:runs_run_change", args=[ended_run.pk])).content.decode()
+    assert "run_live.js" not in html and 'http-equiv="refresh"' not in html
+    assert '<span data-live="worked">3/3 worked</span>' in html
+
+
+def test_the_live_script_is_served_and_reads_the_stream(client, settings, tmp_path):
+    """As production serves static files: whitenoise (here from the finders, not a collectstatic)."""
+    settings.MIDDLEWARE = [settings.MIDDLEWARE[0], "whitenoise.middleware.WhiteNoiseMiddleware",
+                           *settings.MIDDLEWARE[1:]]
+    settings.WHITENOISE_USE_FINDERS = True
+    settings.STATIC_ROOT = tmp_path  # nothing collected: every file comes from the finders
+    response = client.get("/static/runs/run_live.js")
+    assert response.status_code == 200
+    script = b"".join(response.streaming_content).decode()
+    assert 'new EventSource(root.dataset.events)' in script
+    assert 'addEventListener("end"' in script
+
+
+def test_the_stream_the_admin_page_reads_answers_the_operators_session(operator, owner, offline_key):
+    running = set_status(make_run(owner, offline_key, ["a"]), RunStatus.RUNNING)
+    response = operator.get(reverse("run-events", args=[running.pk]), HTTP_ACCEPT="text/event-stream")
+    assert response.status_code == 200
+    assert next(iter(response.streaming_content)).startswith(b"id: ")
 
 
 def test_the_block_list_shows_the_error_message(operator, ended_run):
@@ -212,3 +249,38 @@ def test_resuming_from_a_runs_page_whose_budget_is_spent_says_to_raise_it(operat
     response = operator.post(reverse("admin:runs_run_resume", args=[spent_run.pk]), follow=True)
     assert any("raise the budget" in str(m) for m in response.context["messages"])
     assert counts(spent_run)[0] == "paused"
+
+
+def run_live_js(*events: tuple[str, dict]) -> dict:
+    """static/runs/run_live.js in node, on a fake page, fed these events."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = finders.find("runs/run_live.js")
+    harness = Path(__file__).parent / "js" / "run_live_harness.js"
+    done = subprocess.run([node, str(harness), script, json.dumps(events)], capture_output=True, text=True,
+                          timeout=30, check=True)
+    return json.loads(done.stdout)
+
+
+def progress_event(operator, run) -> dict:
+    response = operator.get(reverse("run-events", args=[run.pk]), HTTP_ACCEPT="text/event-stream")
+    first = next(iter(response.streaming_content)).decode()
+    return json.loads(first.split("data: ", 1)[1])
+
+
+def test_the_live_row_shows_each_progress_event_without_a_reload(operator, owner, offline_key):
+    running = set_status(make_run(owner, offline_key, ["a", "b", "c"]), RunStatus.RUNNING,
+                         completed_blocks=2, cost_usd=Decimal("0.0123"))
+    page = run_live_js(("progress", {**progress_event(operator, running), "rate": 1.5}))
+    assert page["url"] == "/api/v1/runs/r/events/"
+    assert {k: page["text"][k] for k in ("status", "worked", "rate", "cost")} == {
+        "status": "running", "worked": "2/3 worked", "rate": "1.5 blocks/s", "cost": "$0.0123"}
+    assert not page["reloaded"]
+
+
+def test_the_live_row_reloads_the_page_once_the_run_ends(operator, owner, offline_key):
+    running = set_status(make_run(owner, offline_key, ["a"]), RunStatus.RUNNING)
+    end = {**progress_event(operator, running), "status": "complete"}
+    page = run_live_js(("end", end))
+    assert (page["text"]["status"], page["reloaded"], page["closed"]) == ("complete", True, True)

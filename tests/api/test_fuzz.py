@@ -36,6 +36,13 @@ def keep_the_test_connection() -> Iterator[None]:
         request_finished.connect(close_old_connections)
 
 
+@pytest.fixture(autouse=True)
+def short_event_streams(settings) -> None:
+    """runs/{id}/events/ streams until its run ends, which a fuzzed run never does: a tenth of a
+    second per stream, so the fuzzing reads each stream to its close (and its `retry:` hint)."""
+    settings.RUN_EVENTS = {**settings.RUN_EVENTS, "MAX_SECONDS": 0.1}
+
+
 @pytest.fixture
 def as_owner(owner, settings) -> dict[str, str]:
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,

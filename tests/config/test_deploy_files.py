@@ -184,3 +184,20 @@ def test_docker_compose_refuses_the_file_without_a_flower_login(tmp_path):
     result = compose_config(tmp_path)
     assert result.returncode != 0
     assert "set FLOWER_BASIC_AUTH=user:password" in result.stderr
+
+
+def gunicorn_settings() -> dict:
+    import runpy
+
+    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+
+def test_the_web_server_serves_with_threads_so_a_live_progress_stream_holds_a_thread_not_a_process():
+    """gunicorn reads ./gunicorn.conf.py (the image's working directory) unless told otherwise."""
+    config = gunicorn_settings()
+    assert (config["worker_class"], config["threads"] > 1) == ("gthread", True)
+    commands = [SERVICES["web"]["command"], re.search(r"^CMD (.+)$", DOCKERFILE, re.MULTILINE).group(1)]
+    for command in commands:
+        assert "--config" not in command and "-c " not in command, command
+        assert "--worker-class" not in command and "-k " not in command, command
+    assert "WORKDIR /app" in DOCKERFILE

@@ -3,13 +3,14 @@
 import io
 import logging
 import re
+import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from apps.core.redis import broker_redis
-from apps.lanes.gate import LaneRef
+from apps.lanes.gate import LaneRef, run_blocks_key
 from apps.lanes.limits import limit_group
 from apps.runs.models import Block, PausedCause, RunStatus
 from apps.runs.progress import follow_run, summary
@@ -63,6 +64,15 @@ def test_the_progress_bar_shows_why_a_paused_run_is_not_moving(run):
     out = io.StringIO()
     follow_run(run.pk, out=out)
     assert "paused: The run's budget is spent; budget of $1 spent" in out.getvalue()
+
+
+def test_the_progress_bar_shows_the_runs_calls_in_flight_and_its_lane(run, monkeypatch):
+    """The same snapshot as the live progress stream (apps/runs/live.py)."""
+    broker_redis().zadd(run_blocks_key(run.pk), {"b0": (time.time() + 60) * 1000})
+    monkeypatch.setattr("apps.runs.progress.time.sleep", interrupt)
+    out = io.StringIO()
+    follow_run(run.pk, out=out)
+    assert "running, 0 failed, $0.00 | 1 in flight | lane 0" in out.getvalue()
 
 
 # --- following ---------------------------------------------------------------------------------------
