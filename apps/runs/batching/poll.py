@@ -16,6 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.keys.services import key_secret
+from apps.metrics.recording import metrics_flush
 from apps.providers.errors import classify
 from apps.runs.batching.results import BatchItem, outcome_of, parse_custom_id
 from apps.runs.batching.submit import batch_client
@@ -51,6 +52,7 @@ def _record_chunk(batch: MessageBatch, run: Run, lines: list[Any], secret: str) 
     if outcomes:
         outcomes_record(run_id=run.pk, outcomes=outcomes, worker=f"batch:{batch.provider_batch_id}",
                         secrets=(secret,), key_revision=None)
+        metrics_flush()
     MessageBatch.objects.filter(pk=batch.pk).update(results_recorded=F("results_recorded") + len(outcomes))
     return len(outcomes)
 

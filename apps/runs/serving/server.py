@@ -35,6 +35,7 @@ from apps.core.redis import async_broker_redis
 from apps.failures.models import EventCode
 from apps.failures.services import diagnostic_log
 from apps.lanes.gate import LaneGate, Need
+from apps.metrics.recording import metrics_flush
 from apps.runs.dispatch import serve_dispatch_rollback_unsafe, server_register
 from apps.runs.services.claiming import Claim, ClaimedBlock, blocks_claim, blocks_release, lease_seconds
 from apps.runs.services.outcomes import Outcome, RecordReport, outcomes_record, run_count_packs
@@ -197,6 +198,8 @@ def _hop(work: HopWork, worker: str) -> HopResult:
     if work.recover:
         leases_expire()
         runs_finalize_stragglers()
+    # What this hop's writes and the calls since the last hop counted: one pipelined Redis write.
+    metrics_flush()
     return result
 
 
