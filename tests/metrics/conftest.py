@@ -69,3 +69,13 @@ def mock() -> Iterator[MockHandle]:
 @pytest.fixture
 def mock_key(owner, mock: MockHandle):
     return make_key(owner, base_url=mock.base_url)
+
+
+# The end-to-end fixtures (real Celery workers and beat, the mock provider in its own process).
+from tests.e2e.conftest import (  # noqa: E402, F401
+    broker,
+    e2e_key,
+    mock_process,
+    pytest_runtest_makereport,
+    stack,
+)
