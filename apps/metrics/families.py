@@ -1,6 +1,7 @@
 """The names, labels and buckets of what the workers count, and the bounded vocabularies their label
 values are mapped into. One place, read by recording.py (the workers) and collector.py (the scrape)."""
 
+import functools
 import re
 
 from apps.providers.catalog import get_model
@@ -76,6 +77,7 @@ def http_status_label(status: int | None) -> str:
     return str(status) if 100 <= status <= 599 else OTHER
 
 
+@functools.lru_cache(maxsize=256)
 def model_label(model: str | None) -> str:
     """Models of the catalog only: a provider that answers with a dated variant (or anything else)
     does not mint a new label value."""

@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, ParamSpec
 
@@ -32,8 +32,10 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 
 
-def field_name(family: str, labels: Iterable[str]) -> str:
-    """The hash field of one series: the family and its label values, in the family's label order."""
+@functools.lru_cache(maxsize=4096)
+def field_name(family: str, labels: tuple[str, ...]) -> str:
+    """The hash field of one series: the family and its label values, in the family's label order.
+    Cached: the label sets are bounded, and the hot path asks for the same few again and again."""
     return json.dumps([family, list(labels)], separators=(",", ":"))
 
 
