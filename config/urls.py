@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from apps.metrics.views import metrics
+
 # The operator's lists are wide (runs, blocks, failures): the app list stays on the index page instead of
 # taking a third of a 1,400 px screen beside every list.
 admin.site.enable_nav_sidebar = False
@@ -10,6 +12,8 @@ urlpatterns = [
     # Probes at the top level, outside the API (no authentication, no throttle; apps/health/).
     path("", include("apps.health.urls")),
     path("admin/", admin.site.urls),
+    # Prometheus scrapes here, with METRICS_TOKEN as a bearer token (apps/metrics/views.py).
+    path("metrics", metrics, name="metrics"),
     path("api/v1/", include("apps.accounts.urls")),
     path("api/v1/", include("apps.keys.urls")),
     path("api/v1/", include("apps.runs.urls")),

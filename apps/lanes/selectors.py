@@ -116,3 +116,19 @@ def run_blocks_in_flight(*, run_id: Any) -> int | None:
         return broker_redis().zcount(run_blocks_key(run_id), time.time() * 1000, "+inf")
     except redis.RedisError:
         return None
+
+
+def lanes_of_keys(*, keys: list[Any]) -> list[tuple[int, LaneState]]:
+    """Every lane the workers have used, of these keys, as (key id, state): one SCAN for them all
+    (metrics read every key's lanes on each scrape). Raises redis.RedisError when Redis cannot say."""
+    client = broker_redis()
+    by_id = {key.pk: key for key in keys}
+    prefix = "conveyor:lane:"
+    lanes = set()
+    for raw in client.scan_iter(match=prefix + "*", count=500):
+        name = raw.decode()[len(prefix):]
+        key_id, _, group = name.partition(":")
+        if group and ":" not in group and key_id.isdigit() and int(key_id) in by_id:
+            lanes.add((int(key_id), group))
+    return [(key_id, _state(client, LaneRef(key_id, group), limits_for(by_id[key_id], group)))
+            for key_id, group in sorted(lanes)]

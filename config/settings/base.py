@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "apps.failures",
     "apps.health",
     "apps.webhooks",
+    "apps.metrics",
 ]
 
 MIDDLEWARE = [
@@ -124,6 +125,10 @@ AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
 # 429 for the rest of it, whatever token it sends (config/api/authentication.py).
 API_TOKEN_FAILURE_LIMIT = env.int("API_TOKEN_FAILURE_LIMIT", default=20)
 API_TOKEN_FAILURE_WINDOW_SECONDS = env.int("API_TOKEN_FAILURE_WINDOW_SECONDS", default=600)
+# Prometheus scrapes GET /metrics with `Authorization: Bearer <METRICS_TOKEN>`. Unset: /metrics answers
+# 404 (never public by omission). Use a long random value, e.g.
+# `python -c "import secrets; print(secrets.token_urlsafe(32))"`.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # API tokens (django-rest-knox): stored hashed, expiring. `Authorization: Token <token>`.
 REST_KNOX = {
     "TOKEN_TTL": timedelta(days=env.int("API_TOKEN_TTL_DAYS", default=7)),

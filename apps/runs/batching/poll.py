@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from apps.core.logcontext import log_context
 from apps.keys.services import key_secret
+from apps.metrics.recording import metrics_flush
 from apps.providers.errors import classify
 from apps.runs.batching.results import BatchItem, outcome_of, parse_custom_id
 from apps.runs.batching.submit import batch_client
@@ -60,6 +61,7 @@ def _record_chunk(batch: MessageBatch, run: Run, lines: list[Any], secret: str) 
             outcomes_write_failed(run_id=run.pk, outcomes=outcomes, error=exc, function_name=FUNCTION_NAME,
                                   tries=1, gave_up=False)
             raise
+        metrics_flush()
     MessageBatch.objects.filter(pk=batch.pk).update(results_recorded=F("results_recorded") + len(outcomes))
     return len(outcomes)
 

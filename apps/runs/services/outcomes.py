@@ -25,6 +25,7 @@ from apps.core.logcontext import log_context
 from apps.failures.models import EventCode, LogLevel, PipelineFailure
 from apps.failures.services import diagnostic_log, event_code_for, failure_record
 from apps.keys.services import key_mark_invalid
+from apps.metrics.recording import record_block_finished, record_call, record_usage
 from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.usage import TokenUsage
 from apps.runs.dispatch import run_dispatch_on_commit
@@ -416,6 +417,7 @@ def outcomes_record(*, run_id: Any, outcomes: list[Outcome], worker: str = "",
         with transaction.atomic():
             for step in STEPS:
                 step(rec)
+        count_in_metrics(rec)
         apply_key_effects(rec, key_revision=key_revision)
     return rec.report
 
@@ -438,6 +440,26 @@ def outcomes_write_failed(*, run_id: Any, outcomes: list[Outcome], error: BaseEx
                   "correlation_ids": sorted({o.correlation_id for o in outcomes if o.correlation_id})[:100]},
         run_id=run_id, exc_info=error,
     )
+
+
+# Batch results that are no answer from the model (the request was never run): not a provider call.
+UNANSWERED_BATCH_CODES = ("batch_expired", "batch_canceled")
+
+
+def count_in_metrics(rec: Recording) -> None:
+    """After the commit (a rolled-back batch is written again, and must not count twice): tokens and
+    cost of every call on the invoice, the blocks this batch finished, and the batch's requests as
+    calls (live calls are counted where they end, in apps.runs.serving.calls). In memory only: the
+    caller's flush sends them to Redis (apps.metrics.recording)."""
+    model = rec.run.model
+    for outcome in rec.outcomes:
+        record_usage(model=model, usage=outcome.usage, cost=outcome.cost_usd)
+        failure = outcome.failure
+        if outcome.batch_id is not None and not (failure and failure.code in UNANSWERED_BATCH_CODES):
+            record_call(model=model, failure=failure, latency_seconds=None)
+    for entry in rec.written:
+        if entry.decision.status in BLOCK_COUNTER:
+            record_block_finished(status=entry.decision.status, error_code=entry.decision.error_code)
 
 
 def apply_key_effects(rec: Recording, *, key_revision: int | None) -> None:

@@ -1,6 +1,7 @@
 """The pump's recovery work: blocks whose worker vanished, runs that should have ended, and runs with
 due work and no worker on them. A stuck-work monitor, never the normal completion path."""
 
+import functools
 import logging
 from datetime import datetime
 from decimal import Decimal
@@ -12,6 +13,7 @@ from django.utils import timezone
 
 from apps.failures.models import EventCode
 from apps.failures.services import failure_record
+from apps.metrics.recording import metrics_flush, record_block_finished
 from apps.runs.dispatch import serve_dispatch_rollback_unsafe
 from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, Run, RunMode
 from apps.runs.services.claiming import lock_run
@@ -77,6 +79,11 @@ def _expire_run_leases(run_id: Any, now: datetime) -> int:
                          "worker": block.claimed_by},
                 event_code=EventCode.DOWNSTREAM_CALL_FAILED,
             )
+    for status, n in ended.items():
+        if n:
+            code = "lease_expired" if status == BlockStatus.FAILED else ""
+            transaction.on_commit(functools.partial(record_block_finished, status=status,
+                                                    error_code=code, n=n))
     counters = {BLOCK_COUNTER[status]: F(BLOCK_COUNTER[status]) + n for status, n in ended.items() if n}
     if released:
         counters["reserved_usd"] = F("reserved_usd") - released
@@ -114,6 +121,7 @@ def pump() -> dict[str, int]:
     expired = leases_expire()
     ended = runs_finalize_stragglers()
     dispatched = int(any_run_has_due_work() and serve_dispatch_rollback_unsafe(reason="pump"))
+    metrics_flush()  # the blocks that expired leases ended
     if expired or ended or dispatched:
         logger.info("pump: %d expired lease(s), %d run(s) ended, %d serving loop(s) woken",
                     expired, ended, dispatched)

@@ -16,6 +16,7 @@ from django.conf import settings
 from apps.core.logcontext import correlation_id, log_context
 from apps.keys.redaction import redact
 from apps.lanes.gate import Grant, LaneGate, Need, Settle
+from apps.metrics.recording import record_call, record_pack, record_split
 from apps.providers.client import CallResult, call_messages, make_async_client
 from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.prompts import BlockInput, build_params, parse_packed_reply, request_sha256
@@ -133,6 +134,7 @@ class PackCaller:
         """The pack's call under the lane grant it already holds; never raises."""
         if len(blocks) > 1:
             self.pack_metrics[ctx.run_id]["initial_pack_count"] += 1
+            record_pack(model=ctx.spec.model)
         try:
             with log_context(run_id=ctx.run_id, key_id=ctx.key_id, secrets=(ctx.api_key,)):
                 return await self._call(ctx, blocks, token, grant, need, carried=TokenUsage())
@@ -186,7 +188,9 @@ class PackCaller:
             if result is not None:  # the reply came back but does not map onto the pack
                 failure.usage, failure.request_id = result.usage, result.request_id
                 failure.rate_limits = result.rate_limits
-        await self._settle(ctx, grant, need, result, failure, started)
+        latency = (datetime.now(UTC) - started).total_seconds()
+        record_call(model=spec.model, failure=failure, latency_seconds=latency)
+        await self._settle(ctx, grant, need, result, failure, latency)
         if failure is not None:
             spent = failure.usage
             if failure.kind == FailureKind.OUTPUT_PROBLEM and len(blocks) > 1:
@@ -222,7 +226,7 @@ class PackCaller:
                                [len(outputs[b.uid]) + 1 for b in blocks])
 
     async def _settle(self, ctx: RunContext, grant: Grant, need: Need, result: CallResult | None,
-                      failure: ProviderFailure | None, started: datetime) -> None:
+                      failure: ProviderFailure | None, latency: float) -> None:
         usage = result.usage if result is not None else (failure.usage if failure else TokenUsage())
         rate_limits = result.rate_limits if result is not None else (
             failure.rate_limits if failure is not None else None)
@@ -233,7 +237,7 @@ class PackCaller:
                 used_input_tokens=usage.rate_limited_input, used_output_tokens=usage.output_tokens,
                 outcome=kind, retry_after=throttle_seconds(failure) if kind == Settle.THROTTLED else 0.0,
                 headers=rate_limits,
-                latency_seconds=(datetime.now(UTC) - started).total_seconds(),
+                latency_seconds=latency,
             )
         except Exception:  # Redis down: the entry expires with the lease; the work is in PostgreSQL
             logger.warning("could not settle lane %s", ctx.lane.name, exc_info=True)
@@ -242,6 +246,7 @@ class PackCaller:
                      ) -> list[Outcome]:
         self.splits += 1
         self.pack_metrics[ctx.run_id]["split_events"] += 1
+        record_split(model=ctx.spec.model)
         half = len(blocks) // 2
         first, second = spent.split(2)
         parts = await asyncio.gather(

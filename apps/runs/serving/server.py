@@ -34,6 +34,7 @@ from django.db import close_old_connections
 from apps.core.logcontext import log_context
 from apps.core.redis import async_broker_redis
 from apps.lanes.gate import LaneGate, Need
+from apps.metrics.recording import metrics_flush
 from apps.runs.dispatch import serve_dispatch_rollback_unsafe, server_register
 from apps.runs.services.claiming import Claim, ClaimedBlock, blocks_claim, blocks_release, lease_seconds
 from apps.runs.services.outcomes import (
@@ -216,6 +217,8 @@ def _hop(work: HopWork, worker: str) -> HopResult:
             runs_finalize_stragglers()
         except Exception:  # the pump recovers too
             logger.exception("serving loop recovery failed")
+    # What this hop's writes and the calls since the last hop counted: one pipelined Redis write.
+    metrics_flush()
     return result
 
 

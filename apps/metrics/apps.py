@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class MetricsConfig(AppConfig):
+    """Metrics: `GET /metrics` for Prometheus. Gauges are read from PostgreSQL and Redis at scrape
+    time; counters are added up by the workers in Redis (recording.py), so every host's work shows on
+    whichever web process is scraped."""
+
+    name = "apps.metrics"
+    label = "metrics"
+    default_auto_field = "django.db.models.BigAutoField"
