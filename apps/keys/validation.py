@@ -61,25 +61,7 @@ def validate_base_url(base_url: str, *, provider: str = Provider.ANTHROPIC) -> s
     url = (base_url or "").strip()
     if not url:
         return ""
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
-        raise BaseUrlError("characters", "base_url must not contain spaces or control characters.")
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises ValueError for a port that is not a number in range
-    except ValueError as exc:
-        raise BaseUrlError("syntax", f"base_url is not a valid URL ({exc}).") from None
-    if parts.scheme not in ("https", "http"):
-        raise BaseUrlError("https", f"base_url must use https, not {parts.scheme or 'no scheme'!r}.")
-    host = (parts.hostname or "").rstrip(".").lower()
-    if not host:
-        raise BaseUrlError("host", "base_url must include a host name.")
-    allowlisted = is_allowlisted(host)
-    if parts.scheme == "http" and not allowlisted:
-        raise BaseUrlError(
-            "https", "base_url must use https (http is allowed only for hosts in PROVIDER_HOST_ALLOWLIST)."
-        )
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise BaseUrlError("credentials", "base_url must not contain credentials (user:password@).")
+    parts, host, port, allowlisted = outbound_url_parts(url, field="base_url")
     # Checked on the raw text: urlsplit reports an empty query for a bare "?".
     if "?" in url:
         raise BaseUrlError("query", "base_url must not contain a query string ('?...').")
@@ -88,6 +70,32 @@ def validate_base_url(base_url: str, *, provider: str = Provider.ANTHROPIC) -> s
     if not allowlisted:
         public_addresses(host, port or (443 if parts.scheme == "https" else 80))
     return _normalise(parts)
+
+
+def outbound_url_parts(url: str, *, field: str, error: type[BaseUrlError] = BaseUrlError,
+                       ) -> tuple[SplitResult, str, int | None, bool]:
+    """The rules every URL our servers send to obeys (a key's base_url, a run's webhook_url): no
+    spaces or control characters, a valid URL, https (http only for allowlisted hosts), a host, no
+    credentials. Returns (parts, host, port, allowlisted); raises `error` naming `field` and the rule."""
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        raise error("characters", f"{field} must not contain spaces or control characters.")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise error("syntax", f"{field} is not a valid URL ({exc}).") from None
+    if parts.scheme not in ("https", "http"):
+        raise error("https", f"{field} must use https, not {parts.scheme or 'no scheme'!r}.")
+    host = (parts.hostname or "").rstrip(".").lower()
+    if not host:
+        raise error("host", f"{field} must include a host name.")
+    allowlisted = is_allowlisted(host)
+    if parts.scheme == "http" and not allowlisted:
+        raise error("https", f"{field} must use https (http is allowed only for hosts in "
+                             "PROVIDER_HOST_ALLOWLIST).")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise error("credentials", f"{field} must not contain credentials (user:password@).")
+    return parts, host, port, allowlisted
 
 
 def _rules(provider: str) -> ProviderRules:

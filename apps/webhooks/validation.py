@@ -11,7 +11,7 @@ address with the same rules and connects only to a checked one (no DNS rebinding
 
 from urllib.parse import urlsplit
 
-from apps.keys.validation import BaseUrlError, is_allowlisted, public_addresses
+from apps.keys.validation import BaseUrlError, outbound_url_parts, public_addresses
 
 MAX_URL_LENGTH = 2000
 FIELD = "webhook_url"
@@ -33,24 +33,7 @@ def validate_webhook_url(url: str, *, resolve: bool = True) -> str:
         raise _error("empty", "webhook_url must not be empty.")
     if len(url) > MAX_URL_LENGTH:
         raise _error("length", f"webhook_url must be at most {MAX_URL_LENGTH} characters.")
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
-        raise _error("characters", "webhook_url must not contain spaces or control characters.")
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises ValueError for a port that is not a number in range
-    except ValueError as exc:
-        raise _error("syntax", f"webhook_url is not a valid URL ({exc}).") from None
-    if parts.scheme not in ("https", "http"):
-        raise _error("https", f"webhook_url must use https, not {parts.scheme or 'no scheme'!r}.")
-    host = (parts.hostname or "").rstrip(".").lower()
-    if not host:
-        raise _error("host", "webhook_url must include a host name.")
-    allowlisted = is_allowlisted(host)
-    if parts.scheme == "http" and not allowlisted:
-        raise _error("https", "webhook_url must use https (http is allowed only for hosts in "
-                              "PROVIDER_HOST_ALLOWLIST).")
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise _error("credentials", "webhook_url must not contain credentials (user:password@).")
+    parts, host, port, allowlisted = outbound_url_parts(url, field=FIELD, error=WebhookUrlError)
     if "#" in url:
         raise _error("fragment", "webhook_url must not contain a fragment ('#...').")
     if resolve and not allowlisted:
