@@ -143,3 +143,14 @@ def test_a_batch_refused_as_a_whole_pauses_the_run_instead_of_being_resubmitted(
     assert run.blocks.filter(status="pending").count() == 5  # unharmed, waiting for a person
     batches_submit()
     assert mock.stats()["by_path"].get("/v1/messages/batches", 0) == 1  # not sent again
+
+
+def test_a_key_the_provider_rejects_at_batch_submission_is_marked_invalid_and_its_run_paused(owner, mock):
+    from tests.factories import make_key
+
+    key = make_key(owner, base_url=mock.base_url, secret="sk-ant-revoked-0000", label="revoked")
+    run = settle_batches(batch_run(owner, key, ["essay"]))
+    assert (run.status, run.paused_cause) == ("paused", "key_rejected")
+    key.refresh_from_db()
+    assert key.is_valid is False and "authentication_error" in key.validation_error
+    assert run.blocks.get().status == "pending"

@@ -20,7 +20,7 @@ from django.utils import timezone
 from apps.core.logcontext import log_context
 from apps.failures.models import LogLevel
 from apps.failures.services import diagnostic_log
-from apps.keys.services import key_secret
+from apps.keys.services import key_mark_invalid, key_secret
 from apps.keys.validation import effective_base_url
 from apps.providers.client import make_client
 from apps.providers.errors import FailureKind, classify
@@ -106,6 +106,11 @@ def batch_submit_for_run(*, run_id: Any) -> MessageBatch | None:
                                                         error=str(failure)[:2000])
         blocks_release(run_id=run_id, token=claim.lease_token)
         if failure.kind in KEY_PAUSE_CAUSES:
+            if failure.kind == FailureKind.KEY_INVALID:
+                # As for a live call: the key is marked invalid (unless it changed since it was read),
+                # so that validating it again, once fixed, resumes the runs it paused.
+                key_mark_invalid(key_id=run.key_id, error=f"{failure.code}: {failure.message}",
+                                 revision=run.key.revision)
             paused = runs_pause_for_key(key_id=run.key_id, cause=KEY_PAUSE_CAUSES[failure.kind],
                                         reason=f"provider refused the key: {failure}")
             diagnostic_log(
