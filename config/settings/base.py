@@ -4,6 +4,7 @@ Defaults make a local run work with zero configuration: SQLite beside the projec
 and development-only encryption keys (which production refuses, see production.py).
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,7 +21,9 @@ env = environ.Env()
 if env.bool("DJANGO_READ_DOT_ENV_FILE", default=False):
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-SECRET_KEY = env.str("SECRET_KEY", default="django-insecure-local-development-only")
+# Read verbatim: django-environ takes a value starting with "$" for a reference to another variable,
+# and a generated key may start with "$" (it then silently became the development default).
+SECRET_KEY = os.environ.get("SECRET_KEY") or "django-insecure-local-development-only"
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 

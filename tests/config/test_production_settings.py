@@ -129,3 +129,12 @@ def test_what_serves_traffic_defaults_to_production_settings(module):
                             "KEY_ENCRYPTION_KEYS": GOOD_FERNET_KEY, "DJANGO_READ_DOT_ENV_FILE": "false"},
                             capture_output=True, text=True, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "config.settings.production", result.stderr
+
+
+def test_a_secret_key_starting_with_a_dollar_sign_is_taken_as_it_is(tmp_path):
+    """get_random_secret_key() can start with "$", which django-environ would read as a reference."""
+    key = "$" + GOOD_SECRET_KEY[1:]
+    result = production(["shell", "-c", "from django.conf import settings; print(len(settings.SECRET_KEY))"],
+                        tmp_path, SECRET_KEY=key)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(len(key))

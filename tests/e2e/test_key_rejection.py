@@ -21,9 +21,10 @@ def test_a_401_mid_run_pauses_the_run_and_the_fixed_key_resumes_it_to_completion
              what="some progress", stack=stack)
 
     mock_process.configure(api_keys=[NEW_SECRET])  # the provider revokes the old secret
-    wait_for(lambda: run_status(run) == "paused", timeout=30, what="the run to pause", stack=stack)
-    e2e_key.refresh_from_db()
-    assert e2e_key.is_valid is False
+    # The run pauses in its result transaction; the key is marked invalid just after it commits
+    # (key rows are locked after run rows, never inside them).
+    wait_for(lambda: run_status(run) == "paused" and key_is_invalid(e2e_key), timeout=30,
+             what="the run to pause and its key to be marked invalid", stack=stack)
     assert "authentication_error" in run.paused_reason
     assert SECRET not in run.paused_reason + e2e_key.validation_error
 
@@ -35,3 +36,8 @@ def test_a_401_mid_run_pauses_the_run_and_the_fixed_key_resumes_it_to_completion
     assert e2e_key.is_valid is True
     assert (run.completed_blocks, run.failed_blocks) == (200, 0)
     assert Attempt.objects.filter(run=run, outcome="key_rejected").exists()
+
+
+def key_is_invalid(key) -> bool:
+    key.refresh_from_db()
+    return key.is_valid is False
