@@ -2,10 +2,12 @@
 
 A lane is one provider key and one model's rate-limit group. Its state lives in Redis, so every
 worker process on every host shares it, and each operation is one atomic Lua script (lane.lua):
-- `try_acquire` before a call: the call starts only if the lane is open, its concurrency window has
-  room, the run is under its parallelism, and the request, its input tokens (estimated from the
-  request) and its output tokens (`max_tokens`, as the API reserves them) fit the buckets;
-- `settle` after it: the reservation is reconciled with the real usage (cache reads do not count
+- `try_acquire_many` before calls (`try_acquire` for one): a call starts only if the lane is open,
+  its concurrency window has room, the run is under its parallelism, and the request, its input
+  tokens (estimated from the request) and its output tokens (`max_tokens`, as the API reserves
+  them) fit the buckets;
+- `settle_many` after them (`settle` for one; `Settlements` gathers a serving loop's ended calls
+  between its turns): each reservation is reconciled with the real usage (cache reads do not count
   toward input tokens), the limits and remaining counts of the response's anthropic-ratelimit-*
   headers are learned, a 429 holds the lane until its Retry-After, and the window grows or is cut;
 - `cancel` when a granted call never went out.
@@ -14,7 +16,9 @@ cautiously, and in-flight entries expire on their own if a worker dies.
 """
 
 import enum
+import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,8 @@ from django.conf import settings
 
 from apps.lanes.limits import Limits
 from apps.providers.headers import RateLimitHeaders
+
+logger = logging.getLogger(__name__)
 
 SCRIPT = (Path(__file__).with_name("lane.lua")).read_text()
 
@@ -93,6 +99,25 @@ def _header_args(headers: RateLimitHeaders | None) -> list[int]:
             headers.input_tokens.remaining, headers.output_tokens.limit, headers.output_tokens.remaining]
 
 
+@dataclass(frozen=True)
+class Ended:
+    """One call's end, as `settle` reconciles it: what it reserved, what it used, how it ended."""
+
+    grant: Grant
+    need: Need
+    used_input_tokens: int
+    used_output_tokens: int
+    outcome: Settle
+    retry_after: float = 0.0
+    headers: RateLimitHeaders | None = None
+    latency_seconds: float = 0.0
+
+    def args(self) -> list[Any]:
+        return [self.grant.call_id, self.need.blocks, self.need.input_tokens, self.need.output_tokens,
+                self.used_input_tokens, self.used_output_tokens, self.outcome.value,
+                _ms(self.retry_after), *_header_args(self.headers), _ms(self.latency_seconds)]
+
+
 class LaneGate:
     """One per worker process, over an asyncio Redis client; `now_ms` is the shared clock (Redis
     TIME would cost a round trip; the hosts' clocks are assumed in step, as the leases assume)."""
@@ -101,33 +126,57 @@ class LaneGate:
         self.redis = redis_client
         self.script = redis_client.register_script(SCRIPT)
 
-    async def try_acquire(self, lane: LaneRef, *, run_id: Any, need: Need, parallelism: int,
-                          limits: Limits, now: float, lease_seconds: float) -> Grant:
+    async def try_acquire_many(self, lane: LaneRef, *, run_id: Any, needs: Sequence[Need],
+                               parallelism: int, limits: Limits, now: float, lease_seconds: float
+                               ) -> list[Grant]:
+        """Grants for the leading calls that may start now, in order; if one may not, its refusal
+        ends the list (how long to wait and why), and the calls after it were not asked for."""
         conf = _conf()
-        call_id = uuid.uuid4().hex
+        call_ids = [uuid.uuid4().hex for _ in needs]
+        per_call: list[Any] = []
+        for call_id, need in zip(call_ids, needs, strict=True):
+            per_call += [call_id, need.blocks, need.input_tokens, need.output_tokens]
         granted, wait_ms, reason = await self.script(
             keys=[lane.hash_key, lane.calls_key, run_blocks_key(run_id)],
-            args=["acquire", _ms(now), call_id, _ms(now + lease_seconds), need.blocks, parallelism,
-                  need.input_tokens, need.output_tokens, *_limit_args(limits),
-                  conf["LANE_RATE_SAFETY"], conf["LANE_INITIAL_WINDOW"], conf["LANE_WINDOW_AFTER_HEADERS"]],
+            args=["acquire", _ms(now), _ms(now + lease_seconds), parallelism, *_limit_args(limits),
+                  conf["LANE_RATE_SAFETY"], conf["LANE_INITIAL_WINDOW"], conf["LANE_WINDOW_AFTER_HEADERS"],
+                  len(needs), *per_call],
         )
         reason = reason.decode() if isinstance(reason, bytes) else reason
-        return Grant(bool(granted), call_id, float(wait_ms) / 1000, reason)
+        grants = [Grant(True, call_id) for call_id in call_ids[:int(granted)]]
+        if int(granted) < len(needs):
+            grants.append(Grant(False, call_ids[int(granted)], float(wait_ms) / 1000, reason))
+        return grants
+
+    async def try_acquire(self, lane: LaneRef, *, run_id: Any, need: Need, parallelism: int,
+                          limits: Limits, now: float, lease_seconds: float) -> Grant:
+        grants = await self.try_acquire_many(lane, run_id=run_id, needs=[need], parallelism=parallelism,
+                                             limits=limits, now=now, lease_seconds=lease_seconds)
+        return grants[0]
+
+    async def settle_many(self, lane: LaneRef, *, run_id: Any, limits: Limits, now: float,
+                          ended: Sequence[Ended]) -> None:
+        if not ended:
+            return
+        conf = _conf()
+        per_call: list[Any] = []
+        for end in ended:
+            per_call += end.args()
+        await self.script(
+            keys=[lane.hash_key, lane.calls_key, run_blocks_key(run_id)],
+            args=["settle", _ms(now), *_limit_args(limits), conf["LANE_RATE_SAFETY"],
+                  conf["LANE_INITIAL_WINDOW"], conf["LANE_MIN_WINDOW"], conf["LANE_OVERLOAD_CUT"],
+                  _ms(conf["LANE_OVERLOAD_PAUSE_MAX_SECONDS"]), conf["LANE_WINDOW_AFTER_HEADERS"],
+                  len(ended), *per_call],
+        )
 
     async def settle(self, lane: LaneRef, grant: Grant, *, run_id: Any, need: Need, limits: Limits,
                      now: float, used_input_tokens: int, used_output_tokens: int, outcome: Settle,
                      retry_after: float = 0.0, headers: RateLimitHeaders | None = None,
                      latency_seconds: float = 0.0) -> None:
-        conf = _conf()
-        await self.script(
-            keys=[lane.hash_key, lane.calls_key, run_blocks_key(run_id)],
-            args=["settle", _ms(now), grant.call_id, need.blocks, need.input_tokens, need.output_tokens,
-                  used_input_tokens, used_output_tokens, outcome.value, _ms(retry_after),
-                  *_header_args(headers), *_limit_args(limits), conf["LANE_RATE_SAFETY"],
-                  conf["LANE_INITIAL_WINDOW"], conf["LANE_MIN_WINDOW"], conf["LANE_OVERLOAD_CUT"],
-                  _ms(latency_seconds), _ms(conf["LANE_OVERLOAD_PAUSE_MAX_SECONDS"]),
-                  conf["LANE_WINDOW_AFTER_HEADERS"]],
-        )
+        await self.settle_many(lane, run_id=run_id, limits=limits, now=now, ended=[Ended(
+            grant, need, used_input_tokens, used_output_tokens, outcome, retry_after, headers,
+            latency_seconds)])
 
     async def cancel(self, lane: LaneRef, grant: Grant, *, run_id: Any, need: Need, limits: Limits,
                      now: float) -> None:
@@ -136,3 +185,29 @@ class LaneGate:
             args=["cancel", _ms(now), grant.call_id, need.blocks, need.input_tokens, need.output_tokens,
                   *_limit_args(limits), _conf()["LANE_RATE_SAFETY"]],
         )
+
+
+class Settlements:
+    """The ends of calls gathered between two turns of a serving loop and settled together: one
+    script call per lane and run, made before the loop starts its next calls (so what they gave back
+    is there to take, and a 429 holds the lane before anything else is sent)."""
+
+    def __init__(self, gate: LaneGate) -> None:
+        self.gate = gate
+        self.pending: dict[tuple[LaneRef, Any], tuple[Limits, list[Ended]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.pending)
+
+    def add(self, lane: LaneRef, *, run_id: Any, limits: Limits, ended: Ended) -> None:
+        entry = self.pending.setdefault((lane, run_id), (limits, []))
+        entry[1].append(ended)
+
+    async def flush(self, now: float) -> None:
+        pending, self.pending = self.pending, {}
+        for (lane, run_id), (limits, ended) in pending.items():
+            try:
+                await self.gate.settle_many(lane, run_id=run_id, limits=limits, now=now, ended=ended)
+            except Exception:  # Redis down: the entries expire with their leases; work is in PostgreSQL
+                logger.warning("could not settle %d call(s) on lane %s", len(ended), lane.name,
+                               exc_info=True)

@@ -1,13 +1,16 @@
 -- One lane's capacity, shared by every worker process: a provider key and a model's rate-limit
 -- group. Atomic, so two workers on two hosts never take the same token. Entry points by ARGV[1]:
 --
--- acquire: may a call start now? It must find the lane open (not throttled by a 429's Retry-After,
+-- Both take a batch, so a serving loop refilling many slots, or settling every call that ended since
+-- its last turn, pays one round trip for all of them.
+--
+-- acquire: may these calls start now (in order)? Each must find the lane open (not throttled by a 429's Retry-After,
 --   not stopped for persistent overload), room in the lane's concurrency window (AIMD), room under
 --   the run's parallelism, and its reservation in every limited bucket (requests, input tokens,
 --   output tokens per minute; token buckets refilled continuously at limit/60 per second, as the API
 --   describes its own limiter). Granted: the reservation is taken and the call is registered in
---   flight. Refused: how long to wait and why.
--- settle: a call ended. Its reservation is reconciled with the real usage, the limits and remaining
+--   flight. The first call refused stops the batch: how long to wait and why.
+-- settle: calls ended. Each one's reservation is reconciled with the real usage, the limits and remaining
 --   counts the provider sent in its anthropic-ratelimit-* headers are learned, and the window grows
 --   (success) or is cut (overload, only when overload is dense: sparse 529s just back off the call).
 --
@@ -69,15 +72,18 @@ local function refill(h, lim, now, safety)
   h.t = now
 end
 
+-- acquire: ARGV[3] expiry ms, [4] the run's parallelism, [5..8] configured limits (r, i, o,
+-- explicit), [9] safety, [10] initial window, [11] window once limits are known, [12] n, then per call
+-- (in the order they would start) its id, blocks, input tokens, output tokens. Grants the leading
+-- calls that fit, stops at the first that does not: {granted, wait ms, why it stopped}.
 local function acquire(now)
-  local call, expiry = ARGV[3], tonumber(ARGV[4])
-  local nblocks, parallelism = tonumber(ARGV[5]), tonumber(ARGV[6])
-  local need = {r = 1, i = tonumber(ARGV[7]), o = tonumber(ARGV[8])}
-  local cfg = {r = tonumber(ARGV[9]), i = tonumber(ARGV[10]), o = tonumber(ARGV[11]),
-               explicit = ARGV[12] == '1'}
-  local safety, initial_window = tonumber(ARGV[13]), tonumber(ARGV[14])
+  local expiry, parallelism = tonumber(ARGV[3]), tonumber(ARGV[4])
+  local cfg = {r = tonumber(ARGV[5]), i = tonumber(ARGV[6]), o = tonumber(ARGV[7]),
+               explicit = ARGV[8] == '1'}
+  local safety, initial_window = tonumber(ARGV[9]), tonumber(ARGV[10])
   -- Limits known from the key itself: the buckets pace from the first call, no cautious start.
-  if cfg.r > 0 or cfg.i > 0 or cfg.o > 0 then initial_window = tonumber(ARGV[15]) end
+  if cfg.r > 0 or cfg.i > 0 or cfg.o > 0 then initial_window = tonumber(ARGV[11]) end
+  local n = tonumber(ARGV[12])
   local h = load(KEYS[1])
   local throttled = num(h.until_throttled, 0)
   if throttled > now then return {0, throttled - now, 'throttled'} end
@@ -85,68 +91,70 @@ local function acquire(now)
   if paused > now then return {0, paused - now, 'overloaded'} end
   local cwnd = num(h.cwnd, initial_window)
   local calls = redis.call('ZCARD', KEYS[2])
-  if calls >= math.floor(cwnd) then return {0, 0, 'window'} end
   local blocks = redis.call('ZCARD', KEYS[3])
-  -- A pack bigger than the run's parallelism still goes, alone.
-  if blocks > 0 and blocks + nblocks > parallelism then return {0, 0, 'parallelism'} end
   local lim = limits(h, cfg)
   refill(h, lim, now, safety)
-  local wait, why = 0, ''
-  for _, d in ipairs(DIMS) do
-    local cap = lim[d]
-    if cap > 0 then
-      -- A call bigger than the whole bucket needs a full bucket, else it could never start.
-      local want = math.min(need[d], cap)
-      local lvl = h['lvl_' .. d]
-      if lvl < want then
-        local w = (want - lvl) * 60000 / (cap * safety)
-        if w > wait then wait, why = w, 'rate_' .. d end
+  local granted, wait, why = 0, 0, 'ok'
+  for k = 0, n - 1 do
+    local at = 13 + 4 * k
+    local call, nblocks = ARGV[at], tonumber(ARGV[at + 1])
+    local need = {r = 1, i = tonumber(ARGV[at + 2]), o = tonumber(ARGV[at + 3])}
+    if calls >= math.floor(cwnd) then why = 'window' break end
+    -- A pack bigger than the run's parallelism still goes, alone.
+    if blocks > 0 and blocks + nblocks > parallelism then why = 'parallelism' break end
+    for _, d in ipairs(DIMS) do
+      local cap = lim[d]
+      if cap > 0 then
+        -- A call bigger than the whole bucket needs a full bucket, else it could never start.
+        local want = math.min(need[d], cap)
+        local lvl = h['lvl_' .. d]
+        if lvl < want then
+          local w = (want - lvl) * 60000 / (cap * safety)
+          if w > wait then wait, why = w, 'rate_' .. d end
+        end
       end
     end
+    if wait > 0 then break end
+    for _, d in ipairs(DIMS) do
+      if lim[d] > 0 then h['lvl_' .. d] = h['lvl_' .. d] - need[d] end
+    end
+    h.res_i = num(h.res_i, 0) + need.i
+    h.res_o = num(h.res_o, 0) + need.o
+    calls, blocks = calls + 1, blocks + nblocks
+    -- The most calls in flight lately: the window grows only while it is what limits the lane.
+    h.peak = math.max(num(h.peak, 0), calls)
+    -- Calls started per minute, exponentially decayed over a minute (what "current rate" shows).
+    local rate_t = num(h.rate_t, now)
+    h.rate = num(h.rate, 0) * math.exp(-math.max(0, now - rate_t) / 60000) + 1
+    h.rate_t = now
+    redis.call('ZADD', KEYS[2], expiry, call)
+    for b = 0, nblocks - 1 do redis.call('ZADD', KEYS[3], expiry, call .. ':' .. b) end
+    granted = granted + 1
   end
-  if wait > 0 then
-    save(KEYS[1], h)
-    return {0, math.ceil(wait), why}
+  if granted > 0 then
+    h.cwnd = cwnd
+    redis.call('PEXPIRE', KEYS[2], 86400000)
+    redis.call('PEXPIRE', KEYS[3], 86400000)
   end
-  for _, d in ipairs(DIMS) do
-    if lim[d] > 0 then h['lvl_' .. d] = h['lvl_' .. d] - need[d] end
-  end
-  h.res_i = num(h.res_i, 0) + need.i
-  h.res_o = num(h.res_o, 0) + need.o
-  h.cwnd = cwnd
-  -- The most calls in flight lately: the window grows only while it is what limits the lane.
-  h.peak = math.max(num(h.peak, 0), calls + 1)
-  -- Calls started per minute, exponentially decayed over a minute (what "current rate" shows).
-  local rate_t = num(h.rate_t, now)
-  h.rate = num(h.rate, 0) * math.exp(-math.max(0, now - rate_t) / 60000) + 1
-  h.rate_t = now
-  save(KEYS[1], h)
-  redis.call('ZADD', KEYS[2], expiry, call)
-  for b = 0, nblocks - 1 do redis.call('ZADD', KEYS[3], expiry, call .. ':' .. b) end
-  redis.call('PEXPIRE', KEYS[2], 86400000)
-  redis.call('PEXPIRE', KEYS[3], 86400000)
-  return {1, 0, 'ok'}
+  if granted > 0 or wait > 0 then save(KEYS[1], h) end
+  return {granted, math.ceil(wait), why}
 end
 
-local function settle(now)
-  local call, nblocks = ARGV[3], tonumber(ARGV[4])
-  local reserved = {i = tonumber(ARGV[5]), o = tonumber(ARGV[6])}
-  local used = {i = tonumber(ARGV[7]), o = tonumber(ARGV[8])}
-  local outcome, retry_after = ARGV[9], tonumber(ARGV[10])
-  local hdr = {r = {tonumber(ARGV[11]), tonumber(ARGV[12])},
-               i = {tonumber(ARGV[13]), tonumber(ARGV[14])},
-               o = {tonumber(ARGV[15]), tonumber(ARGV[16])}}
-  local cfg = {r = tonumber(ARGV[17]), i = tonumber(ARGV[18]), o = tonumber(ARGV[19]),
-               explicit = ARGV[20] == '1'}
-  local safety, initial_window = tonumber(ARGV[21]), tonumber(ARGV[22])
-  local min_window, cut_threshold = tonumber(ARGV[23]), tonumber(ARGV[24])
-  local latency, pause_max = tonumber(ARGV[25]), tonumber(ARGV[26])
-  local window_after_headers = tonumber(ARGV[27])
+-- One ended call, read from ARGV[at ..]: id, blocks, reserved input and output tokens, used input
+-- and output tokens, outcome, retry-after ms, the headers' (limit, remaining) for requests, input and
+-- output tokens, latency ms.
+local function settle_one(h, cfg, now, at, c)
+  local call, nblocks = ARGV[at], tonumber(ARGV[at + 1])
+  local reserved = {i = tonumber(ARGV[at + 2]), o = tonumber(ARGV[at + 3])}
+  local used = {i = tonumber(ARGV[at + 4]), o = tonumber(ARGV[at + 5])}
+  local outcome, retry_after = ARGV[at + 6], tonumber(ARGV[at + 7])
+  local hdr = {r = {tonumber(ARGV[at + 8]), tonumber(ARGV[at + 9])},
+               i = {tonumber(ARGV[at + 10]), tonumber(ARGV[at + 11])},
+               o = {tonumber(ARGV[at + 12]), tonumber(ARGV[at + 13])}}
+  local latency = tonumber(ARGV[at + 14])
   local was_registered = redis.call('ZREM', KEYS[2], call)
   for b = 0, nblocks - 1 do redis.call('ZREM', KEYS[3], call .. ':' .. b) end
-  local h = load(KEYS[1])
   local lim = limits(h, cfg)
-  refill(h, lim, now, safety)
   if was_registered == 1 then
     h.res_i = math.max(0, num(h.res_i, 0) - reserved.i)
     h.res_o = math.max(0, num(h.res_o, 0) - reserved.o)
@@ -158,12 +166,12 @@ local function settle(now)
   -- (less what our calls still in flight have reserved, which it may not have counted yet).
   local calls = redis.call('ZCARD', KEYS[2])
   local pending = {r = calls, i = num(h.res_i, 0), o = num(h.res_o, 0)}
-  local cwnd = num(h.cwnd, initial_window)
+  local cwnd = num(h.cwnd, c.initial_window)
   if h.heard ~= '1' and (hdr.r[1] > 0 or hdr.i[1] > 0 or hdr.o[1] > 0) then
     -- The first response that tells the limits ends the cautious start: from here the buckets pace
     -- the lane, and the window only guards against overload.
     h.heard = '1'
-    cwnd = math.max(cwnd, window_after_headers)
+    cwnd = math.max(cwnd, c.window_after_headers)
   end
   for _, d in ipairs(DIMS) do
     local limit, remaining = hdr[d][1], hdr[d][2]
@@ -178,7 +186,6 @@ local function settle(now)
       h['lim_' .. d] = 0
     end
   end
-  h.t = now
   local ssthresh = num(h.ssthresh, 1e9)
   local ov = num(h.ov, 0)
   if latency > 0 then h.latency = num(h.latency, latency) * 0.8 + latency * 0.2 end
@@ -197,15 +204,15 @@ local function settle(now)
   elseif outcome == 'overload' then
     ov = ov * 0.9 + 0.1
     local cooldown = math.max(250, math.min(2000, num(h.latency, 500)))
-    if ov > cut_threshold and now - num(h.last_cut, 0) >= cooldown then
-      ssthresh = math.max(min_window, cwnd * 0.75)
-      cwnd = math.max(min_window, math.floor(cwnd * 0.5))
+    if ov > c.cut_threshold and now - num(h.last_cut, 0) >= cooldown then
+      ssthresh = math.max(c.min_window, cwnd * 0.75)
+      cwnd = math.max(c.min_window, math.floor(cwnd * 0.5))
       h.last_cut = now
-      if cwnd <= min_window and ov > 0.5 then
+      if cwnd <= c.min_window and ov > 0.5 then
         -- Overload persists even one call at a time: stop the lane for a while, longer each time.
         local k = num(h.pause_k, 0) + 1
         h.pause_k = k
-        h.until_paused = now + math.min(pause_max, 1000 * 2 ^ (k - 1))
+        h.until_paused = now + math.min(c.pause_max, 1000 * 2 ^ (k - 1))
       end
     end
   elseif outcome == 'throttled' then
@@ -215,8 +222,26 @@ local function settle(now)
     end
   end
   h.cwnd, h.ssthresh, h.ov = cwnd, ssthresh, ov
+  return calls
+end
+
+-- settle: ARGV[3..6] configured limits, [7] safety, [8] initial window, [9] min window, [10] overload
+-- share that cuts, [11] longest overload pause ms, [12] window once limits are known, [13] n, then n
+-- ended calls of 15 values each (settle_one). {window, calls in flight} after the last.
+local function settle(now)
+  local cfg = {r = tonumber(ARGV[3]), i = tonumber(ARGV[4]), o = tonumber(ARGV[5]),
+               explicit = ARGV[6] == '1'}
+  local c = {initial_window = tonumber(ARGV[8]), min_window = tonumber(ARGV[9]),
+             cut_threshold = tonumber(ARGV[10]), pause_max = tonumber(ARGV[11]),
+             window_after_headers = tonumber(ARGV[12])}
+  local n = tonumber(ARGV[13])
+  local h = load(KEYS[1])
+  refill(h, limits(h, cfg), now, tonumber(ARGV[7]))
+  local calls = redis.call('ZCARD', KEYS[2])
+  for k = 0, n - 1 do calls = settle_one(h, cfg, now, 14 + 15 * k, c) end
+  h.t = now
   save(KEYS[1], h)
-  return {tostring(cwnd), calls}
+  return {tostring(num(h.cwnd, c.initial_window)), calls}
 end
 
 -- Release without a call (the call never went out): give the reservation back, nothing learned.

@@ -18,7 +18,9 @@ Both refusals raise `ProviderFailure(FailureKind.KEY_UNSAFE, ...)`; the SDK wrap
 transport in `APIConnectionError`, and `apps.providers.errors.classify` unwraps it again.
 """
 
+import functools
 import socket
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -127,9 +129,17 @@ class AsyncGuardedBackend(httpcore2.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One verifying TLS context for every pool in the process: building one loads the CA bundle
+    (~60 ms of CPU), which a serving loop creating its clients would otherwise pay per pool, stalling
+    every call in flight meanwhile. An SSLContext is safe to share between connections and threads."""
+    return httpx2.create_ssl_context()
+
+
 def _pool_options(limits: httpx2.Limits) -> dict[str, Any]:
     return {
-        "ssl_context": httpx2.create_ssl_context(),
+        "ssl_context": _ssl_context(),
         "max_connections": limits.max_connections,
         "max_keepalive_connections": limits.max_keepalive_connections,
         "keepalive_expiry": limits.keepalive_expiry,

@@ -229,6 +229,10 @@ CONVEYOR = {
     "SERVE_REFRESH_SECONDS": env.float("SERVE_REFRESH_SECONDS", default=0.5),
     # A loop with nothing to do for this long ends, freeing its process.
     "SERVE_IDLE_EXIT_SECONDS": env.float("SERVE_IDLE_EXIT_SECONDS", default=10.0),
+    # Results are written behind the calls in batches: at the latest this long after the first of a
+    # batch came back (or at once when no call is left in flight), so each write's fixed cost (locks,
+    # counts, the end-of-run check) is shared by many blocks. Claims never wait for it.
+    "SERVE_WRITE_BATCH_SECONDS": env.float("SERVE_WRITE_BATCH_SECONDS", default=0.25),
     # Blocks a loop holds claimed beyond a run's share, as a fraction of it, so a slot refills at once.
     "SERVE_CLAIM_AHEAD": env.float("SERVE_CLAIM_AHEAD", default=0.5),
     # A loop whose event loop runs later than this (smoothed) is short of CPU and asks for another
@@ -242,8 +246,9 @@ CONVEYOR = {
     "LANE_RATE_SAFETY": env.float("LANE_RATE_SAFETY", default=0.98),
     "LANE_INITIAL_WINDOW": env.int("LANE_INITIAL_WINDOW", default=4),
     # Once a response has told the lane its limits, the buckets pace it: the window opens to this
-    # and grows on from there.
-    "LANE_WINDOW_AFTER_HEADERS": env.int("LANE_WINDOW_AFTER_HEADERS", default=64),
+    # (a host's default in-flight ceiling, so a run reaches its parallelism in the next round trip
+    # rather than after a slow start) and only overload cuts it.
+    "LANE_WINDOW_AFTER_HEADERS": env.int("LANE_WINDOW_AFTER_HEADERS", default=256),
     "LANE_MIN_WINDOW": env.int("LANE_MIN_WINDOW", default=1),
     # Overload (529, 5xx) cuts a lane's window only when it is dense: above this share of recent calls.
     "LANE_OVERLOAD_CUT": env.float("LANE_OVERLOAD_CUT", default=0.25),

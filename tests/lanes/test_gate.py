@@ -219,3 +219,54 @@ def test_a_pack_bigger_than_the_runs_parallelism_still_goes_alone():
                 (await acquire(gate, parallelism=2, need=CALL)).granted]
 
     assert run(body) == [True, False]
+
+
+def test_a_batch_of_calls_is_granted_up_to_the_first_that_does_not_fit_in_one_round_trip():
+    window = settings.CONVEYOR["LANE_INITIAL_WINDOW"]
+
+    async def body(gate: LaneGate) -> list[Any]:
+        return await gate.try_acquire_many(LANE, run_id=RUN, needs=[CALL] * (window + 3), parallelism=1000,
+                                           limits=UNKNOWN, now=NOW, lease_seconds=60)
+
+    grants = run(body)
+    assert [g.granted for g in grants] == [True] * window + [False]
+    assert grants[-1].reason == "window"
+    assert len({g.call_id for g in grants}) == len(grants)
+
+
+def test_a_batch_stops_at_the_run_parallelism_and_at_the_bucket_with_its_wait():
+    limits = Limits(rpm=3, source="explicit")
+
+    async def body(gate: LaneGate) -> tuple[list[Any], list[Any]]:
+        by_run = await gate.try_acquire_many(LANE, run_id="other", needs=[CALL] * 5, parallelism=2,
+                                             limits=limits, now=NOW, lease_seconds=60)
+        by_rate = await gate.try_acquire_many(LANE, run_id=RUN, needs=[CALL] * 5, parallelism=1000,
+                                              limits=limits, now=NOW, lease_seconds=60)
+        return by_run, by_rate
+
+    by_run, by_rate = run(body)
+    assert [g.granted for g in by_run] == [True, True, False] and by_run[-1].reason == "parallelism"
+    # Three requests a minute, two taken: one more now, then one every 20 s (at the safety margin).
+    assert [g.granted for g in by_rate] == [True, False] and by_rate[-1].reason == "rate_r"
+    assert 20 <= by_rate[-1].wait_seconds <= 22
+
+
+def test_settling_a_batch_gives_back_every_call_and_a_429_among_them_holds_the_lane():
+    from apps.lanes.gate import Ended
+
+    async def body(gate: LaneGate) -> tuple[Any, Any]:
+        grants = await gate.try_acquire_many(LANE, run_id=RUN, needs=[CALL] * 3, parallelism=3,
+                                             limits=UNKNOWN, now=NOW, lease_seconds=60)
+        ended = [Ended(g, CALL, 100, 20, Settle.OK) for g in grants[:2]]
+        ended.append(Ended(grants[2], CALL, 0, 0, Settle.THROTTLED, retry_after=5.0))
+        await gate.settle_many(LANE, run_id=RUN, limits=UNKNOWN, now=NOW, ended=ended)
+        held = await acquire(gate, now=NOW + 1, parallelism=3)
+        after = await gate.try_acquire_many(LANE, run_id=RUN, needs=[CALL] * 3, parallelism=3, limits=UNKNOWN,
+                                            now=NOW + 5.1, lease_seconds=60)
+        return held, after
+
+    held, after = run(body)
+    assert not held.granted and held.reason == "throttled"
+    assert held.wait_seconds == pytest.approx(4.0, abs=0.01)
+    # All three calls were given back: the run's parallelism of 3 is free again.
+    assert [g.granted for g in after] == [True, True, True]

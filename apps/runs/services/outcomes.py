@@ -388,6 +388,13 @@ def _dead_letter_one(rec: Recording, entry: Entry) -> None:
 
 
 def finalize(rec: Recording) -> None:
+    """End the run if this batch finished it. The run row is locked: when its counts (with this
+    batch's) leave blocks open and it is not being canceled, it cannot end now, and the two queries
+    that would say so are not made (the pump's finalize of stragglers does not rely on counts)."""
+    run = rec.run
+    finished = sum(1 for entry in rec.written if entry.decision.status in BLOCK_COUNTER)
+    if run.status == RunStatus.RUNNING and run.terminal_blocks + finished < run.total_blocks:
+        return
     ended = run_finalize(run_id=rec.run.pk)
     if ended:
         rec.report.run_status = ended

@@ -33,7 +33,7 @@ from django.db import close_old_connections
 
 from apps.core.logcontext import log_context
 from apps.core.redis import async_broker_redis
-from apps.lanes.gate import LaneGate, Need
+from apps.lanes.gate import LaneGate, Need, Settlements
 from apps.metrics.recording import metrics_flush
 from apps.runs.dispatch import serve_dispatch_rollback_unsafe, server_register
 from apps.runs.services.claiming import Claim, ClaimedBlock, blocks_claim, blocks_release, lease_seconds
@@ -123,7 +123,8 @@ class HopWork:
     # How many times each run's writes failed before this hop (WRITE_ATTEMPTS bounds it).
     write_tries: dict[Any, int] = field(default_factory=dict)
     releases: list[tuple[Any, Any, list[int]]] = field(default_factory=list)
-    claims: list[tuple[Any, int, int]] = field(default_factory=list)
+    # (run, how many, claim-ahead allowance, results held unwritten here)
+    claims: list[tuple[Any, int, int, int]] = field(default_factory=list)
     pack_metrics: dict[Any, dict[str, int]] = field(default_factory=dict)
     refresh: bool = False
     # With a refresh: the pass and key revision of each run the loop knows, so that the hop loads a
@@ -159,11 +160,10 @@ class ServeReport:
 
 def _claim(work: HopWork, worker: str) -> dict[Any, Claim]:
     """The first part of a hop: the claims the loop waits for to refill its slots. Blocks whose
-    results this hop is about to write are not in flight, so they do not count against a run's
-    bound."""
+    calls came back and whose results are not written yet (in this hop or a later one) are not in
+    flight, so they do not count against a run's bound."""
     claims = {}
-    for run_id, limit, ahead in work.claims:
-        answered = len(work.writes[run_id][0]) if run_id in work.writes else 0
+    for run_id, limit, ahead, answered in work.claims:
         try:
             claims[run_id] = blocks_claim(run_id=run_id, limit=limit, worker=worker, ahead=ahead,
                                           answered=answered)
@@ -242,6 +242,8 @@ class Server:
         self.in_flight = 0
         self.calls: set[asyncio.Task] = set()
         self.writes: dict[Any, list[Outcome]] = {}
+        # When the oldest result in self.writes came back (monotonic); None: nothing to write.
+        self.writes_since: float | None = None
         self.write_failures: dict[Any, int] = {}
         self.releases: list[tuple[Any, Any, list[int]]] = []
         self.hop: asyncio.Task | None = None
@@ -251,6 +253,7 @@ class Server:
         self.next_refresh = 0.0
         self.next_recovery = time.monotonic() + _conf("PUMP_INTERVAL_SECONDS") * 2
         self.next_heartbeat = 0.0
+        self.heartbeat: asyncio.Task | None = None
         self.report = ServeReport()
         # How late the event loop runs what it was asked to (seconds, smoothed): a loop that is late
         # is short of CPU, and asks for another loop (another process or host) to share its work.
@@ -265,7 +268,8 @@ class Server:
         redis_client = async_broker_redis()
         self.gate = LaneGate(redis_client)
         self.clients = ClientPool()
-        self.caller = PackCaller(gate=self.gate, clients=self.clients)
+        self.settlements = Settlements(self.gate)
+        self.caller = PackCaller(gate=self.gate, clients=self.clients, settlements=self.settlements)
         deadline = time.monotonic() + self.slice_seconds
         watcher = asyncio.create_task(self._watch_lag())
         try:
@@ -274,7 +278,9 @@ class Server:
                 if not self.stopping and (now >= deadline or self.stop.is_set()):
                     self._begin_stopping()
                 if now >= self.next_heartbeat and not self.stopping:
-                    await self._heartbeat()
+                    self._heartbeat()
+                if self.settlements:
+                    await self.settlements.flush(time.time())
                 if not self.stopping:
                     self._give_back_stale(now)
                     await self._start_calls()
@@ -287,10 +293,13 @@ class Server:
                 await self._sleep_until_woken()
         finally:
             watcher.cancel()
+            if self.heartbeat is not None:
+                await asyncio.gather(self.heartbeat, return_exceptions=True)
             for task in list(self.calls):
                 task.cancel()
             if self.hop is not None:
                 await asyncio.gather(self.hop, return_exceptions=True)
+            await self.settlements.flush(time.time())
             await self.clients.close()
             await redis_client.aclose()
             await sync_to_async(close_old_connections, thread_sensitive=True)()
@@ -329,17 +338,26 @@ class Server:
     async def _sleep_until_woken(self) -> None:
         now = time.monotonic()
         timers = [self.next_refresh, self.next_heartbeat]
+        if self.writes_since is not None:
+            timers.append(self.writes_since + _conf("SERVE_WRITE_BATCH_SECONDS"))
         timers += [lane.closed_until for lane in self.lanes.values() if lane.closed_until > now]
         timeout = max(0.0, min(timers) - now) if timers else self.refresh_seconds
         self.wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout=min(timeout, self.refresh_seconds))
 
-    async def _heartbeat(self) -> None:
+    def _heartbeat(self) -> None:
+        """Keep this loop's serving place: a Redis write in a thread of its own, never awaited by the
+        loop and never queued behind the database thread's hop (which would stall every call start
+        for as long as the hop takes)."""
         self.next_heartbeat = time.monotonic() + self.refresh_seconds * 4
+        if self.heartbeat is None or self.heartbeat.done():
+            self.heartbeat = asyncio.create_task(self._register())
+
+    async def _register(self) -> None:
         try:
-            await sync_to_async(server_register)(worker=self.worker,
-                                                 ttl_seconds=self.refresh_seconds * 12)
+            await sync_to_async(server_register, thread_sensitive=False)(
+                worker=self.worker, ttl_seconds=self.refresh_seconds * 12)
         except Exception:
             logger.warning("could not register serving loop %s", self.worker, exc_info=True)
 
@@ -396,48 +414,66 @@ class Server:
                     limit = min(limit, math.ceil(shares.get(contender.run_id, 0)))
                 while (slot.ready and slot.in_flight < limit and self.in_flight < self.ceiling
                        and slot.room_at <= time.monotonic()):
-                    if not await self._start_one(slot):
+                    room = min(limit - slot.in_flight, self.ceiling - self.in_flight)
+                    if not await self._start_some(slot, room):
                         break
 
-    async def _start_one(self, slot: RunSlot) -> bool:
-        """Try the lane for the slot's next ready pack; start it if granted."""
+    async def _start_some(self, slot: RunSlot, room: int) -> bool:
+        """Ask the lane, in one round trip, for the slot's next ready packs up to `room` blocks (at
+        least one pack) and start those it grants. False when the lane refused one (it says why and
+        for how long) or no call may start now."""
         lane = self.lanes.setdefault(slot.ctx.lane.name, LaneSlot())
         now = time.monotonic()
         if lane.closed_until > now:
             return False
-        pack = slot.ready.popleft()
-        if now > pack.start_by:
-            # Held too long (its lane kept it waiting): a call now could outlive the lease and be
-            # made twice. Give it back; it is claimed afresh.
-            self.releases.append((slot.ctx.run_id, pack.token, [b.id for b in pack.blocks]))
+        packs: list[Pack] = []
+        taken = 0
+        while slot.ready and (not packs or taken + len(slot.ready[0].blocks) <= room):
+            pack = slot.ready.popleft()
+            if now > pack.start_by:
+                # Held too long (its lane kept it waiting): a call now could outlive the lease and
+                # be made twice. Give it back; it is claimed afresh.
+                self.releases.append((slot.ctx.run_id, pack.token, [b.id for b in pack.blocks]))
+                continue
+            packs.append(pack)
+            taken += len(pack.blocks)
+        if not packs:
             return True
-        need = call_need(slot.ctx, pack.blocks)
+        needs = [call_need(slot.ctx, pack.blocks) for pack in packs]
         try:
-            grant = await self.gate.try_acquire(
-                slot.ctx.lane, run_id=slot.ctx.run_id, need=need, parallelism=slot.parallelism,
+            if self.settlements:  # calls that ended while we were busy: their room first
+                await self.settlements.flush(time.time())
+            grants = await self.gate.try_acquire_many(
+                slot.ctx.lane, run_id=slot.ctx.run_id, needs=needs, parallelism=slot.parallelism,
                 limits=slot.ctx.limits, now=time.time(), lease_seconds=lease_seconds())
         except Exception:
             logger.warning("lane %s: gate unavailable", slot.ctx.lane.name, exc_info=True)
-            slot.ready.appendleft(pack)
+            slot.ready.extendleft(reversed(packs))
             lane.closed_until, lane.reason = time.monotonic() + 1.0, "gate unavailable"
             return False
+        granted = [(pack, grant, need) for pack, grant, need in zip(packs, grants, needs, strict=False)
+                   if grant.granted]
         if slot.ended or self.stopping:
-            # The run ended (or the loop began stopping) while we asked: the call never goes out.
-            if grant.granted:
+            # The run ended (or the loop began stopping) while we asked: no call goes out.
+            for _pack, grant, need in granted:
                 await self.gate.cancel(slot.ctx.lane, grant, run_id=slot.ctx.run_id, need=need,
                                        limits=slot.ctx.limits, now=time.time())
-            self.releases.append((slot.ctx.run_id, pack.token, [b.id for b in pack.blocks]))
+            for pack in packs:
+                self.releases.append((slot.ctx.run_id, pack.token, [b.id for b in pack.blocks]))
             return False
-        if not grant.granted:
-            slot.ready.appendleft(pack)
-            self._lane_refused(lane, slot, grant.reason, grant.wait_seconds)
-            return False
-        slot.in_flight += len(pack.blocks)
-        self.in_flight += len(pack.blocks)
-        slot.waiting_since = time.monotonic()
-        task = asyncio.create_task(self._call(slot, pack, grant, need))
-        self.calls.add(task)
-        return True
+        for pack, grant, need in granted:
+            slot.in_flight += len(pack.blocks)
+            self.in_flight += len(pack.blocks)
+            task = asyncio.create_task(self._call(slot, pack, grant, need))
+            self.calls.add(task)
+        if granted:
+            slot.waiting_since = time.monotonic()
+        if len(granted) == len(packs):
+            return True
+        slot.ready.extendleft(reversed(packs[len(granted):]))
+        refusal = grants[len(granted)]
+        self._lane_refused(lane, slot, refusal.reason, refusal.wait_seconds)
+        return False
 
     def _lane_refused(self, lane: LaneSlot, slot: RunSlot, reason: str, wait: float) -> None:
         if reason == "parallelism":
@@ -480,11 +516,23 @@ class Server:
                 lane.closed_until = 0.0
             self.wake.set()
         self.writes.setdefault(slot.ctx.run_id, []).extend(outcomes)
+        if self.writes_since is None:
+            self.writes_since = time.monotonic()
         slot.unwritten += len(outcomes)
         if not slot.demand.cache_warmed and any(o.failure is None for o in outcomes):
             slot.demand = replace(slot.demand, cache_warmed=True)  # fan out now, not at the refresh
 
     # --- the database hop --------------------------------------------------------------------------
+
+    def _writes_due(self, now: float) -> bool:
+        """Write now, or gather more first: when stopping, when no call is left in flight (the last
+        results of a run are not kept waiting), or once the oldest result has waited its batch time."""
+        if not self.writes:
+            return False
+        if self.writes_since is None:
+            self.writes_since = now
+        return (self.stopping or not self.in_flight
+                or now - self.writes_since >= _conf("SERVE_WRITE_BATCH_SECONDS"))
 
     def _db_work_left(self) -> bool:
         return bool(self.writes or self.releases or self.caller.pack_metrics)
@@ -500,10 +548,11 @@ class Server:
     def _collect_work(self) -> HopWork:
         now = time.monotonic()
         work = HopWork()
-        for run_id, outcomes in self.writes.items():
-            # A slot is never dropped while it has unwritten outcomes (see _refresh).
-            work.writes[run_id] = (outcomes, self.slots[run_id].ctx)
-        self.writes = {}
+        if self._writes_due(now):
+            for run_id, outcomes in self.writes.items():
+                # A slot is never dropped while it has unwritten outcomes (see _refresh).
+                work.writes[run_id] = (outcomes, self.slots[run_id].ctx)
+            self.writes, self.writes_since = {}, None
         work.write_tries = {run_id: self.write_failures.get(run_id, 0) for run_id in work.writes}
         work.releases, self.releases = self.releases, []
         work.pack_metrics = {run_id: dict(c) for run_id, c in self.caller.take_pack_metrics().items()}
@@ -519,7 +568,7 @@ class Server:
                 self.next_recovery = now + _conf("PUMP_INTERVAL_SECONDS") * 2
         return work
 
-    def _claims_wanted(self) -> list[tuple[Any, int, int]]:
+    def _claims_wanted(self) -> list[tuple[Any, int, int, int]]:
         contenders = self._contenders()
         shares = fairshare.targets(self.ceiling, contenders) if contenders else {}
         wanted = []
@@ -536,7 +585,7 @@ class Server:
             limit = -(-limit // pack) * pack if limit > 0 else limit  # whole packs only
             if limit >= max(1, min(pack, share)):
                 slot.claim_pending = True
-                wanted.append((slot.ctx.run_id, limit, ahead))
+                wanted.append((slot.ctx.run_id, limit, ahead, slot.unwritten))
         return wanted
 
     async def _run_hop(self, work: HopWork) -> None:
@@ -579,7 +628,7 @@ class Server:
             self._refresh(result.demands, result.contexts)
 
     def _apply_claims(self, work: HopWork, claims: dict[Any, Claim]) -> None:
-        for run_id, _limit, _ahead in work.claims:
+        for run_id, *_ in work.claims:
             slot = self.slots.get(run_id)
             if slot is not None:
                 slot.claim_pending = False
@@ -591,6 +640,8 @@ class Server:
         if failures < WRITE_ATTEMPTS:
             self.write_failures[run_id] = failures
             self.writes.setdefault(run_id, []).extend(outcomes)
+            if self.writes_since is None:
+                self.writes_since = time.monotonic()
             slot = self.slots.get(run_id)
             if slot is not None:
                 slot.unwritten += len(outcomes)
@@ -607,7 +658,7 @@ class Server:
             self._end(run_id)
             return
         slot.budget_wait = claim.budget_wait
-        asked = next((limit for r, limit, _ in work.claims if r == run_id), 0)
+        asked = next((limit for r, limit, *_ in work.claims if r == run_id), 0)
         if not claim.blocks:
             slot.exhausted = not claim.budget_wait
             return
