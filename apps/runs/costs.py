@@ -8,11 +8,13 @@ demo and the cost benchmark.
 """
 
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Min, Sum
+from django.db.models import Count, DateTimeField, DurationField, ExpressionWrapper, F, Min, Sum
+from django.db.models.functions import Coalesce
 
 from apps.providers.usage import BATCH_DISCOUNT, TokenUsage, cost_usd
 from apps.runs.caching import cacheable_prefix_tokens
@@ -214,10 +216,15 @@ class CacheStats:
 
 def _calls_after_first_reply(run_id: Any) -> int:
     """Billed calls (answered, with input) that went out once the run's first billed call had its
-    reply recorded: calls that could have read what the first one wrote. (The engine may record a
-    reply a little after the next call starts, so this undercounts by a call or two, never over.)"""
+    reply: calls that could have read what the first one wrote. The reply came at the call's start
+    plus its latency (when it was recorded is later: results are written in batches); a batch
+    request has neither, and its recording stands in."""
     answered = Attempt.objects.filter(run_id=run_id, input_tokens__gt=0).exclude(request_id="")
-    first = answered.aggregate(at=Min("created_at"))["at"]
+    replied = ExpressionWrapper(
+        F("started_at") + ExpressionWrapper(F("latency_ms") * timedelta(milliseconds=1),
+                                            output_field=DurationField()),
+        output_field=DateTimeField())
+    first = answered.aggregate(at=Min(Coalesce(replied, "created_at")))["at"]
     if first is None:
         return 0
     return answered.filter(started_at__gte=first).aggregate(
