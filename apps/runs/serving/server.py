@@ -572,22 +572,24 @@ class Server:
                 if lane.reason == "window":
                     lane.closed_until = 0.0
             self.wake.set()
-        self.writes.setdefault(slot.ctx.run_id, []).extend(outcomes)
-        if self.writes_since is None:
-            self.writes_since = time.monotonic()
-        slot.unwritten += len(outcomes)
+        self._hold_for_writing(slot, outcomes)
         if not slot.demand.cache_warmed and any(o.failure is None for o in outcomes):
             slot.demand = replace(slot.demand, cache_warmed=True)  # fan out now, not at the refresh
 
     # --- the database hop --------------------------------------------------------------------------
 
+    def _hold_for_writing(self, slot: RunSlot, outcomes: list[Outcome]) -> None:
+        """Results wait here for the next write batch; they still hold their claims in the database."""
+        self.writes.setdefault(slot.ctx.run_id, []).extend(outcomes)
+        slot.unwritten += len(outcomes)
+        if self.writes_since is None:
+            self.writes_since = time.monotonic()
+
     def _writes_due(self, now: float) -> bool:
         """Write now, or gather more first: when stopping, when no call is left in flight (the last
         results of a run are not kept waiting), or once the oldest result has waited its batch time."""
-        if not self.writes:
-            return False
         if self.writes_since is None:
-            self.writes_since = now
+            return False
         return (self.stopping or not self.in_flight
                 or now - self.writes_since >= _conf("SERVE_WRITE_BATCH_SECONDS"))
 
@@ -696,12 +698,8 @@ class Server:
         failures = self.write_failures.get(run_id, 0) + 1
         if failures < WRITE_ATTEMPTS:
             self.write_failures[run_id] = failures
-            self.writes.setdefault(run_id, []).extend(outcomes)
-            if self.writes_since is None:
-                self.writes_since = time.monotonic()
-            slot = self.slots.get(run_id)
-            if slot is not None:
-                slot.unwritten += len(outcomes)
+            # A slot is never dropped while it has unwritten outcomes (see _refresh).
+            self._hold_for_writing(self.slots[run_id], outcomes)
             return
         # Given up: the hop that failed the last time said so (DB_WRITE_FAILED, gave_up); the
         # blocks stay claimed until their leases expire and the pump hands them out again.
