@@ -5,7 +5,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_after_setup, setup_logging
+from celery.signals import celeryd_after_setup, setup_logging, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
@@ -31,3 +31,12 @@ def remember_concurrency(sender: str, instance: Any, **kwargs: Any) -> None:
     """The pool's processes are forked after this: they inherit how many there are, which is how a
     host keeps one of them free for control tasks (apps.runs.dispatch.processes_for_serving)."""
     os.environ["CONVEYOR_WORKER_CONCURRENCY"] = str(instance.concurrency)
+
+
+@worker_process_init.connect
+def prepare_for_serving(**kwargs: Any) -> None:
+    """Each pool process readies itself to serve as it starts (collector tuned, TLS context built),
+    so the first run a fresh worker is given does not wait for it."""
+    from apps.runs.serving.process import prepare_process_for_serving
+
+    prepare_process_for_serving()

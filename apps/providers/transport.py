@@ -130,7 +130,7 @@ class AsyncGuardedBackend(httpcore2.AsyncNetworkBackend):
 
 
 @functools.cache
-def _ssl_context() -> ssl.SSLContext:
+def shared_ssl_context() -> ssl.SSLContext:
     """One verifying TLS context for every pool in the process: building one loads the CA bundle
     (~60 ms of CPU), which a serving loop creating its clients would otherwise pay per pool, stalling
     every call in flight meanwhile. An SSLContext is safe to share between connections and threads."""
@@ -139,7 +139,7 @@ def _ssl_context() -> ssl.SSLContext:
 
 def _pool_options(limits: httpx2.Limits) -> dict[str, Any]:
     return {
-        "ssl_context": _ssl_context(),
+        "ssl_context": shared_ssl_context(),
         "max_connections": limits.max_connections,
         "max_keepalive_connections": limits.max_keepalive_connections,
         "keepalive_expiry": limits.keepalive_expiry,

@@ -20,7 +20,6 @@ database stays the truth: a loop that dies loses nothing (its leases expire; its
 
 import asyncio
 import contextlib
-import gc
 import logging
 import math
 import time
@@ -49,6 +48,7 @@ from apps.runs.services.recovery import leases_expire, runs_finalize_stragglers
 from apps.runs.serving import fairshare
 from apps.runs.serving.calls import ClientPool, PackCaller, call_need
 from apps.runs.serving.context import Demand, RunContext, load_context, runs_with_due_work
+from apps.runs.serving.process import prepare_process_for_serving
 from apps.runs.transitions import RunStatus
 
 logger = logging.getLogger(__name__)
@@ -73,27 +73,6 @@ WRITE_ATTEMPTS = 3
 
 def _conf(name: str) -> Any:
     return settings.CONVEYOR[name]
-
-
-# Young-generation collections this far apart (CPython's default is 700 allocations).
-GC_YOUNG_THRESHOLD = 10_000
-_gc_tuned = False
-
-
-def gc_tune_for_serving() -> None:
-    """Once per process, before its first serving loop: everything loaded so far (Django, the SDK,
-    every module: ~300,000 objects) is moved out of the collector's sight, and young collections
-    are made rarer. Measured in the loop at cap 100: CPython's full collections scanned all of it
-    every ~6 s, 250-370 ms each with every call in flight waiting (3.3 s of a 35 s run); after
-    this, 1.1 s in all. Garbage is collected first, so none of it is kept for good."""
-    global _gc_tuned
-    if _gc_tuned:
-        return
-    _gc_tuned = True
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 @dataclass
@@ -298,7 +277,7 @@ class Server:
     # --- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> ServeReport:
-        gc_tune_for_serving()
+        prepare_process_for_serving()
         redis_client = async_broker_redis()
         self.gate = LaneGate(redis_client)
         self.clients = ClientPool()
