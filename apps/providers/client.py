@@ -38,6 +38,12 @@ def _timeout() -> float:
     return settings.CONVEYOR["PROVIDER_TIMEOUT_SECONDS"]
 
 
+def _open_telemetry() -> dict[str, Any] | None:
+    """None leaves the SDK's tracing as it configures itself (PROVIDER_TRACES on); else no spans and
+    no trace context sent."""
+    return None if settings.CONVEYOR["PROVIDER_TRACES"] else {"traces": False, "propagation": False}
+
+
 def make_async_client(*, api_key: str, base_url: str = "", timeout: float | None = None,
                       max_connections: int = 1000) -> anthropic.AsyncAnthropic:
     timeout = timeout or _timeout()
@@ -47,6 +53,7 @@ def make_async_client(*, api_key: str, base_url: str = "", timeout: float | None
         max_retries=0,
         timeout=timeout,
         http_client=guarded_async_http_client(timeout=timeout, max_connections=max_connections),
+        open_telemetry=_open_telemetry(),
     )
 
 
@@ -59,6 +66,7 @@ def make_client(*, api_key: str, base_url: str = "", timeout: float | None = Non
         max_retries=0,
         timeout=timeout,
         http_client=guarded_http_client(timeout=timeout),
+        open_telemetry=_open_telemetry(),
     )
 
 

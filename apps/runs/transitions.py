@@ -29,8 +29,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, models
+from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
+
+from apps.core.db import write_connection
 
 
 class RunStatus(models.TextChoices):
@@ -200,7 +202,8 @@ class BlockQuerySet(models.QuerySet):
         if not blocks:
             return
         model = self.model
-        qn = connection.ops.quote_name
+        db = write_connection(model)
+        qn = db.ops.quote_name
         columns = [model._meta.get_field(name) for name in fields]
         sql = (
             f"UPDATE {qn(model._meta.db_table)} SET "
@@ -208,9 +211,9 @@ class BlockQuerySet(models.QuerySet):
             + f" WHERE {qn(model._meta.pk.column)} = %s"
         )
         params = [
-            [field.get_db_prep_save(getattr(block, field.attname), connection) for field in columns]
+            [field.get_db_prep_save(getattr(block, field.attname), db) for field in columns]
             + [block.pk]
             for block in blocks
         ]
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.executemany(sql, params)

@@ -271,6 +271,10 @@ CONVEYOR = {
     "OVERLOAD_BACKOFF_MAX_SECONDS": env.float("OVERLOAD_BACKOFF_MAX_SECONDS", default=30.0),
     # Client timeout for one provider call; the lease is this plus a margin.
     "PROVIDER_TIMEOUT_SECONDS": env.float("PROVIDER_TIMEOUT_SECONDS", default=120.0),
+    # The SDK's own OpenTelemetry spans per provider call (its ANTHROPIC_OPEN_TELEMETRY* variables
+    # apply when on). Off by default: Conveyor reports calls through its metrics and logs, and the
+    # SDK's spans (no-op ones too, with no tracer configured) were ~3% of a serving loop's CPU.
+    "PROVIDER_TRACES": env.bool("PROVIDER_TRACES", default=False),
     "LEASE_MARGIN_SECONDS": env.float("LEASE_MARGIN_SECONDS", default=30.0),
     # Retry backoff for retryable errors: base * 2**(attempt-1), capped, half of it random.
     "RETRY_BASE_SECONDS": env.float("RETRY_BASE_SECONDS", default=2.0),

@@ -170,3 +170,10 @@ def test_proxy_variables_in_the_environment_are_not_used(internal_service, monke
         with make_client(api_key=SECRET, base_url=internal_service.base_url) as client:
             client.messages.count_tokens(**PING)
     assert (len(proxy.received), len(internal_service.received)) == (0, 1)
+
+
+def test_clients_emit_no_sdk_spans_unless_provider_traces_is_on(settings):
+    assert make_async_client(api_key="k").open_telemetry["traces"]["enabled"] is False
+    assert make_client(api_key="k").open_telemetry["propagation"] is False
+    settings.CONVEYOR = {**settings.CONVEYOR, "PROVIDER_TRACES": True}
+    assert make_async_client(api_key="k").open_telemetry["traces"]["enabled"] is True

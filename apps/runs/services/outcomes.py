@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from apps.core.db import insert_instances
 from apps.core.logcontext import log_context
 from apps.failures.models import EventCode, LogLevel, PipelineFailure
 from apps.failures.services import diagnostic_log, event_code_for, failure_record
@@ -299,7 +300,7 @@ def write_attempts(rec: Recording) -> None:
             cost_usd=outcome.cost_usd, output=outcome.output if accepted_success else None,
             started_at=outcome.started_at, batch_id=outcome.batch_id,
         ))
-    Attempt.objects.bulk_create(attempts)
+    insert_instances(attempts)
 
 
 def resolve_failures(rec: Recording) -> None:
