@@ -1,10 +1,11 @@
 """Database functions the ORM lacks, portable across PostgreSQL and the demo's SQLite."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import connections, router
-from django.db.models import Func, IntegerField, Model
+from django.db.models import Field, Func, IntegerField, Model
 
 
 class OctetLength(Func):
@@ -30,13 +31,23 @@ def insert_instances(instances: Sequence[Model]) -> None:
     if db.vendor != "postgresql":
         model._default_manager.bulk_create(instances)
         return
+    with copy_into(model) as (write_row, fields):
+        for instance in instances:
+            write_row([f.get_db_prep_save(f.pre_save(instance, True), db) for f in fields])
+
+
+@contextmanager
+def copy_into(model: type[Model]) -> Iterator[tuple[Callable[[Sequence[Any]], None], list[Field]]]:
+    """PostgreSQL only: one COPY into the model's table, every concrete field but the primary key.
+    Yields the function that writes a row (values prepared for the database, in the order of the
+    fields yielded with it)."""
+    db = write_connection(model)
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     qn = db.ops.quote_name
     sql = (f"COPY {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
            "FROM STDIN")
     with db.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-        for instance in instances:
-            copy.write_row([f.get_db_prep_save(f.pre_save(instance, True), db) for f in fields])
+        yield copy.write_row, fields
 
 
 def write_connection(model: type[Model]) -> Any:

@@ -11,12 +11,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
-from apps.core.db import OctetLength
+from apps.core.db import OctetLength, copy_into, write_connection
 from apps.core.errors import InvalidInput, StateConflict, Unprocessable
 from apps.keys.models import ProviderKey
 from apps.providers.catalog import catalog, get_model
@@ -345,7 +345,8 @@ def _insert_blocks(run: Run, blocks: Iterable[BlockSpec]) -> int:
                      pipeline_version=run.pipeline_version, prompt_version=run.prompt_version)
 
     total = 0
-    if connection.vendor != "postgresql":
+    db = write_connection(Block)
+    if db.vendor != "postgresql":
         chunk: list[Block] = []
         for spec in blocks:
             chunk.append(block(total, spec))
@@ -357,17 +358,13 @@ def _insert_blocks(run: Run, blocks: Iterable[BlockSpec]) -> int:
         return total
 
     template = block(0, BlockSpec(uid="", input=""))
-    fields = [f for f in Block._meta.concrete_fields if not f.primary_key]
-    row = [f.get_db_prep_save(f.pre_save(template, True), connection) for f in fields]
-    slot = {f.attname: i for i, f in enumerate(fields)}
-    index_at, uid_at, input_at = slot["block_index"], slot["uid"], slot["input"]
-    qn = connection.ops.quote_name
-    sql = (f"COPY {qn(Block._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-           "FROM STDIN")
-    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+    with copy_into(Block) as (write_row, fields):
+        row = [f.get_db_prep_save(f.pre_save(template, True), db) for f in fields]
+        slot = {f.attname: i for i, f in enumerate(fields)}
+        index_at, uid_at, input_at = slot["block_index"], slot["uid"], slot["input"]
         for spec in blocks:
             row[index_at], row[uid_at], row[input_at] = total, spec.uid, spec.input
-            copy.write_row(row)
+            write_row(row)
             total += 1
     return total
 
