@@ -19,20 +19,30 @@ Runs::
        └───────┬─────────┘  └── resume ── paused ◄── pause(cause) ── queued/running
                └── cancel ──► canceling ──(nothing in flight)──► canceled
 
-Each method returns how many rows it moved; 0 means the rows were not in a state that may make that
-move (someone else got there first), which callers treat as "nothing to do". The fenced result write
-(claimed -> anything, only under the lease token a call was given) is `BlockQuerySet.lock_held` +
-`write_rows`, used by apps.runs.services.outcomes.
+Each method returns how many rows it moved (lease expiry: the claims it took back); 0 means the rows
+were not in a state that may make that move (someone else got there first), which callers treat as
+"nothing to do". The fenced result write (claimed -> anything, only under the lease token a call was
+given) is `BlockQuerySet.lock_held` + `write_rows`, used by apps.runs.services.outcomes.
+
+Every transition of a run or of its blocks takes the run row's lock first (`lock_run`), then the
+blocks': one lock order everywhere keeps cancellation, results, releases, replays and lease expiry
+free of deadlocks, and serialises the run's counts.
 """
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 
 from apps.core.db import write_connection
+
+if TYPE_CHECKING:
+    from apps.runs.models import Run
 
 
 class RunStatus(models.TextChoices):
@@ -89,6 +99,19 @@ BLOCK_COUNTER = {
 }
 
 
+def lock_run(run_id: Any) -> "Run":
+    """The run row, locked (`FOR NO KEY UPDATE`) until the transaction ends, with its key: how every
+    transition of a run or its blocks begins. A queued run's first claim, a result, a cancel, a
+    release, a replay, a reseed and lease expiry all start here, so they happen one at a time."""
+    from apps.runs.models import Run
+
+    return (
+        Run.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("key")
+        .get(pk=run_id)
+    )
+
+
 class RunQuerySet(models.QuerySet):
     def active(self) -> "RunQuerySet":
         return self.filter(status__in=RUN_ACTIVE)
@@ -139,6 +162,40 @@ class RunQuerySet(models.QuerySet):
         )
 
 
+LEASE_EXPIRED = "lease_expired"
+EXPIRED_AND_RETRIED = "lease expired; retried"
+
+
+@dataclass(frozen=True)
+class ExpiredClaim:
+    """A block taken back from a worker whose lease expired: where it went, and what it was."""
+
+    block_id: int
+    uid: str
+    block_index: int
+    # Its new status: pending, failed or canceled.
+    status: str
+    attempts: int
+    pass_attempts: int
+    # Who held it (claimed_by), "" if nobody said.
+    worker: str
+    reserved_usd: Decimal
+
+    @property
+    def lost_on(self) -> str:
+        return f"lease expired on {self.worker or 'an unknown worker'}"
+
+
+def _expired_status(*, ending: bool, attempts: int, max_attempts: int) -> str:
+    """Where a block whose lease expired goes: the attempt counts, so a block that kills its workers
+    fails rather than loops; in a run being canceled it is canceled."""
+    if ending:
+        return BlockStatus.CANCELED
+    if attempts >= max_attempts:
+        return BlockStatus.FAILED
+    return BlockStatus.PENDING
+
+
 class BlockQuerySet(models.QuerySet):
     def due(self, now: datetime) -> "BlockQuerySet":
         """Pending blocks whose wait (retry backoff, throttling) is over: what a claim may take."""
@@ -162,6 +219,47 @@ class BlockQuerySet(models.QuerySet):
             status=BlockStatus.PENDING, lease_token=None, lease_expires_at=None,
             attempts=F("attempts") - 1, pass_attempts=F("pass_attempts") - 1, reserved_usd=0,
         )
+
+    def cancel_held(self, *, token: Any, now: datetime) -> int:
+        """claimed -> canceled before any call was made for them, in a run being canceled (the
+        release of a canceling run): their reservation ends with them."""
+        return self.filter(status=BlockStatus.CLAIMED, lease_token=token).update(
+            status=BlockStatus.CANCELED, lease_token=None, lease_expires_at=None, reserved_usd=0,
+            finished_at=now,
+        )
+
+    def expire_leases(self, *, run: "Run", now: datetime) -> list[ExpiredClaim]:
+        """claimed past its lease -> pending with the attempt counted; failed (`lease_expired`) once
+        out of attempts; canceled in a run being canceled. The caller holds the run row (lock_run);
+        blocks locked by someone else right now (their result being written) are left for the next
+        look. One UPDATE per destination (per worker for the failed, whose message names it).
+        Returns the claims taken back."""
+        ending = run.status in RUN_ENDING
+        rows = (
+            self.filter(run_id=run.pk, status=BlockStatus.CLAIMED, lease_expires_at__lt=now)
+            .select_for_update(skip_locked=True)
+            .values_list("id", "uid", "block_index", "attempts", "pass_attempts", "claimed_by",
+                         "reserved_usd")
+        )
+        expired = [
+            ExpiredClaim(block_id=i, uid=uid, block_index=index, attempts=attempts,
+                         pass_attempts=numbered, worker=worker, reserved_usd=reserved,
+                         status=_expired_status(ending=ending, attempts=attempts,
+                                                max_attempts=run.max_attempts))
+            for i, uid, index, attempts, numbered, worker, reserved in rows
+        ]
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for claim in expired:
+            message = claim.lost_on if claim.status == BlockStatus.FAILED else EXPIRED_AND_RETRIED
+            groups[(claim.status, message)].append(claim.block_id)
+        for (status, message), ids in groups.items():
+            # Locked above, so still claimed: the filter says what this move is from.
+            self.filter(pk__in=ids, status=BlockStatus.CLAIMED).update(
+                status=status, lease_token=None, lease_expires_at=None, next_attempt_at=now,
+                error_code=LEASE_EXPIRED, error_message=message, reserved_usd=0,
+                finished_at=None if status == BlockStatus.PENDING else now,
+            )
+        return expired
 
     def cancel_pending(self, *, now: datetime) -> int:
         return self.filter(status=BlockStatus.PENDING).update(
@@ -217,3 +315,4 @@ class BlockQuerySet(models.QuerySet):
         ]
         with db.cursor() as cursor:
             cursor.executemany(sql, params)
+

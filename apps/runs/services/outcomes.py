@@ -31,10 +31,9 @@ from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.usage import TokenUsage
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, PausedCause, Run
-from apps.runs.services.claiming import lock_run
 from apps.runs.services.finalize import run_finalize
 from apps.runs.services.lifecycle import runs_pause_for_key
-from apps.runs.transitions import BLOCK_COUNTER, RUN_ENDING, RunStatus
+from apps.runs.transitions import BLOCK_COUNTER, RUN_ENDING, RunStatus, lock_run
 
 FAILING_FUNCTION = "conveyor.runs.serve"
 KEY_PAUSE_CAUSES = {FailureKind.KEY_INVALID: PausedCause.KEY_REJECTED,
