@@ -22,7 +22,8 @@ Runs::
 Each method returns how many rows it moved (lease expiry: the claims it took back); 0 means the rows
 were not in a state that may make that move (someone else got there first), which callers treat as
 "nothing to do". The fenced result write (claimed -> anything, only under the lease token a call was
-given) is `BlockQuerySet.lock_held` + `write_rows`, used by apps.runs.services.outcomes.
+given) is `BlockQuerySet.lock_held` + `write_outcomes`, used by apps.runs.services.outcomes; what
+each outcome does to its block is decided in apps.runs.services.decisions.
 
 Every transition of a run or of its blocks takes the run row's lock first (`lock_run`), then the
 blocks': one lock order everywhere keeps cancellation, results, releases, replays and lease expiry
@@ -36,13 +37,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 
 from apps.core.db import write_connection
 
 if TYPE_CHECKING:
-    from apps.runs.models import Run
+    from apps.runs.models import Block, Run
+    from apps.runs.services.decisions import Entry
 
 
 class RunStatus(models.TextChoices):
@@ -162,6 +165,23 @@ class RunQuerySet(models.QuerySet):
         )
 
 
+# The fenced result write: what lock_held reads of a held block, and what write_outcomes writes back.
+BLOCK_READ_FIELDS = (
+    "id", "run_id", "uid", "block_index", "lease_token", "attempts", "throttle_waits",
+    "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+    "cost_usd", "reserved_usd",
+)
+BLOCK_WRITE_FIELDS = (
+    "status", "lease_token", "lease_expires_at", "next_attempt_at", "error_code", "error_message",
+    "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+    "cost_usd", "attempts", "throttle_waits", "finished_at", "reserved_usd",
+)
+# Only a success replaces the result and its version stamp; a failure keeps the last good output.
+SUCCESS_WRITE_FIELDS = (
+    *BLOCK_WRITE_FIELDS, "output", "latency_ms", "model", "pass_number", "pipeline_version",
+    "prompt_version",
+)
+
 LEASE_EXPIRED = "lease_expired"
 EXPIRED_AND_RETRIED = "lease expired; retried"
 
@@ -277,16 +297,30 @@ class BlockQuerySet(models.QuerySet):
             finished_at=None, **changes,
         )
 
-    def lock_held(self, tokens: dict[int, Any], *, fields: Sequence[str]) -> dict[int, Any]:
+    def lock_held(self, tokens: dict[int, Any]) -> dict[int, "Block"]:
         """The fence: lock the blocks still claimed under the lease each call was given and return
         them by id. A block claimed again since (its lease expired) has another token and is left
         out: whoever holds it now writes it. Rows locked here cannot change until commit."""
         rows = (
             self.filter(id__in=tokens, status=BlockStatus.CLAIMED)
             .select_for_update(of=("self",))
-            .only(*fields)
+            .only(*BLOCK_READ_FIELDS)
         )
         return {block.id: block for block in rows if block.lease_token == tokens[block.id]}
+
+    def write_outcomes(self, entries: Iterable["Entry"], *, run: "Run", now: datetime) -> None:
+        """claimed -> each decision's status: the held blocks (lock_held) of these entries take their
+        new state, usage and cost, and are written back in two statements (successes also write
+        their output and version stamp)."""
+        succeeded, other = [], []
+        for entry in entries:
+            block = entry.block
+            if block is None:
+                continue
+            _apply_decision(block, entry, run, now)
+            (succeeded if block.status == BlockStatus.SUCCEEDED else other).append(block)
+        self.write_rows(succeeded, SUCCESS_WRITE_FIELDS)
+        self.write_rows(other, BLOCK_WRITE_FIELDS)
 
     def write_rows(self, blocks: Iterable[Any], fields: Sequence[str]) -> None:
         """Write locked rows back with one parametrised UPDATE run for every row (executemany, which
@@ -316,3 +350,33 @@ class BlockQuerySet(models.QuerySet):
         with db.cursor() as cursor:
             cursor.executemany(sql, params)
 
+
+def _apply_decision(block: "Block", entry: "Entry", run: "Run", now: datetime) -> None:
+    """Set a held block's new state on its instance (written back by write_outcomes)."""
+    outcome, decision = entry.outcome, entry.decision
+    block.status = decision.status
+    block.lease_token = None
+    block.lease_expires_at = None
+    block.next_attempt_at = decision.next_attempt_at
+    block.error_code = decision.error_code
+    block.error_message = decision.error_message
+    block.input_tokens += outcome.usage.input_tokens
+    block.output_tokens += outcome.usage.output_tokens
+    block.cache_creation_input_tokens += outcome.usage.cache_creation_input_tokens
+    block.cache_read_input_tokens += outcome.usage.cache_read_input_tokens
+    block.cost_usd += outcome.cost_usd
+    # The claim's worst-case reservation ends with the call; count_on_run gives it back to the run.
+    block.reserved_usd = 0
+    if decision.refund_attempt:
+        block.attempts -= 1
+    if decision.throttle_wait:
+        block.throttle_waits += 1
+    if decision.status == BlockStatus.SUCCEEDED:
+        block.output = outcome.output
+        block.latency_ms = outcome.latency_ms
+        block.model = outcome.model or run.model
+        block.pass_number = run.current_pass
+        # The build that wrote this result (a run can outlive a deploy; a reseed can select by it).
+        block.pipeline_version = settings.CONVEYOR["PIPELINE_VERSION"]
+        block.prompt_version = run.prompt_version
+    block.finished_at = now if decision.status in BLOCK_COUNTER else None

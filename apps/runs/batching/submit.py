@@ -28,8 +28,8 @@ from apps.providers.prompts import BlockInput, build_params
 from apps.runs.batching.results import custom_id
 from apps.runs.models import Block, BlockStatus, MessageBatch, MessageBatchStatus, Run, RunMode
 from apps.runs.services.claiming import ClaimedBlock, blocks_claim, blocks_release
+from apps.runs.services.decisions import KEY_EVENT_CODES, KEY_PAUSE_CAUSES
 from apps.runs.services.lifecycle import runs_pause_for_key
-from apps.runs.services.outcomes import KEY_EVENT_CODES, KEY_PAUSE_CAUSES
 from apps.runs.transitions import RUN_ACTIVE, PausedCause
 
 logger = logging.getLogger(__name__)
