@@ -3,14 +3,19 @@ every transition as a queryset method that moves rows with one conditional UPDAT
 
 Blocks::
 
-                 claim (attempts+1, new lease token)              fenced result write
-    pending ──────────────────────────────────────► claimed ───────────────────────────► succeeded
-     ▲ ▲ ▲                                            │ │ │ │
-     │ │ └── release (the lane closed before the call; attempt given back) ┘ │ │
-     │ └──── retryable error, throttled, key rejected: wait ─────────────────┘ │ └─ terminal ──► failed
-     └────── lease expired (recovery; the attempt counts) ─────────────────────┘                  │
-    pending/claimed ── cancel ──► canceled            failed/succeeded/canceled ── reopen ──► pending
-                                                      (dead-letter replay, reseed: a new pass)
+                claim (attempts+1, one new lease token per claim)
+    pending ───────────────────────────────────────────────► claimed
+     ▲ ▲ ▲                                                     │
+     │ │ └── release: no call was made, attempt given back ────┤
+     │ └──── write_outcomes: retryable, throttled, key refused ┤
+     └────── expire_leases: worker vanished, attempt counts ───┤
+                                                               ├─ write_outcomes: success ──► succeeded
+                                                               ├─ write_outcomes, expire_leases:
+                                                               │  out of attempts, fatal ──► failed
+                                                               └─ cancel_held, expire_leases, write_outcomes
+                                                                  in a canceling run ──► canceled
+    pending ── cancel_pending ──► canceled
+    failed, succeeded, canceled ── reopen (dead-letter replay, reseed: a new pass) ──► pending
 
 Runs::
 
