@@ -262,7 +262,8 @@ class BlockQuerySet(models.QuerySet):
         ending = run.status in RUN_ENDING
         rows = (
             self.filter(run_id=run.pk, status=BlockStatus.CLAIMED, lease_expires_at__lt=now)
-            .select_for_update(skip_locked=True)
+            .order_by("block_index")
+            .select_for_update(skip_locked=True, of=("self",))
             .values_list("id", "uid", "block_index", "attempts", "pass_attempts", "claimed_by",
                          "reserved_usd")
         )
