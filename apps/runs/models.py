@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from apps.keys.models import ProviderKey
 from apps.providers.prompts import CallSpec
+from apps.runs.batching.transitions import MessageBatchQuerySet, MessageBatchStatus
 from apps.runs.transitions import BlockQuerySet, BlockStatus, PausedCause, RunQuerySet, RunStatus
 
 
@@ -250,16 +251,6 @@ class AttemptOutcome(models.TextChoices):
     LEASE_EXPIRED = "lease_expired", "Lease expired (worker lost)"
 
 
-class MessageBatchStatus(models.TextChoices):
-    # The row is written before the provider is asked, so a crash between the two is found again.
-    SUBMITTING = "submitting", "Being submitted"
-    IN_PROGRESS = "in_progress", "In progress at the provider"
-    ENDED = "ended", "Ended at the provider; results being recorded"
-    RECORDED = "recorded", "Results recorded"
-    # The provider never got it (or it could not be found again): its blocks were given back.
-    ABANDONED = "abandoned", "Abandoned"
-
-
 class MessageBatch(models.Model):
     """One Message Batch at the provider: the blocks of one claim (its lease token fences the
     results), submitted once, polled by beat until it ends, its results streamed into the same
@@ -283,6 +274,8 @@ class MessageBatch(models.Model):
     polled_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     recorded_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MessageBatchQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

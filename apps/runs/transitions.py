@@ -3,14 +3,19 @@ every transition as a queryset method that moves rows with one conditional UPDAT
 
 Blocks::
 
-                 claim (attempts+1, new lease token)              fenced result write
-    pending ──────────────────────────────────────► claimed ───────────────────────────► succeeded
-     ▲ ▲ ▲                                            │ │ │ │
-     │ │ └── release (the lane closed before the call; attempt given back) ┘ │ │
-     │ └──── retryable error, throttled, key rejected: wait ─────────────────┘ │ └─ terminal ──► failed
-     └────── lease expired (recovery; the attempt counts) ─────────────────────┘                  │
-    pending/claimed ── cancel ──► canceled            failed/succeeded/canceled ── reopen ──► pending
-                                                      (dead-letter replay, reseed: a new pass)
+                claim (attempts+1, one new lease token per claim)
+    pending ───────────────────────────────────────────────► claimed
+     ▲ ▲ ▲                                                     │
+     │ │ └── release: no call was made, attempt given back ────┤
+     │ └──── write_outcomes: retryable, throttled, key refused ┤
+     └────── expire_leases: worker vanished, attempt counts ───┤
+                                                               ├─ write_outcomes: success ──► succeeded
+                                                               ├─ write_outcomes, expire_leases:
+                                                               │  out of attempts, fatal ──► failed
+                                                               └─ cancel_held, expire_leases, write_outcomes
+                                                                  in a canceling run ──► canceled
+    pending ── cancel_pending ──► canceled
+    failed, succeeded, canceled ── reopen (dead-letter replay, reseed: a new pass) ──► pending
 
 Runs::
 
@@ -19,20 +24,33 @@ Runs::
        └───────┬─────────┘  └── resume ── paused ◄── pause(cause) ── queued/running
                └── cancel ──► canceling ──(nothing in flight)──► canceled
 
-Each method returns how many rows it moved; 0 means the rows were not in a state that may make that
-move (someone else got there first), which callers treat as "nothing to do". The fenced result write
-(claimed -> anything, only under the lease token a call was given) is `BlockQuerySet.lock_held` +
-`write_rows`, used by apps.runs.services.outcomes.
+Each method returns how many rows it moved (lease expiry: the claims it took back); 0 means the rows
+were not in a state that may make that move (someone else got there first), which callers treat as
+"nothing to do". The fenced result write (claimed -> anything, only under the lease token a call was
+given) is `BlockQuerySet.lock_held` + `write_outcomes`, used by apps.runs.services.outcomes; what
+each outcome does to its block is decided in apps.runs.services.decisions.
+
+Every transition of a run or of its blocks takes the run row's lock first (`lock_run`), then the
+blocks': one lock order everywhere keeps cancellation, results, releases, replays and lease expiry
+free of deadlocks, and serialises the run's counts.
 """
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 
 from apps.core.db import write_connection
+
+if TYPE_CHECKING:
+    from apps.runs.models import Block, Run
+    from apps.runs.services.decisions import Entry
 
 
 class RunStatus(models.TextChoices):
@@ -89,6 +107,19 @@ BLOCK_COUNTER = {
 }
 
 
+def lock_run(run_id: Any) -> "Run":
+    """The run row, locked (`FOR NO KEY UPDATE`) until the transaction ends, with its key: how every
+    transition of a run or its blocks begins. A queued run's first claim, a result, a cancel, a
+    release, a replay, a reseed and lease expiry all start here, so they happen one at a time."""
+    from apps.runs.models import Run
+
+    return (
+        Run.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("key")
+        .get(pk=run_id)
+    )
+
+
 class RunQuerySet(models.QuerySet):
     def active(self) -> "RunQuerySet":
         return self.filter(status__in=RUN_ACTIVE)
@@ -139,6 +170,57 @@ class RunQuerySet(models.QuerySet):
         )
 
 
+# The fenced result write: what lock_held reads of a held block, and what write_outcomes writes back.
+BLOCK_READ_FIELDS = (
+    "id", "run_id", "uid", "block_index", "lease_token", "attempts", "throttle_waits",
+    "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+    "cost_usd", "reserved_usd",
+)
+BLOCK_WRITE_FIELDS = (
+    "status", "lease_token", "lease_expires_at", "next_attempt_at", "error_code", "error_message",
+    "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+    "cost_usd", "attempts", "throttle_waits", "finished_at", "reserved_usd",
+)
+# Only a success replaces the result and its version stamp; a failure keeps the last good output.
+SUCCESS_WRITE_FIELDS = (
+    *BLOCK_WRITE_FIELDS, "output", "latency_ms", "model", "pass_number", "pipeline_version",
+    "prompt_version",
+)
+
+LEASE_EXPIRED = "lease_expired"
+EXPIRED_AND_RETRIED = "lease expired; retried"
+
+
+@dataclass(frozen=True)
+class ExpiredClaim:
+    """A block taken back from a worker whose lease expired: where it went, and what it was."""
+
+    block_id: int
+    uid: str
+    block_index: int
+    # Its new status: pending, failed or canceled.
+    status: str
+    attempts: int
+    pass_attempts: int
+    # Who held it (claimed_by), "" if nobody said.
+    worker: str
+    reserved_usd: Decimal
+
+    @property
+    def lost_on(self) -> str:
+        return f"lease expired on {self.worker or 'an unknown worker'}"
+
+
+def _expired_status(*, ending: bool, attempts: int, max_attempts: int) -> str:
+    """Where a block whose lease expired goes: the attempt counts, so a block that kills its workers
+    fails rather than loops; in a run being canceled it is canceled."""
+    if ending:
+        return BlockStatus.CANCELED
+    if attempts >= max_attempts:
+        return BlockStatus.FAILED
+    return BlockStatus.PENDING
+
+
 class BlockQuerySet(models.QuerySet):
     def due(self, now: datetime) -> "BlockQuerySet":
         """Pending blocks whose wait (retry backoff, throttling) is over: what a claim may take."""
@@ -163,6 +245,48 @@ class BlockQuerySet(models.QuerySet):
             attempts=F("attempts") - 1, pass_attempts=F("pass_attempts") - 1, reserved_usd=0,
         )
 
+    def cancel_held(self, *, token: Any, now: datetime) -> int:
+        """claimed -> canceled before any call was made for them, in a run being canceled (the
+        release of a canceling run): their reservation ends with them."""
+        return self.filter(status=BlockStatus.CLAIMED, lease_token=token).update(
+            status=BlockStatus.CANCELED, lease_token=None, lease_expires_at=None, reserved_usd=0,
+            finished_at=now,
+        )
+
+    def expire_leases(self, *, run: "Run", now: datetime) -> list[ExpiredClaim]:
+        """claimed past its lease -> pending with the attempt counted; failed (`lease_expired`) once
+        out of attempts; canceled in a run being canceled. The caller holds the run row (lock_run);
+        blocks locked by someone else right now (their result being written) are left for the next
+        look. One UPDATE per destination (per worker for the failed, whose message names it).
+        Returns the claims taken back."""
+        ending = run.status in RUN_ENDING
+        rows = (
+            self.filter(run_id=run.pk, status=BlockStatus.CLAIMED, lease_expires_at__lt=now)
+            .order_by("block_index")
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("id", "uid", "block_index", "attempts", "pass_attempts", "claimed_by",
+                         "reserved_usd")
+        )
+        expired = [
+            ExpiredClaim(block_id=i, uid=uid, block_index=index, attempts=attempts,
+                         pass_attempts=numbered, worker=worker, reserved_usd=reserved,
+                         status=_expired_status(ending=ending, attempts=attempts,
+                                                max_attempts=run.max_attempts))
+            for i, uid, index, attempts, numbered, worker, reserved in rows
+        ]
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for claim in expired:
+            message = claim.lost_on if claim.status == BlockStatus.FAILED else EXPIRED_AND_RETRIED
+            groups[(claim.status, message)].append(claim.block_id)
+        for (status, message), ids in groups.items():
+            # Locked above, so still claimed: the filter says what this move is from.
+            self.filter(pk__in=ids, status=BlockStatus.CLAIMED).update(
+                status=status, lease_token=None, lease_expires_at=None, next_attempt_at=now,
+                error_code=LEASE_EXPIRED, error_message=message, reserved_usd=0,
+                finished_at=None if status == BlockStatus.PENDING else now,
+            )
+        return expired
+
     def cancel_pending(self, *, now: datetime) -> int:
         return self.filter(status=BlockStatus.PENDING).update(
             status=BlockStatus.CANCELED, finished_at=now, next_attempt_at=None
@@ -179,16 +303,30 @@ class BlockQuerySet(models.QuerySet):
             finished_at=None, **changes,
         )
 
-    def lock_held(self, tokens: dict[int, Any], *, fields: Sequence[str]) -> dict[int, Any]:
+    def lock_held(self, tokens: dict[int, Any]) -> dict[int, "Block"]:
         """The fence: lock the blocks still claimed under the lease each call was given and return
         them by id. A block claimed again since (its lease expired) has another token and is left
         out: whoever holds it now writes it. Rows locked here cannot change until commit."""
         rows = (
             self.filter(id__in=tokens, status=BlockStatus.CLAIMED)
             .select_for_update(of=("self",))
-            .only(*fields)
+            .only(*BLOCK_READ_FIELDS)
         )
         return {block.id: block for block in rows if block.lease_token == tokens[block.id]}
+
+    def write_outcomes(self, entries: Iterable["Entry"], *, run: "Run", now: datetime) -> None:
+        """claimed -> each decision's status: the held blocks (lock_held) of these entries take their
+        new state, usage and cost, and are written back in two statements (successes also write
+        their output and version stamp)."""
+        succeeded, other = [], []
+        for entry in entries:
+            block = entry.block
+            if block is None:
+                continue
+            _apply_decision(block, entry, run, now)
+            (succeeded if block.status == BlockStatus.SUCCEEDED else other).append(block)
+        self.write_rows(succeeded, SUCCESS_WRITE_FIELDS)
+        self.write_rows(other, BLOCK_WRITE_FIELDS)
 
     def write_rows(self, blocks: Iterable[Any], fields: Sequence[str]) -> None:
         """Write locked rows back with one parametrised UPDATE run for every row (executemany, which
@@ -217,3 +355,34 @@ class BlockQuerySet(models.QuerySet):
         ]
         with db.cursor() as cursor:
             cursor.executemany(sql, params)
+
+
+def _apply_decision(block: "Block", entry: "Entry", run: "Run", now: datetime) -> None:
+    """Set a held block's new state on its instance (written back by write_outcomes)."""
+    outcome, decision = entry.outcome, entry.decision
+    block.status = decision.status
+    block.lease_token = None
+    block.lease_expires_at = None
+    block.next_attempt_at = decision.next_attempt_at
+    block.error_code = decision.error_code
+    block.error_message = decision.error_message
+    block.input_tokens += outcome.usage.input_tokens
+    block.output_tokens += outcome.usage.output_tokens
+    block.cache_creation_input_tokens += outcome.usage.cache_creation_input_tokens
+    block.cache_read_input_tokens += outcome.usage.cache_read_input_tokens
+    block.cost_usd += outcome.cost_usd
+    # The claim's worst-case reservation ends with the call; count_on_run gives it back to the run.
+    block.reserved_usd = 0
+    if decision.refund_attempt:
+        block.attempts -= 1
+    if decision.throttle_wait:
+        block.throttle_waits += 1
+    if decision.status == BlockStatus.SUCCEEDED:
+        block.output = outcome.output
+        block.latency_ms = outcome.latency_ms
+        block.model = outcome.model or run.model
+        block.pass_number = run.current_pass
+        # The build that wrote this result (a run can outlive a deploy; a reseed can select by it).
+        block.pipeline_version = settings.CONVEYOR["PIPELINE_VERSION"]
+        block.prompt_version = run.prompt_version
+    block.finished_at = now if decision.status in BLOCK_COUNTER else None

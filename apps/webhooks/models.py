@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from apps.webhooks.transitions import DeliveryStatus, WebhookDeliveryQuerySet
+
 
 class WebhookSecret(models.Model):
     """A user's signing secret (Standard Webhooks `whsec_...`), one per user. Stored only encrypted
@@ -18,12 +20,6 @@ class WebhookSecret(models.Model):
 
     def __str__(self) -> str:
         return f"webhook secret of {self.owner} (…{self.suffix})"
-
-
-class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending (being tried, or waiting for its next attempt)"
-    DELIVERED = "delivered", "Delivered (the receiver answered 2xx)"
-    FAILED = "failed", "Failed (given up after the retry window)"
 
 
 class WebhookDelivery(models.Model):
@@ -57,6 +53,8 @@ class WebhookDelivery(models.Model):
     give_up_at = models.DateTimeField()
     delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
+
+    objects = WebhookDeliveryQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -6,7 +6,9 @@ process that died right after the run ended). Each attempt first takes the row w
 write that moves `next_attempt_at` past the end of the call (its lease) and counts the attempt; the
 result is written only if the row is still that attempt's (`attempts` unchanged, still pending). A
 sender that dies mid-call leaves a row that falls due again when the lease ends, and the sweep sends
-it. A receiver may therefore see an event twice; the `webhook-id` header tells it so."""
+it. A receiver may therefore see an event twice; the `webhook-id` header tells it so. How a delivery
+moves (claim, deliver, give up, retry later, redeliver) is apps.webhooks.transitions; this module
+decides when."""
 
 import logging
 import random
@@ -22,7 +24,7 @@ from django.utils import timezone
 from apps.keys.crypto import decrypt_secret, encrypt_secret, reencrypt_secret
 from apps.keys.services import RotationResult
 from apps.runs.models import Run, RunPass
-from apps.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSecret
+from apps.webhooks.models import WebhookDelivery, WebhookSecret
 from apps.webhooks.payload import EVENT_TYPE, encode, run_finished_event
 from apps.webhooks.sending import SendOutcome, post_event
 from apps.webhooks.signing import event_id, generate_secret, signed_headers
@@ -150,16 +152,7 @@ def _enqueue(delivery_id: int, *, expires: float | None = None) -> None:
 
 def _claim(delivery_id: int, *, now: datetime) -> WebhookDelivery | None:
     """Take a due pending delivery for one attempt, or None (not due, done, or taken by another)."""
-    with transaction.atomic():
-        row = (WebhookDelivery.objects.select_for_update(skip_locked=True)
-               .filter(pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now).first())
-        if row is None:
-            return None
-        row.attempts += 1
-        row.last_attempt_at = now
-        row.next_attempt_at = now + _lease()
-        row.save(update_fields=["attempts", "last_attempt_at", "next_attempt_at"])
-    return row
+    return WebhookDelivery.objects.filter(pk=delivery_id).claim(now=now, lease_until=now + _lease())
 
 
 def delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
@@ -183,17 +176,15 @@ def delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
 
 def _record(row: WebhookDelivery, outcome: SendOutcome) -> WebhookDelivery:
     now = timezone.now()
-    changes: dict[str, Any] = {"last_status_code": outcome.status_code, "last_error": outcome.error,
-                               "last_error_detail": outcome.detail}
-    if outcome.delivered:
-        changes.update(status=DeliveryStatus.DELIVERED, delivered_at=now, next_attempt_at=None)
-    elif now >= row.give_up_at:
-        changes.update(status=DeliveryStatus.FAILED, next_attempt_at=None)
-    else:
-        changes["next_attempt_at"] = min(now + timedelta(seconds=retry_delay(row.attempts)), row.give_up_at)
     # Fenced by the attempt: a redelivery or another sender that took the row since then wins.
-    matched = WebhookDelivery.objects.filter(pk=row.pk, status=DeliveryStatus.PENDING,
-                                             attempts=row.attempts).update(**changes)
+    rows = WebhookDelivery.objects.filter(pk=row.pk)
+    if outcome.delivered:
+        matched = rows.deliver(attempts=row.attempts, now=now, outcome=outcome)
+    elif now >= row.give_up_at:
+        matched = rows.give_up(attempts=row.attempts, outcome=outcome)
+    else:
+        at = min(now + timedelta(seconds=retry_delay(row.attempts)), row.give_up_at)
+        matched = rows.retry_later(attempts=row.attempts, at=at, outcome=outcome)
     level = logging.INFO if outcome.delivered else logging.WARNING
     logger.log(level, "webhook %s (run %s pass %d) attempt %d to %s: %s%s", row.event_id, row.run_id,
                row.pass_number, row.attempts, url_host(row.url),
@@ -205,8 +196,8 @@ def _record(row: WebhookDelivery, outcome: SendOutcome) -> WebhookDelivery:
 
 def deliveries_due(*, now: datetime | None = None, limit: int = DUE_BATCH) -> list[int]:
     now = now or timezone.now()
-    return list(WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-                .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+    due = WebhookDelivery.objects.due(now).order_by("next_attempt_at")
+    return list(due.values_list("pk", flat=True)[:limit])
 
 
 def deliveries_sweep() -> dict[str, int]:
@@ -223,12 +214,11 @@ def deliveries_sweep() -> dict[str, int]:
 def delivery_redeliver(*, delivery_id: int) -> WebhookDelivery:
     """Send the event again now, whatever its state (delivered, failed, waiting): the same event id,
     a new timestamp and signature. Its retry window starts again from now."""
-    row = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
+    rows = WebhookDelivery.objects.filter(pk=delivery_id)
+    row = rows.select_for_update().get()
     now = timezone.now()
-    row.status = DeliveryStatus.PENDING
-    row.next_attempt_at = now
-    row.give_up_at = max(row.give_up_at, now + _give_up_after())
-    row.save(update_fields=["status", "next_attempt_at", "give_up_at"])
+    rows.redeliver(now=now, give_up_at=max(row.give_up_at, now + _give_up_after()))
+    row.refresh_from_db()
     transaction.on_commit(lambda: _enqueue(row.pk), robust=True)  # else the sweep queues it
     logger.info("webhook %s (run %s pass %d) redelivery requested", row.event_id, row.run_id,
                 row.pass_number)

@@ -12,7 +12,7 @@ from django.urls import reverse
 from apps.accounts.services import token_create
 from apps.runs.models import RunStatus
 from apps.runs.services import blocks_claim, outcomes_record
-from apps.runs.services.outcomes import Outcome
+from apps.runs.services.decisions import Outcome
 from mock_provider.testing import running_mock
 from tests.api.helpers import set_status
 from tests.factories import SECRET, make_key, make_run

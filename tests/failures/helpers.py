@@ -10,7 +10,7 @@ from apps.failures.models import PipelineFailure
 from apps.providers.errors import FailureKind, ProviderFailure
 from apps.runs.models import Block, Run
 from apps.runs.services import blocks_claim, outcomes_record
-from apps.runs.services.outcomes import Outcome
+from apps.runs.services.decisions import Outcome
 from tests.factories import make_run
 
 

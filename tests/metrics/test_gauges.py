@@ -15,7 +15,7 @@ from apps.keys.models import ProviderKey
 from apps.lanes.limits import limit_group
 from apps.runs.models import Run
 from apps.runs.services import blocks_claim, outcomes_record
-from apps.runs.services.outcomes import Outcome
+from apps.runs.services.decisions import Outcome
 from apps.runs.transitions import PausedCause
 from tests.factories import MODEL, make_key, make_run
 

@@ -21,7 +21,7 @@ from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.usage import TokenUsage
 from apps.runs.models import Attempt
 from apps.runs.services import blocks_claim, outcomes_record
-from apps.runs.services.outcomes import Outcome
+from apps.runs.services.decisions import Outcome
 from tests.factories import MODEL, make_run
 from tests.runs.helpers import serve_until_settled
 

@@ -154,3 +154,21 @@ def test_a_key_the_provider_rejects_at_batch_submission_is_marked_invalid_and_it
     key.refresh_from_db()
     assert key.is_valid is False and "authentication_error" in key.validation_error
     assert run.blocks.get().status == "pending"
+
+
+def test_a_submission_the_provider_never_got_is_abandoned_and_its_blocks_go_back_to_work(
+        owner, mock_key, mock, settings):
+    from apps.runs.batching.submit import WORKER, _record_submitting
+    from apps.runs.services import blocks_claim
+
+    run = batch_run(owner, mock_key, ["a", "b"])
+    claim = blocks_claim(run_id=run.pk, limit=2, worker=WORKER, batch=True)
+    _record_submitting(run, claim.lease_token, 2, 2)  # the worker died before asking the provider
+    settings.CONVEYOR = {**settings.CONVEYOR, "BATCH_ADOPT_AFTER_SECONDS": 0}
+
+    assert batches_poll()["recovered"] == 1
+
+    batch = MessageBatch.objects.get(run=run)
+    assert (batch.status, batch.error) == ("abandoned", "the provider has no such batch: blocks given back")
+    assert list(run.blocks.values_list("status", "attempts")) == [("pending", 0), ("pending", 0)]
+    assert mock.stats()["batches"]["created"] == 0

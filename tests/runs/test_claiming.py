@@ -4,7 +4,7 @@ import pytest
 
 from apps.runs.models import Block
 from apps.runs.services import blocks_claim, leases_expire, outcomes_record
-from apps.runs.services.outcomes import Outcome
+from apps.runs.services.decisions import Outcome
 from tests.factories import make_run
 from tests.runs.helpers import in_thread
 

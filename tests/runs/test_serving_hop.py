@@ -5,7 +5,7 @@ from django.db import OperationalError
 
 from apps.runs.models import Attempt
 from apps.runs.services import blocks_claim
-from apps.runs.services.outcomes import Outcome
+from apps.runs.services.decisions import Outcome
 from apps.runs.serving import server
 from apps.runs.serving.context import load_context
 from tests.factories import make_run

@@ -6,4 +6,5 @@ day) instead of live calls, on the same ledger:
 - poll.py    beat: look at open batches, cancel what was asked, stream the results of ended ones into
              the outcome path live calls use (fencing, attempts, counts, cost, dead-letter, passes)
 - results.py one result line -> one Outcome, with the same error classes as live calls
+- transitions.py  the batch row's statuses and every move between them (submit and poll decide when)
 """

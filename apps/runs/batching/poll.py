@@ -87,8 +87,7 @@ def _record_results(batch: MessageBatch, run: Run, secret: str) -> int:
             written += _record_chunk(batch, run, chunk, secret)
     # A request with no result line (it should not happen) goes back to work rather than stay held.
     blocks_release(run_id=run.pk, token=batch.lease_token)
-    MessageBatch.objects.filter(pk=batch.pk).update(status=MessageBatchStatus.RECORDED,
-                                                    recorded_at=timezone.now())
+    MessageBatch.objects.filter(pk=batch.pk).mark_recorded(now=timezone.now())
     logger.info("batch %s of run %s: %d result(s) recorded", batch.provider_batch_id, run.pk, written)
     return written
 
@@ -132,16 +131,15 @@ def _poll(batch: MessageBatch) -> str:
         MessageBatch.objects.filter(pk=batch.pk).update(polled_at=timezone.now(), error=str(failure)[:2000])
         logger.warning("batch %s: could not look at it: %s", batch.provider_batch_id, failure)
         return batch.status
-    counts = remote.request_counts.model_dump()
-    changes: dict[str, Any] = {"polled_at": timezone.now(), "counts": counts, "error": ""}
-    if remote.processing_status == "ended":
-        changes.update(status=MessageBatchStatus.ENDED, ended_at=remote.ended_at or timezone.now())
-    MessageBatch.objects.filter(pk=batch.pk).update(**changes)
-    if remote.processing_status == "ended":
-        batch.refresh_from_db()
-        batch_record_results(batch)
-        return MessageBatchStatus.RECORDED
-    return batch.status
+    now, counts = timezone.now(), remote.request_counts.model_dump()
+    batches = MessageBatch.objects.filter(pk=batch.pk)
+    if remote.processing_status != "ended":
+        batches.update(polled_at=now, counts=counts, error="")
+        return batch.status
+    batches.end(ended_at=remote.ended_at or now, polled_at=now, counts=counts)
+    batch.refresh_from_db()
+    batch_record_results(batch)
+    return MessageBatchStatus.RECORDED
 
 
 def _find_at_provider(batch: MessageBatch) -> str | None:
@@ -167,14 +165,12 @@ def batch_recover_submitting(batch: MessageBatch) -> str:
         logger.warning("batch row %s: cannot list the provider's batches: %s", batch.pk, exc)
         return batch.status
     if found:
-        MessageBatch.objects.filter(pk=batch.pk).update(provider_batch_id=found,
-                                                        status=MessageBatchStatus.IN_PROGRESS,
-                                                        submitted_at=timezone.now())
+        MessageBatch.objects.filter(pk=batch.pk).mark_submitted(provider_batch_id=found, now=timezone.now())
         logger.warning("batch row %s: adopted %s after an interrupted submission", batch.pk, found)
         return MessageBatchStatus.IN_PROGRESS
     blocks_release(run_id=batch.run_id, token=batch.lease_token)
-    MessageBatch.objects.filter(pk=batch.pk).update(status=MessageBatchStatus.ABANDONED,
-                                                    error="the provider has no such batch: blocks given back")
+    MessageBatch.objects.filter(pk=batch.pk).abandon(
+        error="the provider has no such batch: blocks given back")
     return MessageBatchStatus.ABANDONED
 
 
@@ -182,11 +178,9 @@ def batches_poll() -> dict[str, int]:
     """Beat: every open batch looked at once; rows stuck submitting recovered."""
     looked = recorded = recovered = 0
     stale = timezone.now() - timedelta(seconds=_conf("BATCH_ADOPT_AFTER_SECONDS"))
-    for batch in MessageBatch.objects.filter(status=MessageBatchStatus.SUBMITTING, created_at__lt=stale,
-                                             key__isnull=False):
+    for batch in MessageBatch.objects.submitting().filter(created_at__lt=stale, key__isnull=False):
         recovered += batch_recover_submitting(batch) != MessageBatchStatus.SUBMITTING
-    for batch in MessageBatch.objects.filter(status__in=[MessageBatchStatus.IN_PROGRESS,
-                                                         MessageBatchStatus.ENDED], key__isnull=False):
+    for batch in MessageBatch.objects.open().filter(key__isnull=False):
         looked += 1
         try:
             if batch.status == MessageBatchStatus.ENDED:

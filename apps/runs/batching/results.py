@@ -7,7 +7,7 @@ from typing import Any
 from apps.keys.redaction import redact
 from apps.providers.errors import FailureKind, ProviderFailure, classify_error_body
 from apps.providers.usage import TokenUsage, cost_usd
-from apps.runs.services.outcomes import Outcome
+from apps.runs.services.decisions import Outcome
 
 
 @dataclass(frozen=True)

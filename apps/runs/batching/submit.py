@@ -26,10 +26,10 @@ from apps.providers.client import make_client
 from apps.providers.errors import FailureKind, classify
 from apps.providers.prompts import BlockInput, build_params
 from apps.runs.batching.results import custom_id
-from apps.runs.models import Block, BlockStatus, MessageBatch, MessageBatchStatus, Run, RunMode
+from apps.runs.models import Block, BlockStatus, MessageBatch, Run, RunMode
 from apps.runs.services.claiming import ClaimedBlock, blocks_claim, blocks_release
+from apps.runs.services.decisions import KEY_EVENT_CODES, KEY_PAUSE_CAUSES
 from apps.runs.services.lifecycle import runs_pause_for_key
-from apps.runs.services.outcomes import KEY_EVENT_CODES, KEY_PAUSE_CAUSES
 from apps.runs.transitions import RUN_ACTIVE, PausedCause
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def batch_runs_with_due_work() -> list[Any]:
     runs = Run.objects.filter(status__in=RUN_ACTIVE, effective_mode=RunMode.BATCH)
     return [run_id for run_id in runs.values_list("pk", flat=True)
             if Block.objects.due(now).filter(run_id=run_id).exists()
-            and not MessageBatch.objects.filter(run_id=run_id, status=MessageBatchStatus.SUBMITTING).exists()]
+            and not MessageBatch.objects.filter(run_id=run_id).submitting().exists()]
 
 
 def _requests(run: Run, blocks: list[ClaimedBlock], token: Any) -> tuple[list[dict[str, Any]], list[int]]:
@@ -102,8 +102,7 @@ def batch_submit_for_run(*, run_id: Any) -> MessageBatch | None:
             created = client.messages.batches.create(requests=requests)
     except anthropic.APIError as exc:
         failure = classify(exc, secrets=(secret,))
-        MessageBatch.objects.filter(pk=batch.pk).update(status=MessageBatchStatus.ABANDONED,
-                                                        error=str(failure)[:2000])
+        MessageBatch.objects.filter(pk=batch.pk).abandon(error=str(failure))
         blocks_release(run_id=run_id, token=claim.lease_token)
         if failure.kind in KEY_PAUSE_CAUSES:
             if failure.kind == FailureKind.KEY_INVALID:
@@ -137,9 +136,8 @@ def batch_submit_for_run(*, run_id: Any) -> MessageBatch | None:
 
 def record_submitted(batch: MessageBatch, created: Any) -> None:
     """Step 3's end: the provider's id on the row (a crash before this is what poll.py recovers)."""
-    MessageBatch.objects.filter(pk=batch.pk).update(
-        provider_batch_id=created.id, status=MessageBatchStatus.IN_PROGRESS, submitted_at=timezone.now(),
-        counts=created.request_counts.model_dump())
+    MessageBatch.objects.filter(pk=batch.pk).mark_submitted(
+        provider_batch_id=created.id, now=timezone.now(), counts=created.request_counts.model_dump())
     batch.refresh_from_db()
 
 

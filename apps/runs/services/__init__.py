@@ -1,6 +1,7 @@
 """The run engine's operations. Views, tasks, admin actions and commands all call these."""
 
 from apps.runs.services.claiming import Claim, blocks_claim
+from apps.runs.services.decisions import Outcome
 from apps.runs.services.finalize import run_finalize
 from apps.runs.services.lifecycle import (
     RunStateError,
@@ -10,7 +11,7 @@ from apps.runs.services.lifecycle import (
     runs_pause_for_key,
     runs_resume_for_key,
 )
-from apps.runs.services.outcomes import Outcome, outcomes_record
+from apps.runs.services.outcomes import outcomes_record
 from apps.runs.services.recovery import leases_expire, pump
 from apps.runs.services.submission import (
     BlockSpec,

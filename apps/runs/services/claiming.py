@@ -25,7 +25,7 @@ from apps.core.db import OctetLength
 from apps.runs.estimates import block_reservation
 from apps.runs.models import Block, BlockStatus, PausedCause, Run, RunStatus
 from apps.runs.services.finalize import run_finalize
-from apps.runs.transitions import RUN_ENDING
+from apps.runs.transitions import RUN_ENDING, lock_run
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,6 @@ class Claim:
 def lease_seconds() -> float:
     conf = settings.CONVEYOR
     return conf["PROVIDER_TIMEOUT_SECONDS"] + conf["LEASE_MARGIN_SECONDS"]
-
-
-def lock_run(run_id: Any) -> Run:
-    return (
-        Run.objects.select_for_update(no_key=True, of=("self",))
-        .select_related("key")
-        .get(pk=run_id)
-    )
 
 
 def _within_budget(run: Run, rows: list[tuple[int, int]]) -> list[int]:
@@ -87,15 +79,16 @@ def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0, answer
     bounds the claim (parallelism is about calls in flight)."""
     now = timezone.now()
     run = lock_run(run_id)
-    if run.status == RunStatus.QUEUED and Run.objects.filter(pk=run.pk).start(now=now):
-        run.status = RunStatus.RUNNING
-    if run.status != RunStatus.RUNNING:
-        return Claim(run_status=run.status)
+    status = run.status
+    if status == RunStatus.QUEUED and Run.objects.filter(pk=run.pk).start(now=now):
+        status = RunStatus.RUNNING
+    if status != RunStatus.RUNNING:
+        return Claim(run_status=status)
     if not batch:
         claimed = Block.objects.filter(run_id=run.pk, status=BlockStatus.CLAIMED).count()
         limit = min(limit, run.parallelism + ahead + answered - claimed)
     if limit <= 0:
-        return Claim(run_status=run.status)
+        return Claim(run_status=status)
     rows = list(
         Block.objects.due(now)
         .filter(run_id=run.pk)
@@ -104,7 +97,7 @@ def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0, answer
         .values_list("id", OctetLength("input"))[:limit]
     )
     if not rows:
-        return Claim(run_status=run.status)
+        return Claim(run_status=status)
     budgeted = run.options.get("max_cost_usd") is not None
     ids = _within_budget(run, rows) if budgeted else [block_id for block_id, _ in rows]
     if not ids:
@@ -114,7 +107,7 @@ def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0, answer
                    "next block could cost more than what is left",
         ):
             return Claim(run_status=RunStatus.PAUSED)
-        return Claim(run_status=run.status, budget_wait=True)
+        return Claim(run_status=status, budget_wait=True)
     # One fresh token per claim: a block claimed again later gets another, which fences out
     # whoever held it before.
     token = uuid.uuid4()
@@ -130,7 +123,7 @@ def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0, answer
         Run.objects.filter(pk=run.pk).update(reserved_usd=F("reserved_usd") + reserved)
     blocks = chosen.order_by("block_index").values_list("id", "uid", "input", "attempts", "pass_attempts")
     return Claim(
-        run_status=run.status,
+        run_status=status,
         blocks=[ClaimedBlock(id=i, uid=u, input=t, attempt=a, number=n) for i, u, t, a, n in blocks],
         lease_token=token,
     )
@@ -148,8 +141,7 @@ def blocks_release(*, run_id: Any, token: Any, block_ids: list[int] | None = Non
     reserved = held.aggregate(total=Sum("reserved_usd"))["total"] or 0
     changes: dict[str, Any] = {"reserved_usd": F("reserved_usd") - reserved} if reserved else {}
     if run.status in RUN_ENDING:
-        released = held.update(status=BlockStatus.CANCELED, lease_token=None, lease_expires_at=None,
-                               reserved_usd=0, finished_at=timezone.now())
+        released = held.cancel_held(token=token, now=timezone.now())
         changes["canceled_blocks"] = F("canceled_blocks") + released
     else:
         released = held.release(token=token)

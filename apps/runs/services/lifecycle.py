@@ -11,9 +11,8 @@ from django.utils import timezone
 from apps.core.errors import InvalidInput, StateConflict
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, PausedCause, Run
-from apps.runs.services.claiming import lock_run
 from apps.runs.services.finalize import run_finalize
-from apps.runs.transitions import RUN_CANCELABLE, RunStatus
+from apps.runs.transitions import RUN_CANCELABLE, RunStatus, lock_run
 
 
 class RunStateError(StateConflict):

@@ -1,22 +1,21 @@
-"""Writing call outcomes: fenced by the lease token, counted on the run in the same transaction.
+"""Recording call outcomes: fenced by the lease token, counted on the run in the same transaction.
 
 Recording a batch is an ordered list of steps (`STEPS`), each short and run in this order inside one
-transaction; key-level effects (throttle, invalid key, pausing the key's other runs) follow after it.
+transaction; key-level effects (throttle, invalid key, pausing the key's other runs) follow after it
+(`apply_key_effects`). What each outcome does to its block is decided in
+apps.runs.services.decisions; how the blocks move is apps.runs.transitions.
 
 A worker whose lease was taken over (it was presumed dead and its block handed out again) still
 records its Attempt, since the call happened and was billed, but the fence leaves its block out, so
 the block's state and the run's counts are written exactly once, by the lease holder.
 """
 
-import random
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -31,41 +30,12 @@ from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.usage import TokenUsage
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, PausedCause, Run
-from apps.runs.services.claiming import lock_run
+from apps.runs.services.decisions import KEY_EVENT_CODES, KEY_PAUSE_CAUSES, Entry, Outcome, decide, fenced_out
 from apps.runs.services.finalize import run_finalize
 from apps.runs.services.lifecycle import runs_pause_for_key
-from apps.runs.transitions import BLOCK_COUNTER, RUN_ENDING, RunStatus
+from apps.runs.transitions import BLOCK_COUNTER, RunStatus, lock_run
 
 FAILING_FUNCTION = "conveyor.runs.serve"
-KEY_PAUSE_CAUSES = {FailureKind.KEY_INVALID: PausedCause.KEY_REJECTED,
-                    FailureKind.KEY_BLOCKED: PausedCause.KEY_BLOCKED,
-                    FailureKind.KEY_UNSAFE: PausedCause.KEY_UNSAFE}
-
-
-@dataclass
-class Outcome:
-    """What one provider call meant for one block."""
-
-    block_id: int
-    lease_token: uuid.UUID
-    attempt: int
-    # The call's number in the pass (0: not known, the attempt count stands in).
-    number: int = 0
-    usage: TokenUsage = field(default_factory=TokenUsage)
-    cost_usd: Decimal = Decimal(0)
-    latency_ms: int | None = None
-    request_id: str = ""
-    model: str = ""
-    output: str | None = None
-    failure: ProviderFailure | None = None
-    # The request as sent, secrets redacted; kept only on failures.
-    payload_snapshot: dict[str, Any] = field(default_factory=dict)
-    # When the call went out.
-    started_at: datetime | None = None
-    # The Message Batch that answered it (its cost is already at batch prices).
-    batch_id: int | None = None
-    # The x-conveyor-correlation-id the call was sent with ("" for a batch request), for the logs.
-    correlation_id: str = ""
 
 
 @dataclass
@@ -73,45 +43,6 @@ class RecordReport:
     run_status: str
     written: int = 0
     fenced_out: int = 0
-
-
-def retry_delay(attempt: int, retry_after: float | None = None) -> float:
-    """Exponential backoff with jitter (half fixed, half random), never sooner than Retry-After."""
-    conf = settings.CONVEYOR
-    delay = min(conf["RETRY_MAX_SECONDS"], conf["RETRY_BASE_SECONDS"] * 2 ** max(attempt - 1, 0))
-    delay = delay / 2 + random.uniform(0, delay / 2)
-    return max(delay, retry_after or 0.0)
-
-
-def overload_delay(waits: int, retry_after: float | None = None) -> float:
-    """An overloaded call's back-off: short, growing with the block's own overloads, jittered so
-    that calls refused together do not come back together."""
-    conf = settings.CONVEYOR
-    delay = min(conf["OVERLOAD_BACKOFF_MAX_SECONDS"],
-                conf["OVERLOAD_BACKOFF_BASE_SECONDS"] * 2 ** min(waits, 6))
-    delay = delay / 2 + random.uniform(0, delay / 2)
-    return max(delay, retry_after or 0.0)
-
-
-@dataclass
-class Decision:
-    """Where one outcome takes its block, and what its Attempt row says."""
-
-    status: str
-    attempt_outcome: str
-    next_attempt_at: datetime | None = None
-    refund_attempt: bool = False
-    throttle_wait: bool = False
-    error_code: str = ""
-    error_message: str = ""
-
-
-@dataclass
-class Entry:
-    outcome: Outcome
-    decision: Decision
-    # The locked block this outcome writes; None when the fence left it out.
-    block: Block | None = None
 
 
 @dataclass
@@ -139,108 +70,6 @@ class Recording:
         return [entry for entry in self.entries if entry.block is not None]
 
 
-def decide(outcome: Outcome, block: Block, run: Run, now: datetime) -> Decision:
-    """The next state of a block that one call answered for, by the failure's class."""
-    failure = outcome.failure
-    if failure is None:
-        return Decision(BlockStatus.SUCCEEDED, AttemptOutcome.SUCCEEDED)
-    code, message = failure.code, failure.message
-    kind = failure.kind
-    if kind in (FailureKind.THROTTLED, FailureKind.OVERLOADED):
-        # Rationed or overloaded: not the block's fault, so no attempt is used; a separate bound
-        # stops a block that could never get through.
-        if block.throttle_waits + 1 > settings.CONVEYOR["MAX_THROTTLE_WAITS"]:
-            return Decision(BlockStatus.FAILED, AttemptOutcome.FAILED, error_code="throttle_exhausted",
-                            error_message=f"gave up after {block.throttle_waits + 1} throttled calls: "
-                                          f"{code}: {message}")
-        if kind == FailureKind.THROTTLED:
-            # The lane holds every call until Retry-After; the block is due again then.
-            wait = (failure.retry_after if failure.retry_after is not None
-                    else settings.CONVEYOR["THROTTLE_DEFAULT_SECONDS"])
-        else:
-            wait = overload_delay(block.throttle_waits, failure.retry_after)
-        return Decision(BlockStatus.PENDING, AttemptOutcome.THROTTLED,
-                        next_attempt_at=now + timedelta(seconds=wait), refund_attempt=True,
-                        throttle_wait=True, error_code=code, error_message=message)
-    if kind in KEY_PAUSE_CAUSES:
-        # The key's fault, not the block's: the block waits, unharmed, for the key to be fixed.
-        return Decision(BlockStatus.PENDING, AttemptOutcome.KEY_REJECTED, next_attempt_at=now,
-                        refund_attempt=True, error_code=code, error_message=message)
-    if kind == FailureKind.RETRYABLE and outcome.attempt < run.max_attempts:
-        delay = retry_delay(outcome.attempt, failure.retry_after)
-        return Decision(BlockStatus.PENDING, AttemptOutcome.RETRY,
-                        next_attempt_at=now + timedelta(seconds=delay),
-                        error_code=code, error_message=message)
-    if kind == FailureKind.RETRYABLE:
-        message = f"gave up after {outcome.attempt} attempts: {message}"
-    return Decision(BlockStatus.FAILED, AttemptOutcome.FAILED, error_code=code, error_message=message)
-
-
-def fenced_out(outcome: Outcome) -> Decision:
-    """A call whose lease was taken over: its Attempt says what the call was; nothing else moves."""
-    failure = outcome.failure
-    if failure is None:
-        attempt_outcome = AttemptOutcome.SUCCEEDED
-    elif failure.kind in (FailureKind.THROTTLED, FailureKind.OVERLOADED):
-        attempt_outcome = AttemptOutcome.THROTTLED
-    elif failure.kind in KEY_PAUSE_CAUSES:
-        attempt_outcome = AttemptOutcome.KEY_REJECTED
-    elif failure.kind == FailureKind.RETRYABLE:
-        attempt_outcome = AttemptOutcome.RETRY
-    else:
-        attempt_outcome = AttemptOutcome.FAILED
-    return Decision(BlockStatus.CLAIMED, attempt_outcome, error_code=failure.code if failure else "",
-                    error_message=failure.message if failure else "")
-
-
-BLOCK_READ_FIELDS = (
-    "id", "run_id", "uid", "block_index", "lease_token", "attempts", "throttle_waits",
-    "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
-    "cost_usd", "reserved_usd",
-)
-BLOCK_WRITE_FIELDS = (
-    "status", "lease_token", "lease_expires_at", "next_attempt_at", "error_code", "error_message",
-    "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
-    "cost_usd", "attempts", "throttle_waits", "finished_at", "reserved_usd",
-)
-# Only a success replaces the result and its version stamp; a failure keeps the last good output.
-SUCCESS_WRITE_FIELDS = (
-    *BLOCK_WRITE_FIELDS, "output", "latency_ms", "model", "pass_number", "pipeline_version",
-    "prompt_version",
-)
-
-
-def apply_decision(block: Block, outcome: Outcome, decision: Decision, run: Run, now: datetime
-                   ) -> None:
-    """Set the block's new state on the locked instance (written back by write_blocks)."""
-    block.status = decision.status
-    block.lease_token = None
-    block.lease_expires_at = None
-    block.next_attempt_at = decision.next_attempt_at
-    block.error_code = decision.error_code
-    block.error_message = decision.error_message
-    block.input_tokens += outcome.usage.input_tokens
-    block.output_tokens += outcome.usage.output_tokens
-    block.cache_creation_input_tokens += outcome.usage.cache_creation_input_tokens
-    block.cache_read_input_tokens += outcome.usage.cache_read_input_tokens
-    block.cost_usd += outcome.cost_usd
-    # The claim's worst-case reservation ends with the call; count_on_run gives it back to the run.
-    block.reserved_usd = 0
-    if decision.refund_attempt:
-        block.attempts -= 1
-    if decision.throttle_wait:
-        block.throttle_waits += 1
-    if decision.status == BlockStatus.SUCCEEDED:
-        block.output = outcome.output
-        block.latency_ms = outcome.latency_ms
-        block.model = outcome.model or run.model
-        block.pass_number = run.current_pass
-        # The build that wrote this result (a run can outlive a deploy; a reseed can select by it).
-        block.pipeline_version = settings.CONVEYOR["PIPELINE_VERSION"]
-        block.prompt_version = run.prompt_version
-    block.finished_at = now if decision.status in BLOCK_COUNTER else None
-
-
 # --- the steps, in the order they run --------------------------------------------------------------
 
 def lock_and_fence(rec: Recording) -> None:
@@ -248,13 +77,13 @@ def lock_and_fence(rec: Recording) -> None:
     rec.run = lock_run(rec.run_id)
     rec.report = RecordReport(run_status=rec.run.status)
     tokens = {o.block_id: o.lease_token for o in rec.outcomes}
-    rec.held = Block.objects.lock_held(tokens, fields=BLOCK_READ_FIELDS)
+    rec.held = Block.objects.lock_held(tokens)
     rec.released_usd = sum((b.reserved_usd for b in rec.held.values()), Decimal(0))
 
 
 def decide_each(rec: Recording) -> None:
-    """A decision per outcome; blocks of a run being canceled go to canceled, not back to work."""
-    ending = rec.run.status in RUN_ENDING
+    """A decision per outcome (decisions.decide), or for a call the fence left out, what its Attempt
+    says (decisions.fenced_out)."""
     for outcome in rec.outcomes:
         block = rec.held.pop(outcome.block_id, None)  # pop: a block answers once per batch
         if block is None:
@@ -262,9 +91,6 @@ def decide_each(rec: Recording) -> None:
             rec.report.fenced_out += 1
             continue
         decision = decide(outcome, block, rec.run, rec.now)
-        if decision.status == BlockStatus.PENDING and ending:
-            decision.status = BlockStatus.CANCELED
-        apply_decision(block, outcome, decision, rec.run, rec.now)
         rec.entries.append(Entry(outcome, decision, block))
         rec.report.written += 1
         if decision.attempt_outcome == AttemptOutcome.KEY_REJECTED and outcome.failure:
@@ -273,11 +99,8 @@ def decide_each(rec: Recording) -> None:
 
 
 def write_blocks(rec: Recording) -> None:
-    blocks = [entry.block for entry in rec.written]
-    Block.objects.write_rows([b for b in blocks if b.status == BlockStatus.SUCCEEDED],
-                             SUCCESS_WRITE_FIELDS)
-    Block.objects.write_rows([b for b in blocks if b.status != BlockStatus.SUCCEEDED],
-                             BLOCK_WRITE_FIELDS)
+    """The held blocks to their decisions' states (transitions: write_outcomes)."""
+    Block.objects.write_outcomes(rec.written, run=rec.run, now=rec.now)
 
 
 def write_attempts(rec: Recording) -> None:
@@ -501,13 +324,6 @@ def apply_key_effects(rec: Recording, *, key_revision: int | None) -> None:
         _key_diagnostic(rec, failure, first, level=LogLevel.ERROR,
                         message=f"the provider refused key {key_id} ({error}): its runs are paused "
                                 f"({KEY_PAUSE_CAUSES[failure.kind]})", paused=paused)
-
-
-# A key the provider refuses (401/403) or will not let spend (402) is an authentication failure; a
-# key whose base_url broke the address rules at call time never reached the provider.
-KEY_EVENT_CODES = {FailureKind.KEY_INVALID: EventCode.AUTH_FAILED,
-                   FailureKind.KEY_BLOCKED: EventCode.AUTH_FAILED,
-                   FailureKind.KEY_UNSAFE: EventCode.DOWNSTREAM_CALL_FAILED}
 
 
 def _key_diagnostic(rec: Recording, failure: ProviderFailure, first: Entry, *, level: str, message: str,

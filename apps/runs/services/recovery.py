@@ -3,6 +3,7 @@ due work and no worker on them. A stuck-work monitor, never the normal completio
 
 import functools
 import logging
+from collections import Counter
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -16,9 +17,8 @@ from apps.failures.services import failure_record
 from apps.metrics.recording import metrics_flush, record_block_finished
 from apps.runs.dispatch import serve_dispatch_rollback_unsafe
 from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, Run, RunMode
-from apps.runs.services.claiming import lock_run
 from apps.runs.services.finalize import run_finalize
-from apps.runs.transitions import BLOCK_COUNTER, RUN_ACTIVE, RUN_ENDING, RunStatus
+from apps.runs.transitions import BLOCK_COUNTER, LEASE_EXPIRED, RUN_ACTIVE, RunStatus, lock_run
 
 logger = logging.getLogger(__name__)
 
@@ -35,64 +35,44 @@ def leases_expire() -> int:
     return sum(_expire_run_leases(run_id, now) for run_id in run_ids)
 
 
-def _expired_state(run: Run, block: Block) -> tuple[str, str]:
-    """Where an expired block goes, and the error code it carries there."""
-    if run.status in RUN_ENDING:
-        return BlockStatus.CANCELED, ""
-    if block.attempts >= run.max_attempts:
-        return BlockStatus.FAILED, "lease_expired"
-    return BlockStatus.PENDING, ""
-
-
 @transaction.atomic
 def _expire_run_leases(run_id: Any, now: datetime) -> int:
+    """One run's expired claims taken back (transitions: `expire_leases`), and in the same
+    transaction what that leaves behind: an Attempt per claim (the call may have happened), a
+    dead-letter row per block out of attempts, the run's counts and reservation, its end."""
     run = lock_run(run_id)
-    blocks = list(
-        Block.objects.filter(run_id=run.pk, status=BlockStatus.CLAIMED, lease_expires_at__lt=now)
-        .select_for_update(skip_locked=True)
+    expired = Block.objects.expire_leases(run=run, now=now)
+    Attempt.objects.bulk_create(
+        Attempt(run_id=run.pk, block_id=claim.block_id, number=claim.pass_attempts,
+                pass_number=run.current_pass, outcome=AttemptOutcome.LEASE_EXPIRED, accepted=True,
+                error_code=LEASE_EXPIRED, error_message=claim.lost_on, worker=claim.worker,
+                model=run.model)
+        for claim in expired
     )
-    ended = dict.fromkeys(BLOCK_COUNTER, 0)
-    released = sum((block.reserved_usd for block in blocks), Decimal(0))
-    for block in blocks:
-        status, code = _expired_state(run, block)
-        worker = block.claimed_by or "an unknown worker"
-        message = f"lease expired on {worker}"
-        Block.objects.filter(pk=block.pk, lease_token=block.lease_token).update(
-            status=status, lease_token=None, lease_expires_at=None, next_attempt_at=now,
-            error_code=code or "lease_expired", error_message=message if code else "lease expired; retried",
-            finished_at=now if status != BlockStatus.PENDING else None, reserved_usd=0,
-        )
-        if status in ended:
-            ended[status] += 1
-        Attempt.objects.create(
-            run_id=run.pk, block_id=block.pk, number=block.pass_attempts, pass_number=run.current_pass,
-            outcome=AttemptOutcome.LEASE_EXPIRED, accepted=True, error_code="lease_expired",
-            error_message=message, worker=block.claimed_by, model=run.model,
-        )
-        if status == BlockStatus.FAILED:
+    for claim in expired:
+        if claim.status == BlockStatus.FAILED:
             failure_record(
-                run_id=run.pk, block_id=block.pk, failing_function="conveyor.runs.pump",
+                run_id=run.pk, block_id=claim.block_id, failing_function="conveyor.runs.pump",
                 caller_function="conveyor.runs.services.recovery.leases_expire",
-                error_code=code, error_message=message, http_status=None,
-                attempt_count=block.attempts, payload_snapshot={"uid": block.uid},
-                context={"uid": block.uid, "block_index": block.block_index,
-                         "worker": block.claimed_by},
+                error_code=LEASE_EXPIRED, error_message=claim.lost_on, http_status=None,
+                attempt_count=claim.attempts, payload_snapshot={"uid": claim.uid},
+                context={"uid": claim.uid, "block_index": claim.block_index, "worker": claim.worker},
                 event_code=EventCode.DOWNSTREAM_CALL_FAILED,
             )
+    ended = Counter(claim.status for claim in expired if claim.status in BLOCK_COUNTER)
     for status, n in ended.items():
-        if n:
-            code = "lease_expired" if status == BlockStatus.FAILED else ""
-            transaction.on_commit(functools.partial(record_block_finished, status=status,
-                                                    error_code=code, n=n))
-    counters = {BLOCK_COUNTER[status]: F(BLOCK_COUNTER[status]) + n for status, n in ended.items() if n}
+        code = LEASE_EXPIRED if status == BlockStatus.FAILED else ""
+        transaction.on_commit(functools.partial(record_block_finished, status=status, error_code=code, n=n))
+    counters = {BLOCK_COUNTER[status]: F(BLOCK_COUNTER[status]) + n for status, n in ended.items()}
+    released = sum((claim.reserved_usd for claim in expired), Decimal(0))
     if released:
         counters["reserved_usd"] = F("reserved_usd") - released
     if counters:
         Run.objects.filter(pk=run.pk).update(**counters)
     run_finalize(run_id=run.pk)
-    if blocks:
-        logger.warning("run %s: %d expired lease(s) recovered", run.pk, len(blocks))
-    return len(blocks)
+    if expired:
+        logger.warning("run %s: %d expired lease(s) recovered", run.pk, len(expired))
+    return len(expired)
 
 
 def runs_finalize_stragglers() -> int:

@@ -34,10 +34,9 @@ from apps.failures.models import EventCode, LogLevel, PipelineFailure
 from apps.failures.services import FailureStateError, diagnostic_log, replay_due_at
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, BlockStatus, PassScope, Run, RunStatus
-from apps.runs.services.claiming import lock_run
 from apps.runs.services.finalize import PARKED_AT_END
 from apps.runs.services.reseed import start_pass
-from apps.runs.transitions import RUN_ACTIVE, RUN_ENDING
+from apps.runs.transitions import RUN_ACTIVE, RUN_ENDING, lock_run
 
 FUNCTION_NAME = "conveyor.failures.replay_due"
 # Rows per sweep; the rest wait for the next tick (each row is a short transaction of its own).

@@ -15,10 +15,9 @@ from apps.failures.models import PipelineFailure
 from apps.providers.prompts import prompt_version as compute_prompt_version
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, BlockStatus, PassScope, Run, RunPass
-from apps.runs.services.claiming import lock_run
 from apps.runs.services.lifecycle import RunStateError
 from apps.runs.services.submission import SubmissionError, validate_run_options
-from apps.runs.transitions import BLOCK_COUNTER, RUN_RESEEDABLE
+from apps.runs.transitions import BLOCK_COUNTER, RUN_RESEEDABLE, lock_run
 
 SCOPES = (PassScope.ALL, PassScope.FAILED, PassScope.FILTER)
 

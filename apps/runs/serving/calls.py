@@ -23,7 +23,7 @@ from apps.providers.prompts import BlockInput, build_params, parse_packed_reply,
 from apps.providers.usage import TokenUsage, cost_usd
 from apps.runs.estimates import call_input_tokens, prefix_text
 from apps.runs.services.claiming import ClaimedBlock, lease_seconds
-from apps.runs.services.outcomes import Outcome
+from apps.runs.services.decisions import Outcome
 from apps.runs.serving.context import RunContext
 
 logger = logging.getLogger(__name__)

@@ -37,8 +37,8 @@ from apps.lanes.gate import LaneGate, Need, Settlements
 from apps.metrics.recording import metrics_flush
 from apps.runs.dispatch import serve_dispatch_rollback_unsafe, server_register
 from apps.runs.services.claiming import Claim, ClaimedBlock, blocks_claim, blocks_release, lease_seconds
+from apps.runs.services.decisions import Outcome
 from apps.runs.services.outcomes import (
-    Outcome,
     RecordReport,
     outcomes_record,
     outcomes_write_failed,
