@@ -1,5 +1,5 @@
 """Counting what the workers do, for /metrics: in memory as it happens, then into Redis in one
-pipelined write per flush (the serving loop flushes once per database hop, the batch path once per
+pipelined write per flush (the serving loop flushes once per database round, the batch path once per
 chunk of results, the pump once per tick), never a round trip per call.
 
 Every host's processes add to the same Redis hash (families.REDIS_KEY), so whichever web process is

@@ -1,7 +1,7 @@
 """Waking the serving loops. Broker messages are only wake-ups: a lost one costs a pump tick, a
 duplicate costs nothing (claims are atomic, and a loop with nothing to do ends).
 
-A serving loop (apps/runs/serving/server.py) runs inside a `conveyor.runs.serve` task and serves
+A serving loop (apps/runs/serving/loop.py) runs inside a `conveyor.runs.serve` task and serves
 every active run; loops that are alive poll the database for new work every
 SERVE_REFRESH_SECONDS, so new work needs a message only when no loop is alive. Loops register in
 Redis with an expiry (`conveyor:servers:<host>`), which is also how a host keeps one process free for

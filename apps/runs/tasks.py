@@ -11,7 +11,7 @@ from apps.runs.batching.poll import batches_poll
 from apps.runs.batching.submit import batches_submit
 from apps.runs.dispatch import serve_marker_clear, server_register, server_unregister, worker_name
 from apps.runs.services.recovery import pump as pump_service
-from apps.runs.serving.server import Server
+from apps.runs.serving.loop import ServingLoop
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def serve() -> dict:
     if not server_register(worker=worker, ttl_seconds=settings.CONVEYOR["SERVE_REFRESH_SECONDS"] * 12):
         return {"served": False, "reason": "this host's serving places are taken"}
     try:
-        report = asyncio.run(Server(worker=worker).run())
+        report = asyncio.run(ServingLoop(worker=worker).run())
     finally:
         server_unregister(worker=worker)
     return {"served": True, **report.as_dict()}

@@ -3,7 +3,7 @@ import threading
 from typing import Any
 
 from apps.runs.models import Run
-from apps.runs.serving.server import Server, ServeReport
+from apps.runs.serving.loop import ServeReport, ServingLoop
 from apps.runs.transitions import RUN_SETTLED
 
 
@@ -11,8 +11,8 @@ def serve(*, slice_seconds: float = 20.0, worker: str = "test-worker", idle_exit
           ) -> ServeReport:
     """Run one serving loop in this process, as a worker would, until its slice ends or it has had
     nothing to do for `idle_exit_seconds`."""
-    server = Server(worker=worker, slice_seconds=slice_seconds, idle_exit_seconds=idle_exit_seconds)
-    return asyncio.run(server.run())
+    loop = ServingLoop(worker=worker, slice_seconds=slice_seconds, idle_exit_seconds=idle_exit_seconds)
+    return asyncio.run(loop.run())
 
 
 def serve_until_settled(run: Run, *, rounds: int = 10, **options: Any) -> Run:

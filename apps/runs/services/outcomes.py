@@ -10,6 +10,7 @@ records its Attempt, since the call happened and was billed, but the fence leave
 the block's state and the run's counts are written exactly once, by the lease holder.
 """
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +37,8 @@ from apps.runs.services.lifecycle import runs_pause_for_key
 from apps.runs.transitions import BLOCK_COUNTER, RunStatus, lock_run
 
 FAILING_FUNCTION = "conveyor.runs.serve"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -242,14 +245,22 @@ def run_count_packs(*, run_id: Any, counts: dict[str, int]) -> None:
 
 def outcomes_record(*, run_id: Any, outcomes: list[Outcome], worker: str = "",
                     secrets: tuple[str, ...] = (), key_revision: int | None = None) -> RecordReport:
-    """Record a batch of outcomes of one run in one transaction, then apply key-level effects."""
+    """Record a batch of outcomes of one run in one transaction, then apply key-level effects.
+
+    Raises only if the transaction did not commit: once it has, nothing after it may raise, or the
+    caller would take the write for failed and write it again (its calls recorded a second time as
+    fenced-out attempts, their cost counted twice). A key effect that fails is logged; the key's
+    other runs meet the refusal on their own next call."""
     rec = Recording(run_id=run_id, outcomes=outcomes, worker=worker, secrets=secrets)
     with log_context(run_id=run_id, secrets=secrets):
         with transaction.atomic():
             for step in STEPS:
                 step(rec)
-        count_in_metrics(rec)
-        apply_key_effects(rec, key_revision=key_revision)
+        try:
+            count_in_metrics(rec)
+            apply_key_effects(rec, key_revision=key_revision)
+        except Exception:
+            logger.exception("outcomes of run %s written; what follows the write failed", run_id)
     return rec.report
 
 

@@ -31,7 +31,7 @@ from apps.runs.models import Run
 from apps.runs.progress import export_command, follow_run, summary
 from apps.runs.selectors import run_call_counts
 from apps.runs.services import SubmissionError, parse_jsonl, run_create
-from apps.runs.serving.server import Server
+from apps.runs.serving.loop import ServingLoop
 from apps.runs.transitions import RUN_SETTLED
 from config.celery_app import app as celery_app
 from mock_provider.testing import running_mock
@@ -48,7 +48,7 @@ def drive_engine_until_settled(run_id: Any) -> None:
     """What a Celery worker would do, in this process: serving loops until the run settles."""
     try:
         while Run.objects.filter(pk=run_id).values_list("status", flat=True).get() not in RUN_SETTLED:
-            asyncio.run(Server(worker="demo", slice_seconds=30, idle_exit_seconds=1).run())
+            asyncio.run(ServingLoop(worker="demo", slice_seconds=30, idle_exit_seconds=1).run())
     finally:
         close_old_connections()
 

@@ -1,0 +1,198 @@
+"""Starting calls: which run's ready packs go out next, and whether their lane lets them.
+
+While the process has free slots (its ceiling), runs are taken in fair-share order (fairshare.py):
+first each run up to its share, the furthest below it first; then slots left over to anyone with
+packs ready, the longest waiting first (work-conserving). A run's next packs ask its lane in one
+round trip (apps.lanes.gate: rate limits, the concurrency window, the run's parallelism); those
+granted start as calls, the first refused says why and for how long. A lane that must wait takes no
+slot: its runs are skipped, and, when the wait is long, what they hold is given back. Starts are
+paced (`pace`), so slots freed together refill over a moment instead of moving in waves."""
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import replace
+
+from apps.lanes.gate import Grant, LaneGate, Need, Settlements
+from apps.runs.services.claiming import lease_seconds
+from apps.runs.serving import fairshare
+from apps.runs.serving.calls import PackCaller, call_need
+from apps.runs.serving.rounds import RELEASE_AFTER_SECONDS
+from apps.runs.serving.slots import LaneSlot, LoopState, Pack, Release, RunSlot
+
+logger = logging.getLogger(__name__)
+
+# How long to leave a lane alone after "no room" (its window or the run's parallelism is full) when
+# no call of ours on it has finished to say there is room again (the calls may be on other hosts).
+ROOM_RECHECK_SECONDS = 0.1
+# Starts are paced at this many times the rate a run's parallelism can sustain (parallelism over the
+# lane's latency), with bursts of at most an eighth of its parallelism: slots freed all at once are
+# refilled over a moment instead of in one instant, so calls do not move in waves that come back
+# together, every latency, and queue behind each other in the loop.
+PACE_HEADROOM = 2.0
+PACE_BURST_SHARE = 1 / 8
+# How long a lane is left alone when Redis (its gate) cannot be reached.
+GATE_DOWN_SECONDS = 1.0
+
+
+def pace(slot: RunSlot, lane: LaneSlot, now: float) -> int:
+    """How many blocks the run may start now by its pacing (no limit before the lane's first call
+    here has ended); none: the run waits (room_at) until one may."""
+    if lane.latency <= 0:
+        return 1 << 30
+    rate = PACE_HEADROOM * slot.parallelism / lane.latency
+    burst = max(1.0, slot.parallelism * PACE_BURST_SHARE)
+    slot.pace_tokens = min(burst, slot.pace_tokens + (now - slot.pace_at) * rate)
+    slot.pace_at = now
+    if slot.pace_tokens >= 1:
+        return int(slot.pace_tokens)
+    slot.room_at = now + (1 - slot.pace_tokens) / rate
+    return 0
+
+
+def lane_refused(state: LoopState, slot: RunSlot, reason: str, wait: float, now: float) -> None:
+    """What a refusal by the lane means for this loop. `parallelism`: only this run waits a moment
+    (its calls on other workers count too). `window`: the lane is full; a call of ours ending reopens
+    it, others' are polled for. Anything else (a 429 hold, overload, a bucket): the lane shuts for
+    the wait, and if that is long, every run on it gives back what it holds."""
+    if reason == "parallelism":
+        slot.room_at = now + ROOM_RECHECK_SECONDS
+        return
+    lane = state.lane_of(slot)
+    if reason == "window":
+        lane.closed_until, lane.reason = now + ROOM_RECHECK_SECONDS, reason
+        return
+    lane.closed_until, lane.reason = now + max(wait, 0.01), reason
+    if wait > RELEASE_AFTER_SECONDS:
+        for other in state.slots.values():
+            if other.ctx.lane == slot.ctx.lane:
+                state.give_back(other)
+
+
+class CallStarter:
+    """Starts the loop's calls and takes them back when they end. Every call is an asyncio task; its
+    end wakes the loop (`wake`) and holds its results for the next write."""
+
+    def __init__(self, *, state: LoopState, gate: LaneGate, caller: PackCaller, settlements: Settlements,
+                 wake: asyncio.Event, calls: set[asyncio.Task[None]] | None = None) -> None:
+        self.state = state
+        self.gate = gate
+        self.caller = caller
+        self.settlements = settlements
+        self.wake = wake
+        self.calls: set[asyncio.Task[None]] = calls if calls is not None else set()
+
+    def give_back_stale(self, now: float) -> None:
+        for slot in self.state.slots.values():
+            self.state.releases.extend(slot.give_back_stale(now))
+
+    async def start_calls(self) -> None:
+        state = self.state
+        contenders = state.contenders()
+        if not contenders:
+            return
+        shares = fairshare.targets(state.ceiling, contenders)
+        passes = ((True, fairshare.order(contenders, shares)),
+                  (False, sorted(contenders, key=lambda c: c.waiting_since)))
+        for fair, ordered in passes:
+            for contender in ordered:
+                if state.in_flight >= state.ceiling:
+                    return
+                slot = state.slots.get(contender.run_id)
+                if slot is None or slot.ended:
+                    continue
+                # Never past the run's parallelism (the gate would refuse it anyway).
+                limit = contender.demand
+                if fair:
+                    limit = min(limit, math.ceil(shares.get(contender.run_id, 0)))
+                while (slot.ready and slot.in_flight < limit and state.in_flight < state.ceiling
+                       and slot.room_at <= time.monotonic()):
+                    room = min(limit - slot.in_flight, state.ceiling - state.in_flight)
+                    if not await self._start_some(slot, room):
+                        break
+
+    async def _start_some(self, slot: RunSlot, room: int) -> bool:
+        """Ask the lane, in one round trip, for the slot's next ready packs up to `room` blocks (at
+        least one pack) and start those it grants. False when the lane refused one (it says why and
+        for how long) or no call may start now."""
+        state = self.state
+        lane = state.lane_of(slot)
+        now = time.monotonic()
+        if lane.closed_until > now:
+            return False
+        room = min(room, pace(slot, lane, now))
+        if room <= 0:
+            return False
+        packs = self._take_ready(slot, room, now)
+        if not packs:
+            return True
+        needs = [call_need(slot.ctx, pack.blocks) for pack in packs]
+        try:
+            if self.settlements:  # calls that ended while we were busy: their room first
+                await self.settlements.flush(time.time())
+            grants = await self.gate.try_acquire_many(
+                slot.ctx.lane, run_id=slot.run_id, needs=needs, parallelism=slot.parallelism,
+                limits=slot.ctx.limits, now=time.time(), lease_seconds=lease_seconds())
+        except Exception:
+            logger.warning("lane %s: gate unavailable", slot.ctx.lane.name, exc_info=True)
+            slot.ready.extendleft(reversed(packs))
+            lane.closed_until, lane.reason = time.monotonic() + GATE_DOWN_SECONDS, "gate unavailable"
+            return False
+        granted = [(pack, grant, need) for pack, grant, need in zip(packs, grants, needs, strict=False)
+                   if grant.granted]
+        if slot.ended or state.stopping:
+            # The run ended (or the loop began stopping) while we asked: no call goes out.
+            for _pack, grant, need in granted:
+                await self.gate.cancel(slot.ctx.lane, grant, run_id=slot.run_id, need=need,
+                                       limits=slot.ctx.limits, now=time.time())
+            state.releases.extend(Release.of(slot.run_id, pack) for pack in packs)
+            return False
+        for pack, grant, need in granted:
+            self._start(slot, pack, grant, need)
+        if granted:
+            slot.waiting_since = time.monotonic()
+        if len(granted) == len(packs):
+            return True
+        slot.ready.extendleft(reversed(packs[len(granted):]))
+        refusal = grants[len(granted)]
+        lane_refused(state, slot, refusal.reason, refusal.wait_seconds, time.monotonic())
+        return False
+
+    def _take_ready(self, slot: RunSlot, room: int, now: float) -> list[Pack]:
+        """The slot's next packs up to `room` blocks (at least one pack). A pack held past its start-by
+        goes back instead: a call now could outlive the lease and be made twice."""
+        packs: list[Pack] = []
+        taken = 0
+        while slot.ready and (not packs or taken + slot.ready[0].size <= room):
+            pack = slot.ready.popleft()
+            if now > pack.start_by:
+                self.state.releases.append(Release.of(slot.run_id, pack))
+                continue
+            packs.append(pack)
+            taken += pack.size
+        return packs
+
+    def _start(self, slot: RunSlot, pack: Pack, grant: Grant, need: Need) -> None:
+        slot.in_flight += pack.size
+        self.state.in_flight += pack.size
+        slot.pace_tokens -= pack.size
+        task = asyncio.create_task(self._call(slot, pack, grant, need))
+        self.calls.add(task)
+
+    async def _call(self, slot: RunSlot, pack: Pack, grant: Grant, need: Need) -> None:
+        started = time.monotonic()
+        try:
+            outcomes = await self.caller.call(slot.ctx, pack.blocks, pack.token, grant, need)
+        finally:
+            slot.in_flight -= pack.size
+            self.state.in_flight -= pack.size
+            self.calls.discard(asyncio.current_task())  # type: ignore[arg-type]
+            slot.room_at = 0.0
+            lane = self.state.lanes.get(slot.ctx.lane.name)
+            if lane is not None:
+                lane.call_ended(time.monotonic() - started)
+            self.wake.set()
+        self.state.hold_for_writing(slot.ctx, outcomes, time.monotonic())
+        if not slot.demand.cache_warmed and any(o.failure is None for o in outcomes):
+            slot.demand = replace(slot.demand, cache_warmed=True)  # fan out now, not at the refresh
