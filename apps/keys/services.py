@@ -17,11 +17,11 @@ from django.utils import timezone
 
 from apps.core.errors import StateConflict
 from apps.core.logcontext import log_context
+from apps.core.redaction import redact_text
 from apps.failures.models import EventCode, LogLevel
 from apps.failures.services import diagnostic_log
 from apps.keys.crypto import decrypt_secret, encrypt_secret, reencrypt_secret
 from apps.keys.models import Provider, ProviderKey
-from apps.keys.redaction import redact_text
 from apps.keys.validation import BaseUrlError, effective_base_url, validate_base_url
 from apps.lanes.limits import tier_choices
 from apps.providers.catalog import catalog
