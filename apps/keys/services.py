@@ -6,7 +6,6 @@ a secret into an exception, a log line or a stored error message.
 """
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
@@ -15,12 +14,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.crypto import RotationResult, decrypt_secret, encrypt_secret, reencrypt_secret
 from apps.core.errors import StateConflict
 from apps.core.logcontext import log_context
 from apps.core.redaction import redact_text
 from apps.failures.models import EventCode, LogLevel
 from apps.failures.services import diagnostic_log
-from apps.keys.crypto import decrypt_secret, encrypt_secret, reencrypt_secret
 from apps.keys.models import Provider, ProviderKey
 from apps.keys.validation import BaseUrlError, effective_base_url, validate_base_url
 from apps.lanes.limits import tier_choices
@@ -51,15 +50,6 @@ class KeyInUse(StateConflict):
 class KeyValidationInconclusive(Exception):
     """The provider could not answer (throttled, overloaded, unreachable): try the validation later.
     The message is already redacted."""
-
-
-@dataclass
-class RotationResult:
-    reencrypted: int = 0
-    # Updated by someone else while we rotated: their write already used the newest key.
-    changed_meanwhile: int = 0
-    # Ciphertexts no configured encryption key can read (a retired key removed too early).
-    unreadable: list[int] = field(default_factory=list)
 
 
 # --- create, update, delete --------------------------------------------------------------------------

@@ -21,8 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from apps.keys.crypto import decrypt_secret, encrypt_secret, reencrypt_secret
-from apps.keys.services import RotationResult
+from apps.core.crypto import RotationResult, decrypt_secret, encrypt_secret, reencrypt_secret
 from apps.runs.models import Run, RunPass
 from apps.webhooks.models import WebhookDelivery, WebhookSecret
 from apps.webhooks.payload import EVENT_TYPE, encode, run_finished_event
