@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.addresses import BaseUrlError
 from apps.core.crypto import RotationResult, decrypt_secret, encrypt_secret, reencrypt_secret
 from apps.core.errors import StateConflict
 from apps.core.logcontext import log_context
@@ -21,7 +22,7 @@ from apps.core.redaction import redact_text
 from apps.failures.models import EventCode, LogLevel
 from apps.failures.services import diagnostic_log
 from apps.keys.models import Provider, ProviderKey
-from apps.keys.validation import BaseUrlError, effective_base_url, validate_base_url
+from apps.keys.validation import effective_base_url, validate_base_url
 from apps.lanes.limits import tier_choices
 from apps.providers.catalog import catalog
 from apps.providers.client import make_client

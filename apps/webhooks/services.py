@@ -21,13 +21,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from apps.core.addresses import url_host
 from apps.core.crypto import RotationResult, decrypt_secret, encrypt_secret, reencrypt_secret
 from apps.runs.models import Run, RunPass
 from apps.webhooks.models import WebhookDelivery, WebhookSecret
 from apps.webhooks.payload import EVENT_TYPE, encode, run_finished_event
 from apps.webhooks.sending import SendOutcome, post_event
 from apps.webhooks.signing import event_id, generate_secret, signed_headers
-from apps.webhooks.validation import url_host
 
 logger = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from django.db.models import Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
+from apps.core.addresses import WebhookUrlError, validate_webhook_url
 from apps.core.db import OctetLength, copy_into, write_connection
 from apps.core.errors import InvalidInput, StateConflict, Unprocessable
 from apps.keys.models import ProviderKey
@@ -27,7 +28,6 @@ from apps.runs.estimates import RunEstimate, run_estimate
 from apps.runs.models import Block, PassScope, Run, RunMode, RunPass
 from apps.runs.selectors import run_for_idempotency_key
 from apps.webhooks.selectors import webhook_secret_exists
-from apps.webhooks.validation import WebhookUrlError, validate_webhook_url
 
 CHUNK_SIZE = 2000
 MAX_UID_LENGTH = 200
@@ -197,7 +197,7 @@ def validate_run_options(*, model: str, max_tokens: int, max_attempts: int, para
 
 
 def checked_webhook_url(webhook_url: str, *, owner: Any = None) -> str:
-    """The webhook_url to store ("" for none): the base_url address rules (apps/webhooks/validation.py),
+    """The webhook_url to store ("" for none): the address rules of apps/core/addresses.py,
     and a signing secret to sign its events with (`owner` given: at create)."""
     if not (webhook_url or "").strip():
         return ""
