@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from apps.core.admin import OperatorActionsMixin, cut, moment, nowrap, short_id
 from apps.failures.models import (
     UNRESOLVED,
     DiagnosticLog,
@@ -28,7 +29,6 @@ from apps.failures.models import (
     state_filter,
 )
 from apps.failures.services import FailureStateError, failure_resolve
-from apps.runs.admin import OperatorActionsMixin, cut, moment, nowrap, short_id
 from apps.runs.services.replay import failure_replay_now, failures_replay_selected
 
 RESOLVE_TEMPLATE = "admin/failures/pipelinefailure/resolve.html"

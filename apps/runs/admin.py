@@ -25,9 +25,9 @@ from django.db.models.functions import Cast, Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from apps.core.admin import OperatorActionsMixin, cut, moment, nowrap, short_id
 from apps.core.errors import InvalidInput, StateConflict
 from apps.core.formatting import format_usd
 from apps.failures.models import PipelineFailure, failure_state
@@ -44,7 +44,6 @@ REFRESH_SECONDS = 5
 # A run's page follows the run while it can still change by itself.
 RUN_REFRESHING = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELING)
 BUDGET_TEMPLATE = "admin/runs/run/budget.html"
-MESSAGE_CHARS = 80
 # The paused cause in a list column; the run's page says it in full, with the reason.
 PAUSED_SHORT = {PausedCause.KEY_REJECTED: "key rejected", PausedCause.KEY_BLOCKED: "key blocked",
                 PausedCause.KEY_DELETED: "key deleted", PausedCause.KEY_UNSAFE: "key unsafe",
@@ -76,34 +75,6 @@ def render_progress_bar(run: Run) -> str:
     )
 
 
-def short_id(value: Any) -> str:
-    """The first 8 characters of an id, unwrapped, the whole id in the tooltip."""
-    text = str(value)
-    return format_html('<code style="white-space:nowrap" title="{}">{}</code>', text, text[:8])
-
-
-def cut(text: str, length: int = MESSAGE_CHARS) -> str:
-    """A long message on one line of a list, the whole of it in the tooltip."""
-    flat = " ".join((text or "").split())
-    if not flat:
-        return "-"
-    shown = flat if len(flat) <= length else f"{flat[:length - 1]}…"
-    return format_html('<span title="{}" style="display:inline-block;min-width:15em">{}</span>', flat, shown)
-
-
-def nowrap(text: str) -> str:
-    return format_html('<span style="white-space:nowrap">{}</span>', text)
-
-
-def moment(value: Any) -> str:
-    """A moment in a list: short (Dec 01 22:18), the whole of it in the tooltip."""
-    if value is None:
-        return "-"
-    local = timezone.localtime(value)
-    return format_html('<span style="white-space:nowrap" title="{}">{}</span>',
-                       local.strftime("%Y-%m-%d %H:%M:%S %Z"), local.strftime("%b %d %H:%M"))
-
-
 class BudgetForm(forms.Form):
     max_cost_usd = forms.DecimalField(
         label="New budget (USD)", required=False, max_digits=12, decimal_places=4,
@@ -111,24 +82,6 @@ class BudgetForm(forms.Form):
         help_text="Empty removes the budget. A run paused because its budget was spent resumes if the "
                   "new budget is above what it has spent.",
     )
-
-
-class OperatorActionsMixin:
-    """Pages are view-only (no change form saves anything), yet staff with the model's change
-    permission may run the operations, which go through the services."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_operate_permission(self, request: HttpRequest) -> bool:
-        opts = self.model._meta  # type: ignore[attr-defined]
-        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 
 
 class RunPassInline(admin.TabularInline):
