@@ -13,6 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.lanes.selectors import lane_state, run_blocks_in_flight
+from apps.lanes.serializers import LaneStateSerializer
 from apps.runs.models import AttemptOutcome, BlockStatus, PassScope, PausedCause, Run, RunMode, RunStatus
 from apps.runs.selectors import RUN_ORDERINGS, run_waiting_reason
 
@@ -359,21 +360,6 @@ class RunPassSerializer(serializers.Serializer):
     canceled_blocks = serializers.IntegerField(allow_null=True)
     cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8, allow_null=True,
                                         help_text="The run's cost when this pass ended.")
-
-
-class LaneStateSerializer(serializers.Serializer):
-    group = serializers.CharField(help_text="The model's rate-limit group (versions of a class share it).")
-    rpm_limit = serializers.IntegerField(help_text="Requests per minute in force; 0: none known.")
-    itpm_limit = serializers.IntegerField(help_text="Input tokens per minute in force; 0: none known.")
-    otpm_limit = serializers.IntegerField(help_text="Output tokens per minute in force; 0: none known.")
-    limits_source = serializers.CharField(
-        help_text="headers (learned from the provider), explicit (the key's settings), tier, or empty.")
-    in_flight = serializers.IntegerField(help_text="Calls in flight on the lane, on every worker.")
-    rate_rpm = serializers.FloatField(help_text="Calls started per minute, over about the last minute.")
-    window = serializers.FloatField(help_text="Calls the lane may have in flight (cut on overload).")
-    throttled_until = serializers.DateTimeField(allow_null=True, help_text="A 429's Retry-After.")
-    overloaded_until = serializers.DateTimeField(allow_null=True,
-                                                 help_text="Stopped for persistent overload until.")
 
 
 class SavingsSerializer(serializers.Serializer):
