@@ -22,6 +22,7 @@ from apps.core.redaction import redact_text
 from apps.failures.models import EventCode, LogLevel
 from apps.failures.services import diagnostic_log
 from apps.keys.models import Provider, ProviderKey
+from apps.keys.signals import key_validated
 from apps.keys.validation import effective_base_url, validate_base_url
 from apps.lanes.limits import tier_choices
 from apps.providers.catalog import catalog
@@ -291,7 +292,7 @@ def _record_validation(key: ProviderKey, revision: int, *, is_valid: bool | None
             return key
         if is_valid and not error:
             # Same transaction: the key is never valid with its runs still paused for it.
-            _resume_runs_for_key(key.pk)
+            key_validated.send(sender=ProviderKey, key_id=key.pk)
     for name, value in values.items():
         setattr(key, name, value)
     if is_valid is False:
@@ -299,14 +300,6 @@ def _record_validation(key: ProviderKey, revision: int, *, is_valid: bool | None
     else:
         logger.info("provider key %s validation: %s", key.pk, error or "ok")
     return key
-
-
-def _resume_runs_for_key(key_id: int) -> None:
-    # Imported here: the run engine's services call these key services (mark invalid),
-    # so the two apps' services may only meet at call time.
-    from apps.runs.services.lifecycle import runs_resume_for_key
-
-    runs_resume_for_key(key_id=key_id)
 
 
 # --- input rules -------------------------------------------------------------------------------------
