@@ -28,7 +28,6 @@ from apps.lanes.limits import tier_choices
 from apps.providers.catalog import catalog
 from apps.providers.client import make_client
 from apps.providers.errors import FailureKind, classify
-from apps.runs.transitions import RUN_USING_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +145,8 @@ def key_delete(*, key: ProviderKey) -> None:
     current = ProviderKey.objects.select_for_update().filter(pk=key.pk).first()
     if current is None:
         return
-    active = current.runs.filter(status__in=RUN_USING_KEY).count()
+    # The runs app says which runs use their key (RunManager.using_key, through the reverse relation).
+    active = current.runs.using_key().count()
     if active:
         raise KeyInUse(
             f"This key is used by {active} active run(s) (queued, running, paused or canceling). "
