@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 import anthropic
+from celery import current_app
 from cryptography.fernet import InvalidToken
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -31,6 +32,7 @@ from apps.providers.errors import FailureKind, classify
 
 logger = logging.getLogger(__name__)
 
+VALIDATE_KEY_TASK = "conveyor.keys.validate_key"
 # The validation call is tiny; a slow answer is a problem in itself, and the task has a time limit.
 VALIDATION_TIMEOUT_SECONDS = 20.0
 MIN_SECRET_LENGTH = 8
@@ -193,12 +195,12 @@ def keys_reencrypt() -> RotationResult:
 def key_schedule_validation(*, key: ProviderKey) -> None:
     """Queue a validation once the current transaction commits (never before: the worker would not
     see the row, or would see the old secret)."""
-    from apps.keys.tasks import validate_key  # the task module imports this one
-
     key_id = key.pk
+    # By the task's name: the task module imports this one, never the other way round.
+    validation = current_app.signature(VALIDATE_KEY_TASK, args=(key_id,))
     # robust: a broker outage must not turn a saved key into a 500; the key stays "not validated yet"
     # and the user (or staff, in the admin) can ask again.
-    transaction.on_commit(lambda: validate_key.delay(key_id), robust=True)
+    transaction.on_commit(validation.delay, robust=True)
 
 
 def key_validate(*, key: ProviderKey) -> ProviderKey:
@@ -251,7 +253,7 @@ def _validate(key: ProviderKey) -> ProviderKey:
 
 
 def _auth_failed(key: ProviderKey, http_status: int | None, error: str) -> None:
-    diagnostic_log(function_name="conveyor.keys.validate_key", event_code=EventCode.AUTH_FAILED,
+    diagnostic_log(function_name=VALIDATE_KEY_TASK, event_code=EventCode.AUTH_FAILED,
                    level=LogLevel.WARNING, message=f"provider key {key.pk} refused at validation: {error}",
                    metadata={"key_id": key.pk, "http_status": http_status}, secrets=_secrets_of(key))
 
