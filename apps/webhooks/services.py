@@ -15,6 +15,7 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
 from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -31,6 +32,7 @@ from apps.webhooks.signing import event_id, generate_secret, signed_headers
 
 logger = logging.getLogger(__name__)
 
+DELIVER_TASK = "conveyor.webhooks.deliver"
 # Per sweep: ended passes recorded late, and due deliveries queued; the rest wait for the next tick.
 RECOVERY_BATCH = 200
 DUE_BATCH = 200
@@ -142,9 +144,8 @@ def deliveries_record_missing(*, now: datetime | None = None) -> int:
 
 
 def _enqueue(delivery_id: int, *, expires: float | None = None) -> None:
-    from apps.webhooks.tasks import deliver_webhook
-
-    deliver_webhook.apply_async((delivery_id,), expires=expires)
+    # By the task's name: the task module imports this one, never the other way round.
+    current_app.signature(DELIVER_TASK, args=(delivery_id,)).apply_async(expires=expires)
 
 
 # --- delivering ----------------------------------------------------------------------------------------
