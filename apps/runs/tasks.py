@@ -9,7 +9,14 @@ from django.conf import settings
 from apps.health.heartbeats import PUMP, heartbeat_record
 from apps.runs.batching.poll import batches_poll
 from apps.runs.batching.submit import batches_submit
-from apps.runs.dispatch import serve_marker_clear, server_register, server_unregister, worker_name
+from apps.runs.dispatch import (
+    BATCHES_TASK,
+    SERVE_TASK,
+    serve_marker_clear,
+    server_register,
+    server_unregister,
+    worker_name,
+)
 from apps.runs.services.recovery import pump as pump_service
 from apps.runs.serving.loop import ServingLoop
 
@@ -21,7 +28,7 @@ def _serve_time_limit() -> float:
     return conf["SERVE_SLICE_SECONDS"] + conf["PROVIDER_TIMEOUT_SECONDS"] + 60
 
 
-@shared_task(name="conveyor.runs.serve", acks_late=True, time_limit=_serve_time_limit() + 30,
+@shared_task(name=SERVE_TASK, acks_late=True, time_limit=_serve_time_limit() + 30,
              soft_time_limit=_serve_time_limit())
 def serve() -> dict:
     """Serve every active run from this process for one slice, then hand over to a new serve task
@@ -38,7 +45,7 @@ def serve() -> dict:
     return {"served": True, **report.as_dict()}
 
 
-@shared_task(name="conveyor.runs.batches", time_limit=3600, soft_time_limit=3500)
+@shared_task(name=BATCHES_TASK, time_limit=3600, soft_time_limit=3500)
 def batches() -> dict:
     """Beat, every BATCH_POLL_SECONDS (and at once after a batch-mode run is submitted or canceled):
     look at open batches and record the results of ended ones, then submit due blocks of batch-mode
