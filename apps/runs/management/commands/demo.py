@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from celery import current_app as celery_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -33,7 +34,6 @@ from apps.runs.selectors import run_call_counts
 from apps.runs.services import SubmissionError, parse_jsonl, run_create
 from apps.runs.serving.loop import ServingLoop
 from apps.runs.transitions import RUN_SETTLED
-from config.celery_app import app as celery_app
 from mock_provider.testing import running_mock
 
 SAMPLES = Path(settings.BASE_DIR) / "samples"
