@@ -18,6 +18,7 @@ from apps.runs.dispatch import (
     worker_name,
 )
 from apps.runs.services.recovery import pump as pump_service
+from apps.runs.services.replay import failures_replay_sweep
 from apps.runs.serving.loop import ServingLoop
 
 logger = logging.getLogger(__name__)
@@ -61,3 +62,12 @@ def pump() -> dict:
     summary = pump_service()
     heartbeat_record(PUMP, summary)
     return summary
+
+
+# Beat runs this every REPLAY_INTERVAL_SECONDS with `expires` shorter than that; one sweep handles
+# at most REPLAY_BATCH short transactions, well within these limits. Two sweeps overlapping are safe.
+# Its name is the failures app's (the dead-letter table), its work the engine's (a block reopened).
+@shared_task(name="conveyor.failures.replay_due", time_limit=120, soft_time_limit=100)
+def replay_due_failures() -> dict:
+    """Put dead-lettered blocks whose next_retry_at has come back to work."""
+    return {"replayed": failures_replay_sweep()}
