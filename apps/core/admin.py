@@ -2,6 +2,7 @@
 (through the services), and the cells of a list that fits a 1,400 px screen: ids shortened, long
 messages cut and moments short, each whole in its tooltip."""
 
+import json
 from typing import Any
 
 from django.http import HttpRequest
@@ -55,3 +56,9 @@ def moment(value: Any) -> str:
     local = timezone.localtime(value)
     return format_html('<span style="white-space:nowrap" title="{}">{}</span>',
                        local.strftime("%Y-%m-%d %H:%M:%S %Z"), local.strftime("%b %d %H:%M"))
+
+
+def pretty_json(value: Any) -> str:
+    """A JSON value (a payload snapshot, a context) readable on a row's page."""
+    return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>',
+                       json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))

@@ -8,4 +8,4 @@ big tables: no full result counts, no block inputs or outputs on list pages, fil
 from small tables. List columns fit a 1,400 px screen (apps/core/admin.py).
 """
 
-from apps.runs.admin import blocks, runs  # noqa: F401  (they register the model admins)
+from apps.runs.admin import blocks, failures, runs  # noqa: F401  (they register the model admins)
