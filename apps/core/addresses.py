@@ -1,5 +1,5 @@
 """Where our servers may send a request: the address rules every outbound URL obeys (a key's
-base_url, whose provider adds its own rules in apps/keys/validation.py, and a run's webhook_url).
+base_url, whose provider adds its own rules in apps/keys/base_url.py, and a run's webhook_url).
 
 A base_url is where the worker sends the user's secret on every call, and a webhook_url is where our
 servers POST a run's events, so a careless one is a way to exfiltrate a secret or to make our servers

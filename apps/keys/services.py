@@ -22,9 +22,9 @@ from apps.core.logcontext import log_context
 from apps.core.redaction import redact_text
 from apps.failures.models import EventCode, LogLevel
 from apps.failures.services import diagnostic_log
+from apps.keys.base_url import effective_base_url, validate_base_url
 from apps.keys.models import Provider, ProviderKey
 from apps.keys.signals import key_validated
-from apps.keys.validation import effective_base_url, validate_base_url
 from apps.lanes.limits import tier_choices
 from apps.providers.catalog import catalog
 from apps.providers.client import make_client

@@ -6,8 +6,8 @@ from django.test import override_settings
 
 from apps.core import addresses
 from apps.core.addresses import BaseUrlError
+from apps.keys.base_url import effective_base_url, validate_base_url
 from apps.keys.services import key_create
-from apps.keys.validation import effective_base_url, validate_base_url
 from tests.keys.conftest import GOOD_SECRET
 
 
