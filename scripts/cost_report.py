@@ -75,7 +75,7 @@ def secret(n: int) -> str:
 def serve(user: Any, base_url: str, n: int, options: dict[str, Any], name: str, concurrency: int) -> Any:
     import time
 
-    from apps.runs.serializers import RunOptionsSerializer, stored_options
+    from apps.runs.serializers.inputs import RunOptionsSerializer, stored_options
     from apps.runs.services import BlockSpec, run_create
     from scripts.benchmark import MODEL, stack, wait_until_ended
     from tests.factories import make_key

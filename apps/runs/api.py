@@ -36,23 +36,25 @@ from apps.runs.selectors import (
     run_results,
     runs_list,
 )
-from apps.runs.serializers import (
-    BlockDetailSerializer,
+from apps.runs.serializers.inputs import (
     BlockFilterSerializer,
-    BlockSerializer,
     ReseedInputSerializer,
-    ResultLineSerializer,
     RunBudgetInputSerializer,
     RunCompareFilterSerializer,
-    RunCompareSerializer,
     RunCreateInputSerializer,
-    RunDetailSerializer,
     RunFilterSerializer,
+    RunUploadInputSerializer,
+    stored_options,
+)
+from apps.runs.serializers.outputs import (
+    BlockDetailSerializer,
+    BlockSerializer,
+    ResultLineSerializer,
+    RunCompareSerializer,
+    RunDetailSerializer,
     RunProgressSerializer,
     RunSerializer,
-    RunUploadInputSerializer,
     RunWarningSerializer,
-    stored_options,
 )
 from apps.runs.services import (
     BlockSpec,

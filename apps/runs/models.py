@@ -102,7 +102,7 @@ class Run(Usage, Reserved):
     # the run's usage, are computed when read (apps.runs.costs.run_warnings), never stored.
     warnings = models.JSONField(default=list, blank=True)
     # Engine options: {"cache", "cache_ttl", "pack_size", "stream", "max_cost_usd"}; see
-    # apps.runs.serializers.RunOptionsSerializer for what each means.
+    # apps.runs.serializers.inputs.RunOptionsSerializer for what each means.
     options = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
     # Why a paused run is paused (decides what resumes it); the reason is the human-readable detail.

@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from apps.core.formatting import format_usd
 from apps.runs.commandline import run_named
 from apps.runs.compare import Parity, RunComparison, RunSide, UidList, runs_compare
-from apps.runs.serializers import RunCompareSerializer
+from apps.runs.serializers.outputs import RunCompareSerializer
 
 ROW = "  {label:<28} {a:>22}  {b:>22}"
 
