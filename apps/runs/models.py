@@ -99,7 +99,7 @@ class Run(Usage, Reserved):
     cache_warmed = models.BooleanField(default=False)
     # What the run was warned about at create, e.g. caching on with a prefix under the model's minimum
     # (apps.runs.caching.prefix_warnings): [{"code", "message", ...}]. Warnings found later, from
-    # the run's usage, are computed when read (apps.runs.costs.run_warnings), never stored.
+    # the run's usage, are computed when read (apps.runs.reporting.costs.run_warnings), never stored.
     warnings = models.JSONField(default=list, blank=True)
     # Engine options: {"cache", "cache_ttl", "pack_size", "stream", "max_cost_usd"}; see
     # apps.runs.serializers.inputs.RunOptionsSerializer for what each means.

@@ -27,9 +27,9 @@ from apps.core.admin import OperatorActionsMixin, moment, short_id
 from apps.core.errors import InvalidInput, StateConflict
 from apps.core.formatting import format_usd
 from apps.failures.models import PipelineFailure, failure_state
-from apps.runs.costs import NO_HIT_AFTER_CALLS, CostReport, run_cost_report
-from apps.runs.live import run_progress
 from apps.runs.models import BlockStatus, PausedCause, Run, RunPass, RunStatus
+from apps.runs.reporting.costs import NO_HIT_AFTER_CALLS, CostReport, run_cost_report
+from apps.runs.reporting.live import run_progress
 from apps.runs.selectors import run_block_status_counts, run_waiting_reason
 from apps.runs.services.lifecycle import run_cancel, run_resume, run_set_budget
 from apps.runs.services.reseed import run_reseed
@@ -111,7 +111,7 @@ class PausedCauseFilter(admin.SimpleListFilter):
 def cache_suspect(runs: QuerySet[Run]) -> QuerySet[Run]:
     """Runs with caching on and no cache read although more than a handful of calls' worth of blocks
     were worked: the list's cheap reading of the run's counters (one call per pack_size blocks; a
-    pack of up to 50). The run's page says exactly, from its calls (apps.runs.costs.CacheStats)."""
+    pack of up to 50). The run's page says exactly, from its calls (apps.runs.reporting.costs.CacheStats)."""
     worked = F("completed_blocks") + F("failed_blocks")
     pack = Cast(KeyTextTransform("pack_size", "options"), IntegerField())
     return runs.filter(options__cache=True, cache_read_input_tokens=0).annotate(
@@ -211,8 +211,8 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
 
     @admin.display(description="live")
     def live(self, run: Run) -> str:
-        """The live progress snapshot (apps/runs/live.py); while the run is active, run_live.js keeps
-        each part up to date from the run's event stream."""
+        """The live progress snapshot (apps/runs/reporting/live.py); while the run is active, run_live.js
+        keeps each part up to date from the run's event stream."""
         progress = run_progress(run)
         counts, lane, in_flight = progress["counts"], progress["lane"], progress["in_flight"]
         lane_text = ""

@@ -160,7 +160,7 @@ class RunPassSerializer(serializers.Serializer):
 
 
 class SavingsSerializer(serializers.Serializer):
-    """apps.runs.costs.Savings: from the run's recorded usage at the catalog's prices."""
+    """apps.runs.reporting.costs.Savings: from the run's recorded usage at the catalog's prices."""
 
     cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8,
                                         help_text="What the run's calls cost (every attempt, every pass).")
@@ -185,7 +185,7 @@ class SavingsSerializer(serializers.Serializer):
 
 
 class CacheStatsSerializer(serializers.Serializer):
-    """apps.runs.costs.CacheStats."""
+    """apps.runs.reporting.costs.CacheStats."""
 
     caching = serializers.BooleanField()
     hit_rate = serializers.FloatField(
@@ -242,7 +242,7 @@ class RunLiveStateSerializer(serializers.Serializer):
 
 class RunProgressSerializer(RunLiveStateSerializer):
     """One live progress event (runs/{id}/events/): counts, rate, cost and lane state.
-    `context["rate"]` is the blocks/s measured by the stream (apps.runs.live.RateWindow)."""
+    `context["rate"]` is the blocks/s measured by the stream (apps.runs.reporting.live.RateWindow)."""
 
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=RunStatus.choices)
@@ -264,7 +264,7 @@ class RunProgressSerializer(RunLiveStateSerializer):
 
 
 class RunDetailSerializer(RunSerializer, RunLiveStateSerializer):
-    """A run with what it cost and saved; `context["cost"]` is its apps.runs.costs.CostReport."""
+    """A run with what it cost and saved; `context["cost"]` is its apps.runs.reporting.costs.CostReport."""
 
     block_statuses = serializers.SerializerMethodField(
         help_text="Blocks per status, counted from the blocks themselves."

@@ -7,7 +7,7 @@ Everything else (submission, claiming, lanes, retries, packing, caching, cost ac
 production code path. The sample is graded against
 a long rubric with caching and packing on, and the demo ends by saying what the newcomer saw: faults
 injected on purpose, a cost that is simulated usage priced at real rates, and what caching and
-packing saved against the same work uncached and unpacked (apps.runs.costs.run_savings).
+packing saved against the same work uncached and unpacked (apps.runs.reporting.costs.run_savings).
 """
 
 import asyncio
@@ -27,9 +27,9 @@ from apps.core.redis import embedded_redis
 from apps.keys.models import ProviderKey
 from apps.keys.services import key_create, key_update
 from apps.providers.catalog import catalog
-from apps.runs.costs import run_savings
 from apps.runs.models import Run
-from apps.runs.progress import export_command, follow_run, summary
+from apps.runs.reporting.costs import run_savings
+from apps.runs.reporting.progress import export_command, follow_run, summary
 from apps.runs.selectors import run_call_counts
 from apps.runs.services import SubmissionError, parse_jsonl, run_create
 from apps.runs.serving.loop import ServingLoop
