@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from apps.core.formatting import format_usd
-from apps.runs.commandline import run_named
+from apps.runs.management.commandline import run_named
 from apps.runs.reporting.compare import Parity, RunComparison, RunSide, UidList, runs_compare
 from apps.runs.serializers.outputs import RunCompareSerializer
 
