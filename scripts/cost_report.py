@@ -1,6 +1,6 @@
 """The cost scenario of scripts/benchmark.py (`--cost`): the same blocks uncached, cached, cached and
 packed, and in batch mode, against the mock; cost ratios against the uncached run and output
-mismatches by uid (apps.runs.compare.runs_compare).
+mismatches by uid (apps.runs.reporting.compare.runs_compare).
 
     uv run python scripts/benchmark.py --cost [--concurrency 2]
 
@@ -75,7 +75,7 @@ def secret(n: int) -> str:
 def serve(user: Any, base_url: str, n: int, options: dict[str, Any], name: str, concurrency: int) -> Any:
     import time
 
-    from apps.runs.serializers import RunOptionsSerializer, stored_options
+    from apps.runs.serializers.inputs import RunOptionsSerializer, stored_options
     from apps.runs.services import BlockSpec, run_create
     from scripts.benchmark import MODEL, stack, wait_until_ended
     from tests.factories import make_key
@@ -97,7 +97,7 @@ def serve(user: Any, base_url: str, n: int, options: dict[str, Any], name: str, 
 
 def table(rows: list[tuple[str, Any, Any]]) -> list[str]:
     """rows: (label, run, comparison with the uncached run)."""
-    from apps.runs.costs import run_cache_stats
+    from apps.runs.reporting.costs import run_cache_stats
 
     base = rows[0][1].cost_usd
     head = (f"{'configuration':<30} {'calls':>6} {'cost':>9} {'vs uncached':>12} {'hit rate':>9} "
@@ -117,7 +117,7 @@ def table(rows: list[tuple[str, Any, Any]]) -> list[str]:
 
 def scenario_cost(args: argparse.Namespace) -> list[str]:
     from apps.runs.caching import cacheable_prefix_tokens
-    from apps.runs.compare import runs_compare
+    from apps.runs.reporting.compare import runs_compare
     from mock_provider.testing import running_mock_process
     from scripts.benchmark import bench_user
 

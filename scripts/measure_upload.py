@@ -107,7 +107,7 @@ def main() -> None:
 
     import apps.runs.services.submission as submission
     from apps.accounts.services import token_create
-    from apps.keys.crypto import encrypt_secret
+    from apps.core.crypto import encrypt_secret
     from apps.keys.models import ProviderKey
     from apps.runs.models import Run
 

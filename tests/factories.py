@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from apps.keys.crypto import encrypt_secret
+from apps.core.crypto import encrypt_secret
 from apps.keys.models import ProviderKey
 from apps.runs.models import Run
 from apps.runs.services import BlockSpec, run_create

@@ -9,7 +9,7 @@ database thread of `sync_to_async` sees the context of the coroutine that called
         logger.info("...")   # carries run_id and key_id; the secret is never written
 
 `secrets` are not fields: they are what `LogContextFilter` redacts from every record written
-inside the block (apps.keys.redaction, with its patterns for secrets nobody told us about).
+inside the block (apps.core.redaction, with its patterns for secrets nobody told us about).
 """
 
 import logging
@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
 
-from apps.keys.redaction import redact, redact_text
+from apps.core.redaction import redact, redact_text
 
 # The fields a record carries when they are known, in the order a plain line shows them.
 FIELDS = ("run_id", "block_uid", "attempt", "correlation_id", "key_id", "event_code")

@@ -60,7 +60,7 @@ class PipelineFailure(models.Model):
     attempt_count = models.PositiveIntegerField(default=0)
     # How often the replay task has put this block back to work.
     replay_count = models.PositiveIntegerField(default=0)
-    # What was sent, secrets redacted (apps.keys.redaction).
+    # What was sent, secrets redacted (apps.core.redaction).
     payload_snapshot = models.JSONField(default=dict, blank=True)
     context = models.JSONField(default=dict, blank=True)
     failed_at = models.DateTimeField(auto_now_add=True)

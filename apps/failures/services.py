@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from apps.core.errors import InvalidInput, StateConflict
 from apps.core.logcontext import log_context
+from apps.core.redaction import redact
 from apps.failures.models import DiagnosticLog, EventCode, LogLevel, PipelineFailure
-from apps.keys.redaction import redact
 
 logger = logging.getLogger(__name__)
 

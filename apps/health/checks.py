@@ -20,8 +20,8 @@ from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from apps.core.redaction import redact_text
 from apps.health.heartbeats import PUMP, heartbeat_last
-from apps.keys.redaction import redact_text
 
 logger = logging.getLogger(__name__)
 

@@ -7,6 +7,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
+from apps.core.addresses import BaseUrlError
+from apps.keys.base_url import validate_base_url
 from apps.keys.models import ProviderKey
 from apps.keys.services import (
     LIMIT_FIELDS,
@@ -18,7 +20,6 @@ from apps.keys.services import (
     key_set_limits,
     key_update,
 )
-from apps.keys.validation import BaseUrlError, validate_base_url
 from apps.lanes.selectors import lanes_of_key
 
 

@@ -7,4 +7,6 @@ class KeysConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from apps.keys import checks  # noqa: F401  (registers the system checks)
+        # The system checks; and the task, registered in every process, so that a send by its name
+        # (apps.keys.services) runs it in-process where CELERY_TASK_ALWAYS_EAGER is on.
+        from apps.keys import checks, tasks  # noqa: F401

@@ -6,7 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, register
 
-from apps.keys.crypto import GENERATE_COMMAND
+from apps.core.crypto import GENERATE_COMMAND
 
 
 @register()

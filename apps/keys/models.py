@@ -17,7 +17,7 @@ class ProviderKey(models.Model):
     )
     provider = models.CharField(max_length=32, choices=Provider.choices, default=Provider.ANTHROPIC)
     label = models.CharField(max_length=100)
-    # Fernet token of the secret; never the secret itself (see apps.keys.crypto).
+    # Fernet token of the secret; never the secret itself (see apps.core.crypto).
     secret_ciphertext = models.TextField()
     # The last four characters: the only part of the secret ever shown again.
     suffix = models.CharField(max_length=4)

@@ -9,7 +9,7 @@ from rest_framework import serializers
 from apps.keys.models import Provider, ProviderKey
 from apps.lanes.limits import tier_choices
 from apps.lanes.selectors import lanes_of_key
-from apps.runs.serializers import LaneStateSerializer
+from apps.lanes.serializers import LaneStateSerializer
 
 
 def _limit_field(help_text: str) -> serializers.IntegerField:

@@ -3,11 +3,16 @@
 from celery import shared_task
 
 from apps.keys.models import ProviderKey
-from apps.keys.services import VALIDATION_TIMEOUT_SECONDS, KeyValidationInconclusive, key_validate
+from apps.keys.services import (
+    VALIDATE_KEY_TASK,
+    VALIDATION_TIMEOUT_SECONDS,
+    KeyValidationInconclusive,
+    key_validate,
+)
 
 
 @shared_task(
-    name="conveyor.keys.validate_key",
+    name=VALIDATE_KEY_TASK,
     # Only "the provider could not say" (429, 529, 5xx, timeouts) is worth another try; a 401 is an
     # answer. Backoff with jitter so a provider outage does not get a burst of validations back.
     autoretry_for=(KeyValidationInconclusive,),

@@ -1,9 +1,9 @@
 """The scrape: one custom prometheus_client Collector that reads everything when Prometheus asks.
 
 Gauges are computed now, from PostgreSQL (selectors.py) and from the lanes' state in Redis; counters
-and the latency histogram are what every worker added up in Redis (recording.py). Nothing is kept in
-the web process, so any web process on any host answers the same, and a scrape reports the whole
-deployment. A source that cannot be read leaves its families without samples and says so in
+and the latency histogram are what every worker added up in Redis (apps/counters/recording.py).
+Nothing is kept in the web process, so any web process on any host answers the same, and a scrape
+reports the whole deployment. A source that cannot be read leaves its families without samples and says so in
 `conveyor_metrics_source_up`; the scrape itself still answers."""
 
 import logging
@@ -20,9 +20,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from apps.core.redis import broker_redis
+from apps.counters import families as f
+from apps.counters.recording import parse_field
 from apps.lanes.selectors import lanes_of_keys
-from apps.metrics import families as f
-from apps.metrics.recording import parse_field
 from apps.metrics.selectors import STALL_SECONDS, DatabaseGauges, database_gauges, keys_for_lanes
 
 logger = logging.getLogger(__name__)

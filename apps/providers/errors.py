@@ -7,7 +7,7 @@ from email.utils import parsedate_to_datetime
 
 import anthropic
 
-from apps.keys.redaction import redact_text
+from apps.core.redaction import redact_text
 from apps.providers.headers import RateLimitHeaders, parse_headers
 from apps.providers.usage import TokenUsage
 

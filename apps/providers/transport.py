@@ -5,7 +5,7 @@ The SDK's HTTP client (httpx2 over httpcore2) resolves a host name when it opens
 check made earlier (when the key was saved, or just before validation) says nothing about the address a
 call reaches: a name can resolve to a public address then and to 127.0.0.1 a second later (DNS
 rebinding). Here the connection pool's network backend does the resolving instead: it asks once, checks
-every address with the base_url rules (`apps.keys.validation.public_addresses`, which also honours
+every address with the base_url rules (`apps.core.addresses.public_addresses`, which also honours
 PROVIDER_HOST_ALLOWLIST) and connects to a checked address. TLS still verifies the certificate of the
 original name (httpcore sends the URL's host as SNI) and the Host header is the URL's, so a gateway
 behind a name works as before.
@@ -28,7 +28,7 @@ import anyio
 import httpcore2
 import httpx2
 
-from apps.keys.validation import BaseUrlError, is_allowlisted, public_addresses
+from apps.core.addresses import BaseUrlError, is_allowlisted, public_addresses
 from apps.providers.errors import FailureKind, ProviderFailure, redirect_refused
 
 # (level, option, value), as socket.setsockopt takes them.

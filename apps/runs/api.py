@@ -24,10 +24,10 @@ from rest_framework.views import APIView
 
 from apps.keys.selectors import key_get_for_user
 from apps.runs.caching import settings_warnings
-from apps.runs.compare import runs_compare
-from apps.runs.costs import run_cost_report
-from apps.runs.live import end_event_id, run_event_stream
 from apps.runs.models import Run
+from apps.runs.reporting.compare import runs_compare
+from apps.runs.reporting.costs import run_cost_report
+from apps.runs.reporting.live import end_event_id, run_event_stream
 from apps.runs.selectors import (
     block_get,
     run_block_status_counts,
@@ -36,23 +36,25 @@ from apps.runs.selectors import (
     run_results,
     runs_list,
 )
-from apps.runs.serializers import (
-    BlockDetailSerializer,
+from apps.runs.serializers.inputs import (
     BlockFilterSerializer,
-    BlockSerializer,
     ReseedInputSerializer,
-    ResultLineSerializer,
     RunBudgetInputSerializer,
     RunCompareFilterSerializer,
-    RunCompareSerializer,
     RunCreateInputSerializer,
-    RunDetailSerializer,
     RunFilterSerializer,
+    RunUploadInputSerializer,
+    stored_options,
+)
+from apps.runs.serializers.outputs import (
+    BlockDetailSerializer,
+    BlockSerializer,
+    ResultLineSerializer,
+    RunCompareSerializer,
+    RunDetailSerializer,
     RunProgressSerializer,
     RunSerializer,
-    RunUploadInputSerializer,
     RunWarningSerializer,
-    stored_options,
 )
 from apps.runs.services import (
     BlockSpec,
@@ -449,7 +451,7 @@ class RunResultsApi(APIView):
 
 @extend_schema(parameters=[RUN_ID, LAST_EVENT_ID], tags=["runs"])
 class RunEventsApi(APIView):
-    """Live progress as Server-Sent Events (apps/runs/live.py). A plain GET with the API's
+    """Live progress as Server-Sent Events (apps/runs/reporting/live.py). A plain GET with the API's
     authentication, so EventSource works with the admin's session and `curl -N` with a token."""
 
     renderer_classes = [JSONRenderer, EventStreamRenderer]

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import redis
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
@@ -27,6 +28,10 @@ from apps.core.redis import broker_redis
 
 logger = logging.getLogger(__name__)
 
+# Tasks are sent by their names: the task module (apps/runs/tasks.py) imports this one and the whole
+# serving loop, never the other way round.
+SERVE_TASK = "conveyor.runs.serve"
+BATCHES_TASK = "conveyor.runs.batches"
 QUEUED_MARKER = "conveyor:serve-queued"
 SERVERS_PREFIX = "conveyor:servers:"
 # Atomic "register me if this host has room": purge expired entries, count, add.
@@ -56,12 +61,11 @@ def run_dispatch_on_commit(*, run_id: Any) -> None:
 
 def _wake_for_run(run_id: Any) -> None:
     from apps.runs.models import Run, RunMode
-    from apps.runs.tasks import batches
 
     mode = Run.objects.filter(pk=run_id).values_list("effective_mode", flat=True).first()
     if mode == RunMode.BATCH:
-        if not batches.app.conf.task_always_eager:
-            batches.delay()
+        if not current_app.conf.task_always_eager:
+            current_app.signature(BATCHES_TASK).delay()
         return
     serve_dispatch_rollback_unsafe(reason=f"run {run_id}")
 
@@ -72,9 +76,7 @@ def serve_dispatch_rollback_unsafe(*, reason: str = "", help_wanted: bool = Fals
 
     Unsafe inside a transaction that may still roll back (the loop could look before the work is
     committed, find nothing and end): use run_dispatch_on_commit there."""
-    from apps.runs.tasks import serve
-
-    if serve.app.conf.task_always_eager:
+    if current_app.conf.task_always_eager:
         return False  # no workers to wake (the demo and tests drive a loop in-process)
     try:
         client = broker_redis()
@@ -85,7 +87,7 @@ def serve_dispatch_rollback_unsafe(*, reason: str = "", help_wanted: bool = Fals
             return False
     except redis.RedisError:
         logger.warning("redis unavailable; dispatching a serving loop without checking (%s)", reason)
-    serve.delay()
+    current_app.signature(SERVE_TASK).delay()
     return True
 
 

@@ -8,7 +8,14 @@ from django.utils import timezone
 from apps.keys.models import ProviderKey
 from apps.providers.prompts import CallSpec
 from apps.runs.batching.transitions import MessageBatchQuerySet, MessageBatchStatus
-from apps.runs.transitions import BlockQuerySet, BlockStatus, PausedCause, RunQuerySet, RunStatus
+from apps.runs.transitions import (
+    RUN_USING_KEY,
+    BlockQuerySet,
+    BlockStatus,
+    PausedCause,
+    RunQuerySet,
+    RunStatus,
+)
 
 
 class RunMode(models.TextChoices):
@@ -42,11 +49,20 @@ class Reserved(models.Model):
         abstract = True
 
 
+class RunManager(models.Manager.from_queryset(RunQuerySet)):
+    def using_key(self) -> RunQuerySet:
+        """Runs that may still call the provider with their key, which therefore cannot be deleted.
+        The keys app asks through a key's reverse relation (`key.runs.using_key()`): it sits below the
+        run engine and does not import it."""
+        return self.filter(status__in=RUN_USING_KEY)
+
+
 class Run(Usage, Reserved):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs")
     # SET_NULL: a user must be able to delete a leaked key outright; finished runs keep their history.
-    # (Deleting a key that an active run uses is refused by apps.keys.services.key_delete.)
+    # (Deleting a key that an active run uses is refused by apps.keys.services.key_delete, which asks
+    # `key.runs.using_key()`.)
     key = models.ForeignKey(ProviderKey, on_delete=models.SET_NULL, null=True, related_name="runs")
     name = models.CharField(max_length=200, blank=True, default="")
     model = models.CharField(max_length=100)
@@ -83,10 +99,10 @@ class Run(Usage, Reserved):
     cache_warmed = models.BooleanField(default=False)
     # What the run was warned about at create, e.g. caching on with a prefix under the model's minimum
     # (apps.runs.caching.prefix_warnings): [{"code", "message", ...}]. Warnings found later, from
-    # the run's usage, are computed when read (apps.runs.costs.run_warnings), never stored.
+    # the run's usage, are computed when read (apps.runs.reporting.costs.run_warnings), never stored.
     warnings = models.JSONField(default=list, blank=True)
     # Engine options: {"cache", "cache_ttl", "pack_size", "stream", "max_cost_usd"}; see
-    # apps.runs.serializers.RunOptionsSerializer for what each means.
+    # apps.runs.serializers.inputs.RunOptionsSerializer for what each means.
     options = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
     # Why a paused run is paused (decides what resumes it); the reason is the human-readable detail.
@@ -114,7 +130,7 @@ class Run(Usage, Reserved):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    objects = RunQuerySet.as_manager()
+    objects = RunManager()
 
     class Meta:
         ordering = ["-created_at"]

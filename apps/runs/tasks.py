@@ -9,8 +9,16 @@ from django.conf import settings
 from apps.health.heartbeats import PUMP, heartbeat_record
 from apps.runs.batching.poll import batches_poll
 from apps.runs.batching.submit import batches_submit
-from apps.runs.dispatch import serve_marker_clear, server_register, server_unregister, worker_name
+from apps.runs.dispatch import (
+    BATCHES_TASK,
+    SERVE_TASK,
+    serve_marker_clear,
+    server_register,
+    server_unregister,
+    worker_name,
+)
 from apps.runs.services.recovery import pump as pump_service
+from apps.runs.services.replay import failures_replay_sweep
 from apps.runs.serving.loop import ServingLoop
 
 logger = logging.getLogger(__name__)
@@ -21,7 +29,7 @@ def _serve_time_limit() -> float:
     return conf["SERVE_SLICE_SECONDS"] + conf["PROVIDER_TIMEOUT_SECONDS"] + 60
 
 
-@shared_task(name="conveyor.runs.serve", acks_late=True, time_limit=_serve_time_limit() + 30,
+@shared_task(name=SERVE_TASK, acks_late=True, time_limit=_serve_time_limit() + 30,
              soft_time_limit=_serve_time_limit())
 def serve() -> dict:
     """Serve every active run from this process for one slice, then hand over to a new serve task
@@ -38,7 +46,7 @@ def serve() -> dict:
     return {"served": True, **report.as_dict()}
 
 
-@shared_task(name="conveyor.runs.batches", time_limit=3600, soft_time_limit=3500)
+@shared_task(name=BATCHES_TASK, time_limit=3600, soft_time_limit=3500)
 def batches() -> dict:
     """Beat, every BATCH_POLL_SECONDS (and at once after a batch-mode run is submitted or canceled):
     look at open batches and record the results of ended ones, then submit due blocks of batch-mode
@@ -54,3 +62,12 @@ def pump() -> dict:
     summary = pump_service()
     heartbeat_record(PUMP, summary)
     return summary
+
+
+# Beat runs this every REPLAY_INTERVAL_SECONDS with `expires` shorter than that; one sweep handles
+# at most REPLAY_BATCH short transactions, well within these limits. Two sweeps overlapping are safe.
+# Its name is the failures app's (the dead-letter table), its work the engine's (a block reopened).
+@shared_task(name="conveyor.failures.replay_due", time_limit=120, soft_time_limit=100)
+def replay_due_failures() -> dict:
+    """Put dead-lettered blocks whose next_retry_at has come back to work."""
+    return {"replayed": failures_replay_sweep()}

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.runs import api
+from apps.runs import api, replay_api
 
 # run_id is matched as text and parsed by the view, so a malformed id is a 404 in the API's error
 # shape rather than Django's HTML page. A uid may contain slashes.
@@ -17,4 +17,8 @@ urlpatterns = [
     path("runs/<str:run_id>/results/", api.RunResultsApi.as_view(), name="run-results"),
     path("runs/<str:run_id>/blocks/", api.RunBlockListApi.as_view(), name="run-block-list"),
     path("runs/<str:run_id>/blocks/<path:uid>/", api.RunBlockDetailApi.as_view(), name="run-block-detail"),
+    # Replaying a dead-letter row reopens its block: the engine's. Before apps/failures/urls.py (included
+    # after this file), so that `replay` is never read as a failure's id.
+    path("failures/replay/", replay_api.FailureBulkReplayApi.as_view(), name="failure-replay-bulk"),
+    path("failures/<str:failure_id>/replay/", replay_api.FailureReplayApi.as_view(), name="failure-replay"),
 ]

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from apps.runs.admin import OperatorActionsMixin, cut, moment, nowrap, short_id
+from apps.core.admin import OperatorActionsMixin, cut, moment, nowrap, short_id
 from apps.webhooks.models import WebhookDelivery, WebhookSecret
 from apps.webhooks.selectors import delivery_payload
 from apps.webhooks.services import delivery_redeliver

@@ -11,6 +11,7 @@ class WebhooksConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.runs.signals import run_finished
+        from apps.webhooks import tasks  # noqa: F401  (registered in every process: sent by name, eager too)
         from apps.webhooks.receivers import record_run_finished
 
         run_finished.connect(record_run_finished, dispatch_uid="conveyor.webhooks.record_run_finished")

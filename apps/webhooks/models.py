@@ -7,7 +7,7 @@ from apps.webhooks.transitions import DeliveryStatus, WebhookDeliveryQuerySet
 
 class WebhookSecret(models.Model):
     """A user's signing secret (Standard Webhooks `whsec_...`), one per user. Stored only encrypted
-    (apps.keys.crypto, the provider keys' MultiFernet); shown once, when it is created or rotated;
+    (apps.core.crypto, the provider keys' MultiFernet); shown once, when it is created or rotated;
     afterwards only `suffix`."""
 
     owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,

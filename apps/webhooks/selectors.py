@@ -27,9 +27,5 @@ def webhook_secret_get(*, owner: Any) -> WebhookSecret | None:
     return WebhookSecret.objects.filter(owner_id=owner.pk).defer("secret_ciphertext").first()
 
 
-def webhook_secret_exists(*, owner_id: Any) -> bool:
-    return WebhookSecret.objects.filter(owner_id=owner_id).exists()
-
-
 def delivery_payload(delivery: WebhookDelivery) -> Any:
     return json.loads(delivery.body)

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import httpx2
 
+from apps.core.addresses import WebhookUrlError, validate_webhook_url
 from apps.providers.errors import ProviderFailure
 from apps.providers.transport import guarded_http_client
-from apps.webhooks.validation import WebhookUrlError, validate_webhook_url
 
 USER_AGENT = "Conveyor-Webhooks/1"
 DETAIL_CHARS = 300

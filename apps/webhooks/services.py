@@ -15,23 +15,24 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
 from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from apps.keys.crypto import decrypt_secret, encrypt_secret, reencrypt_secret
-from apps.keys.services import RotationResult
+from apps.core.addresses import url_host
+from apps.core.crypto import RotationResult, decrypt_secret, encrypt_secret, reencrypt_secret
 from apps.runs.models import Run, RunPass
 from apps.webhooks.models import WebhookDelivery, WebhookSecret
 from apps.webhooks.payload import EVENT_TYPE, encode, run_finished_event
 from apps.webhooks.sending import SendOutcome, post_event
 from apps.webhooks.signing import event_id, generate_secret, signed_headers
-from apps.webhooks.validation import url_host
 
 logger = logging.getLogger(__name__)
 
+DELIVER_TASK = "conveyor.webhooks.deliver"
 # Per sweep: ended passes recorded late, and due deliveries queued; the rest wait for the next tick.
 RECOVERY_BATCH = 200
 DUE_BATCH = 200
@@ -143,9 +144,8 @@ def deliveries_record_missing(*, now: datetime | None = None) -> int:
 
 
 def _enqueue(delivery_id: int, *, expires: float | None = None) -> None:
-    from apps.webhooks.tasks import deliver_webhook
-
-    deliver_webhook.apply_async((delivery_id,), expires=expires)
+    # By the task's name: the task module imports this one, never the other way round.
+    current_app.signature(DELIVER_TASK, args=(delivery_id,)).apply_async(expires=expires)
 
 
 # --- delivering ----------------------------------------------------------------------------------------

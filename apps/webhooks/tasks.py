@@ -2,12 +2,12 @@
 
 from celery import shared_task
 
-from apps.webhooks.services import deliveries_sweep, delivery_attempt
+from apps.webhooks.services import DELIVER_TASK, deliveries_sweep, delivery_attempt
 
 
 # One POST with a short timeout (per phase), within these limits. Running it twice is harmless: only
 # the call that takes the row (a conditional write) sends.
-@shared_task(name="conveyor.webhooks.deliver", time_limit=120, soft_time_limit=100)
+@shared_task(name=DELIVER_TASK, time_limit=120, soft_time_limit=100)
 def deliver_webhook(delivery_id: int) -> dict:
     row = delivery_attempt(delivery_id=delivery_id)
     if row is None:

@@ -319,11 +319,12 @@ PROVIDER_HOST_ALLOWLIST = env.list("PROVIDER_HOST_ALLOWLIST", default=[])
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
 MAX_UPLOAD_BLOCKS = env.int("MAX_UPLOAD_BLOCKS", default=100_000)
 MAX_JSON_BODY_BYTES = env.int("MAX_JSON_BODY_BYTES", default=10 * 1024 * 1024)
-# Live progress, GET /api/v1/runs/{id}/events/ (Server-Sent Events, apps/runs/live.py): a stream looks
-# at its run this often and writes only what changed, a keep-alive comment when it has been quiet this
-# long, and closes after MAX_SECONDS (the client reconnects after RETRY_MILLISECONDS). Each listener
-# holds one web thread and one database connection while its stream is open: gunicorn serves with
-# threads (gunicorn.conf.py), and MAX_SECONDS bounds how long any one stream keeps them.
+# Live progress, GET /api/v1/runs/{id}/events/ (Server-Sent Events, apps/runs/reporting/live.py): a
+# stream looks at its run this often and writes only what changed, a keep-alive comment when it has
+# been quiet this long, and closes after MAX_SECONDS (the client reconnects after
+# RETRY_MILLISECONDS). Each listener holds one web thread and one database connection while its stream
+# is open: gunicorn serves with threads (gunicorn.conf.py), and MAX_SECONDS bounds how long any one
+# stream keeps them.
 RUN_EVENTS = {
     "POLL_SECONDS": env.float("RUN_EVENTS_POLL_SECONDS", default=1.0),
     "KEEPALIVE_SECONDS": env.float("RUN_EVENTS_KEEPALIVE_SECONDS", default=15.0),

@@ -13,12 +13,12 @@ from django.utils import timezone
 
 from apps.failures.models import PipelineFailure
 from apps.failures.services import FailureStateError, failure_resolve
-from apps.failures.tasks import replay_due_failures
 from apps.providers.errors import FailureKind
 from apps.runs.models import Block
 from apps.runs.services import run_cancel
 from apps.runs.services.replay import failure_replay_now, failures_replay_selected, failures_replay_sweep
 from apps.runs.signals import run_finished
+from apps.runs.tasks import replay_due_failures
 from tests.factories import make_run
 from tests.failures.helpers import counts, failure_of, settle
 from tests.runs.helpers import in_thread, serve_until_settled

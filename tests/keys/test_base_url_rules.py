@@ -4,16 +4,17 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.test import override_settings
 
-from apps.keys import validation
+from apps.core import addresses
+from apps.core.addresses import BaseUrlError
+from apps.keys.base_url import effective_base_url, validate_base_url
 from apps.keys.services import key_create
-from apps.keys.validation import BaseUrlError, validate_base_url
 from tests.keys.conftest import GOOD_SECRET
 
 
 @pytest.fixture
 def public_dns(monkeypatch):
     """Names resolve to a public address (no network needed)."""
-    monkeypatch.setattr(validation, "_resolve", lambda host, port: ["93.184.215.14"])
+    monkeypatch.setattr(addresses, "_resolve", lambda host, port: ["93.184.215.14"])
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_a_base_url_breaking_a_rule_is_rejected_with_that_rule(url, rule, words,
 
 
 def test_a_name_that_resolves_to_a_private_address_is_rejected(monkeypatch, no_allowlist):
-    monkeypatch.setattr(validation, "_resolve", lambda host, port: ["93.184.215.14", "10.0.0.5"])
+    monkeypatch.setattr(addresses, "_resolve", lambda host, port: ["93.184.215.14", "10.0.0.5"])
     with pytest.raises(BaseUrlError) as error:
         validate_base_url("https://sneaky.example.com")
     assert error.value.rule == "public_host"
@@ -85,7 +86,7 @@ def test_a_host_that_does_not_resolve_is_rejected(monkeypatch, no_allowlist):
     def fail(host: str, port: int) -> list[str]:
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(validation, "_resolve", fail)
+    monkeypatch.setattr(addresses, "_resolve", fail)
     with pytest.raises(BaseUrlError) as error:
         validate_base_url("https://nowhere.invalid")
     assert error.value.rule == "resolve"
@@ -93,7 +94,7 @@ def test_a_host_that_does_not_resolve_is_rejected(monkeypatch, no_allowlist):
 
 def test_an_empty_base_url_means_the_official_url():
     assert validate_base_url("") == ""
-    assert validation.effective_base_url(provider="anthropic", base_url="") == "https://api.anthropic.com"
+    assert effective_base_url(provider="anthropic", base_url="") == "https://api.anthropic.com"
 
 
 def test_a_public_https_url_is_accepted_without_its_trailing_slash(public_dns, no_allowlist):

@@ -4,7 +4,7 @@ is not a provider error is never copied into the key."""
 
 import pytest
 
-from apps.keys import validation
+from apps.core import addresses
 from apps.keys.services import KeyValidationInconclusive, key_validate
 from apps.runs.models import PausedCause, Run, RunStatus
 from tests.fake_servers import (
@@ -59,7 +59,7 @@ def test_a_name_that_turns_private_after_it_was_checked_fails_validation_at_the_
     settings.PROVIDER_HOST_ALLOWLIST = []
     # Public when the key is saved and when validation checks the URL; loopback when it connects.
     resolver = RebindingResolver(public_answers=2)
-    monkeypatch.setattr(validation, "_resolve", resolver)
+    monkeypatch.setattr(addresses, "_resolve", resolver)
     key = make_key(owner, base_url="https://gateway.example.test")
     key_validate(key=key)
     key.refresh_from_db()

@@ -7,8 +7,8 @@ import logging
 import pytest
 from django.urls import reverse
 
+from apps.core.redaction import REDACTED, redact
 from apps.keys.models import ProviderKey
-from apps.keys.redaction import REDACTED, redact
 from apps.keys.services import KeyValidationInconclusive, key_create, key_mark_invalid, key_validate
 from apps.keys.tasks import validate_key
 from tests.keys.conftest import GOOD_SECRET, PROXY_SECRET

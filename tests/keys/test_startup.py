@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import override_settings
 
-from apps.keys import crypto
+from apps.core import crypto
 from apps.keys.checks import encryption_keys_check
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from apps.keys import validation
+from apps.core import addresses
 from apps.keys.models import ProviderKey
 from apps.keys.services import (
     KeyValidationInconclusive,
@@ -157,13 +157,13 @@ def test_a_rejection_of_a_replaced_secret_is_ignored(owner, make_key):
 
 
 def test_a_host_that_stopped_resolving_is_inconclusive_not_invalid(owner, make_key, monkeypatch):
-    monkeypatch.setattr(validation, "_resolve", lambda host, port: ["93.184.215.14"])
+    monkeypatch.setattr(addresses, "_resolve", lambda host, port: ["93.184.215.14"])
     key = make_key(owner, base_url="https://proxy.example.com")
 
     def fail(host: str, port: int) -> list[str]:
         raise OSError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(validation, "_resolve", fail)
+    monkeypatch.setattr(addresses, "_resolve", fail)
     with pytest.raises(KeyValidationInconclusive):
         key_validate(key=key)
     key.refresh_from_db()

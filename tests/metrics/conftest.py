@@ -6,7 +6,7 @@ from django.conf import settings
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from apps.metrics.recording import BUFFER
+from apps.counters.recording import BUFFER
 from mock_provider.testing import MockHandle, running_mock
 from tests.factories import SECRET, make_key
 

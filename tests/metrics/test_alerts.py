@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apps.metrics.recording import (
+from apps.counters.recording import (
     metrics_flush,
     record_block_finished,
     record_call,

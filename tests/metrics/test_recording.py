@@ -9,8 +9,8 @@ import redis
 from django.conf import settings
 from django.db.models import Sum
 
-from apps.metrics import families
-from apps.metrics.recording import (
+from apps.counters import families
+from apps.counters.recording import (
     BUFFER,
     metrics_flush,
     record_block_finished,
@@ -132,7 +132,7 @@ def test_a_flush_is_one_round_trip(monkeypatch):
 def test_with_redis_down_a_flush_is_logged_once_and_the_counts_wait(caplog, scrape):
     broken = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
     record_block_finished(status="succeeded")
-    with caplog.at_level(logging.WARNING, logger="apps.metrics.recording"):
+    with caplog.at_level(logging.WARNING, logger="apps.counters.recording"):
         metrics_flush(broken)
         record_block_finished(status="succeeded")
         metrics_flush(broken)

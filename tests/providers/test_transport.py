@@ -6,7 +6,7 @@ import httpcore2
 import httpx2
 import pytest
 
-from apps.keys import validation
+from apps.core import addresses
 from apps.providers.client import make_async_client, make_client
 from apps.providers.errors import FailureKind, ProviderFailure, classify
 from apps.providers.transport import GuardedBackend, GuardedTransport
@@ -71,7 +71,7 @@ def test_the_async_client_refuses_redirects_too(redirector, internal_service):
 def test_a_name_that_resolves_to_a_private_address_at_call_time_gets_no_connection(
         monkeypatch, settings):
     settings.PROVIDER_HOST_ALLOWLIST = []
-    monkeypatch.setattr(validation, "_resolve", RebindingResolver(public_answers=0))
+    monkeypatch.setattr(addresses, "_resolve", RebindingResolver(public_answers=0))
     with make_client(api_key=SECRET, base_url="https://gateway.example.test") as client:
         failure = failure_of(lambda: client.messages.count_tokens(**PING))
     assert (failure.kind, failure.code) == (FailureKind.KEY_UNSAFE, "base_url_not_public")
@@ -91,7 +91,7 @@ def test_a_name_that_does_not_resolve_is_a_retryable_connection_error(monkeypatc
     def fail(host: str, port: int) -> list[str]:
         raise OSError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(validation, "_resolve", fail)
+    monkeypatch.setattr(addresses, "_resolve", fail)
     with make_client(api_key=SECRET, base_url="https://gateway.example.test") as client:
         failure = failure_of(lambda: client.messages.count_tokens(**PING))
     assert (failure.kind, failure.code) == (FailureKind.RETRYABLE, "connection_error")
@@ -131,7 +131,7 @@ def recorded(monkeypatch, settings):
     per connection, through the seam) to a public address."""
     settings.PROVIDER_HOST_ALLOWLIST = []
     resolver = RebindingResolver(public_answers=100)
-    monkeypatch.setattr(validation, "_resolve", resolver)
+    monkeypatch.setattr(addresses, "_resolve", resolver)
     inner = RecordingBackend()
     transport = GuardedTransport(limits=httpx2.Limits(max_connections=1),
                                  backend=GuardedBackend(inner=inner))

@@ -4,8 +4,8 @@ The calls the provider makes are in test_cost_report.py; here, usage recorded by
 
 import pytest
 
-from apps.runs.costs import run_cache_stats
 from apps.runs.models import Block
+from apps.runs.reporting.costs import run_cache_stats
 from tests.api.helpers import record_attempt
 from tests.factories import make_run
 

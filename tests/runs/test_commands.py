@@ -13,8 +13,8 @@ from django.db import connection
 
 from apps.core.formatting import format_usd
 from apps.keys.models import ProviderKey
-from apps.runs.costs import Savings, run_savings
 from apps.runs.models import Run
+from apps.runs.reporting.costs import Savings, run_savings
 from tests.factories import make_run
 from tests.runs.helpers import serve_until_settled
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from apps.runs.compare import MAX_FIELDS, outputs_parity, runs_compare
 from apps.runs.models import Block, BlockStatus
+from apps.runs.reporting.compare import MAX_FIELDS, outputs_parity, runs_compare
 from apps.runs.services import BlockSpec, run_create
 from tests.api.helpers import finish_block, record_attempt
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from apps.runs.models import Run
-from apps.runs.progress import summary
+from apps.runs.reporting.progress import summary
 from tests.factories import make_run
 from tests.runs.helpers import serve_until_settled
 

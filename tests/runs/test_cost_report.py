@@ -10,8 +10,14 @@ import pytest
 from django.conf import settings
 
 from apps.runs.caching import CACHE_PREFIX_TOO_SHORT
-from apps.runs.compare import runs_compare
-from apps.runs.costs import CACHE_NOT_HITTING, NO_HIT_AFTER_CALLS, run_cache_stats, run_savings, run_warnings
+from apps.runs.reporting.compare import runs_compare
+from apps.runs.reporting.costs import (
+    CACHE_NOT_HITTING,
+    NO_HIT_AFTER_CALLS,
+    run_cache_stats,
+    run_savings,
+    run_warnings,
+)
 from tests.factories import make_run
 from tests.runs.helpers import serve_until_settled
 

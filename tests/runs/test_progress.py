@@ -13,7 +13,7 @@ from apps.core.redis import broker_redis
 from apps.lanes.gate import LaneRef, run_blocks_key
 from apps.lanes.limits import limit_group
 from apps.runs.models import Block, PausedCause, RunStatus
-from apps.runs.progress import follow_run, summary
+from apps.runs.reporting.progress import follow_run, summary
 from apps.runs.selectors import run_waiting_reason
 from tests.api.helpers import complete, finish_block, set_status
 from tests.factories import make_run
@@ -67,9 +67,9 @@ def test_the_progress_bar_shows_why_a_paused_run_is_not_moving(run):
 
 
 def test_the_progress_bar_shows_the_runs_calls_in_flight_and_its_lane(run, monkeypatch):
-    """The same snapshot as the live progress stream (apps/runs/live.py)."""
+    """The same snapshot as the live progress stream (apps/runs/reporting/live.py)."""
     broker_redis().zadd(run_blocks_key(run.pk), {"b0": (time.time() + 60) * 1000})
-    monkeypatch.setattr("apps.runs.progress.time.sleep", interrupt)
+    monkeypatch.setattr("apps.runs.reporting.progress.time.sleep", interrupt)
     out = io.StringIO()
     follow_run(run.pk, out=out)
     assert "running, 0 failed, $0.00 | 1 in flight | lane 0" in out.getvalue()
@@ -84,7 +84,7 @@ def test_following_returns_once_the_run_settles(run):
 
 
 def test_ctrl_c_detaches_saying_the_run_goes_on_and_how_to_follow_it_again(run, monkeypatch):
-    monkeypatch.setattr("apps.runs.progress.time.sleep", interrupt)
+    monkeypatch.setattr("apps.runs.reporting.progress.time.sleep", interrupt)
     out = io.StringIO()
     followed = follow_run(run.pk, out=out)
     assert followed.detached
@@ -102,7 +102,7 @@ def test_a_log_line_while_following_is_written_on_a_line_of_its_own(run, monkeyp
     root = logging.getLogger()
     root.addHandler(handler)
     ticks = iter([lambda: logging.getLogger("apps.somewhere").warning("a worker said hello"), interrupt])
-    monkeypatch.setattr("apps.runs.progress.time.sleep", lambda seconds: next(ticks)())
+    monkeypatch.setattr("apps.runs.reporting.progress.time.sleep", lambda seconds: next(ticks)())
     try:
         follow_run(run.pk, out=screen)
     finally:
@@ -122,7 +122,7 @@ def test_the_summary_says_where_the_failures_are_and_how_to_export(run):
 
 def test_a_follow_that_cannot_leave_the_run_going_says_so_instead(run, monkeypatch):
     """The demo drives its run in-process: Ctrl-C there stops the run, and its line says that."""
-    monkeypatch.setattr("apps.runs.progress.time.sleep", interrupt)
+    monkeypatch.setattr("apps.runs.reporting.progress.time.sleep", interrupt)
     out = io.StringIO()
     follow_run(run.pk, out=out, detach_line="Interrupted: the run stops here.")
     assert "Interrupted: the run stops here." in out.getvalue()

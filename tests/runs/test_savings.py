@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from apps.runs.costs import run_savings
 from apps.runs.models import Block
+from apps.runs.reporting.costs import run_savings
 from tests.api.helpers import record_attempt
 from tests.factories import make_run
 

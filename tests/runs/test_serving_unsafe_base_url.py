@@ -3,8 +3,8 @@ pause with the reason, the blocks keep their attempts, and nothing reaches the a
 
 import pytest
 
+from apps.core import addresses
 from apps.failures.models import PipelineFailure
-from apps.keys import validation
 from apps.keys.services import key_create
 from apps.runs.models import PausedCause
 from tests.factories import SECRET, make_key, make_run
@@ -37,7 +37,7 @@ def redirect_key(owner, internal_service):
 def rebound_key(owner, monkeypatch, settings):
     """A key saved while its name resolved to a public address; it resolves to loopback from then on."""
     settings.PROVIDER_HOST_ALLOWLIST = []
-    monkeypatch.setattr(validation, "_resolve", RebindingResolver(public_answers=1))
+    monkeypatch.setattr(addresses, "_resolve", RebindingResolver(public_answers=1))
     return key_create(owner=owner, label="gateway", secret=SECRET, base_url="https://gateway.example.test")
 
 

@@ -5,7 +5,7 @@ that changed, an allowlist that changed), and a redirect is never followed."""
 import pytest
 from django.core.management import CommandError, call_command
 
-from apps.keys import validation
+from apps.core import addresses
 from apps.runs.models import Run
 from apps.webhooks.models import DeliveryStatus
 from tests.factories import MODEL, make_run
@@ -54,7 +54,7 @@ def test_loopback_is_refused_when_it_is_not_allowlisted(api, owner, offline_key,
 def test_a_name_that_resolves_to_a_private_address_is_refused_at_create(
         api, owner, offline_key, secret, settings, monkeypatch):
     settings.PROVIDER_HOST_ALLOWLIST = []
-    monkeypatch.setattr(validation, "_resolve", RebindingResolver(public_answers=0))
+    monkeypatch.setattr(addresses, "_resolve", RebindingResolver(public_answers=0))
     response = create(api, owner, offline_key, "https://hooks.example.test/x")
     assert response.status_code == 400
     assert "resolves to 127.0.0.1" in response.json()["error"]["fields"]["webhook_url"][0]
@@ -63,7 +63,7 @@ def test_a_name_that_resolves_to_a_private_address_is_refused_at_create(
 def test_a_public_https_url_is_accepted_and_shown_on_the_run(api, owner, offline_key, secret, settings,
                                                              monkeypatch):
     settings.PROVIDER_HOST_ALLOWLIST = []
-    monkeypatch.setattr(validation, "_resolve", lambda host, port: [RebindingResolver.PUBLIC])
+    monkeypatch.setattr(addresses, "_resolve", lambda host, port: [RebindingResolver.PUBLIC])
     response = create(api, owner, offline_key, "https://hooks.example.test/conveyor?team=7")
     assert response.status_code == 201
     assert response.json()["webhook_url"] == "https://hooks.example.test/conveyor?team=7"
@@ -110,7 +110,7 @@ def test_a_name_that_turns_private_after_create_gets_no_delivery_at_call_time(
     settings.PROVIDER_HOST_ALLOWLIST = []
     # Public when the run is created; loopback (where the receiver listens) when the delivery connects.
     resolver = RebindingResolver(public_answers=1)
-    monkeypatch.setattr(validation, "_resolve", resolver)
+    monkeypatch.setattr(addresses, "_resolve", resolver)
     port = receiver.server.base_url.rsplit(":", 1)[1]
     run = make_run(owner, offline_key, ["one"], webhook_url=f"https://hooks.example.test:{port}/x")
     delivery = end_run(run)

@@ -17,8 +17,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.core.logcontext import log_context
+from apps.counters.recording import metrics_flush
 from apps.keys.services import key_secret
-from apps.metrics.recording import metrics_flush
 from apps.providers.errors import classify
 from apps.runs.batching.results import BatchItem, outcome_of, parse_custom_id
 from apps.runs.batching.submit import batch_client

@@ -4,7 +4,7 @@
 from dataclasses import dataclass
 from typing import Any
 
-from apps.keys.redaction import redact
+from apps.core.redaction import redact
 from apps.providers.errors import FailureKind, ProviderFailure, classify_error_body
 from apps.providers.usage import TokenUsage, cost_usd
 from apps.runs.services.decisions import Outcome

@@ -20,8 +20,8 @@ from django.utils import timezone
 from apps.core.logcontext import log_context
 from apps.failures.models import LogLevel
 from apps.failures.services import diagnostic_log
+from apps.keys.base_url import effective_base_url
 from apps.keys.services import key_mark_invalid, key_secret
-from apps.keys.validation import effective_base_url
 from apps.providers.client import make_client
 from apps.providers.errors import FailureKind, classify
 from apps.providers.prompts import BlockInput, build_params

@@ -23,10 +23,10 @@ from django.utils import timezone
 
 from apps.core.db import insert_instances
 from apps.core.logcontext import log_context
+from apps.counters.recording import record_block_finished, record_call, record_usage
 from apps.failures.models import EventCode, LogLevel, PipelineFailure
 from apps.failures.services import diagnostic_log, event_code_for, failure_record
 from apps.keys.services import key_mark_invalid
-from apps.metrics.recording import record_block_finished, record_call, record_usage
 from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.usage import TokenUsage
 from apps.runs.dispatch import run_dispatch_on_commit
@@ -292,7 +292,7 @@ def count_in_metrics(rec: Recording) -> None:
     """After the commit (a rolled-back batch is written again, and must not count twice): tokens and
     cost of every call on the invoice, the blocks this batch finished, and the batch's requests as
     calls (live calls are counted where they end, in apps.runs.serving.calls). In memory only: the
-    caller's flush sends them to Redis (apps.metrics.recording)."""
+    caller's flush sends them to Redis (apps.counters.recording)."""
     model = rec.run.model
     for outcome in rec.outcomes:
         record_usage(model=model, usage=outcome.usage, cost=outcome.cost_usd)

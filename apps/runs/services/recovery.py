@@ -12,9 +12,9 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
+from apps.counters.recording import metrics_flush, record_block_finished
 from apps.failures.models import EventCode
 from apps.failures.services import failure_record
-from apps.metrics.recording import metrics_flush, record_block_finished
 from apps.runs.dispatch import serve_dispatch_rollback_unsafe
 from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, Run, RunMode
 from apps.runs.services.finalize import run_finalize

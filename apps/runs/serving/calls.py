@@ -14,9 +14,9 @@ import anthropic
 from django.conf import settings
 
 from apps.core.logcontext import correlation_id, log_context
-from apps.keys.redaction import redact
+from apps.core.redaction import redact
+from apps.counters.recording import record_call, record_pack, record_split
 from apps.lanes.gate import Ended, Grant, LaneGate, Need, Settle, Settlements
-from apps.metrics.recording import record_call, record_pack, record_split
 from apps.providers.client import CallResult, call_messages, make_async_client
 from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.prompts import BlockInput, build_params, parse_packed_reply, request_sha256

@@ -8,8 +8,8 @@ from django.db.models import Count, Exists, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from apps.keys.base_url import effective_base_url
 from apps.keys.services import key_secret
-from apps.keys.validation import effective_base_url
 from apps.lanes.gate import LaneRef
 from apps.lanes.limits import Limits, key_limits, limit_group
 from apps.providers.prompts import CallSpec

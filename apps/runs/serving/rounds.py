@@ -27,7 +27,7 @@ from typing import Any
 from django.conf import settings
 
 from apps.core.logcontext import log_context
-from apps.metrics.recording import metrics_flush
+from apps.counters.recording import metrics_flush
 from apps.runs.services.claiming import Claim, blocks_claim, blocks_release
 from apps.runs.services.outcomes import RecordReport, outcomes_record, outcomes_write_failed, run_count_packs
 from apps.runs.services.recovery import leases_expire, runs_finalize_stragglers

@@ -9,12 +9,11 @@ processes are doing. For compose healthchecks and Kubernetes liveness probes (ex
 
 from typing import Any
 
+from celery import current_app as app
 from celery.utils.nodenames import default_nodename, host_format
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from kombu.exceptions import KombuError, OperationalError
-
-from config.celery_app import app
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from apps.keys.crypto import generate_key
+from apps.core.crypto import generate_key
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 """`manage.py compare RUN_A RUN_B [--json] [--limit N]`: two runs side by side.
 
 What each cost (per block, by kind of token, with and without caching and packing), its cache hit
-rate and calls, and whether the two gave the same answers, uid by uid (apps.runs.compare). The same
+rate and calls, and whether the two gave the same answers, uid by uid (apps.runs.reporting.compare). The same
 report as `GET /api/v1/runs/{a}/compare/{b}/`; `--json` prints that API's body.
 """
 
@@ -11,9 +11,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from apps.core.formatting import format_usd
-from apps.runs.commandline import run_named
-from apps.runs.compare import Parity, RunComparison, RunSide, UidList, runs_compare
-from apps.runs.serializers import RunCompareSerializer
+from apps.runs.management.commandline import run_named
+from apps.runs.reporting.compare import Parity, RunComparison, RunSide, UidList, runs_compare
+from apps.runs.serializers.outputs import RunCompareSerializer
 
 ROW = "  {label:<28} {a:>22}  {b:>22}"
 

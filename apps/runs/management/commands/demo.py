@@ -7,7 +7,7 @@ Everything else (submission, claiming, lanes, retries, packing, caching, cost ac
 production code path. The sample is graded against
 a long rubric with caching and packing on, and the demo ends by saying what the newcomer saw: faults
 injected on purpose, a cost that is simulated usage priced at real rates, and what caching and
-packing saved against the same work uncached and unpacked (apps.runs.costs.run_savings).
+packing saved against the same work uncached and unpacked (apps.runs.reporting.costs.run_savings).
 """
 
 import asyncio
@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from celery import current_app as celery_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -26,14 +27,13 @@ from apps.core.redis import embedded_redis
 from apps.keys.models import ProviderKey
 from apps.keys.services import key_create, key_update
 from apps.providers.catalog import catalog
-from apps.runs.costs import run_savings
 from apps.runs.models import Run
-from apps.runs.progress import export_command, follow_run, summary
+from apps.runs.reporting.costs import run_savings
+from apps.runs.reporting.progress import export_command, follow_run, summary
 from apps.runs.selectors import run_call_counts
 from apps.runs.services import SubmissionError, parse_jsonl, run_create
 from apps.runs.serving.loop import ServingLoop
 from apps.runs.transitions import RUN_SETTLED
-from config.celery_app import app as celery_app
 from mock_provider.testing import running_mock
 
 SAMPLES = Path(settings.BASE_DIR) / "samples"

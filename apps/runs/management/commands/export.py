@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from apps.runs.commandline import run_named, write_results
+from apps.runs.management.commandline import run_named, write_results
 
 
 class Command(BaseCommand):

@@ -24,11 +24,11 @@ from apps.core.errors import InvalidInput, StateConflict
 from apps.core.formatting import format_usd
 from apps.failures.models import failure_state
 from apps.failures.selectors import failures_list
-from apps.runs.commandline import run_named, text_option, user_named, validated, write_results
+from apps.runs.management.commandline import run_named, text_option, user_named, validated, write_results
 from apps.runs.models import BlockStatus, Run, RunStatus
-from apps.runs.progress import MANAGE, follow_command, follow_run, summary
+from apps.runs.reporting.progress import MANAGE, follow_command, follow_run, summary
 from apps.runs.selectors import run_block_status_counts, runs_list
-from apps.runs.serializers import ReseedInputSerializer, RunBudgetInputSerializer, RunFilterSerializer
+from apps.runs.serializers.inputs import ReseedInputSerializer, RunBudgetInputSerializer, RunFilterSerializer
 from apps.runs.services import run_cancel, run_resume, run_set_budget
 from apps.runs.services.reseed import run_reseed
 

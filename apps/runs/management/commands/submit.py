@@ -13,9 +13,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from apps.core.errors import StateConflict
 from apps.providers.catalog import catalog
 from apps.runs.caching import settings_warnings
-from apps.runs.commandline import key_of, text_option, user_named, validated
-from apps.runs.progress import describe_estimate, follow_command, follow_run, summary
-from apps.runs.serializers import RunSettingsInputSerializer, stored_options
+from apps.runs.management.commandline import key_of, text_option, user_named, validated
+from apps.runs.reporting.progress import describe_estimate, follow_command, follow_run, summary
+from apps.runs.serializers.inputs import RunSettingsInputSerializer, stored_options
 from apps.runs.services import SubmissionError, parse_jsonl, run_create
 from apps.runs.services.submission import run_preflight
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from apps.runs.commandline import user_named
+from apps.runs.management.commandline import user_named
 from apps.webhooks.selectors import webhook_secret_get
 from apps.webhooks.services import webhook_secret_rotate
 

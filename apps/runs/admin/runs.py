@@ -1,13 +1,9 @@
-"""The operator's console for runs and blocks.
+"""Runs in the operator's console.
 
-Everything here is read-only: outputs, counters and usage are written by the engine alone. Operations
-(cancel, resume, raise the budget, reseed) are actions, and buttons on a run's page, that call the
-same services as the API. Pages stay cheap on big tables: no full result counts, no block inputs or
-outputs on list pages, filters whose choices come from small tables. List columns fit a 1,400 px
-screen: ids are shortened (the full id in the tooltip), long messages cut (the whole in the tooltip).
-While a run is active its page follows it live: the "live" row is updated from the run's progress
-stream (runs/{id}/events/, by static/runs/run_live.js), and the page reloads once when the run settles
-(every few seconds without JavaScript).
+Operations (cancel, resume, raise the budget, reseed) are actions, and buttons on a run's page, that
+call the same services as the API. While a run is active its page follows it live: the "live" row is
+updated from the run's progress stream (runs/{id}/events/, by static/runs/run_live.js), and the page
+reloads once when the run settles (every few seconds without JavaScript).
 """
 
 from collections.abc import Callable
@@ -25,15 +21,15 @@ from django.db.models.functions import Cast, Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from apps.core.admin import OperatorActionsMixin, moment, short_id
 from apps.core.errors import InvalidInput, StateConflict
 from apps.core.formatting import format_usd
 from apps.failures.models import PipelineFailure, failure_state
-from apps.runs.costs import NO_HIT_AFTER_CALLS, CostReport, run_cost_report
-from apps.runs.live import run_progress
-from apps.runs.models import Attempt, Block, BlockStatus, PausedCause, Run, RunPass, RunStatus
+from apps.runs.models import BlockStatus, PausedCause, Run, RunPass, RunStatus
+from apps.runs.reporting.costs import NO_HIT_AFTER_CALLS, CostReport, run_cost_report
+from apps.runs.reporting.live import run_progress
 from apps.runs.selectors import run_block_status_counts, run_waiting_reason
 from apps.runs.services.lifecycle import run_cancel, run_resume, run_set_budget
 from apps.runs.services.reseed import run_reseed
@@ -44,7 +40,6 @@ REFRESH_SECONDS = 5
 # A run's page follows the run while it can still change by itself.
 RUN_REFRESHING = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELING)
 BUDGET_TEMPLATE = "admin/runs/run/budget.html"
-MESSAGE_CHARS = 80
 # The paused cause in a list column; the run's page says it in full, with the reason.
 PAUSED_SHORT = {PausedCause.KEY_REJECTED: "key rejected", PausedCause.KEY_BLOCKED: "key blocked",
                 PausedCause.KEY_DELETED: "key deleted", PausedCause.KEY_UNSAFE: "key unsafe",
@@ -76,34 +71,6 @@ def render_progress_bar(run: Run) -> str:
     )
 
 
-def short_id(value: Any) -> str:
-    """The first 8 characters of an id, unwrapped, the whole id in the tooltip."""
-    text = str(value)
-    return format_html('<code style="white-space:nowrap" title="{}">{}</code>', text, text[:8])
-
-
-def cut(text: str, length: int = MESSAGE_CHARS) -> str:
-    """A long message on one line of a list, the whole of it in the tooltip."""
-    flat = " ".join((text or "").split())
-    if not flat:
-        return "-"
-    shown = flat if len(flat) <= length else f"{flat[:length - 1]}…"
-    return format_html('<span title="{}" style="display:inline-block;min-width:15em">{}</span>', flat, shown)
-
-
-def nowrap(text: str) -> str:
-    return format_html('<span style="white-space:nowrap">{}</span>', text)
-
-
-def moment(value: Any) -> str:
-    """A moment in a list: short (Dec 01 22:18), the whole of it in the tooltip."""
-    if value is None:
-        return "-"
-    local = timezone.localtime(value)
-    return format_html('<span style="white-space:nowrap" title="{}">{}</span>',
-                       local.strftime("%Y-%m-%d %H:%M:%S %Z"), local.strftime("%b %d %H:%M"))
-
-
 class BudgetForm(forms.Form):
     max_cost_usd = forms.DecimalField(
         label="New budget (USD)", required=False, max_digits=12, decimal_places=4,
@@ -111,24 +78,6 @@ class BudgetForm(forms.Form):
         help_text="Empty removes the budget. A run paused because its budget was spent resumes if the "
                   "new budget is above what it has spent.",
     )
-
-
-class OperatorActionsMixin:
-    """Pages are view-only (no change form saves anything), yet staff with the model's change
-    permission may run the operations, which go through the services."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_operate_permission(self, request: HttpRequest) -> bool:
-        opts = self.model._meta  # type: ignore[attr-defined]
-        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 
 
 class RunPassInline(admin.TabularInline):
@@ -162,7 +111,7 @@ class PausedCauseFilter(admin.SimpleListFilter):
 def cache_suspect(runs: QuerySet[Run]) -> QuerySet[Run]:
     """Runs with caching on and no cache read although more than a handful of calls' worth of blocks
     were worked: the list's cheap reading of the run's counters (one call per pack_size blocks; a
-    pack of up to 50). The run's page says exactly, from its calls (apps.runs.costs.CacheStats)."""
+    pack of up to 50). The run's page says exactly, from its calls (apps.runs.reporting.costs.CacheStats)."""
     worked = F("completed_blocks") + F("failed_blocks")
     pack = Cast(KeyTextTransform("pack_size", "options"), IntegerField())
     return runs.filter(options__cache=True, cache_read_input_tokens=0).annotate(
@@ -262,8 +211,8 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
 
     @admin.display(description="live")
     def live(self, run: Run) -> str:
-        """The live progress snapshot (apps/runs/live.py); while the run is active, run_live.js keeps
-        each part up to date from the run's event stream."""
+        """The live progress snapshot (apps/runs/reporting/live.py); while the run is active, run_live.js
+        keeps each part up to date from the run's event stream."""
         progress = run_progress(run)
         counts, lane, in_flight = progress["counts"], progress["lane"], progress["in_flight"]
         lane_text = ""
@@ -464,97 +413,3 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
             "selected_ids": [str(pk) for pk in queryset.values_list("pk", flat=True)],
         }
         return TemplateResponse(request, BUDGET_TEMPLATE, context)
-
-
-class AttemptInline(admin.TabularInline):
-    model = Attempt
-    fk_name = "block"
-    extra = 0
-    can_delete = False
-    fields = ["number", "pass_number", "outcome", "accepted", "http_status", "error_code",
-              "error_message", "model", "latency_ms", "input_tokens", "output_tokens", "cost_usd",
-              "request_id", "worker", "created_at", "output"]
-    readonly_fields = fields
-    ordering = ["created_at", "pk"]
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ErrorCodeFilter(admin.SimpleListFilter):
-    """Choices from the dead-letter table (small), not a DISTINCT over every block."""
-
-    title = "error code"
-    parameter_name = "error_code"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        codes = PipelineFailure.objects.order_by("error_code").values_list("error_code", flat=True)
-        return [(code, code) for code in codes.distinct()[:100]]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Block]) -> QuerySet[Block]:
-        return queryset.filter(error_code=self.value()) if self.value() else queryset
-
-
-class PromptVersionFilter(admin.SimpleListFilter):
-    """Choices from runs and their passes (small), not a DISTINCT over every block."""
-
-    title = "prompt version"
-    parameter_name = "prompt_version"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        versions = set(Run.objects.values_list("prompt_version", flat=True).distinct()[:200])
-        versions |= set(RunPass.objects.values_list("prompt_version", flat=True).distinct()[:200])
-        return [(v, v) for v in sorted(versions)]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Block]) -> QuerySet[Block]:
-        return queryset.filter(prompt_version=self.value()) if self.value() else queryset
-
-
-@admin.register(Block)
-class BlockAdmin(OperatorActionsMixin, admin.ModelAdmin):
-    list_display = ["uid_column", "run_link", "index", "status", "attempts", "error_code", "error",
-                    "pass_column", "cost", "finished"]
-    list_filter = ["status", ErrorCodeFilter, PromptVersionFilter]
-    list_select_related = ["run"]
-    raw_id_fields = ["run"]
-    show_full_result_count = False
-    inlines = [AttemptInline]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Block]:
-        blocks = super().get_queryset(request)
-        if request.resolver_match and request.resolver_match.url_name == "runs_block_changelist":
-            # List pages never need the (possibly long) texts.
-            blocks = blocks.defer("input", "output", "run__system_prompt", "run__prompt_template")
-        return blocks
-
-    @admin.display(description="run", ordering="run")
-    def run_link(self, block: Block) -> str:
-        return format_html('<a href="{}">{}</a>', reverse("admin:runs_run_change", args=[block.run_id]),
-                           short_id(block.run_id))
-
-    @admin.display(description="uid", ordering="uid")
-    def uid_column(self, block: Block) -> str:
-        return nowrap(block.uid)
-
-    @admin.display(description="#", ordering="block_index")
-    def index(self, block: Block) -> int:
-        return block.block_index
-
-    @admin.display(description="pass", ordering="pass_number")
-    def pass_column(self, block: Block) -> int:
-        return block.pass_number
-
-    @admin.display(description="error message")
-    def error(self, block: Block) -> str:
-        return cut(block.error_message)
-
-    @admin.display(description="cost", ordering="cost_usd")
-    def cost(self, block: Block) -> str:
-        return format_usd(block.cost_usd)
-
-    @admin.display(description="finished", ordering="finished_at")
-    def finished(self, block: Block) -> str:
-        return moment(block.finished_at)

@@ -1,8 +1,8 @@
 """Following a run from the command line: a progress bar until it settles, then a summary.
 
 One implementation for `manage.py submit --follow`, `manage.py runs follow` and the demo, showing the
-snapshot the live progress stream sends (apps/runs/live.py, GET /api/v1/runs/{id}/events/). Log lines
-and warnings printed while the bar is on screen go through tqdm (above the bar, not through it); Ctrl-C
+snapshot the live progress stream sends (live.py, GET /api/v1/runs/{id}/events/). Log lines and
+warnings printed while the bar is on screen go through tqdm (above the bar, not through it); Ctrl-C
 detaches, saying that the run goes on and how to follow it again.
 """
 
@@ -18,10 +18,10 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from apps.core.formatting import format_usd
-from apps.runs.costs import CostReport, run_cost_report
 from apps.runs.estimates import RunEstimate
-from apps.runs.live import run_progress
 from apps.runs.models import Block, BlockStatus, Run, RunStatus
+from apps.runs.reporting.costs import CostReport, run_cost_report
+from apps.runs.reporting.live import run_progress
 from apps.runs.selectors import run_call_counts, run_waiting_reason
 from apps.runs.transitions import RUN_SETTLED
 
@@ -90,7 +90,7 @@ def follow_run(run_id: Any, *, out: TextIO, poll_seconds: float = 0.5,
                 run.refresh_from_db()
                 bar.total = run.total_blocks
                 bar.n = run.terminal_blocks
-                # The snapshot the live progress stream sends (apps/runs/live.py), polled here.
+                # The snapshot the live progress stream sends (apps/runs/reporting/live.py), polled here.
                 bar.set_postfix_str(_postfix(run_progress(run)), refresh=False)
                 bar.refresh()
                 if run.status in stop_when:

@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 
 from apps.runs.models import Run
-from apps.runs.serializers import RunProgressSerializer
+from apps.runs.serializers.outputs import RunProgressSerializer
 from apps.runs.transitions import RUN_SETTLED
 from config.api.sse import sse_comment, sse_event, sse_retry
 
@@ -58,7 +58,7 @@ class RateWindow:
 
 
 def run_progress(run: Run, *, rate: float | None = None) -> dict[str, Any]:
-    """The run's live snapshot, as the events carry it (apps.runs.serializers.RunProgressSerializer)."""
+    """The run's live snapshot, as the events carry it (serializers/outputs.py, RunProgressSerializer)."""
     return dict(RunProgressSerializer(run, context={"rate": rate}).data)
 
 

@@ -3,6 +3,9 @@ the newest KEY_ENCRYPTION_KEYS entry.
 
 Rotation: put the new key first in KEY_ENCRYPTION_KEYS and keep the old ones after it, deploy, run this
 command, then remove the old keys (see docs/keys.md). Safe to run again at any time.
+
+It lives in the webhooks app because it rotates the secrets of two apps, and webhooks is the one that
+may import both (keys sit below it: see docs/architecture.md, "Apps in layers").
 """
 
 from typing import Any

@@ -1,5 +1,6 @@
 """The names, labels and buckets of what the workers count, and the bounded vocabularies their label
-values are mapped into. One place, read by recording.py (the workers) and collector.py (the scrape)."""
+values are mapped into. One place, read by recording.py (the workers) and apps/metrics/collector.py
+(the scrape)."""
 
 import functools
 import re

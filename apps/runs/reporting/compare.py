@@ -5,7 +5,7 @@ as the plain one did, as the origin system's paired cache-off/cache-on benchmark
 API's `runs/{a}/compare/{b}/`, `manage.py compare` and the cost benchmark report.
 
 Per run: cost, cost per block (per succeeded block: what a result cost), tokens by kind (the run's
-own counters), cache hit rate (apps.runs.costs.CacheStats), provider calls and attempts, savings.
+own counters), cache hit rate (apps.runs.reporting.costs.CacheStats), provider calls and attempts, savings.
 
 Parity, by uid (blocks are matched by uid, not position): a uid in both runs whose blocks both
 succeeded is *compared*; it is an exact match when the outputs are the same text, else a mismatch.
@@ -26,8 +26,8 @@ from typing import Any
 
 from django.db.models import Count
 
-from apps.runs.costs import CacheStats, Savings, run_cache_stats, run_savings, run_usage
 from apps.runs.models import Attempt, Block, BlockStatus, Run
+from apps.runs.reporting.costs import CacheStats, Savings, run_cache_stats, run_savings, run_usage
 from apps.runs.selectors import run_call_counts
 
 CHUNK_SIZE = 2000
@@ -150,7 +150,7 @@ class RunComparison:
 
 def run_side(run: Run) -> RunSide:
     """Cost and tokens as the run counts them (everything charged to it, kept by the engine with each
-    result); savings and the hit rate from its calls (apps.runs.costs)."""
+    result); savings and the hit rate from its calls (apps.runs.reporting.costs)."""
     usage = run_usage(run)
     savings = run_savings(run, usage=usage)
     calls = run_call_counts(run_id=run.pk)

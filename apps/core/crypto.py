@@ -1,4 +1,5 @@
-"""Encryption of provider secrets at rest: Fernet tokens under a MultiFernet of KEY_ENCRYPTION_KEYS.
+"""Encryption of secrets at rest (provider keys, webhook signing secrets): Fernet tokens under a
+MultiFernet of KEY_ENCRYPTION_KEYS.
 
 The first key encrypts; every key decrypts, so keys can be rotated (manage.py rotate_keys) without a
 window in which stored secrets are unreadable.
@@ -12,6 +13,7 @@ process, when a secret is first encrypted or decrypted with it, not by every com
 import base64
 import hashlib
 import logging
+from dataclasses import dataclass, field
 from functools import cache
 
 from cryptography.fernet import Fernet, MultiFernet
@@ -81,3 +83,14 @@ def reencrypt_secret(ciphertext: str) -> str:
 
 def generate_key() -> str:
     return Fernet.generate_key().decode()
+
+
+@dataclass
+class RotationResult:
+    """What re-encrypting one table of secrets under the newest key did (manage.py rotate_keys)."""
+
+    reencrypted: int = 0
+    # Updated by someone else while we rotated: their write already used the newest key.
+    changed_meanwhile: int = 0
+    # Ciphertexts no configured encryption key can read (a retired key removed too early).
+    unreadable: list[int] = field(default_factory=list)

@@ -23,7 +23,7 @@ from typing import Any, ParamSpec
 import redis
 
 from apps.core.redis import broker_redis
-from apps.metrics import families as f
+from apps.counters import families as f
 from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.usage import TokenUsage
 

@@ -1,6 +1,6 @@
-"""What the run commands (submit, runs, export) share: finding the user, key and run that an argument
-names, checking settings with the API's own input serializers, and turning every refusal into one
-CommandError that names the option at fault.
+"""What the run commands (submit, runs, export, compare, in commands/) share: finding the user, key and
+run that an argument names, checking settings with the API's own input serializers, and turning every
+refusal into one CommandError that names the option at fault.
 """
 
 import json

@@ -1,41 +1,32 @@
-"""Where a key may send its secret: provider-aware rules for `ProviderKey.base_url`.
+"""Where our servers may send a request: the address rules every outbound URL obeys (a key's
+base_url, whose provider adds its own rules in apps/keys/base_url.py, and a run's webhook_url).
 
-A base_url is where the worker sends the user's secret on every call, so a careless one is a way to
-exfiltrate it or to make our servers call into our own network (SSRF). The rules, each with its own
-error: https only; no credentials, query or fragment; and the host must be public, by literal IP and by
-every address it resolves to. Hosts in settings.PROVIDER_HOST_ALLOWLIST skip the address rules and may
-use http: that is how a key points at the local mock provider.
+A base_url is where the worker sends the user's secret on every call, and a webhook_url is where our
+servers POST a run's events, so a careless one is a way to exfiltrate a secret or to make our servers
+call into our own network (SSRF). The rules, each with its own error: https only; no credentials; and
+the host must be public, by literal IP and by every address it resolves to. Hosts in
+settings.PROVIDER_HOST_ALLOWLIST skip the address rules and may use http: that is how a key points at
+the local mock provider. A webhook_url may carry a path and a query string (receivers often carry a
+route or a token in them), never a fragment.
 
-The rules are checked when the URL is saved and before each validation call, and again on every
-connection a worker or the web process opens for a key: apps/providers/transport.py resolves the host
-once, checks each address with `public_addresses` and connects to the checked address, so a name whose
-DNS changes after it was saved (DNS rebinding) gets no call (see docs/keys.md).
+The rules are checked when the URL is saved (a webhook_url: when its run is created), a base_url again
+before each validation call, and both again on every connection a worker or the web process opens:
+apps/providers/transport.py resolves the host once, checks each address with `public_addresses` and
+connects to the checked address, so a name whose DNS changes after it was saved (DNS rebinding) gets
+no call (see docs/keys.md). A webhook delivery checks its URL again without DNS before it connects.
 """
 
 import ipaddress
 import socket
-from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from apps.keys.models import Provider
-
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # NAT64's well-known prefix carries an IPv4 address in its last 32 bits (RFC 6052).
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-@dataclass(frozen=True)
-class ProviderRules:
-    official_base_url: str
-
-
-PROVIDER_RULES: dict[str, ProviderRules] = {
-    Provider.ANTHROPIC: ProviderRules(official_base_url="https://api.anthropic.com"),
-}
 
 
 class BaseUrlError(ValidationError):
@@ -44,32 +35,6 @@ class BaseUrlError(ValidationError):
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(message, code=rule)
         self.rule = rule
-
-
-def official_base_url(provider: str) -> str:
-    return _rules(provider).official_base_url
-
-
-def effective_base_url(*, provider: str, base_url: str) -> str:
-    """What a client should use: the stored URL, or the provider's official one when it is empty."""
-    return base_url or official_base_url(provider)
-
-
-def validate_base_url(base_url: str, *, provider: str = Provider.ANTHROPIC) -> str:
-    """Return the URL to store ("" for the official URL) or raise BaseUrlError naming the rule."""
-    _rules(provider)
-    url = (base_url or "").strip()
-    if not url:
-        return ""
-    parts, host, port, allowlisted = outbound_url_parts(url, field="base_url")
-    # Checked on the raw text: urlsplit reports an empty query for a bare "?".
-    if "?" in url:
-        raise BaseUrlError("query", "base_url must not contain a query string ('?...').")
-    if "#" in url:
-        raise BaseUrlError("fragment", "base_url must not contain a fragment ('#...').")
-    if not allowlisted:
-        public_addresses(host, port or (443 if parts.scheme == "https" else 80))
-    return _normalise(parts)
 
 
 def outbound_url_parts(url: str, *, field: str, error: type[BaseUrlError] = BaseUrlError,
@@ -98,13 +63,6 @@ def outbound_url_parts(url: str, *, field: str, error: type[BaseUrlError] = Base
     return parts, host, port, allowlisted
 
 
-def _rules(provider: str) -> ProviderRules:
-    try:
-        return PROVIDER_RULES[provider]
-    except KeyError:
-        raise BaseUrlError("provider", f"Unknown provider {provider!r}.") from None
-
-
 def _allowlist() -> set[str]:
     return {h.strip().strip("[]").rstrip(".").lower() for h in settings.PROVIDER_HOST_ALLOWLIST if h.strip()}
 
@@ -112,11 +70,6 @@ def _allowlist() -> set[str]:
 def is_allowlisted(host: str) -> bool:
     """Whether `host` (a URL's host name or IP literal, as written) is in PROVIDER_HOST_ALLOWLIST."""
     return host.strip("[]").rstrip(".").lower() in _allowlist()
-
-
-def _normalise(parts: SplitResult) -> str:
-    # The SDK appends "/v1/..." to the base URL: a trailing slash would only double it.
-    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 def _resolve(host: str, port: int) -> list[str]:
@@ -189,3 +142,44 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     if address in _NAT64:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
+
+
+
+# --- a run's webhook_url ---------------------------------------------------------------------------
+
+WEBHOOK_URL_MAX_LENGTH = 2000
+
+
+class WebhookUrlError(BaseUrlError):
+    """A webhook_url broke a rule; `rule` names which one."""
+
+
+def _error(rule: str, message: str) -> WebhookUrlError:
+    return WebhookUrlError(rule, message)
+
+
+def validate_webhook_url(url: str, *, resolve: bool = True) -> str:
+    """The URL to store, or WebhookUrlError naming the rule. `resolve=False` checks everything but
+    the host's addresses (the connection checks those)."""
+    url = (url or "").strip()
+    if not url:
+        raise _error("empty", "webhook_url must not be empty.")
+    if len(url) > WEBHOOK_URL_MAX_LENGTH:
+        raise _error("length", f"webhook_url must be at most {WEBHOOK_URL_MAX_LENGTH} characters.")
+    parts, host, port, allowlisted = outbound_url_parts(url, field="webhook_url", error=WebhookUrlError)
+    if "#" in url:
+        raise _error("fragment", "webhook_url must not contain a fragment ('#...').")
+    if resolve and not allowlisted:
+        try:
+            public_addresses(host, port or (443 if parts.scheme == "https" else 80))
+        except BaseUrlError as exc:
+            raise _error(exc.rule, exc.message.replace("base_url", "webhook_url")) from None
+    return url
+
+
+def url_host(url: str) -> str:
+    """The host of a URL, for logs: never its path or query, which may carry a receiver's token."""
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"

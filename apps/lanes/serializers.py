@@ -1,0 +1,18 @@
+"""The API's shape of a lane's state (apps.lanes.selectors.LaneState), shown on a key and on a run."""
+
+from rest_framework import serializers
+
+
+class LaneStateSerializer(serializers.Serializer):
+    group = serializers.CharField(help_text="The model's rate-limit group (versions of a class share it).")
+    rpm_limit = serializers.IntegerField(help_text="Requests per minute in force; 0: none known.")
+    itpm_limit = serializers.IntegerField(help_text="Input tokens per minute in force; 0: none known.")
+    otpm_limit = serializers.IntegerField(help_text="Output tokens per minute in force; 0: none known.")
+    limits_source = serializers.CharField(
+        help_text="headers (learned from the provider), explicit (the key's settings), tier, or empty.")
+    in_flight = serializers.IntegerField(help_text="Calls in flight on the lane, on every worker.")
+    rate_rpm = serializers.FloatField(help_text="Calls started per minute, over about the last minute.")
+    window = serializers.FloatField(help_text="Calls the lane may have in flight (cut on overload).")
+    throttled_until = serializers.DateTimeField(allow_null=True, help_text="A 429's Retry-After.")
+    overloaded_until = serializers.DateTimeField(allow_null=True,
+                                                 help_text="Stopped for persistent overload until.")

@@ -1,0 +1,220 @@
+"""What the API reads for runs and blocks: request bodies, forms and query strings.
+
+They check types and ranges (so the schema documents them) and refuse unknown fields; the services
+remain the authority and check again. Their component names in the schema are their class names.
+"""
+
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from rest_framework import serializers
+
+from apps.runs.models import BlockStatus, PassScope, RunMode, RunStatus
+from apps.runs.selectors import RUN_ORDERINGS
+
+PROMPT_MAX_CHARS = 500_000
+DEFAULT_OPTIONS: dict[str, Any] = {"cache": False, "cache_ttl": "5m", "pack_size": 1, "stream": False,
+                                   "max_cost_usd": None}
+
+
+
+def _reject_unknown(serializer: serializers.Serializer, data: Any) -> None:
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - set(serializer.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+
+
+class TextField(serializers.CharField):
+    """Text that must arrive as text: `5` is refused, as a JSONL line refuses it, not turned into "5"."""
+
+    default_error_messages = {"not_text": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_text")
+        return super().to_internal_value(data)
+
+
+class UidField(serializers.CharField):
+    """A uid is a string or a whole number (read as its digits), as in a JSONL line."""
+
+    default_error_messages = {"not_uid": "Must be a string or an integer."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, bool) or not isinstance(data, str | int):
+            self.fail("not_uid")
+        return super().to_internal_value(data)
+
+
+class RunOptionsSerializer(serializers.Serializer):
+    cache = serializers.BooleanField(default=False, help_text="Cache the stable prompt prefix.")
+    cache_ttl = serializers.ChoiceField(choices=["5m", "1h"], default="5m")
+    pack_size = serializers.IntegerField(min_value=1, max_value=50, default=1,
+                                         help_text="Blocks sent together in one call.")
+    stream = serializers.BooleanField(default=False)
+    max_cost_usd = serializers.DecimalField(
+        max_digits=12, decimal_places=4, min_value=Decimal("0.0001"), required=False, allow_null=True,
+        default=None, help_text="The run pauses once it has spent this much.",
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        _reject_unknown(self, data)
+        return super().to_internal_value(data)
+
+
+def stored_options(validated: dict[str, Any] | None) -> dict[str, Any]:
+    """Options as stored on the run: every default spelled out, JSON-safe, no budget if none."""
+    options = {**DEFAULT_OPTIONS, **(validated or {})}
+    budget = options.pop("max_cost_usd")
+    if budget is not None:
+        options["max_cost_usd"] = str(budget)
+    return options
+
+
+class BlockInputSerializer(serializers.Serializer):
+    uid = UidField(max_length=200, required=False,
+                   help_text="Unique within the run; defaults to line-N (N from 1). No control characters.")
+    input = TextField(trim_whitespace=False)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        _reject_unknown(self, data)
+        return super().to_internal_value(data)
+
+
+class RunSettingsSerializer(serializers.Serializer):
+    """The fields shared by an inline create and an upload."""
+
+    key = serializers.IntegerField(min_value=1, max_value=2**63 - 1,
+                                   help_text="Id of one of your provider keys. A key whose last "
+                                             "validation failed is refused (409 key_invalid).")
+    model = TextField(max_length=100, help_text="A model id from the catalog.")
+    name = TextField(max_length=200, required=False, allow_blank=True, default="")
+    system_prompt = TextField(max_length=PROMPT_MAX_CHARS, required=False, allow_blank=True,
+                              default="", trim_whitespace=False)
+    prompt_template = TextField(
+        max_length=PROMPT_MAX_CHARS, required=False, default="{input}", trim_whitespace=False,
+        help_text="`{input}` is replaced by each block's input.",
+    )
+    max_tokens = serializers.IntegerField(
+        min_value=1, max_value=128_000, default=1024,
+        help_text="At most the model's output limit from the catalog (64,000 for claude-haiku-4-5).",
+    )
+    max_attempts = serializers.IntegerField(min_value=1, max_value=20, default=3)
+    parallelism = serializers.IntegerField(min_value=1, max_value=1000, default=16,
+                                           help_text="Most of the run's blocks in calls at once.")
+    mode = serializers.ChoiceField(
+        choices=RunMode.choices, default=RunMode.LIVE,
+        help_text="live (calls as they go), batch (Message Batches: half price, results within a day, one "
+                  "block per request), or auto (batch when `deadline` is at least a day away, else live).")
+    deadline = serializers.DateTimeField(required=False, allow_null=True, default=None,
+                                         help_text="When the results are needed by (mode=auto).")
+    priority = serializers.IntegerField(
+        min_value=1, max_value=10, default=5,
+        help_text="The run's weight against the same owner's other runs when capacity is short "
+                  "(owners always share equally).")
+    temperature = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True,
+                                         default=None)
+    webhook_url = TextField(
+        max_length=2000, required=False, allow_blank=True, default="",
+        help_text="Where a signed `run.finished` event is POSTed when each pass of the run ends "
+                  "(Standard Webhooks; see webhooks/secret/). https and a public host, as a key's "
+                  "base_url; your webhook secret must exist first.")
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # A misspelt setting (`prallelism`) must not silently fall back to its default.
+        _reject_unknown(self, data)
+        return super().to_internal_value(data)
+
+
+class RunSettingsInputSerializer(RunSettingsSerializer):
+    """A run's settings with its options as an object: what `manage.py submit` puts its command-line
+    options through (its blocks come from a file), so that they are checked exactly as the API's."""
+
+    options = RunOptionsSerializer(required=False)
+
+
+class RunCreateInputSerializer(RunSettingsInputSerializer):
+    """A run with its blocks inline."""
+
+    blocks = BlockInputSerializer(many=True, allow_empty=False, min_length=1)
+
+
+class RunUploadInputSerializer(RunSettingsSerializer):
+    """A run with its blocks in a JSONL file; `options`, if given, is a JSON string."""
+
+    file = serializers.FileField(
+        allow_empty_file=False,
+        help_text='JSONL: one block per line, `{"input": "...", "uid": "..."}` (uid optional).',
+    )
+    options = serializers.CharField(
+        required=False, help_text='The options as a JSON object, e.g. `{"pack_size": 10, "cache": true}`.',
+    )
+
+    def validate_options(self, value: str) -> dict[str, Any]:
+        try:
+            raw = json.loads(value)
+        except (ValueError, RecursionError):
+            raise serializers.ValidationError("Must be a JSON object.") from None
+        if not isinstance(raw, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        options = RunOptionsSerializer(data=raw)
+        options.is_valid(raise_exception=True)
+        return options.validated_data
+
+
+class ReseedInputSerializer(serializers.Serializer):
+    scope = serializers.ChoiceField(choices=[
+        (PassScope.ALL.value, "every block"),
+        (PassScope.FAILED.value, "only the failed blocks"),
+        (PassScope.FILTER.value,
+         "the blocks matching status, error_code, prompt_version and/or pipeline_version"),
+    ])
+    status = serializers.ChoiceField(choices=BlockStatus.choices, required=False)
+    error_code = serializers.CharField(max_length=64, required=False)
+    prompt_version = serializers.CharField(max_length=64, required=False)
+    pipeline_version = serializers.CharField(
+        max_length=32, required=False,
+        help_text="The build whose results to take back (a block's pipeline_version is the build that "
+                  "wrote its result).")
+    model = serializers.CharField(max_length=100, required=False, help_text="Change the run's model.")
+    system_prompt = serializers.CharField(max_length=PROMPT_MAX_CHARS, required=False, allow_blank=True,
+                                          trim_whitespace=False)
+    prompt_template = serializers.CharField(max_length=PROMPT_MAX_CHARS, required=False,
+                                            trim_whitespace=False)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        _reject_unknown(self, data)
+        return super().to_internal_value(data)
+
+
+class RunBudgetInputSerializer(serializers.Serializer):
+    max_cost_usd = serializers.DecimalField(
+        max_digits=12, decimal_places=4, min_value=Decimal("0.0001"), allow_null=True,
+        help_text="The new budget in dollars, e.g. \"1.50\"; null removes the budget. A run paused because "
+                  "its budget was spent resumes if the new budget is above what it has spent.",
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        _reject_unknown(self, data)
+        return super().to_internal_value(data)
+
+
+class RunFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
+    model = serializers.CharField(max_length=100, required=False)
+    created_after = serializers.DateTimeField(required=False, help_text="Created at or after.")
+    created_before = serializers.DateTimeField(required=False, help_text="Created before.")
+    ordering = serializers.ChoiceField(choices=list(RUN_ORDERINGS), default="-created_at")
+
+
+class BlockFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=BlockStatus.choices, required=False)
+    error_code = serializers.CharField(max_length=64, required=False)
+
+
+class RunCompareFilterSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=50,
+                                     help_text="The most uids listed in each list (counts are whole).")
