@@ -23,7 +23,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin import OperatorActionsMixin, moment, short_id
+from apps.core.admin import OperatorActionsMixin, moment, pretty_json, short_id
 from apps.core.errors import InvalidInput, StateConflict
 from apps.core.formatting import format_usd
 from apps.failures.models import PipelineFailure, failure_state
@@ -148,8 +148,8 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         (None, {"fields": ["id", "name", "owner", "key", "status", "waiting", "warnings_list", "progress_bar",
                            "live", "block_breakdown", "current_pass"]}),
         ("Recent failures", {"fields": ["recent_failures"]}),
-        ("Model and prompt", {"fields": ["model", "system_prompt", "prompt_template", "prompt_version",
-                                         "pipeline_version", "max_tokens", "temperature"]}),
+        ("Model and prompt", {"fields": ["model", "system_prompt", "prompt_template", "output_schema_display",
+                                         "prompt_version", "pipeline_version", "max_tokens", "temperature"]}),
         ("Engine", {"fields": ["max_attempts", "parallelism", "budget", "options", "idempotency_key",
                                "webhook_url"]}),
         ("Usage", {"fields": ["cost", "savings_table", "cache_hit_rate", "input_tokens", "output_tokens",
@@ -157,7 +157,8 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         ("Timings", {"fields": ["created_at", "started_at", "finished_at"]}),
     ]
     readonly_fields = ["waiting", "warnings_list", "progress_bar", "live", "block_breakdown",
-                       "recent_failures", "budget", "cost", "savings_table", "cache_hit_rate"]
+                       "recent_failures", "budget", "cost", "savings_table", "cache_hit_rate",
+                       "output_schema_display"]
     change_form_template = "admin/runs/run/change_form.html"
 
     def get_urls(self) -> list[URLPattern]:
@@ -200,6 +201,11 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         cause = PAUSED_SHORT.get(run.paused_cause, "")
         return format_html('<span style="white-space:nowrap" title="{}"><strong>paused</strong>: {}</span>',
                            run.paused_reason, cause or "see its page")
+
+    @admin.display(description="output schema")
+    def output_schema_display(self, run: Run) -> str:
+        """The JSON Schema each answer must be a document of (structured outputs), or free text."""
+        return pretty_json(run.output_schema) if run.output_schema else "- (free text)"
 
     @admin.display(description="why it is not moving")
     def waiting(self, run: Run) -> str:

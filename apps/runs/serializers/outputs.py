@@ -410,8 +410,11 @@ class ParitySerializer(serializers.Serializer):
     json_objects = serializers.IntegerField(help_text="Compared pairs whose outputs both parse as "
                                                       "JSON objects: their fields are compared below.")
     fields = serializers.DictField(child=FieldParitySerializer(),
-                                   help_text="Top-level field -> matches and differing uids.")
+                                   help_text="Field -> matches and differing uids: top-level keys, and for "
+                                             "structured answers nested fields too (`author.name`).")
     fields_untracked = serializers.IntegerField(help_text="Pairs with fields beyond the first 100 names.")
+    metadata = serializers.DictField(child=serializers.JSONField(), help_text="uid -> the block's metadata "
+                                     "(from A, else B), for every uid listed above that has metadata.")
 
 
 class CompareBlocksSerializer(serializers.Serializer):
