@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 from django.db import connection
@@ -42,6 +43,9 @@ SCALAR_KINDS = {"string": STRING, "integer": INTEGER, "number": NUMBER, "boolean
 MAX_FLATTEN_DEPTH = 8
 
 
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
+
+
 @dataclass(frozen=True)
 class Column:
     """One column of a flat export: its name (the header), kind, what it holds, and how a row's
@@ -52,19 +56,22 @@ class Column:
     description: str
     read: Callable[[dict[str, Any]], Any]
 
-    def value(self, row: dict[str, Any]) -> Any:
-        value = self.read(row)
-        if value is None:
-            return None
-        if self.kind == JSON:
-            return json.dumps(value, ensure_ascii=False)
-        if self.kind == STRING and not isinstance(value, str):
-            return json.dumps(value, ensure_ascii=False)
-        return value
+    def typed(self) -> Callable[[dict[str, Any]], Any]:
+        """How a row's value of this column is read as its kind: JSON text for anything structured in
+        a JSON or text column, else the value itself (None for null)."""
+        read = self.read
+        if self.kind not in (JSON, STRING):
+            return read
+
+        def text(row: dict[str, Any]) -> Any:
+            value = read(row)
+            return value if value is None or value.__class__ is str else _dumps(value)
+
+        return text
 
 
 def field(name: str, kind: str, description: str) -> Column:
-    return Column(name, kind, description, lambda row: row.get(name))
+    return Column(name, kind, description, itemgetter(name))
 
 
 def _at(path: tuple[str, ...], source: str) -> Callable[[dict[str, Any]], Any]:
@@ -275,14 +282,34 @@ def jsonl_chunks(rows: Iterable[dict[str, Any]], *, batch: int = JSONL_BATCH) ->
         yield ("\n".join(lines) + "\n").encode()
 
 
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
+def csv_cell(column: Column) -> Callable[[dict[str, Any]], Any]:
+    """How a row's value of this column is written in a CSV cell: empty for null, `true` / `false`,
+    JSON text for anything structured, ISO 8601 for a moment. Made once per column: this runs for
+    every cell of the export."""
+    read, kind = column.read, column.kind
+
+    def json_cell(row: dict[str, Any]) -> Any:
+        value = read(row)
+        return "" if value is None else _dumps(value)
+
+    def string_cell(row: dict[str, Any]) -> Any:
+        value = read(row)
+        return "" if value is None else value if value.__class__ is str else _dumps(value)
+
+    def boolean_cell(row: dict[str, Any]) -> Any:
+        value = read(row)
+        return "" if value is None else "true" if value else "false"
+
+    def moment_cell(row: dict[str, Any]) -> Any:
+        value = read(row)
+        return "" if value is None else value.isoformat()
+
+    def plain_cell(row: dict[str, Any]) -> Any:
+        value = read(row)
+        return "" if value is None else value
+
+    return {JSON: json_cell, STRING: string_cell, BOOLEAN: boolean_cell, MOMENT: moment_cell}.get(
+        kind, plain_cell)
 
 
 def csv_chunks(columns: list[Column], rows: Iterable[dict[str, Any]], *, batch: int = CSV_BATCH
@@ -291,8 +318,9 @@ def csv_chunks(columns: list[Column], rows: Iterable[dict[str, Any]], *, batch: 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([c.name for c in columns])
+    cells = [csv_cell(c) for c in columns]
     for count, row in enumerate(rows, start=1):
-        writer.writerow([_cell(c.value(row)) for c in columns])
+        writer.writerow([cell(row) for cell in cells])
         if count % batch == 0:
             yield buffer.getvalue().encode()
             buffer.seek(0)
@@ -346,12 +374,13 @@ def parquet_chunks(columns: list[Column], rows: Iterable[dict[str, Any]], *, met
     import pyarrow.parquet as pq
 
     schema = arrow_schema(columns, metadata)
+    readers = [c.typed() for c in columns]
     drain = _Drain()
     iterator = iter(rows)
     with pq.ParquetWriter(drain, schema, compression="zstd") as writer:
         while group := list(islice(iterator, row_group)):
-            arrays = [pa.array([c.value(row) for row in group], type=schema.field(i).type)
-                      for i, c in enumerate(columns)]
+            arrays = [pa.array([read(row) for row in group], type=schema.field(i).type)
+                      for i, read in enumerate(readers)]
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
             del group, arrays
             yield drain.take()
