@@ -8,9 +8,10 @@ outside the documented set, no external or recursive `$ref`.
 
 The document is a function of the schema and one text only (directives removed, whitespace collapsed):
 each value is derived from the text and the name of the property that holds it, so the same field of
-the same text gets the same value wherever it sits. Strings are a run of the text's words (or, for a
-`format` or a `pattern`, a value of that shape), numbers and booleans come from a hash, `enum` picks
-one of its values, `anyOf` takes its first non-null branch, arrays hold one or two items (at least
+the same text gets the same value wherever it sits. Strings are a run of the text's words, from a
+capitalised one when there is any (or, for a `format` or a `pattern`, a value of that shape); numbers
+are one of the text's numbers (else from a hash); booleans come from a hash; `enum` picks one of its
+values, `anyOf` takes its first non-null branch, arrays hold one or two items (at least
 `minItems`). Every property of an object is present.
 
 Packed calls (`<block uid>` elements in the last user message): the first array of objects in the
@@ -125,12 +126,32 @@ def _number(text: str, name: str) -> int:
 
 
 def _words(text: str, name: str) -> str:
-    words = text.split()
+    """One to three words of the text, from a capitalised one when there is any (names read better)."""
+    words = [w.strip(".,;:!?()\"'") for w in text.split()]
+    words = [w for w in words if w]
     if not words:
         return name or "empty"
     seed = _number(text, name)
-    start, length = seed % len(words), 1 + (seed >> 16) % 4
+    starts = [i for i, w in enumerate(words) if w[0].isupper()] or list(range(len(words)))
+    start, length = starts[seed % len(starts)], 1 + (seed >> 16) % 3
     return " ".join(words[start:start + length])
+
+
+NUMBER_RE = re.compile(r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.])-?\d+(?:\.\d+)?")
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(m.group(0).replace(",", "")) for m in NUMBER_RE.finditer(text)]
+
+
+def _a_number(text: str, name: str, *, integer: bool) -> float | int:
+    """One of the text's numbers when it has any (chosen by the hash), else one from the hash."""
+    seed = _number(text, name)
+    found = [n for n in _numbers(text) if not integer or n.is_integer()]
+    if found:
+        value = found[seed % len(found)]
+        return int(value) if integer else value
+    return seed % 100 if integer else round((seed % 100_000) / 100, 2)
 
 
 def _slug(text: str, name: str) -> str:
@@ -279,9 +300,9 @@ def document(schema: Any, root: dict[str, Any], text: str, name: str = "",
             return _matching(node["pattern"], text, name)
         return _words(text, name)
     if kind == "integer":
-        return _number(text, name) % 100
+        return _a_number(text, name, integer=True)
     if kind == "number":
-        return round((_number(text, name) % 100_000) / 100, 2)
+        return _a_number(text, name, integer=False)
     if kind == "boolean":
         return _number(text, name) % 2 == 0
     return None

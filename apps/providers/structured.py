@@ -85,8 +85,14 @@ def json_path(parts: Any) -> str:
 
 
 def canonical_json(value: Any) -> str:
-    """One spelling of a JSON value (sorted keys, no spaces): what is stored, hashed and compared."""
+    """One spelling of a JSON value (sorted keys, no spaces): what two documents are compared by."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def schema_json(schema: dict[str, Any]) -> str:
+    """A schema as stored and sent: compact, its keys in the order given. The order is meaningful:
+    the model writes an object's properties in the order its schema lists them."""
+    return json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
 
 
 def check_output_schema(schema: Any) -> None:
@@ -94,7 +100,7 @@ def check_output_schema(schema: Any) -> None:
     structured outputs support (SchemaProblem naming the keyword and the path)."""
     if not isinstance(schema, dict):
         raise SchemaProblem("the schema must be a JSON object (a JSON Schema)")
-    size = len(canonical_json(schema).encode())
+    size = len(schema_json(schema).encode())
     if size > OUTPUT_SCHEMA_MAX_BYTES:
         raise SchemaProblem(f"the schema is {size:,} bytes as JSON; at most {OUTPUT_SCHEMA_MAX_BYTES:,} are "
                             "accepted (the schema is sent, and read by the model, with every call)")
@@ -259,7 +265,7 @@ def pack_reply_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 @lru_cache(maxsize=256)
 def schema_of(schema_text: str) -> dict[str, Any]:
-    """A run's schema from its canonical text (shared: never modify it)."""
+    """A run's schema from its stored text (shared: never modify it)."""
     return json.loads(schema_text)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from apps.providers.catalog import get_model
 from apps.providers.prompts import INPUT_PLACEHOLDER, BlockInput, CallSpec, build_params
-from apps.providers.structured import canonical_json
+from apps.providers.structured import schema_json
 from apps.runs.estimates import schema_text, tokens_typical
 
 CACHE_PREFIX_TOO_SHORT = "cache_prefix_too_short"
@@ -87,5 +87,5 @@ def settings_warnings(*, blocks: int, model: str, system_prompt: str = "",
     options = options or {}
     spec = CallSpec(model=model, system_prompt=system_prompt, prompt_template=prompt_template,
                     max_tokens=1, cache=bool(options.get("cache")), cache_ttl=options.get("cache_ttl", "5m"),
-                    output_schema=canonical_json(output_schema) if output_schema else "")
+                    output_schema=schema_json(output_schema) if output_schema else "")
     return prefix_warnings(spec, pack_size=int(options.get("pack_size", 1)), blocks=blocks)

@@ -1,4 +1,5 @@
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -7,7 +8,7 @@ from django.utils import timezone
 
 from apps.keys.models import ProviderKey
 from apps.providers.prompts import CallSpec
-from apps.providers.structured import canonical_json
+from apps.providers.structured import schema_of
 from apps.runs.batching.transitions import MessageBatchQuerySet, MessageBatchStatus
 from apps.runs.transitions import (
     RUN_USING_KEY,
@@ -74,8 +75,9 @@ class Run(Usage, Reserved):
     # Optional sampling: the 2026-10-21 API version rejects these, so nothing sends them by default.
     temperature = models.FloatField(null=True, blank=True)
     # A JSON Schema for each block's answer (structured outputs, apps.providers.structured): sent as
-    # `output_config.format` on every call, each answer validated against it. NULL: free text.
-    output_schema = models.JSONField(null=True, blank=True)
+    # `output_config.format` on every call, each answer validated against it. Empty: free text. Kept as
+    # the JSON text given (jsonb would reorder its keys, and the model writes properties in their order).
+    output_schema_text = models.TextField(blank=True, default="")
     max_attempts = models.PositiveSmallIntegerField(default=3)
     # Most of this run's blocks in provider calls at once, across all workers.
     parallelism = models.PositiveIntegerField(default=16)
@@ -194,8 +196,13 @@ class Run(Usage, Reserved):
             max_tokens=self.max_tokens, temperature=self.temperature,
             cache=bool(options.get("cache", False)), cache_ttl=options.get("cache_ttl", "5m"),
             stream=bool(options.get("stream", False)),
-            output_schema=canonical_json(self.output_schema) if self.output_schema else "",
+            output_schema=self.output_schema_text,
         )
+
+    @property
+    def output_schema(self) -> dict[str, Any] | None:
+        """The output schema as a JSON object (shared: never modify it), or None for free text."""
+        return schema_of(self.output_schema_text) if self.output_schema_text else None
 
 
 class Block(Usage, Reserved):

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from apps.providers.prompts import BlockInput, build_params
 from apps.runs.models import Block, Run
 from tests.api.helpers import error_of
 from tests.factories import MODEL
@@ -39,6 +40,15 @@ def test_a_run_is_created_with_its_schema_and_each_blocks_metadata(owner, offlin
     run = Run.objects.get()
     assert run.output_schema == SCHEMA
     assert dict(run.blocks.values_list("uid", "metadata")) == {"a": {"record": 7}, "line-2": None}
+
+
+def test_the_schema_keeps_the_order_of_its_properties(owner, offline_key, api):
+    schema = {"type": "object", "additionalProperties": False, "required": ["zeta", "alpha"],
+              "properties": {"zeta": {"type": "string"}, "alpha": {"type": "string"}}}
+    body = api(owner).post(URL, payload(offline_key, output_schema=schema), format="json").json()
+    assert list(body["output_schema"]["properties"]) == ["zeta", "alpha"]
+    sent = build_params(Run.objects.get().call_spec, [BlockInput(1, "a", "text")])
+    assert list(sent["output_config"]["format"]["schema"]["properties"]) == ["zeta", "alpha"]
 
 
 def test_metadata_is_returned_with_the_blocks(owner, offline_key, api):

@@ -10,9 +10,9 @@ from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.prompts import BlockInput, CallSpec, build_params, read_reply
 from apps.providers.structured import (
     SchemaProblem,
-    canonical_json,
     check_output_schema,
     pack_reply_schema,
+    schema_json,
     without_document,
 )
 
@@ -32,7 +32,7 @@ SCHEMA = {
     "required": ["title", "author", "year", "tags", "isbn", "published"],
     "additionalProperties": False,
 }
-TEXT = canonical_json(SCHEMA)
+TEXT = schema_json(SCHEMA)
 GOOD = {"title": "Dune", "author": {"name": "Herbert"}, "year": 1965, "tags": ["a"], "isbn": "0-441",
         "published": "1965-08-01"}
 

@@ -86,8 +86,9 @@ def test_the_csv_export_has_a_header_row_and_round_trips_metadata(owner, mock_ke
     run = serve_until_settled(structured_run(owner, mock_key))
     rows = csv_rows(body(client(owner).get(f"/api/v1/runs/{run.pk}/results/?format=csv")))
     header = list(rows[0])
-    assert header[:3] == ["uid", "block_index", "status"]
-    assert "output.sender.name" in header and "metadata.record_id" in header and "output" not in header
+    assert header[:9] == ["uid", "block_index", "status", "output.label", "output.score", "output.flagged",
+                          "output.sender.name", "output.sender.rank", "output.reasons"]  # the schema's order
+    assert "metadata.record_id" in header and "output" not in header
     assert [r["metadata.record_id"] for r in rows] == ["101", "102", "103"]
     assert [r["metadata.source"] for r in rows] == ["inbox", "spam folder", 'inbox, "quoted"']
     assert [r["metadata.tags"] for r in rows] == ['["a"]', "", "[]"]

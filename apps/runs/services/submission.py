@@ -29,7 +29,7 @@ from apps.providers.prompts import (
     metadata_fields,
     prompt_version,
 )
-from apps.providers.structured import SchemaProblem, canonical_json, check_output_schema
+from apps.providers.structured import SchemaProblem, check_output_schema, schema_json
 from apps.runs.caching import prefix_warnings
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.estimates import RunEstimate, run_estimate
@@ -309,7 +309,7 @@ def run_preflight(*, blocks: Iterable[BlockSpec], model: str, system_prompt: str
     spec = CallSpec(model=model, system_prompt=system_prompt, prompt_template=prompt_template,
                     max_tokens=max_tokens, temperature=temperature, cache=bool(options.get("cache")),
                     cache_ttl=options.get("cache_ttl", "5m"), stream=bool(options.get("stream")),
-                    output_schema=canonical_json(output_schema) if output_schema else "")
+                    output_schema=schema_json(output_schema) if output_schema else "")
     batch = resolve_mode(mode, deadline)[0] == RunMode.BATCH
     return run_estimate(spec, pack_size=1 if batch else int(options.get("pack_size", 1)), blocks=count,
                         input_chars=chars, input_bytes=nbytes, batch=batch)
@@ -367,10 +367,10 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
         prompt_template=prompt_template, max_tokens=max_tokens, max_attempts=max_attempts,
         parallelism=parallelism, priority=priority, temperature=temperature, options=options,
         mode=mode, effective_mode=RunMode.BATCH if mode == RunMode.BATCH else RunMode.LIVE,
-        deadline=deadline, output_schema=output_schema or None,
+        deadline=deadline, output_schema_text=schema_json(output_schema) if output_schema else "",
         pipeline_version=settings.CONVEYOR["PIPELINE_VERSION"],
         prompt_version=prompt_version(system_prompt, prompt_template,
-                                      canonical_json(output_schema) if output_schema else ""),
+                                      schema_json(output_schema) if output_schema else ""),
         idempotency_key=idempotency_key or None, request_fingerprint=request_fingerprint,
         webhook_url=webhook_url,
     )
