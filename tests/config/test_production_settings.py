@@ -167,3 +167,24 @@ def test_production_settings_serve_hashed_static_files_once_collected(tmp_path):
     answer = answer_of(production(["shell", "-c", ADMIN_AND_ITS_STYLES], tmp_path))
     assert re.fullmatch(r"/static/admin/css/base\.[0-9a-f]{12}\.css", answer["css"]), answer
     assert (answer["page"], answer["style"]) == (200, 200)
+
+
+WITHOUT_A_PROXY = """
+import django, json
+django.setup()
+from django.conf import settings
+from django.test import Client
+page = Client().get("/admin/login/", HTTP_HOST="localhost:8000")
+print("ANSWER", json.dumps({"status": page.status_code, "secure_cookies": [
+    settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE]}))
+"""
+
+
+def test_the_readmes_settings_for_a_stack_without_a_proxy_serve_the_admin_over_http(tmp_path):
+    """With the README's values the admin answers plain http on localhost and its cookies come back
+    over it: secure cookies are never sent over http, and the login would loop."""
+    from tests.config.test_readme import readme_settings_without_a_proxy
+
+    answer = answer_of(production(["shell", "-c", WITHOUT_A_PROXY], tmp_path,
+                                  **readme_settings_without_a_proxy()))
+    assert answer == {"status": 200, "secure_cookies": [False, False]}
