@@ -25,11 +25,16 @@ class CollectedOrSourceStaticFilesStorage(CompressedManifestStaticFilesStorage):
 
     def load_manifest(self) -> dict:
         self.collected = self.read_manifest() is not None
-        if not self.collected:
-            logger.warning("static files are not collected (no %s in %s): serving them from the source "
-                           "tree under their plain names; for hashed, cached-forever names run: %s",
-                           MANIFEST, self.location, COLLECT)
+        self.warned = False
         return super().load_manifest()
 
     def stored_name(self, name: str) -> str:
-        return super().stored_name(name) if self.collected else name
+        if self.collected:
+            return super().stored_name(name)
+        # Said when a page first asks for a file's name, not when collectstatic itself starts.
+        if not self.warned:
+            self.warned = True
+            logger.warning("static files are not collected (no %s in %s): serving them from the source "
+                           "tree under their plain names; for hashed, cached-forever names run: %s",
+                           MANIFEST, self.location, COLLECT)
+        return name
