@@ -36,6 +36,8 @@ class ApiRootView(APIView):
     below by its URL; the docs page describes every operation."""
 
     permission_classes = [AllowAny]
+    # The browsable API's title.
+    name = "Conveyor API"
     # Nothing to throttle: no write, no token checked.
     throttle_classes: list[Any] = []
 
