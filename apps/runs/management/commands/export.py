@@ -2,12 +2,12 @@
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
-from apps.runs.management.commandline import run_named, write_results
+from apps.runs.management.commandline import OperatorCommand, run_named, write_results
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Write a run's results as JSONL to stdout: uid, status, output, error, usage."
 
     def add_arguments(self, parser: CommandParser) -> None:
