@@ -26,3 +26,8 @@ def format_moment(moment: datetime) -> str:
     """A moment in the server's time zone, to the second, with the zone named (21:40:12 UTC)."""
     local = timezone.localtime(moment)
     return local.strftime("%H:%M:%S %Z")
+
+
+def counted(number: int, noun: str) -> str:
+    """A count and its noun, singular for one: "1 attempt", "3 attempts"."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"

@@ -89,6 +89,11 @@ class PipelineFailure(models.Model):
                 condition=Q(resolved_at__isnull=True),
                 name="failure_unresolved_due_idx",
             ),
+            # The console's dead letters (apps/console/selectors.py): unresolved rows by code and
+            # state, and rows recorded per hour and code, each an index-only scan.
+            models.Index(fields=["error_code"], include=["next_retry_at"],
+                         condition=Q(resolved_at__isnull=True), name="failure_unresolved_code_idx"),
+            models.Index(fields=["failed_at"], include=["error_code"], name="failure_failed_at_idx"),
         ]
 
     def __str__(self) -> str:

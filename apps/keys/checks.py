@@ -15,6 +15,7 @@ def encryption_keys_check(app_configs: Any = None, **kwargs: Any) -> list[Error]
         return []
     return [Error(
         "KEY_ENCRYPTION_KEYS is empty, so provider keys cannot be encrypted.",
-        hint=f"Set it in .env (or the environment) to a key generated with: {GENERATE_COMMAND}",
+        hint=f"Set it in the environment (or .env.local for manage.py's local settings, .env for "
+             f"compose) to a key generated with: {GENERATE_COMMAND}",
         id="keys.E001",
     )]

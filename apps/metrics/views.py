@@ -1,10 +1,11 @@
 """GET /metrics for Prometheus, behind a bearer token (METRICS_TOKEN). Without a token configured the
-endpoint does not exist (404): metrics are never public by omission."""
+endpoint answers 404 (metrics are never public by omission), in one plain line that says how to turn
+it on, rather than a generic "not found" that leaves a person guessing."""
 
 import hmac
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -12,6 +13,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from apps.metrics.collector import registry
 
 REGISTRY = registry()
+METRICS_OFF = (
+    "metrics are off: set METRICS_TOKEN to a long random value (e.g. the output of\n"
+    "  python -c \"import secrets; print(secrets.token_urlsafe(32))\")\n"
+    "and scrape with the header: Authorization: Bearer <METRICS_TOKEN>\n"
+)
 
 
 def token_matches(request: HttpRequest, token: str) -> bool:
@@ -25,7 +31,7 @@ def token_matches(request: HttpRequest, token: str) -> bool:
 def metrics(request: HttpRequest) -> HttpResponse:
     token = settings.METRICS_TOKEN
     if not token:
-        raise Http404
+        return HttpResponse(METRICS_OFF, status=404, content_type="text/plain; charset=utf-8")
     if not token_matches(request, token):
         response = HttpResponse("a valid bearer token is required\n", status=401,
                                 content_type="text/plain; charset=utf-8")

@@ -355,7 +355,13 @@ class Attempt(Usage):
 
     class Meta:
         ordering = ["block", "created_at"]
-        indexes = [models.Index(fields=["run", "-created_at"], name="attempt_run_created_idx")]
+        indexes = [
+            models.Index(fields=["run", "-created_at"], name="attempt_run_created_idx"),
+            # The console's spend and throughput over a time range (apps/console/selectors.py): an
+            # index-only scan of the range's entries, never the table (its outputs are long).
+            models.Index(fields=["created_at"], include=["model", "outcome", "http_status", "cost_usd"],
+                         name="attempt_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.block_id}: {self.outcome}"

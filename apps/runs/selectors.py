@@ -132,6 +132,14 @@ def run_call_counts(*, run_id: Any) -> dict[str, int]:
             "not_succeeded": counts["failed_answered"] + counts["failed_unanswered"]}
 
 
+def run_status_text(run: Run) -> str:
+    """The status as a person should read it: a run ends `complete` when no block is left open, even
+    if every block failed; the list, the summary and the admin say so instead of a bare "complete"."""
+    if run.status == RunStatus.COMPLETE and run.failed_blocks and not run.completed_blocks:
+        return "complete, all failed"
+    return run.status
+
+
 def run_waiting_reason(run: Run) -> str | None:
     """Why a run is not moving, in words for a person, or None if nothing holds it back: paused (the
     cause and the reason), its key's lane throttled (429) or stopped for overload until a moment, its

@@ -1,8 +1,10 @@
-"""A developer's machine: reads `.env` if there is one, DEBUG on unless `.env` says otherwise."""
+"""A developer's machine: reads `.env.local` if there is one (never `.env`, which is compose's, with
+production values), DEBUG on unless it says otherwise."""
 
 import os
 
 os.environ.setdefault("DJANGO_READ_DOT_ENV_FILE", "true")
+os.environ.setdefault("DJANGO_DOT_ENV_FILE", ".env.local")
 
 from .base import *  # noqa: F403
 from .base import env

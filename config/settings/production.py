@@ -13,6 +13,7 @@ from config.security import (
     bad_encryption_keys,
     weak_secret_key_reason,
 )
+from config.staticfiles import collected
 
 from .base import *  # noqa: F403
 from .base import DEV_ENCRYPTION_KEY, KEY_ENCRYPTION_KEYS, SECRET_KEY, env
@@ -58,5 +59,8 @@ MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddlewar
                   "whitenoise.middleware.WhiteNoiseMiddleware")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "config.staticfiles.CollectedOrSourceStaticFilesStorage"},
 }
+# Production settings run from a source checkout before collectstatic: the files are found in the apps
+# (config/staticfiles.py says so once, with the command that collects them).
+WHITENOISE_USE_FINDERS = not collected(STATIC_ROOT)  # noqa: F405

@@ -9,6 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.contrib.staticfiles import finders
 from django.urls import reverse
 
@@ -75,8 +77,9 @@ def test_a_paused_run_says_why_in_the_list_and_on_its_page(operator, owner, offl
 def test_an_active_runs_page_follows_the_runs_event_stream(operator, owner, offline_key):
     running = set_status(make_run(owner, offline_key, ["a", "b"]), RunStatus.RUNNING)
     html = operator.get(reverse("admin:runs_run_change", args=[running.pk])).content.decode()
-    assert f'<span id="run-live" data-events="{reverse("run-events", args=[running.pk])}">' in html
-    assert '<span data-live="worked">0/2 worked</span>' in html
+    events = reverse("run-events", args=[running.pk])
+    assert f'<div class="run-summary" id="run-live" data-events="{events}">' in html
+    assert '<strong data-live="worked">0/2</strong>' in html
     assert re.search(r'<script src="/static/runs/run_live\.js" defer></script>', html)
 
 
@@ -89,7 +92,7 @@ def test_an_active_runs_page_reloads_itself_only_without_javascript(operator, ow
 def test_an_ended_runs_page_neither_follows_nor_reloads(operator, ended_run):
     html = operator.get(reverse("admin:runs_run_change", args=[ended_run.pk])).content.decode()
     assert "run_live.js" not in html and 'http-equiv="refresh"' not in html
-    assert '<span data-live="worked">3/3 worked</span>' in html
+    assert '<strong data-live="worked">3/3</strong>' in html
 
 
 def test_the_live_script_is_served_and_reads_the_stream(client, settings, tmp_path):
@@ -269,14 +272,22 @@ def progress_event(operator, run) -> dict:
     return json.loads(first.split("data: ", 1)[1])
 
 
-def test_the_live_row_shows_each_progress_event_without_a_reload(operator, owner, offline_key):
-    running = set_status(make_run(owner, offline_key, ["a", "b", "c"]), RunStatus.RUNNING,
-                         completed_blocks=2, cost_usd=Decimal("0.0123"))
+def test_the_summary_shows_each_progress_event_without_a_reload(operator, owner, offline_key):
+    running = set_status(make_run(owner, offline_key, ["a", "b", "c", "d"]), RunStatus.RUNNING,
+                         completed_blocks=2, failed_blocks=1, cost_usd=Decimal("0.0123"))
     page = run_live_js(("progress", {**progress_event(operator, running), "rate": 1.5}))
     assert page["url"] == "/api/v1/runs/r/events/"
-    assert {k: page["text"][k] for k in ("status", "worked", "rate", "cost")} == {
-        "status": "running", "worked": "2/3 worked", "rate": "1.5 blocks/s", "cost": "$0.0123"}
+    assert {k: page["text"][k] for k in ("status", "worked", "percent", "open", "rate", "cost")} == {
+        "status": "running", "worked": "3/4", "percent": "75%", "open": "1", "rate": "1.5 blocks/s",
+        "cost": "$0.0123"}
     assert not page["reloaded"]
+
+
+def test_the_progress_bar_moves_with_each_progress_event(operator, owner, offline_key):
+    running = set_status(make_run(owner, offline_key, ["a", "b", "c", "d"]), RunStatus.RUNNING,
+                         completed_blocks=2, failed_blocks=1)
+    page = run_live_js(("progress", progress_event(operator, running)))
+    assert page["bars"] == {"succeeded": "50.00%", "failed": "25.00%", "canceled": "0.00%"}
 
 
 def test_the_live_row_reloads_the_page_once_the_run_ends(operator, owner, offline_key):
@@ -284,3 +295,109 @@ def test_the_live_row_reloads_the_page_once_the_run_ends(operator, owner, offlin
     end = {**progress_event(operator, running), "status": "complete"}
     page = run_live_js(("end", end))
     assert (page["text"]["status"], page["reloaded"], page["closed"]) == ("complete", True, True)
+
+
+# --- the top of a run's page ----------------------------------------------------------------------------
+
+def change_page(client, run) -> str:
+    return client.get(reverse("admin:runs_run_change", args=[run.pk])).content.decode()
+
+
+def test_a_runs_page_opens_with_status_progress_cost_and_actions_before_its_prompt(operator, owner,
+                                                                                   offline_key):
+    rubric = "A long rubric. " * 400
+    run = set_status(make_run(owner, offline_key, ["a", "b"], system_prompt=rubric,
+                              options={"max_cost_usd": "1.50"}),
+                     RunStatus.RUNNING, completed_blocks=1, cost_usd=Decimal("0.25"))
+    html = change_page(operator, run)
+    summary = html.index('class="run-summary"')
+    assert summary < html.index("A long rubric.")
+    top = html[summary:html.index("<fieldset", summary)]
+    assert 'data-live="status">running</span>' in top and 'data-live="succeeded">1</span> succeeded' in top
+    assert 'data-live="cost">$0.2500</div>' in top and "$1.50 ($1.25 left)" in top
+    assert "Cancel…" in top and "Set budget…" in top and "Download results (JSONL)" in top
+
+
+def test_a_runs_prompt_is_folded_away(operator, owner, offline_key):
+    run = make_run(owner, offline_key, ["a"], system_prompt="The rubric.")
+    html = change_page(operator, run)
+    assert re.search(r"<details>\s*<summary>.*Model and prompt", html, re.S)
+    assert html.index("<details>") < html.index("The rubric.")
+
+
+def test_a_runs_options_read_as_words(operator, owner, offline_key):
+    run = make_run(owner, offline_key, ["a"], options={"cache": True, "pack_size": 5, "max_cost_usd": "2"})
+    html = change_page(operator, run)
+    assert "<strong>caching</strong>: on (the prefix kept 5m)" in html
+    assert "<strong>packing</strong>: 5 blocks per call" in html
+    assert "&quot;pack_size&quot;" not in html  # not the options' JSON
+
+
+def test_an_ended_run_offers_reseed_and_downloads_but_not_cancel(operator, ended_run):
+    html = change_page(operator, ended_run)
+    assert "Reseed…" in html and "Download failures (JSONL)" in html
+    assert "Cancel…" not in html
+    assert 'data-live="failed">1</span> failed' in html and "took " in html
+
+
+def test_cancel_from_a_runs_page_asks_first(operator, owner, offline_key):
+    run = make_run(owner, offline_key, ["a", "b"])
+    response = operator.get(reverse("admin:runs_run_cancel", args=[run.pk]))
+    assert response.status_code == 200
+    assert "Its 2 open block(s) are canceled" in response.content.decode()
+    assert counts(run) == ("queued", 0, 0, 0)
+
+
+def test_cancel_from_a_runs_page_cancels_once_confirmed(operator, owner, offline_key):
+    run = make_run(owner, offline_key, ["a", "b"])
+    response = operator.post(reverse("admin:runs_run_cancel", args=[run.pk]))
+    assert response.status_code == 302
+    assert counts(run) == ("canceled", 0, 0, 2)
+
+
+def test_reseed_from_a_runs_page_starts_a_pass_over_the_chosen_blocks(operator, ended_run):
+    operator.post(reverse("admin:runs_run_reseed", args=[ended_run.pk]), {"scope": "failed"})
+    ended_run.refresh_from_db()
+    assert (ended_run.current_pass, counts(ended_run)) == (2, ("running", 2, 0, 0))
+
+
+def test_operations_from_a_runs_page_need_the_change_permission(client, ended_run):
+    viewer = get_user_model().objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_run"))
+    client.force_login(viewer)
+    reseed = reverse("admin:runs_run_reseed", args=[ended_run.pk])
+    assert client.post(reseed, {"scope": "all"}).status_code == 403
+    assert "Reseed…" not in change_page(client, ended_run)
+    assert client.get(reverse("admin:runs_run_results", args=[ended_run.pk])).status_code == 200
+
+
+def test_a_runs_results_download_is_its_jsonl_in_block_order(operator, ended_run):
+    response = operator.get(reverse("admin:runs_run_results", args=[ended_run.pk]))
+    assert response["Content-Disposition"] == f'attachment; filename="run-{ended_run.pk}-results.jsonl"'
+    rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    assert [(r["uid"], r["status"]) for r in rows] == [("b0", "succeeded"), ("b1", "succeeded"),
+                                                       ("b2", "failed")]
+
+
+def test_a_runs_failures_download_is_its_dead_letter_rows(operator, ended_run):
+    response = operator.get(reverse("admin:runs_run_failures", args=[ended_run.pk]))
+    rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    assert [(r["block_uid"], r["error_code"], r["state"]) for r in rows] == [("b2", "api_error", "parked")]
+    assert SECRET not in json.dumps(rows)
+
+
+def test_a_runs_recent_failures_link_their_blocks(operator, ended_run):
+    block = ended_run.blocks.get(uid="b2")
+    assert f'<a href="{reverse("admin:runs_block_change", args=[block.pk])}">b2</a>' in change_page(operator,
+                                                                                                  ended_run)
+
+
+def test_the_diagnostic_log_links_each_entrys_run(operator, ended_run):
+    html = operator.get(reverse("admin:failures_diagnosticlog_changelist")).content.decode()
+    assert f'<a href="{reverse("admin:runs_run_change", args=[ended_run.pk])}">' in html
+
+
+def test_a_run_whose_every_block_failed_says_so_in_the_list(operator, owner, offline_key):
+    run = settle(make_run(owner, offline_key, ["a"], max_attempts=1), fail={"b0"})
+    assert run.status == "complete"
+    assert "complete, all failed" in operator.get(RUNS).content.decode()

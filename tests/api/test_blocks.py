@@ -38,6 +38,11 @@ def test_following_the_cursor_visits_every_block_once_in_order(owner, offline_ke
     assert seen == [f"b{i}" for i in range(7)]
 
 
+def test_limit_sets_the_length_of_a_page_of_blocks(owner, offline_key, api):
+    run = make_run(owner, offline_key, [f"text {i}" for i in range(7)])
+    assert uids(api(owner).get(blocks_url(run) + "?limit=3")) == ["b0", "b1", "b2"]
+
+
 def test_pages_stay_stable_when_earlier_blocks_change_status(owner, offline_key, api):
     run = make_run(owner, offline_key, [f"text {i}" for i in range(4)])
     client = api(owner)

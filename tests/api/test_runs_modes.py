@@ -40,7 +40,7 @@ def test_auto_with_a_deadline_within_the_day_goes_live(owner, offline_key, api):
 @pytest.mark.parametrize(("fields", "field"), [
     ({"mode": "auto"}, "deadline"),
     ({"mode": "weekly"}, "mode"),
-    ({"mode": "batch", "options": {"stream": True}}, "options"),
+    ({"mode": "batch", "options": {"stream": True}}, "options.stream"),
     ({"mode": "auto", "deadline": "2001-01-01T00:00:00Z"}, "deadline"),
 ])
 def test_a_mode_that_cannot_work_is_refused_and_nothing_is_created(owner, offline_key, api, fields, field):

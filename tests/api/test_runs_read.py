@@ -93,6 +93,14 @@ def test_the_list_comes_in_pages(owner, offline_key, api):
     assert len(api(owner).get(body["next"]).json()["results"]) == 1
 
 
+def test_limit_sets_the_page_length_as_page_size_does(owner, offline_key, api):
+    for text in "abc":
+        make_run(owner, offline_key, [text])
+    body = api(owner).get(URL, {"limit": 2}).json()
+    assert (body["count"], len(body["results"])) == (3, 2)
+    assert len(api(owner).get(body["next"]).json()["results"]) == 1
+
+
 def test_a_page_past_the_end_is_a_404_in_the_error_shape(owner, run, api):
     response = api(owner).get(URL, {"page": 9})
     assert response.status_code == 404

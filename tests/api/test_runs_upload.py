@@ -110,6 +110,13 @@ def test_an_upload_without_a_file_is_refused(owner, offline_key, api):
     assert "file" in error_of(response)["fields"]
 
 
+def test_an_upload_with_a_stray_field_and_no_file_hears_about_both_at_once(owner, offline_key, api):
+    response = api(owner).post(URL, {"key": offline_key.pk, "model": MODEL, "other": "x"}, format="multipart")
+    assert response.status_code == 400
+    assert error_of(response)["fields"] == {"file": ["No file was submitted."], "other": ["Unknown field."]}
+    assert error_of(response)["message"] == "file: No file was submitted. (and 1 more)"
+
+
 @pytest.mark.parametrize(("options", "field"), [
     ("not json", "options"),
     ("[1, 2]", "options"),

@@ -52,3 +52,11 @@ def test_every_run_operation_documents_its_errors_in_the_shared_shape(client):
             for response in errors.values():
                 assert response["content"]["application/json"]["schema"] == {
                     "$ref": "#/components/schemas/Error"}
+
+
+def test_every_paged_list_documents_page_size_and_its_alias_limit(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    for path in ("/api/v1/runs/", "/api/v1/failures/", "/api/v1/webhooks/deliveries/",
+                 "/api/v1/runs/{run_id}/blocks/"):
+        names = {p["name"] for p in schema["paths"][path]["get"]["parameters"]}
+        assert {"page_size", "limit"} <= names, (path, names)

@@ -4,6 +4,7 @@ Content-Security-Policy."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ def production(args: list[str], tmp_path: Path, **env: str) -> subprocess.Comple
         "REDIS_URL": "redis://127.0.0.1:1/0",  # never reached by these commands
         "ALLOWED_HOSTS": "conveyor.example.com,testserver",
         "LOG_LEVEL": "ERROR",
+        "STATIC_ROOT": str(tmp_path / "static"),
     }
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env},
                           capture_output=True, text=True, timeout=120)
@@ -138,3 +140,51 @@ def test_a_secret_key_starting_with_a_dollar_sign_is_taken_as_it_is(tmp_path):
                         tmp_path, SECRET_KEY=key)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == str(len(key))
+
+
+ADMIN_AND_ITS_STYLES = """
+import django, json, re
+django.setup()
+from django.test import Client
+client = Client()
+page = client.get("/admin/login/", secure=True)
+css = re.search(r'href="(/static/admin/css/base[^"]*)"', page.content.decode()).group(1)
+style = client.get(css, secure=True)
+print("ANSWER", json.dumps({"page": page.status_code, "css": css, "style": style.status_code}))
+"""
+
+
+def test_production_settings_from_source_serve_the_admin_before_collectstatic(tmp_path):
+    """Not a 500 ("Missing staticfiles manifest entry"): the files under their plain names, from the
+    apps, with a warning that says how to collect them."""
+    result = production(["shell", "-c", ADMIN_AND_ITS_STYLES], tmp_path, LOG_LEVEL="WARNING")
+    assert answer_of(result) == {"page": 200, "css": "/static/admin/css/base.css", "style": 200}
+    assert "collectstatic --noinput --settings=config.settings.production" in result.stderr
+
+
+def test_production_settings_serve_hashed_static_files_once_collected(tmp_path):
+    assert production(["collectstatic", "--noinput"], tmp_path).returncode == 0
+    answer = answer_of(production(["shell", "-c", ADMIN_AND_ITS_STYLES], tmp_path))
+    assert re.fullmatch(r"/static/admin/css/base\.[0-9a-f]{12}\.css", answer["css"]), answer
+    assert (answer["page"], answer["style"]) == (200, 200)
+
+
+WITHOUT_A_PROXY = """
+import django, json
+django.setup()
+from django.conf import settings
+from django.test import Client
+page = Client().get("/admin/login/", HTTP_HOST="localhost:8000")
+print("ANSWER", json.dumps({"status": page.status_code, "secure_cookies": [
+    settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE]}))
+"""
+
+
+def test_the_readmes_settings_for_a_stack_without_a_proxy_serve_the_admin_over_http(tmp_path):
+    """With the README's values the admin answers plain http on localhost and its cookies come back
+    over it: secure cookies are never sent over http, and the login would loop."""
+    from tests.config.test_readme import readme_settings_without_a_proxy
+
+    answer = answer_of(production(["shell", "-c", WITHOUT_A_PROXY], tmp_path,
+                                  **readme_settings_without_a_proxy()))
+    assert answer == {"status": 200, "secure_cookies": [False, False]}

@@ -26,6 +26,14 @@ def test_without_a_configured_token_metrics_is_not_found(settings):
     assert Client().get("/metrics").status_code == 404
 
 
+def test_without_a_configured_token_metrics_says_in_plain_text_how_to_turn_it_on(settings):
+    settings.METRICS_TOKEN = ""
+    response = Client().get("/metrics")
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert "set METRICS_TOKEN" in response.content.decode()
+    assert "Authorization: Bearer <METRICS_TOKEN>" in response.content.decode()
+
+
 def test_a_request_without_the_token_is_refused(metrics_token):
     response = Client().get("/metrics")
     assert response.status_code == 401

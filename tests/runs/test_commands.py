@@ -59,8 +59,9 @@ def blocks_file(tmp_path):
     ("--parallelism", "many", r"--parallelism \(parallelism\)"),
     ("--pack-size", "0", r"--pack-size \(options.pack_size\)"),
     ("--cache-ttl", "2h", r"--cache-ttl \(options.cache_ttl\)"),
-    ("--model", "gpt-4o", "unknown model 'gpt-4o'"),
-    ("--max-tokens", "100000", "at most 64000 output tokens"),
+    ("--model", "gpt-4o", r"--model \(model\): unknown model 'gpt-4o'"),
+    ("--max-tokens", "100000", r"--max-tokens \(max_tokens\): 100000 is more than .* at most 64000 output "),
+    ("--prompt", "Grade this essay", r"--prompt \(prompt_template\): must contain \{input\}"),
 ])
 def test_submit_checks_its_options_as_the_api_does_and_creates_nothing(owner, offline_key, blocks_file,
                                                                        option, value, named):
@@ -155,17 +156,31 @@ def test_the_demos_closing_hint_is_a_command_that_runs_as_printed(demo):
     assert f"All results: uv run python manage.py export {demo.run.pk} > results.jsonl" in demo.output
 
 
-def test_an_export_into_a_reader_that_stops_early_ends_quietly(owner, offline_key):
-    """`manage.py export RUN | head -1`: no BrokenPipeError traceback for the person at the shell."""
-    run = make_run(owner, offline_key, [f"block {i}" for i in range(3000)])
+def manage_py(*args: str) -> subprocess.Popen:
+    """`python manage.py ARGS` in a process of its own, on the test database, its output piped."""
     database = connection.settings_dict
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
            "TEST_DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
                                 f"{database['NAME']}"}
-    export = subprocess.Popen([sys.executable, "manage.py", "export", str(run.pk)], cwd=settings.BASE_DIR,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_an_export_into_a_reader_that_stops_early_ends_quietly(owner, offline_key):
+    """`manage.py export RUN | head -1`: no BrokenPipeError traceback for the person at the shell."""
+    run = make_run(owner, offline_key, [f"block {i}" for i in range(3000)])
+    export = manage_py("export", str(run.pk))
     first = export.stdout.readline()
     export.stdout.close()
     _, errors = export.communicate(timeout=60)
     assert json.loads(first)["uid"] == "b0"
     assert b"Traceback" not in errors
+
+
+def test_runs_show_into_a_reader_that_has_gone_ends_quietly(owner, offline_key):
+    """`manage.py runs show RUN | head`: the reader is gone before the command writes a line."""
+    run = make_run(owner, offline_key, ["one", "two"])
+    show = manage_py("runs", "show", str(run.pk))
+    show.stdout.close()
+    _, errors = show.communicate(timeout=60)
+    assert b"Traceback" not in errors and b"BrokenPipeError" not in errors, errors.decode()

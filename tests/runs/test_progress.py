@@ -94,6 +94,16 @@ def test_ctrl_c_detaches_saying_the_run_goes_on_and_how_to_follow_it_again(run, 
     assert run.status == RunStatus.RUNNING
 
 
+def test_a_follow_attached_mid_run_does_not_count_what_was_done_before_as_its_rate(owner, offline_key):
+    run = set_status(make_run(owner, offline_key, [f"essay {i}" for i in range(1000)]), RunStatus.RUNNING,
+                     completed_blocks=530)
+    out = io.StringIO()
+    follow_run(run.pk, out=out, stop_when=(RunStatus.RUNNING,))
+    rates = [float(rate) for rate in re.findall(r"([\d.]+)block/s", out.getvalue())]
+    assert "530/1000" in out.getvalue()
+    assert all(rate < 1 for rate in rates), out.getvalue()
+
+
 def test_a_log_line_while_following_is_written_on_a_line_of_its_own(run, monkeypatch):
     """Not glued to the bar: tqdm clears the bar, writes the line, and draws the bar again below it."""
     screen = io.StringIO()

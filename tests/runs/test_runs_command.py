@@ -2,6 +2,7 @@
 
 import io
 import json
+import logging
 from decimal import Decimal
 
 import pytest
@@ -45,6 +46,20 @@ def test_list_filters_by_status_and_refuses_an_unknown_one(run):
         runs("list", "--status", "finished")
 
 
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_list_refuses_a_limit_below_one(run, limit):
+    with pytest.raises(CommandError, match=f"--limit: must be at least 1, not {limit}"):
+        runs("list", "--limit", limit)
+
+
+def test_list_says_when_every_block_of_a_complete_run_failed(run):
+    for uid in ("b0", "b1", "b2"):
+        finish_block(run, uid, "failed", error_code="invalid_request_error")
+    complete(run)
+    line = next(line for line in runs("list").splitlines() if str(run.pk) in line)
+    assert "complete, all failed" in line
+
+
 def test_list_of_a_user_without_runs_says_how_to_submit_one(run, outsider):
     assert "submit one with" in runs("list", "--user", "outsider")
 
@@ -55,6 +70,12 @@ def test_show_says_what_the_run_did_and_where_its_failures_are(ended_run):
     assert "2 succeeded, 1 failed" in text
     assert "1 invalid_request_error" in text
     assert f"uv run python manage.py export {ended_run.pk} > results.jsonl" in text
+
+
+def test_show_lists_the_failures_below_instead_of_sending_the_reader_to_itself(ended_run):
+    text = runs("show", str(ended_run.pk))
+    assert f"runs show {ended_run.pk}" not in text
+    assert "1 invalid_request_error: the most recent below" in text
 
 
 def test_show_says_why_a_paused_run_is_not_moving(run):
@@ -71,6 +92,19 @@ def test_cancel_cancels_the_pending_blocks(run):
     assert "now canceled" in runs("cancel", str(run.pk))
     run.refresh_from_db()
     assert run.canceled_blocks == 3
+
+
+@pytest.mark.django_db(transaction=True)  # the run's end is announced (and logged) after commit
+def test_cancel_says_what_it_did_without_the_engines_log_lines(run, caplog):
+    caplog.clear()
+    assert "now canceled" in runs("cancel", str(run.pk))
+    assert [r.getMessage() for r in caplog.records if r.levelno < logging.WARNING] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_engines_log_lines_show_with_verbosity_2(run, caplog):
+    call_command("runs", "-v", "2", "cancel", str(run.pk), stdout=io.StringIO())
+    assert any("ended: canceled" in r.getMessage() for r in caplog.records)
 
 
 def test_canceling_an_ended_run_is_refused_with_the_reason(ended_run):

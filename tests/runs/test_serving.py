@@ -53,6 +53,11 @@ def test_retry_exhaustion_fails_the_block_into_pipeline_failures(owner, mock_key
     assert DiagnosticLog.objects.filter(event_code="DOWNSTREAM_CALL_FAILED", block=failure.block).exists()
 
 
+def test_a_block_that_gave_up_after_one_attempt_says_attempt_not_attempts(owner, mock_key):
+    run = serve_until_settled(make_run(owner, mock_key, ["broken [[mock:status=500]]"], max_attempts=1))
+    assert run.blocks.get().error_message.startswith("gave up after 1 attempt: ")
+
+
 def test_an_invalid_request_fails_the_block_at_once_and_is_parked(owner, mock_key):
     run = serve_until_settled(make_run(owner, mock_key, ["bad [[mock:status=400]]"]))
     block = run.blocks.get()

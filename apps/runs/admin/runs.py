@@ -1,11 +1,16 @@
 """Runs in the operator's console.
 
 Operations (cancel, resume, raise the budget, reseed) are actions, and buttons on a run's page, that
-call the same services as the API. While a run is active its page follows it live: the "live" row is
-updated from the run's progress stream (runs/{id}/events/, by static/runs/run_live.js), and the page
-reloads once when the run settles (every few seconds without JavaScript).
+call the same services as the API. A run's page opens with what it is doing and what can be done
+(templates/admin/runs/run/summary.html): status and why it waits, progress, rate, cost against its
+budget, what caching, packing and batch mode saved, and the operations (cancel, resume, set the budget,
+reseed, download its results and failures); its prompt is folded away below. While the run is active
+that summary follows it live from the run's progress stream (runs/{id}/events/, by
+static/runs/run_live.js), and the page reloads once when the run settles (every few seconds without
+JavaScript).
 """
 
+import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -18,21 +23,33 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import F, IntegerField, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
+from rest_framework.renderers import JSONRenderer
 
 from apps.core.admin import OperatorActionsMixin, moment, pretty_json, short_id
 from apps.core.errors import InvalidInput, StateConflict
 from apps.core.formatting import format_usd
 from apps.failures.models import PipelineFailure, failure_state
-from apps.runs.models import BlockStatus, PausedCause, Run, RunPass, RunStatus
+from apps.failures.selectors import failures_list
+from apps.failures.serializers import FailureOutputSerializer
+from apps.runs.api import jsonl_lines
+from apps.runs.models import BlockStatus, PassScope, PausedCause, Run, RunPass, RunStatus
 from apps.runs.reporting.costs import NO_HIT_AFTER_CALLS, CostReport, run_cost_report
 from apps.runs.reporting.live import run_progress
-from apps.runs.selectors import run_block_status_counts, run_waiting_reason
+from apps.runs.selectors import run_block_status_counts, run_results, run_status_text
 from apps.runs.services.lifecycle import run_cancel, run_resume, run_set_budget
 from apps.runs.services.reseed import run_reseed
+from apps.runs.transitions import RUN_CANCELABLE, RUN_RESEEDABLE
 
 RECENT_FAILURES = 10
 # Without JavaScript, an active run's page reloads itself this often instead of following the stream.
@@ -40,6 +57,7 @@ REFRESH_SECONDS = 5
 # A run's page follows the run while it can still change by itself.
 RUN_REFRESHING = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELING)
 BUDGET_TEMPLATE = "admin/runs/run/budget.html"
+CONFIRM_TEMPLATE = "admin/runs/run/confirm.html"
 # The paused cause in a list column; the run's page says it in full, with the reason.
 PAUSED_SHORT = {PausedCause.KEY_REJECTED: "key rejected", PausedCause.KEY_BLOCKED: "key blocked",
                 PausedCause.KEY_DELETED: "key deleted", PausedCause.KEY_UNSAFE: "key unsafe",
@@ -77,6 +95,15 @@ class BudgetForm(forms.Form):
         min_value=Decimal("0.0001"),
         help_text="Empty removes the budget. A run paused because its budget was spent resumes if the "
                   "new budget is above what it has spent.",
+    )
+
+
+class ReseedForm(forms.Form):
+    scope = forms.ChoiceField(
+        choices=[(PassScope.FAILED.value, "the failed blocks"), (PassScope.ALL.value, "every block")],
+        initial=PassScope.FAILED.value, widget=forms.RadioSelect,
+        help_text="The blocks chosen go back to work with their attempts refilled, as a new pass with its "
+                  "own record; the others keep their results.",
     )
 
 
@@ -144,20 +171,23 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
     show_full_result_count = False
     actions = ["cancel_runs", "resume_runs", "set_budget", "reseed_failed", "reseed_all"]
     inlines = [RunPassInline]
+    # Under the summary at the top of the page (summary.html): the run's details, its prompt folded.
     fieldsets = [
-        (None, {"fields": ["id", "name", "owner", "key", "status", "waiting", "warnings_list", "progress_bar",
-                           "live", "block_breakdown", "current_pass"]}),
+        (None, {"fields": ["id", "name", "owner", "key", "warnings_list", "block_breakdown",
+                           "current_pass"]}),
         ("Recent failures", {"fields": ["recent_failures"]}),
-        ("Model and prompt", {"fields": ["model", "system_prompt", "prompt_template", "output_schema_display",
-                                         "prompt_version", "pipeline_version", "max_tokens", "temperature"]}),
-        ("Engine", {"fields": ["max_attempts", "parallelism", "budget", "options", "idempotency_key",
-                               "webhook_url"]}),
         ("Usage", {"fields": ["cost", "savings_table", "cache_hit_rate", "input_tokens", "output_tokens",
                               "cache_creation_input_tokens", "cache_read_input_tokens"]}),
+        ("Engine", {"fields": ["options_list", "max_attempts", "parallelism", "priority", "budget",
+                               "idempotency_key", "webhook_url"]}),
+        ("Model and prompt", {"classes": ["collapse"],
+                              "fields": ["model", "max_tokens", "temperature", "system_prompt",
+                                         "prompt_template", "output_schema_display", "prompt_version",
+                                         "pipeline_version"]}),
         ("Timings", {"fields": ["created_at", "started_at", "finished_at"]}),
     ]
-    readonly_fields = ["waiting", "warnings_list", "progress_bar", "live", "block_breakdown",
-                       "recent_failures", "budget", "cost", "savings_table", "cache_hit_rate",
+    readonly_fields = ["warnings_list", "progress_bar", "block_breakdown", "recent_failures",
+                       "budget", "cost", "savings_table", "cache_hit_rate", "options_list",
                        "output_schema_display"]
     change_form_template = "admin/runs/run/change_form.html"
 
@@ -166,6 +196,10 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         return [
             path("<path:object_id>/resume/", wrap(self.resume_view), name="runs_run_resume"),
             path("<path:object_id>/budget/", wrap(self.budget_view), name="runs_run_budget"),
+            path("<path:object_id>/cancel/", wrap(self.cancel_view), name="runs_run_cancel"),
+            path("<path:object_id>/reseed/", wrap(self.reseed_view), name="runs_run_reseed"),
+            path("<path:object_id>/results.jsonl", wrap(self.results_view), name="runs_run_results"),
+            path("<path:object_id>/failures.jsonl", wrap(self.failures_view), name="runs_run_failures"),
             *super().get_urls(),
         ]
 
@@ -178,8 +212,42 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
             "is_paused": run is not None and run.status == RunStatus.PAUSED,
             "live": run is not None and run.status in RUN_REFRESHING,
             "refresh_seconds": REFRESH_SECONDS,
+            "summary": None if run is None else self.summary(run),
         }
         return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def summary(self, run: Run) -> dict[str, Any]:
+        """What the top of a run's page shows (summary.html): the live snapshot that the progress stream
+        sends (so the page and the stream agree), the money, and which operations its state allows."""
+        progress = run_progress(run)
+        counts = progress["counts"]
+        total = run.total_blocks or 1
+        report = self._cost_report(run)
+        budget = (run.options or {}).get("max_cost_usd")
+        return {
+            "status": run_status_text(run),
+            "progress": progress,
+            "worked": counts["succeeded"] + counts["failed"],
+            "open": max(0, counts["total"] - counts["succeeded"] - counts["failed"] - counts["canceled"]),
+            "percent": int(100 * (counts["succeeded"] + counts["failed"]) / total),
+            "widths": {name: f"{100 * counts[name] / total:.2f}"
+                       for name in ("succeeded", "failed", "canceled")},
+            "events_url": reverse("run-events", args=[run.pk]),
+            "cost": format_usd(progress["cost_usd"]),
+            "budget": "none" if budget is None else
+                      f"{format_usd(budget)} ({format_usd(Decimal(str(budget)) - run.cost_usd)} left)",
+            "savings": report.savings,
+            "saved": {"caching": format_usd(report.savings.caching_saved_usd),
+                      "packing": format_usd(report.savings.packing_saved_usd),
+                      "batch": format_usd(report.savings.batch_saved_usd)},
+            "hit_rate": "-" if report.cache.hit_rate is None else f"{100 * report.cache.hit_rate:.1f}%",
+            "packed": (run.options or {}).get("pack_size", 1) > 1,
+            "took": self._took(run),
+            "cache": report.cache,
+            "can_cancel": run.status in RUN_CANCELABLE,
+            "can_reseed": run.status in RUN_RESEEDABLE,
+            "has_failures": PipelineFailure.objects.filter(run_id=run.pk).exists(),
+        }
 
     # --- columns ----------------------------------------------------------------------------------
 
@@ -197,7 +265,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_display(self, run: Run) -> str:
         if run.status != RunStatus.PAUSED:
-            return run.status
+            return run_status_text(run)
         cause = PAUSED_SHORT.get(run.paused_cause, "")
         return format_html('<span style="white-space:nowrap" title="{}"><strong>paused</strong>: {}</span>',
                            run.paused_reason, cause or "see its page")
@@ -207,39 +275,9 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         """The JSON Schema each answer must be a document of (structured outputs), or free text."""
         return pretty_json(run.output_schema) if run.output_schema else "- (free text)"
 
-    @admin.display(description="why it is not moving")
-    def waiting(self, run: Run) -> str:
-        return run_waiting_reason(run) or "-"
-
     @admin.display(description="progress")
     def progress_bar(self, run: Run) -> str:
         return render_progress_bar(run)
-
-    @admin.display(description="live")
-    def live(self, run: Run) -> str:
-        """The live progress snapshot (apps/runs/reporting/live.py); while the run is active, run_live.js
-        keeps each part up to date from the run's event stream."""
-        progress = run_progress(run)
-        counts, lane, in_flight = progress["counts"], progress["lane"], progress["in_flight"]
-        lane_text = ""
-        if lane:
-            limit = f"/{lane['rpm_limit']}" if lane["rpm_limit"] else ""
-            lane_text = f"lane {lane['rate_rpm']:.0f}{limit} rpm"
-        parts = [
-            ("status", progress["status"]),
-            ("worked", f"{counts['succeeded'] + counts['failed']}/{counts['total']} worked"),
-            ("failed", f"{counts['failed']} failed"),
-            ("canceled", f"{counts['canceled']} canceled"),
-            ("rate", "- blocks/s"),
-            ("in_flight", f"{'-' if in_flight is None else in_flight} in flight"),
-            ("lane", lane_text),
-            ("cost", format_usd(progress["cost_usd"])),
-            ("waiting", progress["waiting_reason"] or ""),
-            ("note", ""),
-        ]
-        spans = format_html_join(" ", '<span data-live="{}">{}</span>', parts)
-        return format_html('<span id="run-live" data-events="{}">{}</span>',
-                           reverse("run-events", args=[run.pk]), spans)
 
     @admin.display(description="cost", ordering="cost_usd")
     def cost(self, run: Run) -> str:
@@ -294,6 +332,23 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         value = (run.options or {}).get("max_cost_usd")
         return format_usd(value) if value is not None else "none"
 
+    @admin.display(description="options")
+    def options_list(self, run: Run) -> str:
+        """The run's options in words, not as JSON."""
+        options = run.options or {}
+        caching = f"on (the prefix kept {options.get('cache_ttl', '5m')})" if options.get("cache") else "off"
+        chosen = run.mode != run.effective_mode or run.mode_reason
+        mode = run.effective_mode + (f" (asked: {run.mode}; {run.mode_reason})" if chosen else "")
+        items = [("mode", mode), ("caching", caching),
+                 ("packing", f"{options['pack_size']} blocks per call" if options.get("pack_size", 1) > 1
+                  else "off (one block per call)"),
+                 ("streaming", "on" if options.get("stream") else "off"),
+                 ("budget", self.budget(run))]
+        if run.deadline:
+            items.append(("deadline", moment(run.deadline)))
+        return format_html('<ul class="run-options">{}</ul>',
+                           format_html_join("", "<li><strong>{}</strong>: {}</li>", items))
+
     @admin.display(description="created", ordering="created_at")
     def created(self, run: Run) -> str:
         return moment(run.created_at)
@@ -312,8 +367,8 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
     def recent_failures(self, run: Run) -> str:
         rows = list(
             PipelineFailure.objects.filter(run_id=run.pk)
-            .values("pk", "block__uid", "error_code", "error_message", "failed_at", "resolved_at",
-                    "next_retry_at", "replay_count")
+            .values("pk", "block_id", "block__uid", "error_code", "error_message", "failed_at",
+                    "resolved_at", "next_retry_at", "replay_count")
             .order_by("-failed_at")[:RECENT_FAILURES]
         )
         if not rows:
@@ -322,9 +377,8 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         lines = format_html_join(
             "", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>'
                 '<td>{}</td></tr>',
-            ((reverse("admin:failures_pipelinefailure_change", args=[r["pk"]]), r["pk"],
-              r["block__uid"] or "-", r["error_code"], r["error_message"][:200], r["replay_count"],
-              failure_state(r)) for r in rows),
+            ((reverse("admin:failures_pipelinefailure_change", args=[r["pk"]]), r["pk"], self._block_link(r),
+              r["error_code"], r["error_message"][:200], r["replay_count"], failure_state(r)) for r in rows),
         )
         return format_html(
             '<table><thead><tr><th>failure</th><th>block</th><th>code</th><th>message</th>'
@@ -332,6 +386,23 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
             '<p><a href="{}?run__exact={}">all failures of this run</a></p>',
             lines, url, run.pk,
         )
+
+    @staticmethod
+    def _took(run: Run) -> str:
+        """How long an ended run took, and its pace: "took 3m 12s, 3.1 blocks/s"."""
+        if run.finished_at is None or run.started_at is None:
+            return ""
+        seconds = max((run.finished_at - run.started_at).total_seconds(), 0.001)
+        minutes, rest = divmod(int(seconds), 60)
+        length = f"{minutes}m {rest}s" if minutes else f"{seconds:.1f}s"
+        return f"took {length}, {run.terminal_blocks / seconds:.1f} blocks/s"
+
+    @staticmethod
+    def _block_link(row: dict[str, Any]) -> str:
+        if row["block_id"] is None:
+            return "-"
+        return format_html('<a href="{}">{}</a>', reverse("admin:runs_block_change", args=[row["block_id"]]),
+                           row["block__uid"])
 
     # --- operations -------------------------------------------------------------------------------
 
@@ -396,6 +467,66 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
                        lambda run_id: run_set_budget(run_id=run_id, max_cost_usd=budget))
             return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
         return self._budget_page(request, form, runs)
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Asks first (pending blocks are canceled at once, calls in flight finish), then cancels."""
+        run = self._operable(request, object_id)
+        if request.method == "POST":
+            self._each(request, self.get_queryset(request).filter(pk=run.pk), "canceled",
+                       lambda run_id: run_cancel(run_id=run_id))
+            return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
+        open_blocks = run.total_blocks - run.terminal_blocks
+        return self._confirm_page(
+            request, run, title="Cancel this run?", button="Cancel the run", danger=True,
+            text=f"Its {open_blocks} open block(s) are canceled: the pending ones now, those in calls when "
+                 "their answers come (they are recorded and billed). Its results so far stay. A reseed can "
+                 "run the canceled blocks later, as a new pass.")
+
+    def reseed_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        run = self._operable(request, object_id)
+        form = ReseedForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            scope = form.cleaned_data["scope"]
+            self._each(request, self.get_queryset(request).filter(pk=run.pk), "reseeded",
+                       lambda run_id: run_reseed(run_id=run_id, scope=scope))
+            return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
+        return self._confirm_page(
+            request, run, title="Reseed this run", button="Start the new pass", form=form,
+            text=f"{run.failed_blocks} failed, {run.completed_blocks} succeeded, {run.canceled_blocks} "
+                 "canceled. With another model or prompt: manage.py runs reseed, or the API.")
+
+    def results_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Every block's result as JSONL, in block order: the API's results/ and `manage.py export`."""
+        run = self._viewable(request, object_id)
+        return self._download(jsonl_lines(run_results(run_id=run.pk)), f"run-{run.pk}-results.jsonl")
+
+    def failures_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The run's dead-letter rows as JSONL, newest first, as GET /api/v1/failures/?run= shows them."""
+        run = self._viewable(request, object_id)
+        rows = failures_list(user=None, run=run.pk).iterator(chunk_size=500)
+        # Through the API's JSON encoding (ids, moments), so each line is what the API answers.
+        lines = (json.loads(JSONRenderer().render(FailureOutputSerializer(row).data)) for row in rows)
+        return self._download(jsonl_lines(lines), f"run-{run.pk}-failures.jsonl")
+
+    @staticmethod
+    def _download(lines: Any, filename: str) -> StreamingHttpResponse:
+        response = StreamingHttpResponse(lines, content_type="application/x-ndjson; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+    def _viewable(self, request: HttpRequest, object_id: str) -> Run:
+        run = self.get_object(request, unquote(object_id))
+        if run is None:
+            raise Http404("no such run")
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        return run
+
+    def _confirm_page(self, request: HttpRequest, run: Run, *, title: str, button: str, text: str,
+                      danger: bool = False, form: forms.Form | None = None) -> TemplateResponse:
+        context = {**self.admin_site.each_context(request), "title": title, "opts": self.opts,
+                   "original": run, "text": text, "button": button, "danger": danger, "form": form}
+        return TemplateResponse(request, CONFIRM_TEMPLATE, context)
 
     def _operable(self, request: HttpRequest, object_id: str) -> Run:
         if not self.has_operate_permission(request):

@@ -1,9 +1,13 @@
 """What the run commands (submit, runs, export, compare, in commands/) share: finding the user, key and
-run that an argument names, checking settings with the API's own input serializers, and turning every
-refusal into one CommandError that names the option at fault.
+run that an argument names, checking settings with the API's own input serializers, turning every
+refusal into one CommandError that names the option at fault, and behaving as a shell tool should
+(`OperatorCommand`: quiet into a closed pipe, log lines only when asked for).
 """
 
+import argparse
+import contextlib
 import json
+import logging
 import os
 import re
 import sys
@@ -12,9 +16,10 @@ from typing import Any, TextIO
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rest_framework import serializers
 
+from apps.core.errors import InvalidInput
 from apps.failures.models import PipelineFailure
 from apps.keys.models import ProviderKey
 from apps.runs.models import Run
@@ -23,14 +28,65 @@ from config.api.errors import flatten_errors
 
 # Settings whose command-line option is not simply --the-field-name.
 OPTION_FOR_FIELD = {"system_prompt": "--system", "prompt_template": "--prompt", "cache": "--cache"}
+# Fields of a block (a line of the file), never an option.
+BLOCK_FIELDS = {"blocks", "input", "uid"}
 _ESCAPE = re.compile(r"\\(\\|n|t)")
 _ESCAPED = {"\\": "\\", "n": "\n", "t": "\t"}
+
+
+class OperatorCommand(BaseCommand):
+    """A command a person runs at a shell and reads. It says what it did itself, so the engine's log
+    lines (a run "ended", at INFO) show only with `-v 2`; warnings always do. A reader that stops early
+    (`runs show RUN | head`) ends it quietly, as any Unix tool ends, instead of with a BrokenPipeError
+    traceback."""
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        root = logging.getLogger()
+        level = root.level
+        if options.get("verbosity", 1) < 2 and level < logging.WARNING:
+            root.setLevel(logging.WARNING)
+        try:
+            return super().execute(*args, **options)
+        except BrokenPipeError:
+            stdout_closed()
+            return None
+        finally:
+            root.setLevel(level)
+
+
+def stdout_closed() -> None:
+    """The reader of standard output went away: point it at /dev/null, so that the interpreter's last
+    flush on the way out does not fail again (and print a second error)."""
+    # stdout may not be a real file (a test's): then nothing will flush it on the way out.
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def at_least_one(value: str) -> int:
+    """An argparse type for counts such as `--limit`: a whole number from 1 (0 or -1 used to show one
+    row, silently)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
 
 
 def option_name(field: str) -> str:
     """`options.max_cost_usd` -> `--max-cost-usd`: how the person typed it."""
     name = field.rsplit(".", 1)[-1]
     return OPTION_FOR_FIELD.get(name, "--" + name.replace("_", "-"))
+
+
+def refusal(exc: InvalidInput) -> CommandError:
+    """A service's refusal as the command line says it, naming the option at fault as `validated`
+    does: `--prompt (prompt_template): must contain {input}`. A line of the blocks file is named by
+    its line (the error says it), not by an option."""
+    if exc.field and exc.line is None and exc.field not in BLOCK_FIELDS:
+        return CommandError(f"{option_name(exc.field)} ({exc.field}): {exc.message}")
+    return CommandError(str(exc))
 
 
 def validated(serializer_class: type[serializers.Serializer], data: dict[str, Any]) -> dict[str, Any]:
@@ -133,9 +189,7 @@ def write_export(run: Run, out: TextIO, *, fmt: str = "jsonl", failures: bool = 
                 target.write(chunk.decode())
         (binary or target).flush()
     except BrokenPipeError:
-        # Nothing more can be written; point stdout at /dev/null so the interpreter's final flush
-        # does not fail again on the way out.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        stdout_closed()
 
 
 def exported(run: Run, *, failures: bool) -> str:

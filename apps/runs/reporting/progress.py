@@ -22,7 +22,7 @@ from apps.runs.estimates import RunEstimate
 from apps.runs.models import Block, BlockStatus, Run, RunStatus
 from apps.runs.reporting.costs import CostReport, run_cost_report
 from apps.runs.reporting.live import run_progress
-from apps.runs.selectors import run_call_counts, run_waiting_reason
+from apps.runs.selectors import run_call_counts, run_status_text, run_waiting_reason
 from apps.runs.transitions import RUN_SETTLED
 
 # How the commands are spelled everywhere a hint names one (the README's spelling).
@@ -83,12 +83,18 @@ def follow_run(run_id: Any, *, out: TextIO, poll_seconds: float = 0.5,
     Ctrl-C leaves the run alone and returns with `detached` set, after writing `detach_line` (by
     default: the run goes on, and the command that follows it again)."""
     run = Run.objects.get(pk=run_id)
-    with _output_above_the_bar(), tqdm(total=run.total_blocks, unit="block", file=out,
-                                       dynamic_ncols=True) as bar:
+    # `initial`: the blocks done before this follow began are not progress it saw, so a follow attached
+    # mid-run does not start at "530 block/s" (tqdm's rate is (n - initial) / elapsed until it has
+    # seen the bar move).
+    with _output_above_the_bar(), tqdm(total=run.total_blocks, initial=run.terminal_blocks, unit="block",
+                                       file=out, dynamic_ncols=True) as bar:
         try:
             while True:
                 run.refresh_from_db()
                 bar.total = run.total_blocks
+                if run.terminal_blocks < bar.n:  # a new pass took blocks back: measure afresh
+                    bar.reset(total=run.total_blocks)
+                    bar.initial = run.terminal_blocks
                 bar.n = run.terminal_blocks
                 # The snapshot the live progress stream sends (apps/runs/reporting/live.py), polled here.
                 bar.set_postfix_str(_postfix(run_progress(run)), refresh=False)
@@ -138,9 +144,10 @@ def cost_lines(report: CostReport) -> list[str]:
     return lines
 
 
-def summary(run: Run) -> str:
+def summary(run: Run, *, failures_below: bool = False) -> str:
     """What a run did, where its failures are and how to get its results: the last thing a follow
-    prints, and the head of `manage.py runs show`."""
+    prints, and the head of `manage.py runs show` (which lists the recent failures below it:
+    `failures_below`, so it does not send the reader to itself)."""
     duration = (
         (run.finished_at - run.started_at).total_seconds()
         if run.finished_at and run.started_at else None
@@ -148,7 +155,7 @@ def summary(run: Run) -> str:
     reason = run_waiting_reason(run)
     calls = run_call_counts(run_id=run.pk)
     lines = [
-        f"run {run.pk}: {run.status}" + (f" ({reason})" if reason else ""),
+        f"run {run.pk}: {run_status_text(run)}" + (f" ({reason})" if reason else ""),
         f"  blocks     {run.total_blocks} total, {run.completed_blocks} succeeded, "
         f"{run.failed_blocks} failed, {run.canceled_blocks} canceled",
         f"  tokens     {run.input_tokens} in, {run.output_tokens} out, "
@@ -160,8 +167,10 @@ def summary(run: Run) -> str:
     if duration:
         lines.append(f"  time       {duration:.1f}s, {run.terminal_blocks / duration:.1f} blocks/s")
     if run.failed_blocks:
-        lines.append(f"  failures   {_failed_codes(run)}: see {MANAGE} runs show {run.pk}, or the "
-                     "admin's Pipeline failures page")
+        where = ("the most recent below; every one: the admin's Pipeline failures page, or "
+                 f"GET /api/v1/failures/?run={run.pk}") if failures_below else (
+                 f"see {MANAGE} runs show {run.pk}, or the admin's Pipeline failures page")
+        lines.append(f"  failures   {_failed_codes(run)}: {where}")
     lines.append(f"  results    {export_command(run.pk)}")
     return "\n".join(lines)
 

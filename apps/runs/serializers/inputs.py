@@ -27,11 +27,22 @@ DEFAULT_OPTIONS: dict[str, Any] = {"cache": False, "cache_ttl": "5m", "pack_size
 
 
 
-def _reject_unknown(serializer: serializers.Serializer, data: Any) -> None:
-    if isinstance(data, dict):
-        unknown = sorted(set(data) - set(serializer.fields))
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know (a misspelt setting, `prallelism`, must not silently fall back to
+    its default), together with every other error of the same input: an upload with a stray field and
+    no `file` hears about both at once, not about one per attempt."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        errors = {name: ["Unknown field."] for name in unknown}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            raise serializers.ValidationError({**detail, **errors}) from None
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
 
 class TextField(serializers.CharField):
@@ -56,7 +67,7 @@ class UidField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-class RunOptionsSerializer(serializers.Serializer):
+class RunOptionsSerializer(StrictSerializer):
     cache = serializers.BooleanField(default=False, help_text="Cache the stable prompt prefix.")
     cache_ttl = serializers.ChoiceField(choices=["5m", "1h"], default="5m")
     pack_size = serializers.IntegerField(min_value=1, max_value=50, default=1,
@@ -66,10 +77,6 @@ class RunOptionsSerializer(serializers.Serializer):
         max_digits=12, decimal_places=4, min_value=Decimal("0.0001"), required=False, allow_null=True,
         default=None, help_text="The run pauses once it has spent this much.",
     )
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        _reject_unknown(self, data)
-        return super().to_internal_value(data)
 
 
 def stored_options(validated: dict[str, Any] | None) -> dict[str, Any]:
@@ -94,7 +101,7 @@ class JSONObjectField(serializers.JSONField):
         return value
 
 
-class BlockInputSerializer(serializers.Serializer):
+class BlockInputSerializer(StrictSerializer):
     uid = UidField(max_length=200, required=False,
                    help_text="Unique within the run; defaults to line-N (N from 1). No control characters.")
     input = TextField(trim_whitespace=False)
@@ -104,12 +111,8 @@ class BlockInputSerializer(serializers.Serializer):
                   "returned with its result everywhere, sent to the model only where the template names "
                   "a field (`{metadata.title}`).")
 
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        _reject_unknown(self, data)
-        return super().to_internal_value(data)
 
-
-class RunSettingsSerializer(serializers.Serializer):
+class RunSettingsSerializer(StrictSerializer):
     """The fields shared by an inline create and an upload."""
 
     key = serializers.IntegerField(min_value=1, max_value=2**63 - 1,
@@ -147,11 +150,6 @@ class RunSettingsSerializer(serializers.Serializer):
         help_text="Where a signed `run.finished` event is POSTed when each pass of the run ends "
                   "(Standard Webhooks; see webhooks/secret/). https and a public host, as a key's "
                   "base_url; your webhook secret must exist first.")
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        # A misspelt setting (`prallelism`) must not silently fall back to its default.
-        _reject_unknown(self, data)
-        return super().to_internal_value(data)
 
 
 class RunSettingsInputSerializer(RunSettingsSerializer):
@@ -203,7 +201,7 @@ class RunUploadInputSerializer(RunSettingsSerializer):
         return options.validated_data
 
 
-class ReseedInputSerializer(serializers.Serializer):
+class ReseedInputSerializer(StrictSerializer):
     scope = serializers.ChoiceField(choices=[
         (PassScope.ALL.value, "every block"),
         (PassScope.FAILED.value, "only the failed blocks"),
@@ -223,21 +221,13 @@ class ReseedInputSerializer(serializers.Serializer):
     prompt_template = serializers.CharField(max_length=PROMPT_MAX_CHARS, required=False,
                                             trim_whitespace=False)
 
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        _reject_unknown(self, data)
-        return super().to_internal_value(data)
 
-
-class RunBudgetInputSerializer(serializers.Serializer):
+class RunBudgetInputSerializer(StrictSerializer):
     max_cost_usd = serializers.DecimalField(
         max_digits=12, decimal_places=4, min_value=Decimal("0.0001"), allow_null=True,
         help_text="The new budget in dollars, e.g. \"1.50\"; null removes the budget. A run paused because "
                   "its budget was spent resumes if the new budget is above what it has spent.",
     )
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        _reject_unknown(self, data)
-        return super().to_internal_value(data)
 
 
 class RunFilterSerializer(serializers.Serializer):

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
+from apps.core.formatting import counted
 from apps.failures.models import EventCode
 from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.usage import TokenUsage
@@ -124,9 +125,9 @@ def _by_failure_class(outcome: Outcome, block: Block, run: Run, now: datetime) -
         # Rationed or overloaded: not the block's fault, so no attempt is used; a separate bound
         # stops a block that could never get through.
         if block.throttle_waits + 1 > settings.CONVEYOR["MAX_THROTTLE_WAITS"]:
+            calls = counted(block.throttle_waits + 1, "throttled call")
             return Decision(BlockStatus.FAILED, AttemptOutcome.FAILED, error_code="throttle_exhausted",
-                            error_message=f"gave up after {block.throttle_waits + 1} throttled calls: "
-                                          f"{code}: {message}")
+                            error_message=f"gave up after {calls}: {code}: {message}")
         if kind == FailureKind.THROTTLED:
             # The lane holds every call until Retry-After; the block is due again then.
             wait = (failure.retry_after if failure.retry_after is not None
@@ -149,7 +150,7 @@ def _by_failure_class(outcome: Outcome, block: Block, run: Run, now: datetime) -
                         next_attempt_at=now + timedelta(seconds=delay),
                         error_code=code, error_message=message)
     if retried:
-        message = f"gave up after {outcome.attempt} attempts: {message}"
+        message = f"gave up after {counted(outcome.attempt, 'attempt')}: {message}"
     return Decision(BlockStatus.FAILED, AttemptOutcome.FAILED, error_code=code, error_message=message)
 
 

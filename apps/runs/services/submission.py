@@ -223,7 +223,7 @@ def validate_run_options(*, model: str, max_tokens: int, max_attempts: int, para
         raise SubmissionError("must be in the future", field="deadline")
     if mode in (RunMode.BATCH, RunMode.AUTO) and options.get("stream"):
         raise SubmissionError("a batch-mode run cannot stream (batch requests are answered whole)",
-                              field="options")
+                              field="options.stream")
     budget = options.get("max_cost_usd")
     if budget is not None:
         try:
@@ -231,14 +231,15 @@ def validate_run_options(*, model: str, max_tokens: int, max_attempts: int, para
         except (InvalidOperation, ValueError):
             positive = False
         if not positive:
-            raise SubmissionError("max_cost_usd must be a positive amount of dollars", field="options")
+            raise SubmissionError("max_cost_usd must be a positive amount of dollars",
+                                  field="options.max_cost_usd")
     if INPUT_PLACEHOLDER not in prompt_template:
         raise SubmissionError(f"must contain {INPUT_PLACEHOLDER}", field="prompt_template")
     pack_size = options.get("pack_size", 1)
     if not isinstance(pack_size, int) or not 1 <= pack_size <= 50:
-        raise SubmissionError("pack_size must be an integer between 1 and 50", field="options")
+        raise SubmissionError("pack_size must be an integer between 1 and 50", field="options.pack_size")
     if options.get("cache_ttl", "5m") not in ("5m", "1h"):
-        raise SubmissionError("cache_ttl must be 5m or 1h", field="options")
+        raise SubmissionError("cache_ttl must be 5m or 1h", field="options.cache_ttl")
     if output_schema is not None:
         checked_output_schema(output_schema)
 

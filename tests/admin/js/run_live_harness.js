@@ -6,9 +6,15 @@ const vm = require("vm");
 
 const [scriptPath, eventsJson] = process.argv.slice(2);
 const parts = {};
+const bars = {};
 const root = {
   dataset: { events: "/api/v1/runs/r/events/" },
   querySelector(selector) {
+    const bar = /data-live-bar="([^"]+)"/.exec(selector);
+    if (bar) {
+      bars[bar[1]] = bars[bar[1]] || { style: { width: "" } };
+      return bars[bar[1]];
+    }
     const name = /data-live="([^"]+)"/.exec(selector)[1];
     parts[name] = parts[name] || { textContent: "" };
     return parts[name];
@@ -29,4 +35,5 @@ for (const [type, data] of JSON.parse(eventsJson)) {
   sources[0].listeners[type]({ data: JSON.stringify(data) });
 }
 const text = Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, v.textContent]));
-console.log(JSON.stringify({ url: sources[0].url, text, reloaded, closed: sources[0].readyState === 2 }));
+const widths = Object.fromEntries(Object.entries(bars).map(([k, v]) => [k, v.style.width]));
+console.log(JSON.stringify({ url: sources[0].url, text, bars: widths, reloaded, closed: sources[0].readyState === 2 }));

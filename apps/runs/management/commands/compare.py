@@ -8,10 +8,10 @@ report as `GET /api/v1/runs/{a}/compare/{b}/`; `--json` prints that API's body.
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from apps.core.formatting import format_usd
-from apps.runs.management.commandline import run_named
+from apps.runs.management.commandline import OperatorCommand, at_least_one, run_named
 from apps.runs.reporting.compare import Parity, RunComparison, RunSide, UidList, runs_compare
 from apps.runs.serializers.outputs import RunCompareSerializer
 
@@ -90,18 +90,19 @@ def describe_comparison(comparison: RunComparison) -> str:
     return "\n".join(lines)
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Compare two runs: cost, tokens, cache hit rate, calls, and output parity by uid."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("run_a")
         parser.add_argument("run_b")
         parser.add_argument("--json", action="store_true", help="the API's JSON body")
-        parser.add_argument("--limit", type=int, default=50, help="uids listed per list (default 50)")
+        parser.add_argument("--limit", type=at_least_one, default=50,
+                            help="uids listed per list (default 50)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         run_a, run_b = run_named(opts["run_a"]), run_named(opts["run_b"])
-        comparison = runs_compare(run_a, run_b, limit=max(1, opts["limit"]))
+        comparison = runs_compare(run_a, run_b, limit=opts["limit"])
         if opts["json"]:
             self.stdout.write(json.dumps(RunCompareSerializer(comparison.as_dict()).data, indent=2))
         else:

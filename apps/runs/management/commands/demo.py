@@ -19,7 +19,7 @@ from celery import current_app as celery_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import close_old_connections
 
 from apps.core.formatting import format_usd
@@ -27,6 +27,7 @@ from apps.core.redis import embedded_redis
 from apps.keys.models import ProviderKey
 from apps.keys.services import key_create, key_update
 from apps.providers.catalog import catalog
+from apps.runs.management.commandline import OperatorCommand
 from apps.runs.models import Run
 from apps.runs.reporting.costs import run_savings
 from apps.runs.reporting.progress import export_command, follow_run, summary
@@ -53,7 +54,7 @@ def drive_engine_until_settled(run_id: Any) -> None:
         close_old_connections()
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Run a sample batch through the pipeline against the bundled mock provider."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -3,12 +3,18 @@
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
-from apps.runs.management.commandline import add_export_arguments, exported, run_named, write_export
+from apps.runs.management.commandline import (
+    OperatorCommand,
+    add_export_arguments,
+    exported,
+    run_named,
+    write_export,
+)
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = ("Write a run's results (or, with --failures, its failures) to stdout or --output: JSONL (uid, "
             "status, output, metadata, error, usage), CSV or Parquet.")
 

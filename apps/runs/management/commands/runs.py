@@ -18,7 +18,7 @@ serializers; the command runs as the operator, so it sees every user's runs.
 from decimal import Decimal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from apps.core.errors import InvalidInput, StateConflict
@@ -26,8 +26,11 @@ from apps.core.formatting import format_usd
 from apps.failures.models import failure_state
 from apps.failures.selectors import failures_list
 from apps.runs.management.commandline import (
+    OperatorCommand,
     add_export_arguments,
+    at_least_one,
     exported,
+    refusal,
     run_named,
     text_option,
     user_named,
@@ -36,17 +39,17 @@ from apps.runs.management.commandline import (
 )
 from apps.runs.models import BlockStatus, Run, RunStatus
 from apps.runs.reporting.progress import MANAGE, follow_command, follow_run, summary
-from apps.runs.selectors import run_block_status_counts, runs_list
+from apps.runs.selectors import run_block_status_counts, run_status_text, runs_list
 from apps.runs.serializers.inputs import ReseedInputSerializer, RunBudgetInputSerializer, RunFilterSerializer
 from apps.runs.services import run_cancel, run_resume, run_set_budget
 from apps.runs.services.reseed import run_reseed
 
 RECENT_FAILURES = 5
-LIST_COLUMNS = ("{id:<36}  {status:<9}  {done:>13}  {failed:>6}  {cost:>10}  {model:<18}  {created:<16}  "
+LIST_COLUMNS = ("{id:<36}  {status:<20}  {done:>13}  {failed:>6}  {cost:>10}  {model:<18}  {created:<16}  "
                 "{name}")
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "List, show, follow, cancel, resume, reseed, export runs and change their budget."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -55,7 +58,7 @@ class Command(BaseCommand):
         listing = actions.add_parser("list", help="runs, newest first")
         listing.add_argument("--user", help="only this user's runs")
         listing.add_argument("--status", help=f"only runs in this status ({', '.join(RunStatus.values)})")
-        listing.add_argument("--limit", type=int, default=20)
+        listing.add_argument("--limit", type=at_least_one, default=20, help="at most this many (default 20)")
 
         for name, text in (("show", "what a run did and why it is not moving"),
                            ("follow", "its progress until it settles; Ctrl-C detaches"),
@@ -90,7 +93,9 @@ class Command(BaseCommand):
         action = getattr(self, f"_{opts['action']}")
         try:
             action(opts)
-        except (StateConflict, InvalidInput) as exc:
+        except InvalidInput as exc:
+            raise refusal(exc) from None
+        except StateConflict as exc:
             raise CommandError(str(exc)) from None
 
     # --- reading ----------------------------------------------------------------------------------
@@ -100,7 +105,7 @@ class Command(BaseCommand):
         runs = runs_list(user=None, **filters)
         if opts["user"]:
             runs = runs.filter(owner=user_named(opts["user"]))
-        rows = list(runs[:max(1, opts["limit"])])
+        rows = list(runs[:opts["limit"]])
         if not rows:
             self.stdout.write("no runs yet; submit one with: " f"{MANAGE} submit FILE --user U --key K")
             return
@@ -108,7 +113,7 @@ class Command(BaseCommand):
                                               cost="COST", model="MODEL", created="CREATED", name="NAME"))
         for run in rows:
             self.stdout.write(LIST_COLUMNS.format(
-                id=str(run.pk), status=run.status,
+                id=str(run.pk), status=run_status_text(run),
                 done=f"{run.completed_blocks + run.failed_blocks}/{run.total_blocks}",
                 failed=run.failed_blocks, cost=format_usd(run.cost_usd), model=run.model[:18],
                 created=timezone.localtime(run.created_at).strftime("%Y-%m-%d %H:%M"), name=run.name,
@@ -116,7 +121,7 @@ class Command(BaseCommand):
 
     def _show(self, opts: dict[str, Any]) -> None:
         run = run_named(opts["run_id"])
-        self.stdout.write(summary(run))
+        self.stdout.write(summary(run, failures_below=True))
         budget = (run.options or {}).get("max_cost_usd")
         key = f"{run.key.label} (id {run.key_id})" if run.key is not None else "deleted"
         self.stdout.write(f"  owner      {run.owner.get_username()}, key {key}, "

@@ -8,12 +8,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from apps.core.errors import StateConflict
 from apps.providers.catalog import catalog
 from apps.runs.caching import settings_warnings
-from apps.runs.management.commandline import json_option, key_of, text_option, user_named, validated
+from apps.runs.management.commandline import (
+    OperatorCommand,
+    json_option,
+    key_of,
+    refusal,
+    text_option,
+    user_named,
+    validated,
+)
 from apps.runs.reporting.progress import describe_estimate, follow_command, follow_run, summary
 from apps.runs.serializers.inputs import RunSettingsInputSerializer, stored_options
 from apps.runs.services import SubmissionError, parse_jsonl, run_create
@@ -27,7 +35,7 @@ SETTINGS = {"model": "model", "name": "name", "max_tokens": "max_tokens",
 OPTIONS = {"pack_size": "pack_size", "cache_ttl": "cache_ttl", "max_cost_usd": "max_cost_usd"}
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = ('Submit a run from a JSONL file: one block per line, {"uid"?: str, "input": str, "metadata"?: '
             "{...}}. Settings are checked as the API checks them.")
 
@@ -77,7 +85,7 @@ class Command(BaseCommand):
             try:
                 estimate = run_preflight(blocks=parse_jsonl(source), **settings)
             except SubmissionError as exc:
-                raise CommandError(str(exc)) from None
+                raise refusal(exc) from None
             finally:
                 source.close()
             self.stdout.write(describe_estimate(estimate))
@@ -85,7 +93,9 @@ class Command(BaseCommand):
             return
         try:
             run = run_create(owner=user, key=key, blocks=parse_jsonl(source), **settings)
-        except (SubmissionError, StateConflict) as exc:
+        except SubmissionError as exc:
+            raise refusal(exc) from None
+        except StateConflict as exc:
             raise CommandError(str(exc)) from None
         finally:
             source.close()
