@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0014_run_webhook_url'),
+        ('runs', '0015_console_indexes'),
     ]
 
     operations = [
