@@ -218,6 +218,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     record = request[RECORD]
     parsed = parse_request(await read_json(request, state.config.max_body_bytes), version=version)
     record.model, record.stream = parsed.model_name, parsed.stream
+    record.structured = parsed.output_schema is not None
     directives = find_directives(parsed)
 
     plan = state.cache.plan(key, parsed)

@@ -7,11 +7,14 @@ Directives are `[[mock:ACTION key=value ...]]` anywhere in system or message tex
   hang [times=K]                      wait (until the client gives up) before answering
   drop [times=K]                      close the connection without a response
   stream_error [times=K]              streams only: some deltas, then an `event: error` frame
-  max_tokens [times=K]                cut the reply, stop_reason "max_tokens"
+  max_tokens [times=K]                cut the reply, stop_reason "max_tokens" (with a schema: a
+                                      truncated document)
   output_tokens=N                     make the reply (or this packed block's reply) about N tokens
   latency_ms=N                        extra latency for this request
   drop_uid [times=K]                  packed block only: leave this uid out of the JSON reply
   malformed [times=K]                 packed call: the whole reply is not valid JSON
+  refusal [times=K]                   the model declines: stop_reason "refusal", a short text that is
+                                      no answer (with a schema: not a document of it)
   expire [times=K]                    message batches only: never processed, `expired` with the batch
 
 `times=K` means "the first K requests that carry this directive"; without it, every one. Counting is
@@ -37,6 +40,7 @@ BLOCK_RE = re.compile(r'<block uid="([^"]*)">\n(.*?)\n</block>', re.DOTALL)
 ACTIONS: dict[str, bool] = {
     "status": True, "hang": False, "drop": False, "stream_error": False, "max_tokens": False,
     "output_tokens": True, "latency_ms": True, "drop_uid": False, "malformed": False, "expire": False,
+    "refusal": False,
 }
 # Directives that decide the fate of the whole request before any reply is made, in prompt order.
 REQUEST_FAULTS = ("status", "hang", "drop", "stream_error")

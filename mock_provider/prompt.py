@@ -10,6 +10,7 @@ from typing import Any
 
 from mock_provider.errors import MockAPIError, invalid_request
 from mock_provider.models import MockModel, find_model
+from mock_provider.structured import output_schema_of
 from mock_provider.tokens import canonical_json, count_text
 
 API_VERSIONS = frozenset({"2023-06-01", "2026-10-21"})
@@ -45,6 +46,8 @@ class ParsedRequest:
     breakpoints: tuple[tuple[int, str], ...]  # (segment index, ttl), in prefix order
     last_user_index: int  # index into `messages` of the last user turn, -1 if there is none
     input_tokens: int  # the whole prompt
+    # `output_config.format`'s JSON Schema (structured outputs), checked; None for free text.
+    output_schema: dict[str, Any] | None = None
 
     def last_user_texts(self) -> list[str]:
         return [s.text for s in self.segments
@@ -208,7 +211,15 @@ def parse_request(body: Any, *, version: str, count_only: bool = False) -> Parse
     if len(messages) > MAX_MESSAGES:
         raise _fail("messages", f"at most {MAX_MESSAGES} messages are allowed")
 
-    segments = _tool_segments(body.get("tools")) + _system_segments(body.get("system"))
+    output_schema = output_schema_of(body)
+    # The schema is part of the system prompt the model reads: counted, and in the cached prefix
+    # (another schema, another prefix).
+    schema_segments = []
+    if output_schema is not None:
+        canonical = canonical_json({"output_format": output_schema})
+        schema_segments.append(Segment("output_format", -1, None, canonical, count_text(canonical), None))
+    segments = (_tool_segments(body.get("tools")) + schema_segments
+                + _system_segments(body.get("system")))
     last_user = -1
     for i, message in enumerate(messages):
         path = f"messages.{i}"
@@ -251,5 +262,5 @@ def parse_request(body: Any, *, version: str, count_only: bool = False) -> Parse
     return ParsedRequest(
         model=model, model_name=model_name, max_tokens=max_tokens, stream=stream and not count_only,
         stop_sequences=tuple(stops), segments=tuple(segments), breakpoints=breakpoints,
-        last_user_index=last_user, input_tokens=total,
+        last_user_index=last_user, input_tokens=total, output_schema=output_schema,
     )

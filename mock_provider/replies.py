@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from mock_provider.faults import BLOCK_RE, Directive, strip_directives
 from mock_provider.prompt import ParsedRequest
+from mock_provider.structured import document_text
 from mock_provider.tokens import chars_for_tokens, count_text
 
 FILLER = (
@@ -38,6 +39,8 @@ HEAD_CHARS = 60
 _CORPUS = " ".join(random.Random(0).choice(FILLER) for _ in range(8_192))
 # What a disobedient model might say around its JSON; with the closing brace gone it never parses.
 MALFORMED_PREFIX = "Sure! Here are the answers for each block:\n"
+# What a model that declines says (stop_reason "refusal").
+REFUSAL_TEXT = "I can't help with that request."
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class ReplyShape:
     dropped_uids: frozenset[str] = frozenset()
     malformed: bool = False
     extra_latency_ms: float = 0.0
+    refused: bool = False
 
 
 def shape_reply(directives: list[Directive], take: Callable[[Directive], bool]) -> ReplyShape:
@@ -65,7 +69,7 @@ def shape_reply(directives: list[Directive], take: Callable[[Directive], bool]) 
     output: int | None = None
     per_block: dict[str, int] = {}
     dropped: set[str] = set()
-    malformed = False
+    malformed = refused = False
     latency = 0.0
     for d in directives:
         if d.action == "max_tokens" and take(d):
@@ -81,11 +85,13 @@ def shape_reply(directives: list[Directive], take: Callable[[Directive], bool]) 
             dropped.add(d.uid)
         elif d.action == "malformed" and take(d):
             malformed = True
-    return ReplyShape(forced, output, per_block, frozenset(dropped), malformed, latency)
+        elif d.action == "refusal" and take(d):
+            refused = True
+    return ReplyShape(forced, output, per_block, frozenset(dropped), malformed, latency, refused)
 
 
 def reply_for(text: str, target_tokens: int | None = None) -> str:
-    clean = " ".join(strip_directives(text).split())
+    clean = _clean(text)
     digest = hashlib.sha256(clean.encode()).hexdigest()
     words = clean.split(" ") if clean else []
     head = " ".join(words[:HEAD_WORDS])[:HEAD_CHARS].rstrip()
@@ -122,12 +128,27 @@ def packed_blocks(request: ParsedRequest) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for text in request.last_user_texts() for m in BLOCK_RE.finditer(text)]
 
 
+def _clean(text: str) -> str:
+    return " ".join(strip_directives(text).split())
+
+
 def generate(request: ParsedRequest, shape: ReplyShape) -> Reply:
     if request.max_tokens == 0:
         # Used to warm the cache: nothing is generated.
         return Reply("", 0, "max_tokens")
+    if shape.refused:
+        return Reply(REFUSAL_TEXT, count_text(REFUSAL_TEXT), "refusal")
     blocks = packed_blocks(request)
-    if blocks:
+    if request.output_schema is not None:
+        if blocks:
+            pairs = [(uid, _clean(inner)) for uid, inner in blocks if uid not in shape.dropped_uids]
+            text = document_text(request.output_schema, "", pairs)
+        else:
+            texts = request.last_user_texts()
+            text = document_text(request.output_schema, _clean(texts[-1] if texts else ""))
+        if shape.malformed:
+            text = MALFORMED_PREFIX + text[:-1]
+    elif blocks:
         mapping = {
             uid: reply_for(inner, shape.block_output_tokens.get(uid, shape.output_tokens))
             for uid, inner in blocks if uid not in shape.dropped_uids

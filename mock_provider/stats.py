@@ -36,6 +36,7 @@ class RequestRecord:
     model: str | None = None
     api_key: str | None = None
     stream: bool = False
+    structured: bool = False  # the request carried a JSON Schema (output_config.format)
     fault: str | None = None  # e.g. "directive:status=529 times=2", "random:529"
     usage: dict[str, int] | None = None
     duration: float | None = None  # seconds, on the mock's clock

@@ -52,7 +52,7 @@ class Usage:
 
 
 def message_json(message_id: str, model: str, reply: Reply, usage: Usage) -> dict[str, Any]:
-    return {
+    message = {
         "id": message_id,
         "type": "message",
         "role": "assistant",
@@ -62,6 +62,9 @@ def message_json(message_id: str, model: str, reply: Reply, usage: Usage) -> dic
         "stop_sequence": reply.stop_sequence,
         "usage": usage.to_json(),
     }
+    if reply.stop_reason == "refusal":
+        message["stop_details"] = {"type": "refusal", "category": None, "explanation": None}
+    return message
 
 
 def frame(event: str, data: dict[str, Any]) -> bytes:
@@ -83,6 +86,7 @@ def stream_frames(message_id: str, model: str, reply: Reply, usage: Usage) -> St
     start = message_json(message_id, model, reply, usage)
     start.update(content=[], stop_reason=None, stop_sequence=None,
                  usage=usage.to_json(output_tokens=1 if has_block else 0))
+    stop_details = start.pop("stop_details", None)
     head = frame("message_start", {"type": "message_start", "message": start})
     if has_block:
         head += frame("content_block_start", {"type": "content_block_start", "index": 0,
@@ -100,7 +104,8 @@ def stream_frames(message_id: str, model: str, reply: Reply, usage: Usage) -> St
     del usage_json["cache_creation"], usage_json["service_tier"]  # MessageDeltaUsage has neither
     tail += frame("message_delta", {
         "type": "message_delta",
-        "delta": {"stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence},
+        "delta": {"stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence,
+                  **({"stop_details": stop_details} if stop_details else {})},
         "usage": usage_json,
     })
     tail += frame("message_stop", {"type": "message_stop"})

@@ -53,6 +53,18 @@ def write_multipart(path: Path, *, fields: dict[str, str], blocks: int, input_ch
     return path.stat().st_size
 
 
+def wsgi_environ(method: str, path: str, *, token: str, query: str = "", body: Path | None = None,
+                 content_type: str = "", stream: Any = None) -> dict[str, Any]:
+    """What a WSGI server hands the application for one request (its body read from `stream`)."""
+    return {
+        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80", "HTTP_HOST": "localhost", "wsgi.url_scheme": "http",
+        "wsgi.input": stream if stream is not None else io.BytesIO(b""), "wsgi.errors": sys.stderr,
+        "CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(body.stat().st_size) if body else "0",
+        "HTTP_AUTHORIZATION": f"Token {token}",
+    }
+
+
 def wsgi_call(method: str, path: str, *, token: str, body: Path | None = None,
               content_type: str = "") -> tuple[str, int]:
     """One request through the WSGI application; returns its status and the size of its body."""
@@ -60,13 +72,7 @@ def wsgi_call(method: str, path: str, *, token: str, body: Path | None = None,
 
     status: list[str] = []
     stream = body.open("rb") if body else io.BytesIO(b"")
-    environ = {
-        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80", "HTTP_HOST": "localhost", "wsgi.url_scheme": "http",
-        "wsgi.input": stream, "wsgi.errors": sys.stderr, "CONTENT_TYPE": content_type,
-        "CONTENT_LENGTH": str(body.stat().st_size) if body else "0",
-        "HTTP_AUTHORIZATION": f"Token {token}",
-    }
+    environ = wsgi_environ(method, path, token=token, body=body, content_type=content_type, stream=stream)
     try:
         result = application(environ, lambda s, headers, exc_info=None: status.append(s))
         size = sum(len(chunk) for chunk in result)

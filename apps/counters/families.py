@@ -54,7 +54,7 @@ KNOWN_ERROR_CODES = frozenset({
     "throttle_exhausted", "lease_expired", "max_tokens", "unparseable_output", "refusal",
     "model_context_window_exceeded", "batch_expired", "batch_canceled", "base_url_redirect",
     "base_url_not_public", "usage_limit_reached", "enforced_spend_limit_reached",
-    "contract_spend_limit_reached",
+    "contract_spend_limit_reached", "output_invalid",
 })
 _HTTP_CODE = re.compile(r"^http_[1-5][0-9][0-9]$")
 ERROR_TYPES = frozenset(kind.value for kind in FailureKind)

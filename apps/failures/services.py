@@ -123,7 +123,7 @@ def event_code_for(error_code: str, http_status: int | None) -> EventCode:
     """The taxonomy code for a block's terminal error."""
     if http_status in (401, 403) or error_code in ("authentication_error", "permission_error"):
         return EventCode.AUTH_FAILED
-    if error_code in ("unparseable_output", "mismapped_output", "max_tokens"):
+    if error_code in ("unparseable_output", "mismapped_output", "max_tokens", "output_invalid"):
         return EventCode.MODEL_PARSE_ERROR
     if error_code in ("invalid_request_error", "request_too_large", "input_invalid"):
         return EventCode.INPUT_INVALID

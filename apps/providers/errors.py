@@ -29,6 +29,10 @@ class FailureKind(enum.StrEnum):
     # The reply was cut at max_tokens or could not be mapped back to the blocks: split the pack,
     # else fail the block.
     OUTPUT_PROBLEM = "output_problem"
+    # A run with an output schema got an answer that is no document of it (cut at max_tokens, a
+    # refusal, or one that does not parse or validate: apps.providers.structured): try the block again
+    # within its attempts, then fail it with `output_invalid`.
+    OUTPUT_INVALID = "output_invalid"
     # The key's base_url broke an address rule at call time: it redirects, or its name resolves to a
     # non-public address now (apps.providers.transport). No call was made there; pause its runs.
     KEY_UNSAFE = "key_unsafe"

@@ -4,7 +4,6 @@ Every run is scoped to its owner (another user's run is a 404, like a missing on
 Errors leave in the shared shape (config/api/errors.py); writes are throttled (config/api/throttles.py).
 """
 
-import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -27,13 +26,19 @@ from apps.runs.caching import settings_warnings
 from apps.runs.models import Run
 from apps.runs.reporting.compare import runs_compare
 from apps.runs.reporting.costs import run_cost_report
+from apps.runs.reporting.exports import (
+    CONTENT_TYPES,
+    FORMATS,
+    export_filename,
+    failures_export,
+    results_export,
+)
 from apps.runs.reporting.live import end_event_id, run_event_stream
 from apps.runs.selectors import (
     block_get,
     run_block_status_counts,
     run_blocks,
     run_get_visible,
-    run_results,
     runs_list,
 )
 from apps.runs.serializers.inputs import (
@@ -49,6 +54,7 @@ from apps.runs.serializers.inputs import (
 from apps.runs.serializers.outputs import (
     BlockDetailSerializer,
     BlockSerializer,
+    FailureLineSerializer,
     ResultLineSerializer,
     RunCompareSerializer,
     RunDetailSerializer,
@@ -85,13 +91,12 @@ from config.api.errors import (
 )
 from config.api.pagination import IndexCursorPagination, PagePagination
 from config.api.parsers import JSONParser
-from config.api.renderers import EventStreamRenderer, NDJSONRenderer
+from config.api.renderers import CSVRenderer, EventStreamRenderer, NDJSONRenderer, ParquetRenderer
 from config.api.throttles import UPLOADS, WRITES
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # 1 to 200 visible ASCII characters, spaces allowed inside: what any client can send in a header.
 IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ -~]{0,198}[!-~])?$"
-RESULTS_BATCH = 500
 
 RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 OTHER_RUN_ID = OpenApiParameter("other_run_id", OpenApiTypes.UUID, OpenApiParameter.PATH,
@@ -414,39 +419,65 @@ class RunBlockDetailApi(APIView):
         return Response(BlockDetailSerializer(block).data)
 
 
-def jsonl_lines(rows: Iterator[dict[str, Any]], *, batch: int = RESULTS_BATCH) -> Iterator[bytes]:
-    """Rows as JSONL, a batch of lines per chunk: one write per line would dominate the cost."""
-    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    lines: list[str] = []
-    for row in rows:
-        lines.append(encode(row))
-        if len(lines) >= batch:
-            yield ("\n".join(lines) + "\n").encode()
-            lines = []
-    if lines:
-        yield ("\n".join(lines) + "\n").encode()
+EXPORT_FORMAT = OpenApiParameter(
+    "format", OpenApiTypes.STR, OpenApiParameter.QUERY, required=False, enum=list(FORMATS),
+    description="jsonl (the default), csv (a header row, then one flat row per block) or parquet (a typed "
+                "schema whose fields carry a description); or ask with Accept: application/x-ndjson, "
+                "text/csv, application/vnd.apache.parquet.")
+FLAT_EXPORT = ("A structured run's answer is flattened into `output.<field>` columns from its schema "
+               "(nested objects as `output.a.b`, arrays and unions as JSON text); a free-text run has "
+               "one `output` column; every metadata key of the run is a `metadata.<key>` column.")
 
 
-@extend_schema(parameters=[RUN_ID], tags=["runs"])
-class RunResultsApi(APIView):
-    renderer_classes = [JSONRenderer, NDJSONRenderer]
+class ExportApi(APIView):
+    """A streamed export of a run in the format asked for (apps/runs/reporting/exports.py)."""
 
+    renderer_classes = [JSONRenderer, NDJSONRenderer, CSVRenderer, ParquetRenderer]
+
+    def export(self, request: Request, run: Run, *, failures: bool) -> StreamingHttpResponse:
+        fmt = request.accepted_renderer.format
+        fmt = fmt if fmt in FORMATS else "jsonl"
+        chunks = failures_export(run, fmt) if failures else results_export(run, fmt)
+        response = StreamingHttpResponse(chunks, content_type=CONTENT_TYPES[fmt])
+        response["Content-Disposition"] = (
+            f'attachment; filename="{export_filename(run, fmt, failures=failures)}"')
+        return response
+
+
+def export_responses(line: type[serializers.Serializer]) -> dict[Any, Any]:
+    return {
+        (200, "application/x-ndjson"): OpenApiResponse(line, description="One such object per line."),
+        (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV with a header row."),
+        (200, "application/vnd.apache.parquet"): OpenApiResponse(OpenApiTypes.BINARY,
+                                                                 description="A Parquet file."),
+        **error_responses(401, 404),
+    }
+
+
+@extend_schema(parameters=[RUN_ID, EXPORT_FORMAT], tags=["runs"])
+class RunResultsApi(ExportApi):
     @extend_schema(
         operation_id="runs_results",
-        description="Every block's result as JSONL, one line per block in block order, streamed.",
-        responses={
-            (200, "application/x-ndjson"): OpenApiResponse(
-                ResultLineSerializer, description="One such object per line."
-            ),
-            **error_responses(401, 404),
-        },
+        description="Every block's result, one line (or row) per block in block order, streamed: JSONL, "
+                    f"CSV or Parquet. {FLAT_EXPORT}",
+        responses=export_responses(ResultLineSerializer),
     )
     def get(self, request: Request, run_id: str) -> StreamingHttpResponse:
-        run = visible_run(request, run_id)
-        response = StreamingHttpResponse(jsonl_lines(run_results(run_id=run.pk)),
-                                         content_type="application/x-ndjson")
-        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.jsonl"'
-        return response
+        return self.export(request, visible_run(request, run_id), failures=False)
+
+
+@extend_schema(parameters=[RUN_ID, EXPORT_FORMAT], tags=["runs"])
+class RunFailuresExportApi(ExportApi):
+    @extend_schema(
+        operation_id="runs_failures_export",
+        description="The run's dead-letter rows (its failed blocks), one per line or row in block order, "
+                    "streamed in the same formats as results/: each with its error, attempts, state and "
+                    "the raw text of an answer the run's schema refused. Every metadata key of the run is "
+                    "a `metadata.<key>` column in CSV and Parquet.",
+        responses=export_responses(FailureLineSerializer),
+    )
+    def get(self, request: Request, run_id: str) -> StreamingHttpResponse:
+        return self.export(request, visible_run(request, run_id), failures=True)
 
 
 @extend_schema(parameters=[RUN_ID, LAST_EVENT_ID], tags=["runs"])

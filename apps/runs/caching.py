@@ -19,7 +19,8 @@ from typing import Any
 
 from apps.providers.catalog import get_model
 from apps.providers.prompts import INPUT_PLACEHOLDER, BlockInput, CallSpec, build_params
-from apps.runs.estimates import tokens_typical
+from apps.providers.structured import schema_json
+from apps.runs.estimates import schema_text, tokens_typical
 
 CACHE_PREFIX_TOO_SHORT = "cache_prefix_too_short"
 # Placeholders standing for the blocks: only the text around them, the prefix, is counted.
@@ -43,7 +44,11 @@ def cacheable_prefix_tokens(spec: CallSpec, *, packed: bool) -> int:
     params = build_params(replace(spec, cache=True), _TWO_BLOCKS if packed else _ONE_BLOCK)
     blocks = _text_blocks(params)
     last = max((i for i, b in enumerate(blocks) if b.get("cache_control")), default=-1)
-    return sum(tokens_typical(b["text"]) for b in blocks[: last + 1])
+    if last < 0:
+        return 0
+    # A structured run's schema is part of the system prompt the model reads, so of the prefix.
+    schema = tokens_typical(schema_text(spec, packed=packed)) if spec.output_schema else 0
+    return schema + sum(tokens_typical(b["text"]) for b in blocks[: last + 1])
 
 
 def prefix_warnings(spec: CallSpec, *, pack_size: int, blocks: int) -> list[dict[str, Any]]:
@@ -76,10 +81,11 @@ def prefix_warnings(spec: CallSpec, *, pack_size: int, blocks: int) -> list[dict
 
 def settings_warnings(*, blocks: int, model: str, system_prompt: str = "",
                       prompt_template: str = INPUT_PLACEHOLDER, options: dict[str, Any] | None = None,
-                      **ignored: Any) -> list[dict[str, Any]]:
+                      output_schema: dict[str, Any] | None = None, **ignored: Any) -> list[dict[str, Any]]:
     """prefix_warnings for a run's settings as a create takes them, before the run exists (the
     preflight estimate)."""
     options = options or {}
     spec = CallSpec(model=model, system_prompt=system_prompt, prompt_template=prompt_template,
-                    max_tokens=1, cache=bool(options.get("cache")), cache_ttl=options.get("cache_ttl", "5m"))
+                    max_tokens=1, cache=bool(options.get("cache")), cache_ttl=options.get("cache_ttl", "5m"),
+                    output_schema=schema_json(output_schema) if output_schema else "")
     return prefix_warnings(spec, pack_size=int(options.get("pack_size", 1)), blocks=blocks)

@@ -10,12 +10,13 @@ Token counts are estimated from UTF-8 bytes, never from a tokenizer we do not ha
 - the *typical* estimate (the preflight's low end) takes 4 characters per token.
 """
 
+import json
 import math
 from dataclasses import dataclass
 from decimal import Decimal
 
 from apps.providers.catalog import PER_MILLION, ModelInfo, get_model
-from apps.providers.prompts import INPUT_PLACEHOLDER, PACK_PREAMBLE, CallSpec
+from apps.providers.prompts import PLACEHOLDER_RE, CallSpec, output_format
 from apps.providers.usage import BATCH_DISCOUNT
 
 BYTES_PER_TOKEN_HIGH = 3.0
@@ -34,10 +35,20 @@ def tokens_typical(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN_TYPICAL)
 
 
+def schema_text(spec: CallSpec, *, packed: bool) -> str:
+    """The output schema a call sends (a structured run's), as the model reads it: part of its system
+    prompt, and so of the cacheable prefix. "" for a free-text run."""
+    if not spec.output_schema:
+        return ""
+    return json.dumps(output_format(spec.output_schema, packed=packed)["format"]["schema"])
+
+
 def prefix_text(spec: CallSpec, *, packed: bool) -> str:
-    """What every call of the run sends besides the blocks' own text (the cacheable prefix)."""
-    template = spec.prompt_template.replace(INPUT_PLACEHOLDER, "")
-    return spec.system_prompt + (PACK_PREAMBLE if packed else "") + template
+    """What every call of the run sends besides the blocks' own text (the cacheable prefix): the output
+    schema, the system prompt, the pack instructions and the template without its placeholders."""
+    template = PLACEHOLDER_RE.sub("", spec.prompt_template)
+    preamble = spec.preamble() if packed else ""
+    return schema_text(spec, packed=packed) + spec.system_prompt + preamble + template
 
 
 def call_input_tokens(spec: CallSpec, inputs: list[str]) -> int:

@@ -1,4 +1,5 @@
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -7,6 +8,7 @@ from django.utils import timezone
 
 from apps.keys.models import ProviderKey
 from apps.providers.prompts import CallSpec
+from apps.providers.structured import schema_of
 from apps.runs.batching.transitions import MessageBatchQuerySet, MessageBatchStatus
 from apps.runs.transitions import (
     RUN_USING_KEY,
@@ -72,6 +74,10 @@ class Run(Usage, Reserved):
     max_tokens = models.PositiveIntegerField(default=1024)
     # Optional sampling: the 2026-10-21 API version rejects these, so nothing sends them by default.
     temperature = models.FloatField(null=True, blank=True)
+    # A JSON Schema for each block's answer (structured outputs, apps.providers.structured): sent as
+    # `output_config.format` on every call, each answer validated against it. Empty: free text. Kept as
+    # the JSON text given (jsonb would reorder its keys, and the model writes properties in their order).
+    output_schema_text = models.TextField(blank=True, default="")
     max_attempts = models.PositiveSmallIntegerField(default=3)
     # Most of this run's blocks in provider calls at once, across all workers.
     parallelism = models.PositiveIntegerField(default=16)
@@ -190,7 +196,13 @@ class Run(Usage, Reserved):
             max_tokens=self.max_tokens, temperature=self.temperature,
             cache=bool(options.get("cache", False)), cache_ttl=options.get("cache_ttl", "5m"),
             stream=bool(options.get("stream", False)),
+            output_schema=self.output_schema_text,
         )
+
+    @property
+    def output_schema(self) -> dict[str, Any] | None:
+        """The output schema as a JSON object (shared: never modify it), or None for free text."""
+        return schema_of(self.output_schema_text) if self.output_schema_text else None
 
 
 class Block(Usage, Reserved):
@@ -198,6 +210,9 @@ class Block(Usage, Reserved):
     block_index = models.PositiveIntegerField()
     uid = models.CharField(max_length=200)
     input = models.TextField()
+    # The user's own JSON object (record ids, fields to join on; at most 8 KB), returned with the block
+    # everywhere and sent to the model only where the template names a field (`{metadata.title}`).
+    metadata = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=BlockStatus.choices, default=BlockStatus.PENDING)
     # Claims made this pass; bounded by run.max_attempts (a crash mid-call counts too).
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -212,6 +227,9 @@ class Block(Usage, Reserved):
     claimed_by = models.CharField(max_length=200, blank=True, default="")
     # NULL until the block succeeds: an empty reply is a real (if odd) result.
     output = models.TextField(null=True, blank=True)  # noqa: DJ001
+    # A structured run's answer as the JSON document it is (validated against the run's schema), beside
+    # its text in `output`: queryable (`output_json__label="spam"`), exported as fields.
+    output_json = models.JSONField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -323,6 +341,8 @@ class Attempt(Usage):
     request_id = models.CharField(max_length=100, blank=True, default="")
     # The reply of an accepted success: earlier passes' results stay readable after a reseed.
     output = models.TextField(null=True, blank=True)  # noqa: DJ001
+    # Its document, for a structured run.
+    output_json = models.JSONField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     model = models.CharField(max_length=100, blank=True, default="")
     worker = models.CharField(max_length=200, blank=True, default="")

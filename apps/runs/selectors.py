@@ -14,8 +14,8 @@ from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, Paused
 from apps.runs.transitions import RUN_ACTIVE, RunStatus
 
 RESULT_FIELDS = (
-    "uid", "block_index", "status", "output", "error_code", "error_message", "attempts",
-    "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+    "uid", "block_index", "status", "output", "output_json", "metadata", "error_code", "error_message",
+    "attempts", "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
     "cost_usd", "model", "prompt_version", "pass_number",
 )
 
@@ -75,7 +75,7 @@ def run_block_status_counts(*, run_id: Any) -> dict[str, int]:
 def run_blocks(*, run_id: Any, status: str | None = None, error_code: str | None = None
                ) -> QuerySet[Block]:
     """A run's blocks without their (possibly long) input and output."""
-    blocks = Block.objects.filter(run_id=run_id).defer("input", "output")
+    blocks = Block.objects.filter(run_id=run_id).defer("input", "output", "output_json")
     if status:
         blocks = blocks.filter(status=status)
     if error_code:
@@ -91,14 +91,20 @@ def block_get(*, run_id: Any, uid: str) -> Block | None:
     return Block.objects.filter(run_id=run_id, uid=uid).prefetch_related(attempts).first()
 
 
-def run_results(*, run_id: Any, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
-    """One dict per block in block_index order, streamed from the database in chunks."""
+def run_result_rows(*, run_id: Any, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
+    """One flat dict of RESULT_FIELDS per block in block_index order, streamed from the database in
+    chunks (a server-side cursor on PostgreSQL): memory is a chunk, whatever the run's size."""
     rows = (
         Block.objects.filter(run_id=run_id).order_by("block_index").values_list(*RESULT_FIELDS)
         .iterator(chunk_size=chunk_size)
     )
     for row in rows:
-        data = dict(zip(RESULT_FIELDS, row, strict=True))
+        yield dict(zip(RESULT_FIELDS, row, strict=True))
+
+
+def run_results(*, run_id: Any, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
+    """One dict per block in block_index order, as a JSONL line of the results export."""
+    for data in run_result_rows(run_id=run_id, chunk_size=chunk_size):
         usage = {k: data.pop(k) for k in (
             "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"
         )}

@@ -183,7 +183,7 @@ BLOCK_WRITE_FIELDS = (
 )
 # Only a success replaces the result and its version stamp; a failure keeps the last good output.
 SUCCESS_WRITE_FIELDS = (
-    *BLOCK_WRITE_FIELDS, "output", "latency_ms", "model", "pass_number", "pipeline_version",
+    *BLOCK_WRITE_FIELDS, "output", "output_json", "latency_ms", "model", "pass_number", "pipeline_version",
     "prompt_version",
 )
 
@@ -379,6 +379,7 @@ def _apply_decision(block: "Block", entry: "Entry", run: "Run", now: datetime) -
         block.throttle_waits += 1
     if decision.status == BlockStatus.SUCCEEDED:
         block.output = outcome.output
+        block.output_json = outcome.output_json
         block.latency_ms = outcome.latency_ms
         block.model = outcome.model or run.model
         block.pass_number = run.current_pass

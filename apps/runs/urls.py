@@ -15,6 +15,7 @@ urlpatterns = [
     path("runs/<str:run_id>/compare/<str:other_run_id>/", api.RunCompareApi.as_view(), name="run-compare"),
     path("runs/<str:run_id>/events/", api.RunEventsApi.as_view(), name="run-events"),
     path("runs/<str:run_id>/results/", api.RunResultsApi.as_view(), name="run-results"),
+    path("runs/<str:run_id>/failures/", api.RunFailuresExportApi.as_view(), name="run-failures"),
     path("runs/<str:run_id>/blocks/", api.RunBlockListApi.as_view(), name="run-block-list"),
     path("runs/<str:run_id>/blocks/<path:uid>/", api.RunBlockDetailApi.as_view(), name="run-block-detail"),
     # Replaying a dead-letter row reopens its block: the engine's. Before apps/failures/urls.py (included

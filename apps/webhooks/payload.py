@@ -7,7 +7,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
+from django.urls import reverse
+
 from apps.runs.models import Run, RunPass
+from apps.runs.reporting.exports import FORMATS
 
 EVENT_TYPE = "run.finished"
 
@@ -18,6 +22,20 @@ def _moment(value: datetime | None) -> str | None:
 
 def _usd(value: Decimal | None) -> str | None:
     return None if value is None else format(Decimal(value), "f")
+
+
+def _link(name: str, run: Run, query: str = "") -> str:
+    return f"{settings.PUBLIC_BASE_URL}{reverse(name, args=[str(run.pk)])}{query}"
+
+
+def result_links(run: Run) -> dict[str, Any]:
+    """Where the run and its results are read (with the API's token): the results and the failures in
+    each export format (every block's metadata is in them), absolute under PUBLIC_BASE_URL."""
+    return {
+        "run": _link("run-detail", run),
+        "results": {fmt: _link("run-results", run, f"?format={fmt}") for fmt in FORMATS},
+        "failures": {fmt: _link("run-failures", run, f"?format={fmt}") for fmt in FORMATS},
+    }
 
 
 def run_finished_event(*, run: Run, run_pass: RunPass | None, pass_number: int, status: str
@@ -50,6 +68,7 @@ def run_finished_event(*, run: Run, run_pass: RunPass | None, pass_number: int, 
             "started_at": _moment(started),
             "finished_at": _moment(ended),
             "duration_seconds": duration,
+            "links": result_links(run),
         },
     }
 

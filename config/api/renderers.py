@@ -35,3 +35,29 @@ class EventStreamRenderer(BaseRenderer):
     def render(self, data: Any, accepted_media_type: str | None = None,
                renderer_context: dict[str, Any] | None = None) -> bytes:
         return b"" if data is None else sse_event(data, event="error").encode()
+
+
+class _ExportRenderer(BaseRenderer):
+    """A streamed export's format (the view writes its bytes itself); makes `?format=` and `Accept`
+    negotiable, and renders the endpoint's error responses as JSON."""
+
+    def render(self, data: Any, accepted_media_type: str | None = None,
+               renderer_context: dict[str, Any] | None = None) -> bytes:
+        if data is None:
+            return b""
+        response = (renderer_context or {}).get("response")
+        if response is not None:
+            response["Content-Type"] = "application/json"
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class CSVRenderer(_ExportRenderer):
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+
+class ParquetRenderer(_ExportRenderer):
+    media_type = "application/vnd.apache.parquet"
+    format = "parquet"
+    charset = None

@@ -30,6 +30,9 @@ if env.bool("DJANGO_READ_DOT_ENV_FILE", default=False):
 SECRET_KEY = os.environ.get("SECRET_KEY") or "django-insecure-local-development-only"
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+# Where people and webhook receivers reach this service (https://conveyor.example.com): the links in a
+# `run.finished` event are absolute under it; empty, they are paths (/api/v1/runs/...).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
 
 INSTALLED_APPS = [
     # Django's admin with the console's site (apps/console/site.py: the overview among its pages).

@@ -379,6 +379,24 @@ def test_a_runs_results_download_is_its_jsonl_in_block_order(operator, ended_run
                                                        ("b2", "failed")]
 
 
+def test_a_runs_results_download_as_csv_has_a_header_and_a_row_per_block(operator, ended_run):
+    response = operator.get(reverse("admin:runs_run_results_csv", args=[ended_run.pk]))
+    assert response["Content-Disposition"] == f'attachment; filename="run-{ended_run.pk}-results.csv"'
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert lines[0].startswith("uid,block_index,status,output,")
+    assert [line.split(",")[0] for line in lines[1:]] == ["b0", "b1", "b2"]
+
+
+def test_a_runs_failures_download_as_parquet_holds_its_dead_letter_rows(operator, ended_run):
+    import io
+
+    import pyarrow.parquet as pq
+
+    response = operator.get(reverse("admin:runs_run_failures_parquet", args=[ended_run.pk]))
+    table = pq.read_table(io.BytesIO(b"".join(response.streaming_content)))
+    assert table.column("uid").to_pylist() == ["b2"]
+
+
 def test_a_runs_failures_download_is_its_dead_letter_rows(operator, ended_run):
     response = operator.get(reverse("admin:runs_run_failures", args=[ended_run.pk]))
     rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]

@@ -172,3 +172,22 @@ def test_a_submission_the_provider_never_got_is_abandoned_and_its_blocks_go_back
     assert (batch.status, batch.error) == ("abandoned", "the provider has no such batch: blocks given back")
     assert list(run.blocks.values_list("status", "attempts")) == [("pending", 0), ("pending", 0)]
     assert mock.stats()["batches"]["created"] == 0
+
+
+BOOK = {"type": "object", "properties": {"title": {"type": "string"}, "year": {"type": "integer"}},
+        "required": ["title", "year"], "additionalProperties": False}
+
+
+def test_a_batch_run_with_a_schema_stores_each_answer_as_its_document(owner, mock_key):
+    run = settle_batches(batch_run(owner, mock_key, [f"book {i}" for i in range(5)], output_schema=BOOK))
+    assert (run.status, run.completed_blocks) == ("complete", 5)
+    for document in run.blocks.values_list("output_json", flat=True):
+        assert set(document) == {"title", "year"} and isinstance(document["year"], int)
+
+
+def test_in_a_batch_an_answer_that_is_no_document_is_retried_with_output_invalid(owner, mock_key):
+    inputs = ["fine", "declines once [[mock:refusal times=1]]", "cut once [[mock:max_tokens times=1]]"]
+    run = settle_batches(batch_run(owner, mock_key, inputs, output_schema=BOOK))
+    assert (run.status, run.completed_blocks) == ("complete", 3)
+    retried = Attempt.objects.filter(run=run, outcome="retry").values_list("block__uid", "error_code")
+    assert sorted(retried) == [("b1", "output_invalid"), ("b2", "output_invalid")]

@@ -126,3 +126,55 @@ def test_the_comparison_reports_each_runs_cost_per_succeeded_block(owner, offlin
     assert (report.a.cost_usd, report.a.cost_per_block_usd) == (Decimal("0.3"), Decimal("0.3"))
     assert (report.a.calls, report.a.attempts, report.a.tokens["input"]) == (2, 2, 20)
     assert report.b.cost_per_block_usd == 0 and report.cost_ratio == 0.0
+
+
+# --- structured outputs and metadata -----------------------------------------------------------------
+
+def structured_run_with(owner, key, documents: dict[str, dict], metadata: dict[str, dict] | None = None):
+    """A run of structured answers: each block ended with its document (text spaced its own way)."""
+    schema = {"type": "object", "properties": {}, "additionalProperties": False}
+    run = run_create(owner=owner, key=key, model="claude-haiku-4-5", output_schema=schema,
+                     blocks=[BlockSpec(uid=uid, input="text", metadata=(metadata or {}).get(uid))
+                             for uid in documents])
+    for uid, document in documents.items():
+        finish_block(run, uid, BlockStatus.SUCCEEDED, output=json.dumps(document, indent=2))
+        Block.objects.filter(run=run, uid=uid).update(output_json=document)
+    run.refresh_from_db()
+    return run
+
+
+def test_structured_answers_match_as_documents_whatever_their_spacing(owner, offline_key):
+    a = structured_run_with(owner, offline_key, {"x": {"label": "spam", "score": 1}})
+    b = structured_run_with(owner, offline_key, {"x": {"score": 1, "label": "spam"}})
+    Block.objects.filter(run=b, uid="x").update(output='{"score":1,"label":"spam"}')
+    parity = outputs_parity(a, b)
+    assert (parity.exact_matches, parity.mismatches.count) == (1, 0)
+
+
+def test_structured_answers_are_compared_field_by_field_into_nested_objects(owner, offline_key):
+    a = structured_run_with(owner, offline_key, {"x": {"label": "spam", "sender": {"name": "Ann", "rank": 1}},
+                                                 "y": {"label": "ham", "sender": {"name": "Bo", "rank": 2}}})
+    b = structured_run_with(owner, offline_key, {"x": {"label": "spam", "sender": {"name": "Ann", "rank": 3}},
+                                                 "y": {"label": "spam", "sender": {"name": "Bo", "rank": 2}}})
+    fields = outputs_parity(a, b).fields
+    assert (fields["label"].matches, fields["label"].differs.uids) == (1, ["y"])
+    assert (fields["sender.name"].matches, fields["sender.name"].differs.count) == (2, 0)
+    assert (fields["sender.rank"].matches, fields["sender.rank"].differs.uids) == (1, ["x"])
+
+
+def test_a_field_missing_on_one_side_is_a_difference_not_a_crash(owner, offline_key):
+    a = structured_run_with(owner, offline_key, {"x": {"label": "spam", "note": {"why": "link"}}})
+    b = structured_run_with(owner, offline_key, {"x": {"label": "spam"}})
+    parity = outputs_parity(a, b)
+    assert parity.mismatches.uids == ["x"]
+    assert parity.fields["note.why"].differs.uids == ["x"]
+    assert parity.fields["label"].matches == 1
+
+
+def test_listed_uids_come_with_their_blocks_metadata(owner, offline_key):
+    a = structured_run_with(owner, offline_key, {"x": {"v": 1}, "y": {"v": 2}, "z": {"v": 3}},
+                            metadata={"x": {"record": 1}, "y": {"record": 2}})
+    b = structured_run_with(owner, offline_key, {"x": {"v": 1}, "y": {"v": 0}})
+    parity = outputs_parity(a, b)
+    assert parity.metadata == {"y": {"record": 2}}  # y differs; z is only in A and has none
+    assert parity.as_dict()["metadata"] == {"y": {"record": 2}}

@@ -53,6 +53,23 @@ def test_the_event_says_which_run_and_pass_ended_how_with_counts_tokens_cost_and
     assert data["created_at"] is not None
 
 
+def test_the_event_links_to_the_runs_results_and_failures_in_every_export_format(
+        hooked_run, end_run, deliver_inline, receiver, settings):
+    settings.PUBLIC_BASE_URL = "https://conveyor.example.com"
+    end_run(hooked_run)
+    links = json.loads(receiver.received[0].body)["data"]["links"]
+    base = f"https://conveyor.example.com/api/v1/runs/{hooked_run.pk}"
+    assert links["run"] == f"{base}/"
+    assert links["results"] == {fmt: f"{base}/results/?format={fmt}" for fmt in ("jsonl", "csv", "parquet")}
+    assert links["failures"]["csv"] == f"{base}/failures/?format=csv"
+
+
+def test_without_a_public_base_url_the_links_are_paths(hooked_run, end_run, deliver_inline, receiver):
+    end_run(hooked_run)
+    links = json.loads(receiver.received[0].body)["data"]["links"]
+    assert links["results"]["jsonl"] == f"/api/v1/runs/{hooked_run.pk}/results/?format=jsonl"
+
+
 def test_a_run_without_a_webhook_url_records_no_event(owner, offline_key, end_run_plain):
     run = make_run(owner, offline_key, ["one"])
     end_run_plain(run)

@@ -36,17 +36,17 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from rest_framework.renderers import JSONRenderer
 
-from apps.core.admin import OperatorActionsMixin, moment, short_id
+from apps.core.admin import OperatorActionsMixin, moment, pretty_json, short_id
 from apps.core.errors import InvalidInput, StateConflict
 from apps.core.formatting import format_usd
 from apps.failures.models import PipelineFailure, failure_state
 from apps.failures.selectors import failures_list
 from apps.failures.serializers import FailureOutputSerializer
-from apps.runs.api import jsonl_lines
 from apps.runs.models import BlockStatus, PassScope, PausedCause, Run, RunPass, RunStatus
 from apps.runs.reporting.costs import NO_HIT_AFTER_CALLS, CostReport, run_cost_report
+from apps.runs.reporting.exports import CONTENT_TYPES, failures_export, jsonl_chunks, results_export
 from apps.runs.reporting.live import run_progress
-from apps.runs.selectors import run_block_status_counts, run_results, run_status_text
+from apps.runs.selectors import run_block_status_counts, run_status_text
 from apps.runs.services.lifecycle import run_cancel, run_resume, run_set_budget
 from apps.runs.services.reseed import run_reseed
 from apps.runs.transitions import RUN_CANCELABLE, RUN_RESEEDABLE
@@ -182,11 +182,13 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
                                "idempotency_key", "webhook_url"]}),
         ("Model and prompt", {"classes": ["collapse"],
                               "fields": ["model", "max_tokens", "temperature", "system_prompt",
-                                         "prompt_template", "prompt_version", "pipeline_version"]}),
+                                         "prompt_template", "output_schema_display", "prompt_version",
+                                         "pipeline_version"]}),
         ("Timings", {"fields": ["created_at", "started_at", "finished_at"]}),
     ]
     readonly_fields = ["warnings_list", "progress_bar", "block_breakdown", "recent_failures",
-                       "budget", "cost", "savings_table", "cache_hit_rate", "options_list"]
+                       "budget", "cost", "savings_table", "cache_hit_rate", "options_list",
+                       "output_schema_display"]
     change_form_template = "admin/runs/run/change_form.html"
 
     def get_urls(self) -> list[URLPattern]:
@@ -196,8 +198,17 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
             path("<path:object_id>/budget/", wrap(self.budget_view), name="runs_run_budget"),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name="runs_run_cancel"),
             path("<path:object_id>/reseed/", wrap(self.reseed_view), name="runs_run_reseed"),
-            path("<path:object_id>/results.jsonl", wrap(self.results_view), name="runs_run_results"),
+            path("<path:object_id>/results.jsonl", wrap(self.results_view), {"fmt": "jsonl"},
+                 name="runs_run_results"),
+            path("<path:object_id>/results.csv", wrap(self.results_view), {"fmt": "csv"},
+                 name="runs_run_results_csv"),
+            path("<path:object_id>/results.parquet", wrap(self.results_view), {"fmt": "parquet"},
+                 name="runs_run_results_parquet"),
             path("<path:object_id>/failures.jsonl", wrap(self.failures_view), name="runs_run_failures"),
+            path("<path:object_id>/failures.csv", wrap(self.failures_table_view), {"fmt": "csv"},
+                 name="runs_run_failures_csv"),
+            path("<path:object_id>/failures.parquet", wrap(self.failures_table_view), {"fmt": "parquet"},
+                 name="runs_run_failures_parquet"),
             *super().get_urls(),
         ]
 
@@ -267,6 +278,11 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         cause = PAUSED_SHORT.get(run.paused_cause, "")
         return format_html('<span style="white-space:nowrap" title="{}"><strong>paused</strong>: {}</span>',
                            run.paused_reason, cause or "see its page")
+
+    @admin.display(description="output schema")
+    def output_schema_display(self, run: Run) -> str:
+        """The JSON Schema each answer must be a document of (structured outputs), or free text."""
+        return pretty_json(run.output_schema) if run.output_schema else "- (free text)"
 
     @admin.display(description="progress")
     def progress_bar(self, run: Run) -> str:
@@ -488,10 +504,17 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
             text=f"{run.failed_blocks} failed, {run.completed_blocks} succeeded, {run.canceled_blocks} "
                  "canceled. With another model or prompt: manage.py runs reseed, or the API.")
 
-    def results_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """Every block's result as JSONL, in block order: the API's results/ and `manage.py export`."""
+    def results_view(self, request: HttpRequest, object_id: str, fmt: str) -> HttpResponse:
+        """Every block's result in block order, as JSONL, CSV or Parquet: the API's results/ and
+        `manage.py export` (apps/runs/reporting/exports.py)."""
         run = self._viewable(request, object_id)
-        return self._download(jsonl_lines(run_results(run_id=run.pk)), f"run-{run.pk}-results.jsonl")
+        return self._download(results_export(run, fmt), f"run-{run.pk}-results.{fmt}", CONTENT_TYPES[fmt])
+
+    def failures_table_view(self, request: HttpRequest, object_id: str, fmt: str) -> HttpResponse:
+        """The run's dead-letter rows as a table (CSV or Parquet), with every metadata key as a column:
+        the API's runs/{id}/failures/ and `manage.py export --failures`."""
+        run = self._viewable(request, object_id)
+        return self._download(failures_export(run, fmt), f"run-{run.pk}-failures.{fmt}", CONTENT_TYPES[fmt])
 
     def failures_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The run's dead-letter rows as JSONL, newest first, as GET /api/v1/failures/?run= shows them."""
@@ -499,11 +522,11 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         rows = failures_list(user=None, run=run.pk).iterator(chunk_size=500)
         # Through the API's JSON encoding (ids, moments), so each line is what the API answers.
         lines = (json.loads(JSONRenderer().render(FailureOutputSerializer(row).data)) for row in rows)
-        return self._download(jsonl_lines(lines), f"run-{run.pk}-failures.jsonl")
+        return self._download(jsonl_chunks(lines), f"run-{run.pk}-failures.jsonl", CONTENT_TYPES["jsonl"])
 
     @staticmethod
-    def _download(lines: Any, filename: str) -> StreamingHttpResponse:
-        response = StreamingHttpResponse(lines, content_type="application/x-ndjson; charset=utf-8")
+    def _download(chunks: Any, filename: str, content_type: str) -> StreamingHttpResponse:
+        response = StreamingHttpResponse(chunks, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
 

@@ -46,9 +46,11 @@ def _record_chunk(batch: MessageBatch, run: Run, lines: list[Any], secret: str) 
         if parsed and parsed[0] == token.hex:
             wanted[parsed[1]] = line
     held = Block.objects.filter(run_id=run.pk, id__in=wanted, status=BlockStatus.CLAIMED, lease_token=token)
+    output_schema = run.call_spec.output_schema
     outcomes = [
         outcome_of(wanted[block_id].result.model_dump(mode="json"), BatchItem(block_id, attempt, number),
-                   token=token, model=run.model, batch_id=batch.pk, secrets=(secret,))
+                   token=token, model=run.model, batch_id=batch.pk, secrets=(secret,),
+                   output_schema=output_schema)
         for block_id, attempt, number in held.values_list("id", "attempts", "pass_attempts")
     ]
     if outcomes:

@@ -6,6 +6,7 @@ from typing import Any
 
 from apps.core.redaction import redact
 from apps.providers.errors import FailureKind, ProviderFailure, classify_error_body
+from apps.providers.structured import document_of, without_document
 from apps.providers.usage import TokenUsage, cost_usd
 from apps.runs.services.decisions import Outcome
 
@@ -34,9 +35,22 @@ def _text(message: dict[str, Any]) -> str:
     return "".join(b.get("text", "") for b in message.get("content") or [] if b.get("type") == "text")
 
 
+def _read_document(outcome: Outcome, output_schema: str) -> None:
+    """A structured run's answer: its document, or why it is none (output_invalid)."""
+    if outcome.failure is not None:
+        outcome.failure = without_document(outcome.failure, packed=False)
+        return
+    try:
+        outcome.output_json = document_of(outcome.output or "", output_schema)
+    except ProviderFailure as failure:
+        failure.request_id, failure.usage = outcome.request_id, outcome.usage
+        outcome.failure, outcome.output = failure, None
+
+
 def outcome_of(result: dict[str, Any], item: BatchItem, *, token: Any, model: str, batch_id: int,
-               secrets: tuple[str, ...]) -> Outcome:
-    """One `{"custom_id", "result": {...}}` line as the Outcome of the block's call."""
+               secrets: tuple[str, ...], output_schema: str = "") -> Outcome:
+    """One `{"custom_id", "result": {...}}` line as the Outcome of the block's call; for a structured
+    run (`output_schema`, canonical JSON), its answer read and validated as a live call's is."""
     kind = result.get("type")
     common = {"block_id": item.block_id, "lease_token": token, "attempt": item.attempt,
               "number": item.number, "model": model, "batch_id": batch_id}
@@ -55,7 +69,9 @@ def outcome_of(result: dict[str, Any], item: BatchItem, *, token: Any, model: st
         elif stop in ("refusal", "model_context_window_exceeded"):
             outcome.output = None
             outcome.failure = ProviderFailure(FailureKind.BLOCK_FATAL, stop, f"model stopped: {stop}",
-                                              http_status=200, usage=usage)
+                                              http_status=200, partial_text=_text(message), usage=usage)
+        if output_schema:
+            _read_document(outcome, output_schema)
         return outcome
     if kind == "errored":
         failure = classify_error_body(result.get("error"), secrets=secrets)

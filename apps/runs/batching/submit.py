@@ -8,6 +8,7 @@ A crash between 2 and 3 leaves a `submitting` row: poll.py looks for the batch a
 adopts it, or gives the blocks back if the provider never got it. A crash before 2 leaves claimed
 blocks whose ordinary lease expires within minutes."""
 
+import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -56,11 +57,12 @@ def _requests(run: Run, blocks: list[ClaimedBlock], token: Any) -> tuple[list[di
     spec = run.call_spec
     requests, size, left_out = [], 0, []
     for block in blocks:
-        params = build_params(spec, [BlockInput(block.id, block.uid, block.input)])
+        params = build_params(spec, [BlockInput(block.id, block.uid, block.input, block.metadata)])
         params.pop("extra_body", None)
         if spec.temperature is not None:
             params["temperature"] = spec.temperature
-        approx = len(block.input.encode("utf-8")) + len(spec.system_prompt) + len(spec.prompt_template) + 200
+        approx = (len(block.input.encode("utf-8")) + len(spec.system_prompt) + len(spec.prompt_template)
+                  + len(spec.output_schema) + len(json.dumps(block.metadata or {})) + 200)
         if requests and size + approx > _conf("BATCH_MAX_BYTES"):
             left_out.append(block.id)
             continue

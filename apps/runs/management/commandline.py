@@ -16,13 +16,14 @@ from typing import Any, TextIO
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rest_framework import serializers
 
 from apps.core.errors import InvalidInput
+from apps.failures.models import PipelineFailure
 from apps.keys.models import ProviderKey
 from apps.runs.models import Run
-from apps.runs.selectors import run_results
+from apps.runs.reporting.exports import FORMATS, failures_export, results_export
 from config.api.errors import flatten_errors
 
 # Settings whose command-line option is not simply --the-field-name.
@@ -109,6 +110,20 @@ def text_option(value: str) -> str:
     return _ESCAPE.sub(lambda match: _ESCAPED[match.group(1)], value)
 
 
+def json_option(value: str, *, option: str) -> Any:
+    """A JSON value given on the command line: `@path` reads a file, anything else is the JSON itself."""
+    source = "the value"
+    if value.startswith("@"):
+        path = Path(value[1:])
+        if not path.is_file():
+            raise CommandError(f"{option}: no such file: {value[1:]}")
+        source, value = str(path), path.read_text(encoding="utf-8")
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError) as exc:
+        raise CommandError(f"{option}: {source} is not valid JSON ({exc})") from None
+
+
 def user_named(username: str) -> Any:
     User = get_user_model()
     user = User.objects.filter(**{User.USERNAME_FIELD: username}).first()
@@ -138,16 +153,47 @@ def run_named(run_id: str) -> Run:
     return run
 
 
-def write_results(run_id: Any, out: TextIO) -> int:
-    """Every block's result as JSONL (the API's results/ format), in block order; returns the count.
+def add_export_arguments(parser: CommandParser) -> None:
+    """What `export` and `runs export` take besides the run."""
+    parser.add_argument("--format", choices=FORMATS, default="jsonl",
+                        help="jsonl (default: one JSON object per block, as the API's results/), csv "
+                             "(a header row, one flat row per block: a structured run's fields as "
+                             "output.<field> columns, metadata as metadata.<key>) or parquet (the same, "
+                             "typed; binary: --output FILE or a redirect)")
+    parser.add_argument("--failures", action="store_true",
+                        help="the run's failures (its dead-letter rows) instead of its results")
+    parser.add_argument("--output", help="a file to write (default: standard output)")
+
+
+def write_export(run: Run, out: TextIO, *, fmt: str = "jsonl", failures: bool = False,
+                 output: str | None = None) -> None:
+    """A run's results (or failures) in one of the export formats (apps/runs/reporting/exports.py),
+    streamed to `output` (a file) or to `out` (standard output: its bytes, when it has them).
 
     A reader that stops early (`... | head`) ends the export quietly, as any Unix tool does."""
-    written = 0
+    target = getattr(out, "_out", out)  # a command's stdout wraps the real stream
+    binary = getattr(target, "buffer", None)
+    if fmt == "parquet" and output is None and binary is None:
+        raise CommandError("Parquet is binary: write it to a file with --output FILE")
+    chunks = failures_export(run, fmt) if failures else results_export(run, fmt)
+    if output is not None:
+        with open(output, "wb") as file:
+            for chunk in chunks:
+                file.write(chunk)
+        return
     try:
-        for row in run_results(run_id=run_id):
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            written += 1
-        out.flush()
+        for chunk in chunks:
+            if binary is not None:
+                binary.write(chunk)
+            elif chunk:
+                target.write(chunk.decode())
+        (binary or target).flush()
     except BrokenPipeError:
         stdout_closed()
-    return written
+
+
+def exported(run: Run, *, failures: bool) -> str:
+    """What an export to a file holds, for the line that says it was written."""
+    if failures:
+        return f"{PipelineFailure.objects.filter(run_id=run.pk).count():,} failure(s)"
+    return f"the results of {run.total_blocks:,} block(s)"

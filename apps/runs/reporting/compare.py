@@ -8,11 +8,14 @@ Per run: cost, cost per block (per succeeded block: what a result cost), tokens 
 own counters), cache hit rate (apps.runs.reporting.costs.CacheStats), provider calls and attempts, savings.
 
 Parity, by uid (blocks are matched by uid, not position): a uid in both runs whose blocks both
-succeeded is *compared*; it is an exact match when the outputs are the same text, else a mismatch.
-For compared outputs that both parse as JSON objects, each field (top-level key) is compared as a
-JSON value (key order and spacing do not matter; `4` and `4.0` differ): field -> how many pairs
-match, and the uids where it differs or is missing on one side. Every uid list is bounded
-(`limit`) and comes with its full count.
+succeeded is *compared*; it is an exact match when the outputs are the same text (for two structured
+answers, `output_json`: the same document, whatever its spacing), else a mismatch. For compared outputs
+that are both JSON objects (structured answers, or text that parses as one), each field is compared as
+a JSON value (key order and spacing do not matter; `4` and `4.0` differ): field -> how many pairs
+match, and the uids where it differs or is missing on one side. A structured answer's nested objects
+are compared field by field too (`author.name`); a plain text's object by its top-level keys. Every
+uid list is bounded (`limit`) and comes with its full count, and every uid listed comes with its
+block's metadata (`metadata`: uid -> the block's own fields, from A, else B).
 
 Blocks are streamed: run A in block_index order, a chunk at a time, each chunk's counterparts in B
 fetched by uid (the (run, uid) unique index); uids only in B are found by one anti-join. Memory is
@@ -45,10 +48,13 @@ class UidList:
     count: int = 0
     uids: list[str] = field(default_factory=list)
 
-    def add(self, uid: str) -> None:
+    def add(self, uid: str) -> bool:
+        """Count the uid; True when it is listed (among the first `limit`)."""
         self.count += 1
         if len(self.uids) < self.limit:
             self.uids.append(uid)
+            return True
+        return False
 
     def as_dict(self) -> dict[str, Any]:
         return {"count": self.count, "uids": self.uids, "truncated": self.count > len(self.uids)}
@@ -78,6 +84,8 @@ class Parity:
     fields: dict[str, FieldParity] = field(default_factory=dict)
     # Field names seen beyond MAX_FIELDS: compared pairs with such a field are counted here.
     fields_untracked: int = 0
+    # The metadata of every uid listed, by uid (blocks that have metadata).
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for uid_list in (self.mismatches, self.not_compared, self.only_in_a, self.only_in_b):
@@ -96,8 +104,13 @@ class Parity:
             "only_in_a": self.only_in_a.as_dict(), "only_in_b": self.only_in_b.as_dict(),
             "identical": self.identical, "json_objects": self.json_objects,
             "fields": {name: f.as_dict() for name, f in sorted(self.fields.items())},
-            "fields_untracked": self.fields_untracked,
+            "fields_untracked": self.fields_untracked, "metadata": self.metadata,
         }
+
+    def note(self, listed: bool, uid: str, metadata: Any) -> None:
+        """Keep a listed uid's metadata beside the lists."""
+        if listed and metadata is not None:
+            self.metadata.setdefault(uid, metadata)
 
 
 @dataclass(frozen=True)
@@ -185,63 +198,104 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _compare_fields(parity: Parity, uid: str, a: dict[str, Any], b: dict[str, Any]) -> None:
+def leaves(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A structured answer's fields by dotted path: nested objects opened up (`author.name`), every
+    other value (arrays included) a field of its own; an empty object is a field too."""
+    flat: dict[str, Any] = {}
+    for name, value in document.items():
+        path = f"{prefix}{name}"
+        if isinstance(value, dict) and value:
+            flat.update(leaves(value, f"{path}."))
+        else:
+            flat[path] = value
+    return flat
+
+
+_ABSENT = object()
+
+
+def _compare_fields(parity: Parity, uid: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Field by field; a field on one side only is a difference. True when a listed uid was added."""
     parity.json_objects += 1
-    untracked = False
-    for name in a.keys() | b.keys():
+    untracked = listed = False
+    for name in sorted(a.keys() | b.keys()):
         stats = parity.fields.get(name)
         if stats is None:
             if len(parity.fields) >= MAX_FIELDS:
                 untracked = True
                 continue
             stats = parity.fields[name] = FieldParity(differs=UidList(limit=parity.limit))
-        if name in a and name in b and _canonical(a[name]) == _canonical(b[name]):
+        value_a, value_b = a.get(name, _ABSENT), b.get(name, _ABSENT)
+        if value_a is not _ABSENT and value_b is not _ABSENT and _canonical(value_a) == _canonical(value_b):
             stats.matches += 1
         else:
-            stats.differs.add(uid)
+            listed = stats.differs.add(uid) or listed
     parity.fields_untracked += untracked
+    return listed
 
 
-def _compare_pair(parity: Parity, uid: str, a: tuple[str, str | None], b: tuple[str, str | None]) -> None:
-    (status_a, output_a), (status_b, output_b) = a, b
-    if status_a != BlockStatus.SUCCEEDED or status_b != BlockStatus.SUCCEEDED:
-        parity.not_compared.add(uid)
+@dataclass(frozen=True)
+class Side:
+    """One block's side of a pair: its status, answer text, structured answer and metadata."""
+
+    status: str
+    output: str | None
+    output_json: Any = None
+    metadata: Any = None
+
+
+def _compare_pair(parity: Parity, uid: str, a: Side, b: Side) -> None:
+    if a.status != BlockStatus.SUCCEEDED or b.status != BlockStatus.SUCCEEDED:
+        parity.note(parity.not_compared.add(uid), uid, a.metadata or b.metadata)
         return
     parity.compared += 1
-    if output_a == output_b:
+    structured = a.output_json is not None and b.output_json is not None
+    same = _canonical(a.output_json) == _canonical(b.output_json) if structured else a.output == b.output
+    listed = False
+    if same:
         parity.exact_matches += 1
     else:
-        parity.mismatches.add(uid)
-    object_a, object_b = json_object(output_a), json_object(output_b)
-    if object_a is not None and object_b is not None:
-        _compare_fields(parity, uid, object_a, object_b)
+        listed = parity.mismatches.add(uid)
+    if structured:
+        object_a = a.output_json if isinstance(a.output_json, dict) else None
+        object_b = b.output_json if isinstance(b.output_json, dict) else None
+        if object_a is not None and object_b is not None:
+            listed = _compare_fields(parity, uid, leaves(object_a), leaves(object_b)) or listed
+    else:
+        object_a, object_b = json_object(a.output), json_object(b.output)
+        if object_a is not None and object_b is not None:
+            listed = _compare_fields(parity, uid, object_a, object_b) or listed
+    parity.note(listed, uid, a.metadata or b.metadata)
 
 
 def outputs_parity(run_a: Run, run_b: Run, *, limit: int = UID_LIMIT, chunk_size: int = CHUNK_SIZE
                    ) -> Parity:
     """Output parity by uid between two runs, streamed over their blocks (see the module's doc)."""
     parity = Parity(limit=limit)
-    fields = ("block_index", "uid", "status", "output")
+    fields = ("status", "output", "output_json", "metadata")
     last_index = -1
     while True:
         chunk = list(Block.objects.filter(run_id=run_a.pk, block_index__gt=last_index)
-                     .order_by("block_index").values_list(*fields)[:chunk_size])
+                     .order_by("block_index").values_list("block_index", "uid", *fields)[:chunk_size])
         if not chunk:
             break
         last_index = chunk[-1][0]
-        others = {uid: (status, output) for uid, status, output in
+        others = {uid: Side(*row) for uid, *row in
                   Block.objects.filter(run_id=run_b.pk, uid__in=[row[1] for row in chunk])
-                  .values_list("uid", "status", "output")}
-        for _, uid, status, output in chunk:
-            other = others.get(uid)
+                  .values_list("uid", *fields)}
+        for _, uid, *row in chunk:
+            side, other = Side(*row), others.get(uid)
             if other is None:
-                parity.only_in_a.add(uid)
+                parity.note(parity.only_in_a.add(uid), uid, side.metadata)
             else:
-                _compare_pair(parity, uid, (status, output), other)
+                _compare_pair(parity, uid, side, other)
     in_a = Block.objects.filter(run_id=run_a.pk).values("uid")
     only_b = Block.objects.filter(run_id=run_b.pk).exclude(uid__in=in_a)
     parity.only_in_b.count = only_b.count()
-    parity.only_in_b.uids = list(only_b.order_by("block_index").values_list("uid", flat=True)[:limit])
+    listed_b = list(only_b.order_by("block_index").values_list("uid", "metadata")[:limit])
+    parity.only_in_b.uids = [uid for uid, _ in listed_b]
+    for uid, metadata in listed_b:
+        parity.note(True, uid, metadata)
     return parity
 
 

@@ -9,12 +9,19 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.runs.models import BlockStatus, PassScope, RunMode, RunStatus
 from apps.runs.selectors import RUN_ORDERINGS
 
 PROMPT_MAX_CHARS = 500_000
+OUTPUT_SCHEMA_HELP = (
+    "A JSON Schema for each block's answer (structured outputs): sent to the provider as "
+    "`output_config.format`, every answer validated against it and stored as JSON (`output_json`). The "
+    "provider's subset: every object sets `additionalProperties: false`; no numeric or length bounds, no "
+    "recursion; at most 64 KB. An answer that is no document of it fails the block with `output_invalid` "
+    "(retried within max_attempts).")
 DEFAULT_OPTIONS: dict[str, Any] = {"cache": False, "cache_ttl": "5m", "pack_size": 1, "stream": False,
                                    "max_cost_usd": None}
 
@@ -81,10 +88,28 @@ def stored_options(validated: dict[str, Any] | None) -> dict[str, Any]:
     return options
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (not an array, a string or a number)."""
+
+    default_error_messages = {"not_object": "Must be a JSON object."}
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if value is not None and not isinstance(value, dict):
+            self.fail("not_object")
+        return value
+
+
 class BlockInputSerializer(StrictSerializer):
     uid = UidField(max_length=200, required=False,
                    help_text="Unique within the run; defaults to line-N (N from 1). No control characters.")
     input = TextField(trim_whitespace=False)
+    metadata = JSONObjectField(
+        required=False, allow_null=True,
+        help_text="Your own fields for this block (record ids, fields to join on), at most 8 KB as JSON: "
+                  "returned with its result everywhere, sent to the model only where the template names "
+                  "a field (`{metadata.title}`).")
 
 
 class RunSettingsSerializer(StrictSerializer):
@@ -132,6 +157,8 @@ class RunSettingsInputSerializer(RunSettingsSerializer):
     options through (its blocks come from a file), so that they are checked exactly as the API's."""
 
     options = RunOptionsSerializer(required=False)
+    output_schema = JSONObjectField(required=False, allow_null=True, default=None,
+                                    help_text=OUTPUT_SCHEMA_HELP)
 
 
 class RunCreateInputSerializer(RunSettingsInputSerializer):
@@ -150,6 +177,17 @@ class RunUploadInputSerializer(RunSettingsSerializer):
     options = serializers.CharField(
         required=False, help_text='The options as a JSON object, e.g. `{"pack_size": 10, "cache": true}`.',
     )
+    output_schema = serializers.CharField(required=False, help_text="The output schema as a JSON object. "
+                                          + OUTPUT_SCHEMA_HELP)
+
+    def validate_output_schema(self, value: str) -> dict[str, Any]:
+        try:
+            schema = json.loads(value)
+        except (ValueError, RecursionError):
+            raise serializers.ValidationError("Must be a JSON object.") from None
+        if not isinstance(schema, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return schema
 
     def validate_options(self, value: str) -> dict[str, Any]:
         try:

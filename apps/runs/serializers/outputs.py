@@ -68,6 +68,8 @@ class RunSerializer(serializers.Serializer):
     prompt_template = serializers.CharField()
     max_tokens = serializers.IntegerField()
     temperature = serializers.FloatField(allow_null=True)
+    output_schema = serializers.JSONField(allow_null=True, help_text="The JSON Schema each answer must "
+                                          "be a document of (structured outputs); null: free text.")
     max_attempts = serializers.IntegerField()
     parallelism = serializers.IntegerField()
     priority = serializers.IntegerField()
@@ -301,6 +303,7 @@ class RunDetailSerializer(RunSerializer, RunLiveStateSerializer):
 class BlockSerializer(serializers.Serializer):
     uid = serializers.CharField()
     block_index = serializers.IntegerField()
+    metadata = serializers.JSONField(allow_null=True, help_text="The block's own fields, as given.")
     status = serializers.ChoiceField(choices=BlockStatus.choices)
     attempt_count = serializers.IntegerField(source="attempts", help_text="Claims in the current pass.")
     error_code = serializers.CharField()
@@ -328,12 +331,16 @@ class AttemptSerializer(serializers.Serializer):
     model = serializers.CharField()
     usage = UsageSerializer(source="*")
     output = serializers.CharField(allow_null=True)
+    output_json = serializers.JSONField(allow_null=True, help_text="Its document, for a structured run.")
     created_at = serializers.DateTimeField()
 
 
 class BlockDetailSerializer(BlockSerializer):
     input = serializers.CharField()
     output = serializers.CharField(allow_null=True)
+    output_json = serializers.JSONField(
+        allow_null=True, help_text="A structured run's answer as the JSON document it is (validated against "
+                                   "the run's output_schema); null for free text or until it succeeds.")
     attempts = AttemptSerializer(source="attempt_set", many=True)
 
 
@@ -349,12 +356,34 @@ class ResultLineSerializer(serializers.Serializer):
     block_index = serializers.IntegerField()
     status = serializers.ChoiceField(choices=BlockStatus.choices)
     output = serializers.CharField(allow_null=True)
+    output_json = serializers.JSONField(allow_null=True, help_text="A structured run's document.")
+    metadata = serializers.JSONField(allow_null=True, help_text="The block's own fields, as given.")
     error = ResultErrorSerializer(allow_null=True)
     attempts = serializers.IntegerField()
     usage = UsageSerializer()
     model = serializers.CharField()
     prompt_version = serializers.CharField()
     pass_number = serializers.IntegerField()
+
+
+class FailureLineSerializer(serializers.Serializer):
+    """One line of a run's failures export (documentation only: written without DRF)."""
+
+    uid = serializers.CharField()
+    block_index = serializers.IntegerField()
+    metadata = serializers.JSONField(allow_null=True)
+    error_code = serializers.CharField()
+    error_message = serializers.CharField()
+    http_status = serializers.IntegerField(allow_null=True)
+    attempt_count = serializers.IntegerField()
+    replay_count = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=["scheduled", "parked", "resolved"])
+    failed_at = serializers.DateTimeField()
+    next_retry_at = serializers.DateTimeField(allow_null=True)
+    resolved_at = serializers.DateTimeField(allow_null=True)
+    resolution_note = serializers.CharField()
+    raw_output = serializers.CharField(allow_null=True, help_text="The answer the run's schema refused (or "
+                                       "the text a broken stream left), as received.")
 
 
 # --- comparing two runs ------------------------------------------------------------------------------
@@ -381,8 +410,11 @@ class ParitySerializer(serializers.Serializer):
     json_objects = serializers.IntegerField(help_text="Compared pairs whose outputs both parse as "
                                                       "JSON objects: their fields are compared below.")
     fields = serializers.DictField(child=FieldParitySerializer(),
-                                   help_text="Top-level field -> matches and differing uids.")
+                                   help_text="Field -> matches and differing uids: top-level keys, and for "
+                                             "structured answers nested fields too (`author.name`).")
     fields_untracked = serializers.IntegerField(help_text="Pairs with fields beyond the first 100 names.")
+    metadata = serializers.DictField(child=serializers.JSONField(), help_text="uid -> the block's metadata "
+                                     "(from A, else B), for every uid listed above that has metadata.")
 
 
 class CompareBlocksSerializer(serializers.Serializer):

@@ -18,10 +18,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Min, Q, Sum
+from django.db.models import Count, Expression, F, Min, Q, Sum, TextField
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from apps.core.db import OctetLength
+from apps.providers.prompts import metadata_fields
 from apps.runs.estimates import block_reservation
 from apps.runs.models import Block, BlockStatus, PausedCause, Run, RunStatus
 from apps.runs.services.finalize import run_finalize
@@ -36,6 +38,8 @@ class ClaimedBlock:
     attempt: int
     # Its call's number in the current pass (what the Attempt row says).
     number: int = 0
+    # Its metadata, read only when the run's template names a field of it.
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass
@@ -50,6 +54,14 @@ class Claim:
 def lease_seconds() -> float:
     conf = settings.CONVEYOR
     return conf["PROVIDER_TIMEOUT_SECONDS"] + conf["LEASE_MARGIN_SECONDS"]
+
+
+def prompt_bytes(run: Run) -> Expression:
+    """What a block adds to its call's prompt, in bytes, for its worst case: its input, and its
+    metadata (at most 8 KB) when the template names a field of it."""
+    if metadata_fields(run.prompt_template):
+        return OctetLength("input") + Coalesce(OctetLength(Cast("metadata", TextField())), 0)
+    return OctetLength("input")
 
 
 def _within_budget(run: Run, rows: list[tuple[int, int]]) -> list[int]:
@@ -94,7 +106,7 @@ def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0, answer
         .filter(run_id=run.pk)
         .order_by("block_index")
         .select_for_update(skip_locked=True)
-        .values_list("id", OctetLength("input"))[:limit]
+        .values_list("id", prompt_bytes(run))[:limit]
     )
     if not rows:
         return Claim(run_status=status)
@@ -114,7 +126,7 @@ def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0, answer
     changes: dict[str, Any] = {}
     if budgeted:
         reservation = block_reservation(run.call_spec, pack_size=run.pack_size, batch=run.in_batch_mode)
-        changes["reserved_usd"] = reservation.fixed_usd + reservation.per_byte_usd * OctetLength("input")
+        changes["reserved_usd"] = reservation.fixed_usd + reservation.per_byte_usd * prompt_bytes(run)
     chosen = Block.objects.filter(id__in=ids)
     chosen.claim(token=token, lease_expires_at=now + timedelta(seconds=lease_seconds()), worker=worker,
                  **changes)
@@ -122,9 +134,11 @@ def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0, answer
         reserved = chosen.aggregate(total=Sum("reserved_usd"))["total"] or 0
         Run.objects.filter(pk=run.pk).update(reserved_usd=F("reserved_usd") + reserved)
     blocks = chosen.order_by("block_index").values_list("id", "uid", "input", "attempts", "pass_attempts")
+    metadata = dict(chosen.values_list("id", "metadata")) if metadata_fields(run.prompt_template) else {}
     return Claim(
         run_status=status,
-        blocks=[ClaimedBlock(id=i, uid=u, input=t, attempt=a, number=n) for i, u, t, a, n in blocks],
+        blocks=[ClaimedBlock(id=i, uid=u, input=t, attempt=a, number=n, metadata=metadata.get(i))
+                for i, u, t, a, n in blocks],
         lease_token=token,
     )
 

@@ -52,6 +52,8 @@ class Outcome:
     request_id: str = ""
     model: str = ""
     output: str | None = None
+    # A structured run's answer as its document (validated against the run's schema).
+    output_json: Any = None
     failure: ProviderFailure | None = None
     # The request as sent, secrets redacted; kept only on failures.
     payload_snapshot: dict[str, Any] = field(default_factory=dict)
@@ -139,12 +141,15 @@ def _by_failure_class(outcome: Outcome, block: Block, run: Run, now: datetime) -
         # The key's fault, not the block's: the block waits, unharmed, for the key to be fixed.
         return Decision(BlockStatus.PENDING, AttemptOutcome.KEY_REJECTED, next_attempt_at=now,
                         refund_attempt=True, error_code=code, error_message=message)
-    if kind == FailureKind.RETRYABLE and outcome.attempt < run.max_attempts:
+    # An answer that is no document of the run's schema is retried like a transient error: the model
+    # may well answer properly next time.
+    retried = kind in (FailureKind.RETRYABLE, FailureKind.OUTPUT_INVALID)
+    if retried and outcome.attempt < run.max_attempts:
         delay = retry_delay(outcome.attempt, failure.retry_after)
         return Decision(BlockStatus.PENDING, AttemptOutcome.RETRY,
                         next_attempt_at=now + timedelta(seconds=delay),
                         error_code=code, error_message=message)
-    if kind == FailureKind.RETRYABLE:
+    if retried:
         message = f"gave up after {counted(outcome.attempt, 'attempt')}: {message}"
     return Decision(BlockStatus.FAILED, AttemptOutcome.FAILED, error_code=code, error_message=message)
 
@@ -158,7 +163,7 @@ def fenced_out(outcome: Outcome) -> Decision:
         attempt_outcome = AttemptOutcome.THROTTLED
     elif failure.kind in KEY_PAUSE_CAUSES:
         attempt_outcome = AttemptOutcome.KEY_REJECTED
-    elif failure.kind == FailureKind.RETRYABLE:
+    elif failure.kind in (FailureKind.RETRYABLE, FailureKind.OUTPUT_INVALID):
         attempt_outcome = AttemptOutcome.RETRY
     else:
         attempt_outcome = AttemptOutcome.FAILED

@@ -37,6 +37,8 @@ from apps.runs.services.lifecycle import runs_pause_for_key
 from apps.runs.transitions import BLOCK_COUNTER, RunStatus, lock_run
 
 FAILING_FUNCTION = "conveyor.runs.serve"
+# The most of an answer a structured run's schema refused that its dead-letter row keeps.
+RAW_OUTPUT_LIMIT = 100_000
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +126,7 @@ def write_attempts(rec: Recording) -> None:
             cache_creation_input_tokens=outcome.usage.cache_creation_input_tokens,
             cache_read_input_tokens=outcome.usage.cache_read_input_tokens,
             cost_usd=outcome.cost_usd, output=outcome.output if accepted_success else None,
+            output_json=outcome.output_json if accepted_success else None,
             started_at=outcome.started_at, batch_id=outcome.batch_id,
         ))
     insert_instances(attempts)
@@ -193,15 +196,18 @@ def _dead_letter_one(rec: Recording, entry: Entry) -> None:
     failure = outcome.failure
     http_status = failure.http_status if failure else None
     if decision.status == BlockStatus.FAILED:
+        context = {"uid": block.uid, "block_index": block.block_index, "model": run.model,
+                   "request_id": failure.request_id if failure else "",
+                   "partial_text": (failure.partial_text[:2000] if failure else ""),
+                   "pass": run.current_pass}
+        if failure is not None and failure.kind == FailureKind.OUTPUT_INVALID:
+            # The answer the schema refused, whole (up to RAW_OUTPUT_LIMIT), for the operator to read.
+            context["raw_output"] = failure.partial_text[:RAW_OUTPUT_LIMIT]
         failure_record(
             run_id=run.pk, block_id=block.pk, failing_function=FAILING_FUNCTION,
             caller_function="conveyor.runs.serving.calls", error_code=decision.error_code,
             error_message=decision.error_message, http_status=http_status,
-            attempt_count=outcome.attempt, payload_snapshot=outcome.payload_snapshot,
-            context={"uid": block.uid, "block_index": block.block_index, "model": run.model,
-                     "request_id": failure.request_id if failure else "",
-                     "partial_text": (failure.partial_text[:2000] if failure else ""),
-                     "pass": run.current_pass},
+            attempt_count=outcome.attempt, payload_snapshot=outcome.payload_snapshot, context=context,
             event_code=event_code_for(decision.error_code, http_status), secrets=rec.secrets,
         )
     elif decision.attempt_outcome in (AttemptOutcome.RETRY, AttemptOutcome.THROTTLED):
@@ -209,7 +215,9 @@ def _dead_letter_one(rec: Recording, entry: Entry) -> None:
             function_name=FAILING_FUNCTION, event_code=EventCode.PIPELINE_RETRY,
             message=f"{decision.error_code}: {decision.error_message}",
             metadata={"attempt": outcome.attempt, "outcome": decision.attempt_outcome,
-                      "http_status": http_status},
+                      "http_status": http_status,
+                      **({"raw_output": failure.partial_text[:2000]}
+                         if failure is not None and failure.kind == FailureKind.OUTPUT_INVALID else {})},
             run_id=run.pk, block_id=block.pk, secrets=rec.secrets,
         )
 

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 
 from apps.failures.models import PipelineFailure
+from apps.providers.prompts import metadata_fields
 from apps.providers.prompts import prompt_version as compute_prompt_version
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, BlockStatus, PassScope, Run, RunPass
@@ -107,12 +108,25 @@ def run_reseed(*, run_id: Any, scope: str, status: str | Iterable[str] | None = 
                              options=run.options or {})
 
         selected = _selection(run.pk, scope, filters)
+        if prompt_template is not None:
+            _check_metadata_named(selected, new_template)
         start_pass(run, selected, scope=scope, filters=filters, model=new_model, system_prompt=new_system,
                    prompt_template=new_template, empty=f"no block of this run matches "
                                                    f"{_describe(scope, filters)}",
                    empty_field=next(iter(filters)) if len(filters) == 1 else "scope")
     run.refresh_from_db()
     return run
+
+
+def _check_metadata_named(selected: QuerySet[Block], template: str) -> None:
+    """A new template that names metadata fields (`{metadata.title}`) only for blocks that have them."""
+    for name in metadata_fields(template):
+        *parents, last = name.split(".")
+        lacking = selected.exclude(**{"__".join(["metadata", *parents, "has_key"]): last})
+        missing = lacking.order_by("block_index").values_list("uid", flat=True).first()
+        if missing is not None:
+            raise SubmissionError(f"block {missing!r} has no metadata field {name!r}, which the prompt "
+                                  f"template names ({{metadata.{name}}})", field="prompt_template")
 
 
 def start_pass(run: Run, selected: QuerySet[Block], *, scope: str, filters: dict[str, Any], model: str,
@@ -134,7 +148,7 @@ def start_pass(run: Run, selected: QuerySet[Block], *, scope: str, filters: dict
                             "try again once they are written")
     _record_first_pass(run)
     new_pass = run.current_pass + 1
-    new_prompt_version = compute_prompt_version(system_prompt, prompt_template)
+    new_prompt_version = compute_prompt_version(system_prompt, prompt_template, run.call_spec.output_schema)
     RunPass.objects.create(
         run=run, number=new_pass, scope=scope, filter=filters, model=model,
         system_prompt=system_prompt, prompt_template=prompt_template, prompt_version=new_prompt_version,

@@ -22,7 +22,14 @@ from apps.core.db import OctetLength, copy_into, write_connection
 from apps.core.errors import InvalidInput, StateConflict, Unprocessable
 from apps.keys.models import ProviderKey
 from apps.providers.catalog import catalog, get_model
-from apps.providers.prompts import INPUT_PLACEHOLDER, CallSpec, prompt_version
+from apps.providers.prompts import (
+    INPUT_PLACEHOLDER,
+    CallSpec,
+    has_metadata_field,
+    metadata_fields,
+    prompt_version,
+)
+from apps.providers.structured import SchemaProblem, check_output_schema, schema_json
 from apps.runs.caching import prefix_warnings
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.estimates import RunEstimate, run_estimate
@@ -31,7 +38,9 @@ from apps.runs.selectors import run_for_idempotency_key
 
 CHUNK_SIZE = 2000
 MAX_UID_LENGTH = 200
-BLOCK_FIELDS = {"uid", "input"}
+BLOCK_FIELDS = {"uid", "input", "metadata"}
+# A block's metadata, as compact JSON: record ids and fields to join on, not documents.
+MAX_METADATA_BYTES = 8 * 1024
 
 
 class SubmissionError(InvalidInput):
@@ -62,6 +71,7 @@ class BlockSpec:
     uid: str
     input: str
     line: int | None = None
+    metadata: dict[str, Any] | None = None
 
 
 def _storable(text: str) -> bool:
@@ -109,7 +119,41 @@ def block_from_object(obj: Any, *, line: int) -> BlockSpec:
         # The uid travels in a request header, where CR/LF/DEL make every call for it fail.
         raise SubmissionError(f"`uid` contains the control character U+{ord(control):04X} "
                               "(CR, LF, TAB, DEL, ...); a uid must be printable", field="uid", line=line)
-    return BlockSpec(uid=uid, input=text, line=line)
+    metadata = checked_metadata(obj.get("metadata"), line=line)
+    return BlockSpec(uid=uid, input=text, line=line, metadata=metadata)
+
+
+def _json_storable(value: Any) -> bool:
+    """PostgreSQL's jsonb holds no NUL (\\u0000) in a string or a key, and no unpaired surrogate."""
+    if isinstance(value, str):
+        return _storable(value)
+    if isinstance(value, dict):
+        return all(_storable(k) and _json_storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_json_storable(v) for v in value)
+    return True
+
+
+def checked_metadata(metadata: Any, *, line: int) -> dict[str, Any] | None:
+    """A block's metadata: a JSON object of at most MAX_METADATA_BYTES (as compact JSON) that
+    PostgreSQL can store (no NUL anywhere, no unpaired surrogate). None when not given."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise SubmissionError("`metadata` must be a JSON object", field="metadata", line=line)
+    try:
+        text = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise SubmissionError("`metadata` holds a number JSON cannot carry (NaN or infinity)",
+                              field="metadata", line=line) from None
+    if not _json_storable(metadata):
+        raise SubmissionError("`metadata` contains a NUL or an unpaired surrogate character",
+                              field="metadata", line=line)
+    size = len(text.encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise SubmissionError(f"`metadata` is {size:,} bytes as JSON; at most {MAX_METADATA_BYTES:,} "
+                              "are accepted", field="metadata", line=line)
+    return metadata
 
 
 def parse_jsonl(lines: Iterable[bytes | str]) -> Iterator[BlockSpec]:
@@ -153,7 +197,8 @@ def resolve_mode(mode: str, deadline: datetime | None, *, estimate: dict[str, An
 
 def validate_run_options(*, model: str, max_tokens: int, max_attempts: int, parallelism: int,
                          prompt_template: str, options: dict[str, Any], priority: int = 5,
-                         mode: str = "live", deadline: datetime | None = None) -> None:
+                         mode: str = "live", deadline: datetime | None = None,
+                         output_schema: dict[str, Any] | None = None) -> None:
     info = get_model(model)
     if info is None:
         raise SubmissionError(f"unknown model {model!r}; known: {', '.join(catalog().ids())}",
@@ -195,6 +240,29 @@ def validate_run_options(*, model: str, max_tokens: int, max_attempts: int, para
         raise SubmissionError("pack_size must be an integer between 1 and 50", field="options.pack_size")
     if options.get("cache_ttl", "5m") not in ("5m", "1h"):
         raise SubmissionError("cache_ttl must be 5m or 1h", field="options.cache_ttl")
+    if output_schema is not None:
+        checked_output_schema(output_schema)
+
+
+def checked_output_schema(schema: Any) -> None:
+    """What the provider's structured outputs support (apps.providers.structured), refused here with
+    the keyword and its JSON path, rather than by the provider on every call."""
+    try:
+        check_output_schema(schema)
+    except SchemaProblem as exc:
+        raise SubmissionError(exc.message, field="output_schema") from None
+
+
+def check_metadata_named(blocks: Iterable[BlockSpec], prompt_template: str) -> Iterator[BlockSpec]:
+    """Blocks as they stream past, each checked to carry every metadata field the template names
+    (`{metadata.title}`): a block without one would be sent with a hole in its prompt."""
+    names = metadata_fields(prompt_template)
+    for spec in blocks:
+        for name in names:
+            if not has_metadata_field(spec.metadata, name):
+                raise SubmissionError(f"`metadata` has no field {name!r}, which the prompt template names "
+                                      f"({{metadata.{name}}})", field="metadata", line=spec.line)
+        yield spec
 
 
 def _has_webhook_secret(owner: Any) -> bool:
@@ -224,16 +292,16 @@ def run_preflight(*, blocks: Iterable[BlockSpec], model: str, system_prompt: str
                   max_attempts: int = 3, parallelism: int = 16, priority: int = 5,
                   temperature: float | None = None, options: dict[str, Any] | None = None,
                   mode: str = RunMode.LIVE, deadline: datetime | None = None, webhook_url: str = "",
-                  **ignored: Any) -> RunEstimate:
+                  output_schema: dict[str, Any] | None = None, **ignored: Any) -> RunEstimate:
     """What a run of these blocks and settings would take (tokens and cost, as a range), checked as
     a create is checked, without creating anything or calling the provider."""
     options = dict(options or {})
     validate_run_options(model=model, max_tokens=max_tokens, max_attempts=max_attempts,
                          parallelism=parallelism, prompt_template=prompt_template, options=options,
-                         priority=priority, mode=mode, deadline=deadline)
+                         priority=priority, mode=mode, deadline=deadline, output_schema=output_schema)
     checked_webhook_url(webhook_url)
     count = chars = nbytes = 0
-    for spec in _unique(blocks):
+    for spec in check_metadata_named(_unique(blocks), prompt_template):
         count += 1
         chars += len(spec.input)
         nbytes += len(spec.input.encode("utf-8"))
@@ -241,7 +309,8 @@ def run_preflight(*, blocks: Iterable[BlockSpec], model: str, system_prompt: str
         raise SubmissionError("a run needs at least one block", field="blocks")
     spec = CallSpec(model=model, system_prompt=system_prompt, prompt_template=prompt_template,
                     max_tokens=max_tokens, temperature=temperature, cache=bool(options.get("cache")),
-                    cache_ttl=options.get("cache_ttl", "5m"), stream=bool(options.get("stream")))
+                    cache_ttl=options.get("cache_ttl", "5m"), stream=bool(options.get("stream")),
+                    output_schema=schema_json(output_schema) if output_schema else "")
     batch = resolve_mode(mode, deadline)[0] == RunMode.BATCH
     return run_estimate(spec, pack_size=1 if batch else int(options.get("pack_size", 1)), blocks=count,
                         input_chars=chars, input_bytes=nbytes, batch=batch)
@@ -273,7 +342,8 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
                temperature: float | None = None, options: dict[str, Any] | None = None,
                name: str = "", idempotency_key: str | None = None, request_fingerprint: str = "",
                priority: int = 5, mode: str = RunMode.LIVE, deadline: datetime | None = None,
-               webhook_url: str = "", dispatch: bool = True) -> Run:
+               webhook_url: str = "", output_schema: dict[str, Any] | None = None,
+               dispatch: bool = True) -> Run:
     """Create a run and its blocks; a serving loop is asked for once the transaction commits
     (`dispatch=False` leaves that to the caller, e.g. the demo, which serves in its own process).
 
@@ -290,7 +360,7 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
             return existing
     validate_run_options(model=model, max_tokens=max_tokens, max_attempts=max_attempts,
                          parallelism=parallelism, prompt_template=prompt_template, options=options,
-                         priority=priority, mode=mode, deadline=deadline)
+                         priority=priority, mode=mode, deadline=deadline, output_schema=output_schema)
     webhook_url = checked_webhook_url(webhook_url, owner=owner)
     check_key_usable(key)
     run = Run.objects.create(
@@ -298,13 +368,14 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
         prompt_template=prompt_template, max_tokens=max_tokens, max_attempts=max_attempts,
         parallelism=parallelism, priority=priority, temperature=temperature, options=options,
         mode=mode, effective_mode=RunMode.BATCH if mode == RunMode.BATCH else RunMode.LIVE,
-        deadline=deadline,
+        deadline=deadline, output_schema_text=schema_json(output_schema) if output_schema else "",
         pipeline_version=settings.CONVEYOR["PIPELINE_VERSION"],
-        prompt_version=prompt_version(system_prompt, prompt_template),
+        prompt_version=prompt_version(system_prompt, prompt_template,
+                                      schema_json(output_schema) if output_schema else ""),
         idempotency_key=idempotency_key or None, request_fingerprint=request_fingerprint,
         webhook_url=webhook_url,
     )
-    total = _insert_blocks(run, _unique(blocks))
+    total = _insert_blocks(run, check_metadata_named(_unique(blocks), prompt_template))
     if total == 0:
         raise SubmissionError("a run needs at least one block", field="blocks")
     sizes = Block.objects.filter(run_id=run.pk).aggregate(chars=Sum(Length("input")),
@@ -348,8 +419,9 @@ def _insert_blocks(run: Run, blocks: Iterable[BlockSpec]) -> int:
     and input, so a block costs microseconds (bulk_create spent ~200 us each building model instances
     and preparing values: 23 s for 100,000). Elsewhere (the SQLite demo), bulk_create in chunks."""
     def block(index: int, spec: BlockSpec) -> Block:
-        return Block(run=run, block_index=index, uid=spec.uid, input=spec.input, model=run.model,
-                     pipeline_version=run.pipeline_version, prompt_version=run.prompt_version)
+        return Block(run=run, block_index=index, uid=spec.uid, input=spec.input, metadata=spec.metadata,
+                     model=run.model, pipeline_version=run.pipeline_version,
+                     prompt_version=run.prompt_version)
 
     total = 0
     db = write_connection(Block)
@@ -369,8 +441,11 @@ def _insert_blocks(run: Run, blocks: Iterable[BlockSpec]) -> int:
         row = [f.get_db_prep_save(f.pre_save(template, True), db) for f in fields]
         slot = {f.attname: i for i, f in enumerate(fields)}
         index_at, uid_at, input_at = slot["block_index"], slot["uid"], slot["input"]
+        metadata_at, metadata_field = slot["metadata"], Block._meta.get_field("metadata")
         for spec in blocks:
             row[index_at], row[uid_at], row[input_at] = total, spec.uid, spec.input
+            row[metadata_at] = (None if spec.metadata is None
+                                else metadata_field.get_db_prep_save(spec.metadata, db))
             write_row(row)
             total += 1
     return total

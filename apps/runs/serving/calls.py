@@ -19,7 +19,8 @@ from apps.counters.recording import record_call, record_pack, record_split
 from apps.lanes.gate import Ended, Grant, LaneGate, Need, Settle, Settlements
 from apps.providers.client import CallResult, call_messages, make_async_client
 from apps.providers.errors import FailureKind, ProviderFailure
-from apps.providers.prompts import BlockInput, build_params, parse_packed_reply, request_sha256
+from apps.providers.prompts import Answer, BlockInput, build_params, read_reply, request_sha256
+from apps.providers.structured import without_document
 from apps.providers.usage import TokenUsage, cost_usd
 from apps.runs.estimates import call_input_tokens, prefix_text
 from apps.runs.services.claiming import ClaimedBlock, lease_seconds
@@ -172,7 +173,7 @@ class PackCaller:
         blocks so that the run's cost stays exact."""
         spec = ctx.spec
         secrets = (ctx.api_key,)
-        params = build_params(spec, [BlockInput(b.id, b.uid, b.input) for b in blocks])
+        params = build_params(spec, [BlockInput(b.id, b.uid, b.input, b.metadata) for b in blocks])
         headers = {
             "x-conveyor-run": str(ctx.run_id),
             "x-conveyor-correlation-id": cid,
@@ -188,12 +189,11 @@ class PackCaller:
         try:
             result = await call_messages(self.clients.get(ctx), params, stream=spec.stream,
                                          secrets=secrets, headers=headers)
-            if len(blocks) == 1:
-                outputs = {blocks[0].uid: result.text}
-            else:
-                outputs = parse_packed_reply(result.text, [b.uid for b in blocks])
+            answers = read_reply(spec, [b.uid for b in blocks], result.text)
         except ProviderFailure as exc:
-            failure = exc
+            # A structured run's call that stopped without a document: output_invalid alone, a split
+            # in a pack.
+            failure = without_document(exc, packed=len(blocks) > 1) if spec.output_schema else exc
             if result is not None:  # the reply came back but does not map onto the pack
                 failure.usage, failure.request_id = result.usage, result.request_id
                 failure.rate_limits = result.rate_limits
@@ -214,17 +214,23 @@ class PackCaller:
                 for b, share in zip(blocks, shares, strict=True)
             ]
         assert result is not None
-        shares = self._attribute(ctx, blocks, outputs, carried + result.usage)
+        shares = self._attribute(ctx, blocks, answers, carried + result.usage)
+        refused = [a.failure for a in answers.values() if a.failure is not None]
+        for answer_failure in refused:  # a block's answer the schema refused: this call's
+            answer_failure.request_id, answer_failure.usage = result.request_id, result.usage
+        snapshot = _snapshot(params, secrets) if refused else {}
         return [
             Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, number=b.number, usage=share,
                     cost_usd=cost_usd(spec.model, share), latency_ms=result.latency_ms,
-                    request_id=result.request_id, model=result.model, output=outputs[b.uid],
+                    request_id=result.request_id, model=result.model, output=answers[b.uid].text,
+                    output_json=answers[b.uid].document, failure=answers[b.uid].failure,
+                    payload_snapshot=snapshot if answers[b.uid].failure else {},
                     started_at=started, correlation_id=cid)
             for b, share in zip(blocks, shares, strict=True)
         ]
 
     @staticmethod
-    def _attribute(ctx: RunContext, blocks: list[ClaimedBlock], outputs: dict[str, str],
+    def _attribute(ctx: RunContext, blocks: list[ClaimedBlock], answers: dict[str, Answer],
                    usage: TokenUsage) -> list[TokenUsage]:
         """A pack's usage shared by what each block brought: its own text plus an even part of the
         prompt (input), its reply (output), the cached prefix evenly."""
@@ -232,7 +238,7 @@ class PackCaller:
             return [usage]
         prefix = len(prefix_text(ctx.spec, packed=True)) / len(blocks)
         return usage.attribute([len(b.input) + prefix for b in blocks],
-                               [len(outputs[b.uid]) + 1 for b in blocks])
+                               [len(answers[b.uid].text) + 1 for b in blocks])
 
     async def _settle(self, ctx: RunContext, grant: Grant, need: Need, result: CallResult | None,
                       failure: ProviderFailure | None, latency: float) -> None:

@@ -48,6 +48,11 @@ def describe_parity(parity: Parity) -> list[str]:
             lines.append(f"    {name:<24} {stats.matches:,}/{parity.json_objects:,}{differs}")
         if parity.fields_untracked:
             lines.append(f"    ({parity.fields_untracked:,} pairs had fields beyond the first 100 names)")
+    if parity.metadata:
+        lines.append("  metadata of the uids listed:")
+        for uid, metadata in parity.metadata.items():
+            text = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
+            lines.append(f"    {uid}: {text if len(text) <= 100 else text[:99] + '…'}")
     return lines
 
 

@@ -7,7 +7,8 @@
     runs reseed RUN --scope failed|all|filter [--status S] [--error-code C] [--prompt-version V]
                 [--pipeline-version V]
                 [--model M] [--system TEXT|@file] [--prompt TEXT|@file] [--follow]
-    runs export RUN [--output FILE]  results as JSONL (stdout by default)
+    runs export RUN [--format jsonl|csv|parquet] [--failures] [--output FILE]
+                                     results (or failures) as JSONL, CSV or Parquet
     runs budget RUN --max-cost-usd 1.50 | --no-budget
 
 Each action calls the same services and selectors as the API, and checks its input with the API's
@@ -26,13 +27,15 @@ from apps.failures.models import failure_state
 from apps.failures.selectors import failures_list
 from apps.runs.management.commandline import (
     OperatorCommand,
+    add_export_arguments,
     at_least_one,
+    exported,
     refusal,
     run_named,
     text_option,
     user_named,
     validated,
-    write_results,
+    write_export,
 )
 from apps.runs.models import BlockStatus, Run, RunStatus
 from apps.runs.reporting.progress import MANAGE, follow_command, follow_run, summary
@@ -76,9 +79,9 @@ class Command(OperatorCommand):
         reseed.add_argument("--prompt", help=r"another prompt template (\n read as newline; @path)")
         reseed.add_argument("--follow", action="store_true", help="follow the new pass")
 
-        export = actions.add_parser("export", help="results as JSONL")
+        export = actions.add_parser("export", help="results (or failures) as JSONL, CSV or Parquet")
         export.add_argument("run_id")
-        export.add_argument("--output", help="a file to write (default: standard output)")
+        add_export_arguments(export)
 
         budget = actions.add_parser("budget", help="set or remove the run's budget")
         budget.add_argument("run_id")
@@ -148,12 +151,9 @@ class Command(OperatorCommand):
 
     def _export(self, opts: dict[str, Any]) -> None:
         run = run_named(opts["run_id"])
-        if not opts["output"]:
-            write_results(run.pk, self.stdout)
-            return
-        with open(opts["output"], "w", encoding="utf-8") as out:
-            written = write_results(run.pk, out)
-        self.stderr.write(f"{written} results written to {opts['output']}")
+        write_export(run, self.stdout, fmt=opts["format"], failures=opts["failures"], output=opts["output"])
+        if opts["output"]:
+            self.stderr.write(f"{exported(run, failures=opts['failures'])} written to {opts['output']}")
 
     # --- acting -----------------------------------------------------------------------------------
 

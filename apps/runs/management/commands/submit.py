@@ -15,6 +15,7 @@ from apps.providers.catalog import catalog
 from apps.runs.caching import settings_warnings
 from apps.runs.management.commandline import (
     OperatorCommand,
+    json_option,
     key_of,
     refusal,
     text_option,
@@ -35,8 +36,8 @@ OPTIONS = {"pack_size": "pack_size", "cache_ttl": "cache_ttl", "max_cost_usd": "
 
 
 class Command(OperatorCommand):
-    help = ('Submit a run from a JSONL file: one block per line, {"uid"?: str, "input": str}. '
-            "Settings are checked as the API checks them.")
+    help = ('Submit a run from a JSONL file: one block per line, {"uid"?: str, "input": str, "metadata"?: '
+            "{...}}. Settings are checked as the API checks them.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="JSONL file, or - for standard input")
@@ -65,6 +66,9 @@ class Command(OperatorCommand):
         parser.add_argument("--cache-ttl", help="5m (default) or 1h")
         parser.add_argument("--stream", action="store_true", help="stream replies (with fallback)")
         parser.add_argument("--max-cost-usd", help="pause the run once it has cost this much")
+        parser.add_argument("--output-schema",
+                            help="a JSON Schema each block's answer must be a document of (structured "
+                                 "outputs): @path reads a file, else the JSON itself")
         parser.add_argument("--webhook-url", help="POST a signed run.finished event here when each pass "
                             "ends (https, public host; create your secret first: manage.py "
                             "webhook_secret --user U --rotate)")
@@ -113,6 +117,8 @@ class Command(OperatorCommand):
         data: dict[str, Any] = {"key": key_id, "system_prompt": text_option(opts["system"]),
                                 "prompt_template": text_option(opts["prompt"])}
         data.update({field: opts[option] for option, field in SETTINGS.items() if opts[option] is not None})
+        if opts["output_schema"] is not None:
+            data["output_schema"] = json_option(opts["output_schema"], option="--output-schema")
         options: dict[str, Any] = {field: opts[option] for option, field in OPTIONS.items()
                                    if opts[option] is not None}
         options.update({flag: True for flag in ("cache", "stream") if opts[flag]})
