@@ -5,7 +5,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_after_setup, setup_logging, worker_process_init
+from celery.signals import celeryd_after_setup, setup_logging, worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
@@ -24,6 +24,20 @@ def use_django_logging(**kwargs: Any) -> None:
     from django.conf import settings
 
     dictConfig(settings.LOGGING)
+
+
+@worker_init.connect
+def refuse_bad_knobs(**kwargs: Any) -> None:
+    """A worker with a serving or lane knob that will not do (not a positive number, a zero window)
+    refuses to start, naming it, rather than serve without bound or never call. (A bad value in the
+    environment stops every process earlier, as the settings are read: config/settings/knobs.py.)"""
+    from django.conf import settings
+
+    from config.settings.knobs import knob_problems
+
+    problems = knob_problems(settings.CONVEYOR)
+    if problems:
+        raise SystemExit("Conveyor's worker will not start: " + "; ".join(problems))
 
 
 @celeryd_after_setup.connect
