@@ -132,6 +132,15 @@ def test_a_throttled_lane_is_shown_by_key_id_and_group_with_its_rate(owner, offl
     assert result.value("conveyor_lane_window", **labels) == 8
 
 
+def test_a_lanes_useful_concurrency_is_a_gauge(owner, offline_key, scrape):
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    group = limit_group(MODEL)
+    client.hset(f"conveyor:lane:{offline_key.pk}:{group}", mapping={"cwnd": 1225, "useful": 1225})
+
+    labels = {"key_id": str(offline_key.pk), "group": group}
+    assert scrape().value("conveyor_lane_useful_concurrency", **labels) == 1225
+
+
 def test_lanes_of_deleted_keys_are_not_shown(owner, offline_key, scrape):
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     client.hset(f"conveyor:lane:999999:{limit_group(MODEL)}", mapping={"rate": 5})
