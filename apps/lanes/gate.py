@@ -154,7 +154,7 @@ class LaneGate:
             per_call += [call_id, need.blocks, need.input_tokens, need.output_tokens]
         head = ["acquire", _ms(now), _ms(now + lease_seconds), parallelism, *_limit_args(limits),
                 conf["LANE_RATE_SAFETY"], conf["LANE_INITIAL_WINDOW"], conf["LANE_WINDOW_AFTER_HEADERS"],
-                conf["LANE_BURST_SECONDS"], conf["LANE_CONCURRENCY_HEADROOM"]]
+                conf["LANE_BURST_SECONDS"]]
         keys = [lane.hash_key, lane.calls_key, run_blocks_key(run_id)]
         granted, wait_ms, reason = await self.script(
             keys=keys, args=[*head, "0", *NO_SEED, len(needs), *per_call])
@@ -191,8 +191,8 @@ class LaneGate:
                   _ms(conf["LANE_OVERLOAD_PAUSE_MAX_SECONDS"]), conf["LANE_WINDOW_AFTER_HEADERS"],
                   conf["LANE_BURST_SECONDS"], conf["LANE_CONCURRENCY_HEADROOM"], len(ended), *per_call],
         )
-        if self.memory is not None:
-            window, _, rpm, itpm, otpm, latency_ms, useful = reply
+        window, _, rpm, itpm, otpm, latency_ms, useful, seeded = reply
+        if self.memory is not None and int(seeded):
             self.memory.remember_soon(lane, Learned(
                 rpm=int(rpm), itpm=int(itpm), otpm=int(otpm), latency_ms=float(_text(latency_ms)),
                 window=float(_text(window)), useful=int(useful)), now)

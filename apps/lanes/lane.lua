@@ -124,11 +124,11 @@ end
 
 -- acquire: ARGV[3] expiry ms, [4] the run's parallelism, [5..8] configured limits (r, i, o,
 -- explicit), [9] safety, [10] initial window, [11] window once limits are known, [12] burst seconds,
--- [13] concurrency headroom, [14] '1' when [15..20] carry what PostgreSQL remembers of the lane
--- (limits r, i, o, latency ms, window, useful concurrency; zeros: nothing) else '0', [21] n, then
--- per call (in the order they would start) its id, blocks, input tokens, output tokens. Grants the
--- leading calls that fit, stops at the first that does not: {granted, wait ms, why it stopped}
--- ('cold': the lane needs seeding, ask again with [14] = '1').
+-- [13] '1' when [14..19] carry what PostgreSQL remembers of the lane (limits r, i, o, latency ms,
+-- window, useful concurrency; zeros: nothing) else '0', [20] n, then per call (in the order they
+-- would start) its id, blocks, input tokens, output tokens. Grants the leading calls that fit, stops
+-- at the first that does not: {granted, wait ms, why it stopped} ('cold': the lane needs seeding,
+-- ask again with [13] = '1').
 local function acquire(now)
   local expiry, parallelism = tonumber(ARGV[3]), tonumber(ARGV[4])
   local cfg = {r = tonumber(ARGV[5]), i = tonumber(ARGV[6]), o = tonumber(ARGV[7]),
@@ -136,13 +136,13 @@ local function acquire(now)
   local safety, initial_window = tonumber(ARGV[9]), tonumber(ARGV[10])
   -- Limits known from the key itself: the buckets pace from the first call, no cautious start.
   if cfg.r > 0 or cfg.i > 0 or cfg.o > 0 then initial_window = tonumber(ARGV[11]) end
-  local burst, headroom = tonumber(ARGV[12]), tonumber(ARGV[13])
-  local n = tonumber(ARGV[21])
+  local burst = tonumber(ARGV[12])
+  local n = tonumber(ARGV[20])
   local h = load(KEYS[1])
   if h.seeded ~= '1' then
-    if ARGV[14] ~= '1' then return {0, 0, 'cold'} end
-    seed(h, {r = tonumber(ARGV[15]), i = tonumber(ARGV[16]), o = tonumber(ARGV[17]),
-             latency = tonumber(ARGV[18]), window = tonumber(ARGV[19]), useful = tonumber(ARGV[20])})
+    if ARGV[13] ~= '1' then return {0, 0, 'cold'} end
+    seed(h, {r = tonumber(ARGV[14]), i = tonumber(ARGV[15]), o = tonumber(ARGV[16]),
+             latency = tonumber(ARGV[17]), window = tonumber(ARGV[18]), useful = tonumber(ARGV[19])})
     save(KEYS[1], h)
   end
   local throttled = num(h.until_throttled, 0)
@@ -156,7 +156,7 @@ local function acquire(now)
   refill(h, lim, now, safety, burst)
   local granted, wait, why = 0, 0, 'ok'
   for k = 0, n - 1 do
-    local at = 22 + 4 * k
+    local at = 21 + 4 * k
     local call, nblocks = ARGV[at], tonumber(ARGV[at + 1])
     local need = {r = 1, i = tonumber(ARGV[at + 2]), o = tonumber(ARGV[at + 3])}
     if calls >= math.floor(cwnd) then why = 'window' break end
@@ -298,8 +298,8 @@ end
 -- settle: ARGV[3..6] configured limits, [7] safety, [8] initial window, [9] min window, [10] overload
 -- share that cuts, [11] longest overload pause ms, [12] window once limits are known, [13] burst
 -- seconds, [14] concurrency headroom, [15] n, then n ended calls of 15 values each (settle_one).
--- {window, calls in flight, learned limits r, i, o, latency ms, useful concurrency} after the last
--- (what apps/lanes/memory.py keeps in PostgreSQL).
+-- {window, calls in flight, learned limits r, i, o, latency ms, useful concurrency, seeded 1/0} after
+-- the last (what apps/lanes/memory.py keeps in PostgreSQL).
 local function settle(now)
   local cfg = {r = tonumber(ARGV[3]), i = tonumber(ARGV[4]), o = tonumber(ARGV[5]),
                explicit = ARGV[6] == '1'}
@@ -323,8 +323,10 @@ local function settle(now)
   end
   h.t = now
   save(KEYS[1], h)
+  -- Seeded: the state is worth remembering (a hash Redis lost and a settle re-created knows less
+  -- than PostgreSQL does, until the next acquire seeds it).
   return {tostring(num(h.cwnd, c.initial_window)), calls, num(h.lim_r, 0), num(h.lim_i, 0),
-          num(h.lim_o, 0), tostring(latency), useful}
+          num(h.lim_o, 0), tostring(latency), useful, h.seeded == '1' and 1 or 0}
 end
 
 -- Release without a call (the call never went out): give the reservation back, nothing learned.

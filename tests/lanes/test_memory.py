@@ -6,7 +6,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from apps.lanes.gate import LaneGate
+from apps.lanes.gate import Grant, LaneGate
 from apps.lanes.memory import recall_in_thread
 from apps.lanes.models import LaneMemory
 from tests.lanes.cast import LANE, NOW, acquire_many, headers, lane_field, run, settle_ok
@@ -51,6 +51,27 @@ def test_after_a_redis_flush_the_lane_starts_from_its_learned_window_not_the_cau
     # The buckets know the limit again: a burst of it, not the 4 calls of a cautious start.
     assert rpm == 4000
     assert started == int(4000 * settings.CONVEYOR["LANE_BURST_SECONDS"] / 60)
+
+
+def test_a_call_that_ends_after_the_flush_does_not_keep_the_lane_from_its_memory():
+    learn()
+
+    async def in_flight(gate: LaneGate) -> Grant:
+        [grant] = await acquire_many(gate, 1, now=NOW + 100)
+        return grant
+
+    grant = run(in_flight, remember=True)
+    flush_redis()
+
+    async def body(gate: LaneGate) -> float | None:
+        await settle_ok(gate, grant, now=NOW + 110, latency=10.0)  # no headers: a 400, say
+        await acquire_many(gate, 1, now=NOW + 111)
+        return await lane_field(gate, "cwnd")
+
+    remembered = LaneMemory.objects.get(key_id=LANE.key_id, group=LANE.group)
+    assert run(body, remember=True) == remembered.window > 1000
+    # ...and what that settle saw (no limits, the window of a fresh hash) did not overwrite it.
+    assert LaneMemory.objects.get(key_id=LANE.key_id, group=LANE.group).rpm_limit == 4000
 
 
 def test_a_lane_nothing_is_remembered_of_starts_cautiously():
