@@ -10,12 +10,14 @@ os.environ["DJANGO_READ_DOT_ENV_FILE"] = "false"
 
 from .base import *  # noqa: F403
 from .base import CONVEYOR, env
+from .database import postgres_options
 
 DEBUG = False
 DATABASES = {
     "default": env.db("TEST_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/conveyor"),
 }
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["default"]["OPTIONS"] = postgres_options(env)
 REDIS_URL = env.str("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
 CELERY_BROKER_URL = REDIS_URL
 # Throttle counters in the test Redis db, under their own prefix (tests/conftest.py clears them).
