@@ -17,15 +17,17 @@ from typing import Any
 import environ
 
 
-def postgres_options(env: environ.Env) -> dict[str, Any]:
-    options: dict[str, Any] = {"connect_timeout": env.int("DATABASE_CONNECT_TIMEOUT", default=5)}
-    dead_peer = env.int("DATABASE_DEAD_PEER_SECONDS", default=30)
+def postgres_options(env: environ.Env, *, prefix: str = "") -> dict[str, Any]:
+    """The options from DATABASE_CONNECT_TIMEOUT, DATABASE_DEAD_PEER_SECONDS and
+    DATABASE_IDLE_IN_TRANSACTION_SECONDS (each read with `prefix`: the tests' TEST_ names)."""
+    options: dict[str, Any] = {"connect_timeout": env.int(f"{prefix}DATABASE_CONNECT_TIMEOUT", default=5)}
+    dead_peer = env.int(f"{prefix}DATABASE_DEAD_PEER_SECONDS", default=30)
     if dead_peer > 0:
         idle = max(1, dead_peer // 3)
         interval = max(1, (dead_peer - idle) // 3)
         options.update(keepalives=1, keepalives_idle=idle, keepalives_interval=interval,
                        keepalives_count=3)
-    idle_in_transaction = env.int("DATABASE_IDLE_IN_TRANSACTION_SECONDS", default=60)
+    idle_in_transaction = env.int(f"{prefix}DATABASE_IDLE_IN_TRANSACTION_SECONDS", default=60)
     if idle_in_transaction > 0:
         options["options"] = f"-c idle_in_transaction_session_timeout={idle_in_transaction * 1000}"
     return options
