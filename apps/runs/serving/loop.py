@@ -22,8 +22,9 @@ truth: a loop that dies loses nothing (its leases expire, its lane entries too).
 
 Asking for help and handing over go to the broker from a thread of their own (messages.py), never
 from the event loop: a broker that does not answer delays help, not calls. A loop whose serving place
-is refused at a heartbeat (another process took it) or not renewed for its whole expiry stops the
-same way as at the end of its slice, without handing over: the one that took its place serves."""
+is refused at a heartbeat (another process took it) stops the same way as at the end of its slice,
+without handing over: the one that took its place serves. One whose renewals failed for its whole
+expiry (Redis unreachable) stops too, and hands over: its place may or may not have been taken."""
 
 import asyncio
 import contextlib
@@ -218,11 +219,13 @@ class ServingLoop:
         for as long as the round takes)."""
         now = time.monotonic()
         self.next_heartbeat = now + self.refresh_seconds * 4
-        if now >= self.place_until:
-            # Not renewed for its whole expiry (Redis unreachable): another process may hold it now.
+        renewing = self.heartbeat is not None and not self.heartbeat.done()
+        if now >= self.place_until and not renewing:
+            # Its renewals failed for its whole expiry (Redis unreachable): another process may hold
+            # it now. (A renewal still on its way is waited for: its answer says.)
             self._lose_place("expired")
             return
-        if self.heartbeat is None or self.heartbeat.done():
+        if not renewing:
             self.heartbeat = asyncio.create_task(self._register())
 
     async def _register(self) -> None:
@@ -251,9 +254,9 @@ class ServingLoop:
         self.state.stopping = True
         for slot in self.state.slots.values():
             self.state.give_back(slot)
-        if self.state.demands and self.place_lost is None:
+        if self.state.demands and self.place_lost != "refused":
             # Work is left: hand over now, so another process takes it while these calls finish.
-            # (A loop that lost its place hands over to no one: the process that took it serves.)
+            # (A loop refused its place hands over to no one: the process that took it serves.)
             self.report.handed_over = True
             reason = f"{self.worker} handing over"
             self.messages.send(reason, serve_dispatch_rollback_unsafe, reason=reason, help_wanted=True)

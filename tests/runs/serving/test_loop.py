@@ -183,3 +183,11 @@ def test_a_loop_that_could_not_renew_its_place_for_its_whole_expiry_stops(servin
 
     asyncio.run(heartbeat())
     assert serving.stop.is_set() and serving.place_lost == "expired"
+
+
+def test_a_loop_whose_place_expired_hands_its_work_over(serving, dispatched):
+    serving.state.demands = {"r": demand("r")}
+    serving._lose_place("expired")
+    serving._begin_stopping()
+    assert serving.messages.wait(5)
+    assert serving.report.handed_over and dispatched == ["host:1 handing over"]
