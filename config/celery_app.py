@@ -4,7 +4,7 @@ off, real secrets required); for development set DJANGO_SETTINGS_MODULE=config.s
 import os
 from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.signals import celeryd_after_setup, setup_logging, worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
@@ -45,6 +45,45 @@ def remember_concurrency(sender: str, instance: Any, **kwargs: Any) -> None:
     """The pool's processes are forked after this: they inherit how many there are, which is how a
     host keeps one of them free for control tasks (apps.runs.dispatch.processes_for_serving)."""
     os.environ["CONVEYOR_WORKER_CONCURRENCY"] = str(instance.concurrency)
+    consume_this_hosts_queue(instance)
+
+
+def consume_this_hosts_queue(worker: Any) -> None:
+    """A worker that serves (consumes `llm`) also consumes its host's own queue, `llm.<host>`: help
+    and hand-overs are sent there when this host has a free serving place (apps/runs/hosts.py)."""
+    from apps.runs.hosts import SERVE_QUEUE, host_name, host_queue
+
+    queues = worker.app.amqp.queues
+    if SERVE_QUEUE in queues.consume_from:
+        queues.select_add(host_queue(host_name()))
+
+
+class AdvertiseHostPlaces(bootsteps.StartStopStep):
+    """While a serving worker runs, its host's serving places are advertised (renewed every few
+    seconds, withdrawn at shutdown), so help is sent to a host that can take it."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.advertiser: Any = None
+
+    def start(self, worker: Any) -> None:
+        from apps.runs.dispatch import processes_for_serving
+        from apps.runs.hosts import SERVE_QUEUE, HostAdvertiser, host_name
+
+        if SERVE_QUEUE not in worker.app.amqp.queues.consume_from:
+            return
+        self.advertiser = HostAdvertiser(host=host_name(), places=processes_for_serving())
+        self.advertiser.start()
+
+    def stop(self, worker: Any) -> None:
+        if self.advertiser is not None:
+            self.advertiser.stop()
+            self.advertiser = None
+
+
+app.steps["worker"].add(AdvertiseHostPlaces)
 
 
 @worker_process_init.connect

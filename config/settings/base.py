@@ -11,6 +11,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.settings.database import postgres_options
 from config.settings.knobs import knob
 from config.version import pipeline_version
 
@@ -114,10 +115,12 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    # A server that does not answer fails a connection within this many seconds instead of the
-    # operating system's minutes (libpq waits forever by default): readiness answers 503 quickly.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
+    # A server that does not answer fails a connection within DATABASE_CONNECT_TIMEOUT seconds instead
+    # of the operating system's minutes (libpq waits forever by default): readiness answers 503
+    # quickly. A peer cut off from the network is dropped within DATABASE_DEAD_PEER_SECONDS (TCP
+    # keepalives), and a session idle in an open transaction ends after
+    # DATABASE_IDLE_IN_TRANSACTION_SECONDS, so its locks are let go (config/settings/database.py).
+    DATABASES["default"]["OPTIONS"] = {**postgres_options(env), **DATABASES["default"].get("OPTIONS", {})}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Authentication -------------------------------------------------------------------------------
@@ -217,6 +220,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Unacked messages come back after this long. Longer than any serving slice, so a slow one is not
     # run twice needlessly (twice would be harmless anyway).
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    # A broker that does not answer fails a send within seconds (the wake-up is sent again by the
+    # pump), rather than when the operating system gives up on the connection.
+    "socket_connect_timeout": 5,
+    "socket_timeout": 10,
+    "socket_keepalive": True,
 }
 CELERY_TASK_DEFAULT_QUEUE = "control"
 CELERY_TASK_ROUTES = {

@@ -18,7 +18,13 @@ Each turn of `ServingLoop.run`:
 
 At the end of its slice the loop stops claiming, gives back what it has not started, hands over to a
 new `serve` task if there is work left, lets its calls finish and writes them. The database stays the
-truth: a loop that dies loses nothing (its leases expire, its lane entries too)."""
+truth: a loop that dies loses nothing (its leases expire, its lane entries too).
+
+Asking for help and handing over go to the broker from a thread of their own (messages.py), never
+from the event loop: a broker that does not answer delays help, not calls. A loop whose serving place
+is refused at a heartbeat (another process took it) stops the same way as at the end of its slice,
+without handing over: the one that took its place serves. One whose renewals failed for its whole
+expiry (Redis unreachable) stops too, and hands over: its place may or may not have been taken."""
 
 import asyncio
 import contextlib
@@ -36,6 +42,7 @@ from apps.lanes.gate import LaneGate, Settlements
 from apps.runs.dispatch import serve_dispatch_rollback_unsafe, server_register
 from apps.runs.serving import rounds
 from apps.runs.serving.calls import ClientPool, PackCaller
+from apps.runs.serving.messages import BrokerMessages
 from apps.runs.serving.process import prepare_process_for_serving
 from apps.runs.serving.rounds import RoundResult, RoundWork
 from apps.runs.serving.slots import LoopState
@@ -45,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 LAG_TICK_SECONDS = 0.05
 HELP_COOLDOWN_SECONDS = 5.0
+# How long an ending loop lets its hand-over message go out before it ends anyway.
+HAND_OVER_WAIT_SECONDS = 5.0
 
 
 def _conf(name: str) -> Any:
@@ -88,6 +97,11 @@ class ServingLoop:
         self.next_recovery = time.monotonic() + _conf("PUMP_INTERVAL_SECONDS") * 2
         self.next_heartbeat = 0.0
         self.heartbeat: asyncio.Task[None] | None = None
+        # The serving place: held until this (monotonic), renewed by each heartbeat it is granted.
+        self.place_ttl = self.refresh_seconds * 12
+        self.place_until = time.monotonic() + self.place_ttl
+        self.place_lost: str | None = None
+        self.messages = BrokerMessages()
         self.report = ServeReport()
         # How late the event loop runs what it was asked to (seconds, smoothed): a loop that is late
         # is short of CPU, and asks for another loop (another process or host) to share its work.
@@ -145,6 +159,8 @@ class ServingLoop:
         if self.round is not None:
             await asyncio.gather(self.round, return_exceptions=True)
         await self.settlements.flush(time.time())
+        await self.messages.settle(HAND_OVER_WAIT_SECONDS)
+        self.messages.close()
         await self.clients.close()
         await redis_client.aclose()
         await sync_to_async(close_old_connections, thread_sensitive=True)()
@@ -170,10 +186,8 @@ class ServingLoop:
         self.next_help = now + HELP_COOLDOWN_SECONDS
         logger.info("serving loop %s is short of CPU (lag %.0f ms): asking for another", self.worker,
                     self.lag * 1000)
-        try:
-            serve_dispatch_rollback_unsafe(reason=f"{self.worker} asks for help", help_wanted=True)
-        except Exception:
-            logger.warning("could not ask for another serving loop", exc_info=True)
+        reason = f"{self.worker} asks for help"
+        self.messages.send(reason, serve_dispatch_rollback_unsafe, reason=reason, help_wanted=True)
 
     def _idle_for_long(self, now: float) -> bool:
         # A round that only looks for work (a refresh) is not work.
@@ -203,28 +217,49 @@ class ServingLoop:
         """Keep this loop's serving place: a Redis write in a thread of its own, never awaited by the
         loop and never queued behind the database thread's round (which would stall every call start
         for as long as the round takes)."""
-        self.next_heartbeat = time.monotonic() + self.refresh_seconds * 4
-        if self.heartbeat is None or self.heartbeat.done():
+        now = time.monotonic()
+        self.next_heartbeat = now + self.refresh_seconds * 4
+        renewing = self.heartbeat is not None and not self.heartbeat.done()
+        if now >= self.place_until and not renewing:
+            # Its renewals failed for its whole expiry (Redis unreachable): another process may hold
+            # it now. (A renewal still on its way is waited for: its answer says.)
+            self._lose_place("expired")
+            return
+        if not renewing:
             self.heartbeat = asyncio.create_task(self._register())
 
     async def _register(self) -> None:
+        asked = time.monotonic()
         try:
-            await sync_to_async(server_register, thread_sensitive=False)(
-                worker=self.worker, ttl_seconds=self.refresh_seconds * 12)
+            granted = await sync_to_async(server_register, thread_sensitive=False)(
+                worker=self.worker, ttl_seconds=self.place_ttl)
         except Exception:
             logger.warning("could not register serving loop %s", self.worker, exc_info=True)
+            return
+        if granted:
+            self.place_until = asked + self.place_ttl
+        else:
+            self._lose_place("refused")
+
+    def _lose_place(self, why: str) -> None:
+        """The registration's answer is the truth: a loop without a place stops (gives back what it
+        holds, lets its calls finish and writes them) instead of serving beside the one that took it."""
+        if self.place_lost is None:
+            logger.warning("serving loop %s: its serving place was %s; stopping", self.worker, why)
+            self.place_lost = why
+        self.stop.set()
+        self.wake.set()
 
     def _begin_stopping(self) -> None:
         self.state.stopping = True
         for slot in self.state.slots.values():
             self.state.give_back(slot)
-        if self.state.demands:
+        if self.state.demands and self.place_lost != "refused":
             # Work is left: hand over now, so another process takes it while these calls finish.
+            # (A loop refused its place hands over to no one: the process that took it serves.)
             self.report.handed_over = True
-            try:
-                serve_dispatch_rollback_unsafe(reason=f"{self.worker} handing over", help_wanted=True)
-            except Exception:
-                logger.warning("could not hand over to a new serving loop", exc_info=True)
+            reason = f"{self.worker} handing over"
+            self.messages.send(reason, serve_dispatch_rollback_unsafe, reason=reason, help_wanted=True)
 
     # --- database rounds ---------------------------------------------------------------------------
 
