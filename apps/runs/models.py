@@ -283,6 +283,7 @@ class AttemptOutcome(models.TextChoices):
     KEY_REJECTED = "key_rejected", "Key rejected (401/403)"
     FAILED = "failed", "Failed"
     LEASE_EXPIRED = "lease_expired", "Lease expired (worker lost)"
+    BUDGET_WAIT = "budget_wait", "Not called: waiting for the budget"
 
 
 class MessageBatch(models.Model):
