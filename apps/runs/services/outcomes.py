@@ -29,6 +29,7 @@ from apps.failures.services import diagnostic_log, event_code_for, failure_recor
 from apps.keys.services import key_mark_invalid
 from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.usage import TokenUsage
+from apps.runs.caching import prefix_sha256
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, PausedCause, Run
 from apps.runs.services.budget import spent_reason
@@ -177,8 +178,9 @@ def count_on_run(rec: Recording) -> None:
     if paused:
         rec.report.run_status = RunStatus.PAUSED
     if not run.cache_warmed and (run.options or {}).get("cache") and counts[BlockStatus.SUCCEEDED]:
-        # A call has answered: its prefix is in the cache, the rest of the run may fan out.
-        runs.update(cache_warmed=True)
+        # A call has answered: its prefix is in the cache, the rest of the pass may fan out.
+        runs.update(cache_warmed=True,
+                    cache_prefix_sha256=prefix_sha256(run.call_spec, packed=run.pack_size > 1))
 
 
 def dead_letter(rec: Recording) -> None:
