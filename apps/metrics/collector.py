@@ -38,6 +38,8 @@ def database_families(gauges: DatabaseGauges | None) -> list[Metric]:
     runs = _gauge("runs", "Runs by status", ["status"])
     paused = _gauge("runs_paused", "Paused runs by cause (budget, key_rejected, ...)", ["cause"])
     caching = _gauge("runs_caching", "Active runs with prompt caching on")
+    not_hitting = _gauge("runs_cache_not_hitting", "Active caching runs past their warm-up that read "
+                                                   "nothing from the cache (the run's cache_not_hitting)")
     stalled = _gauge("runs_stalled", f"Active runs with due blocks and no call answered for "
                                      f"{STALL_SECONDS} s")
     blocks = _gauge("blocks", "Open blocks: pending (waiting or due) and claimed (held by a worker)",
@@ -52,6 +54,7 @@ def database_families(gauges: DatabaseGauges | None) -> list[Metric]:
         for cause, n in gauges.runs_paused_by_cause.items():
             paused.add_metric([cause], n)
         caching.add_metric([], gauges.runs_caching)
+        not_hitting.add_metric([], gauges.runs_cache_not_hitting)
         stalled.add_metric([], gauges.runs_stalled)
         blocks.add_metric(["pending"], gauges.blocks_pending)
         blocks.add_metric(["claimed"], gauges.blocks_claimed)
@@ -61,7 +64,7 @@ def database_families(gauges: DatabaseGauges | None) -> list[Metric]:
             keys.add_metric([validity], n)
         if gauges.pump_lag_seconds is not None:
             lag.add_metric([], gauges.pump_lag_seconds)
-    return [runs, paused, caching, stalled, blocks, letters, keys, lag]
+    return [runs, paused, caching, not_hitting, stalled, blocks, letters, keys, lag]
 
 
 def lane_families(lanes: list) -> list[Metric]:

@@ -11,6 +11,7 @@ pytestmark = pytest.mark.django_db
 FAMILIES = {
     # gauges, read at scrape time
     "conveyor_runs", "conveyor_runs_paused", "conveyor_runs_caching", "conveyor_runs_stalled",
+    "conveyor_runs_cache_not_hitting",
     "conveyor_blocks", "conveyor_dead_letters", "conveyor_keys", "conveyor_pump_lag_seconds",
     "conveyor_lane_throttled", "conveyor_lane_overloaded", "conveyor_lane_rate_rpm",
     "conveyor_lane_in_flight", "conveyor_lane_window", "conveyor_lane_useful_concurrency",

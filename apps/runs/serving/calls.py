@@ -1,5 +1,6 @@
 """One pack of blocks through the provider: the call, its lane settled after it, and the split of a
-pack whose reply overflows or mis-maps, down to single blocks (each sub-call passing the lane too)."""
+pack whose reply overflows or mis-maps, down to single blocks (each sub-call reserving its worst case
+against the run's budget, apps.runs.services.budget, and passing the lane too)."""
 
 import asyncio
 import itertools
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anthropic
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.core.logcontext import correlation_id, log_context
@@ -23,6 +25,7 @@ from apps.providers.prompts import Answer, BlockInput, build_params, read_reply,
 from apps.providers.structured import without_document
 from apps.providers.usage import TokenUsage, cost_usd
 from apps.runs.estimates import call_input_tokens, prefix_text
+from apps.runs.services.budget import budget_reserve_call
 from apps.runs.services.claiming import ClaimedBlock, lease_seconds
 from apps.runs.services.decisions import Outcome
 from apps.runs.serving.context import RunContext
@@ -274,8 +277,18 @@ class PackCaller:
 
     async def _call_when_granted(self, ctx: RunContext, blocks: list[ClaimedBlock], token: Any,
                                  carried: TokenUsage) -> list[Outcome]:
-        """A split's sub-call waits for its lane like any call; if the lane stays shut, its blocks go
-        back as retries (throttling: no attempt used) rather than hold their lease."""
+        """A split's sub-call reserves its worst case against the run's budget, then waits for its lane
+        like any call. If the budget cannot hold it, it is not made: its blocks wait for the budget
+        (decisions.BUDGET_WAIT). If the lane stays shut, its blocks go back as retries (throttling: no
+        attempt used) rather than hold their lease."""
+        reserved = await self._reserve(ctx, blocks, token, carried)
+        if reserved is None:
+            shares = carried.split(len(blocks))
+            return [Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, number=b.number,
+                            usage=share, cost_usd=cost_usd(ctx.spec.model, share), model=ctx.spec.model,
+                            budget_wait=True)
+                    for b, share in zip(blocks, shares, strict=True)]
+        blocks = reserved
         need = call_need(ctx, blocks)
         give_up = self.clock() + SPLIT_LANE_PATIENCE_SECONDS
         while True:
@@ -293,3 +306,12 @@ class PackCaller:
                                 usage=share, cost_usd=cost_usd(ctx.spec.model, share), failure=failure)
                         for b, share in zip(blocks, shares, strict=True)]
             await asyncio.sleep(min(max(grant.wait_seconds, 0.05), 1.0))
+
+    @staticmethod
+    async def _reserve(ctx: RunContext, blocks: list[ClaimedBlock], token: Any, carried: TokenUsage
+                       ) -> list[ClaimedBlock] | None:
+        """The blocks with the budget's reservation for their call (None: the budget cannot hold it).
+        The reservation is written under the run's row lock, on the loop's database thread."""
+        reserve = sync_to_async(budget_reserve_call, thread_sensitive=True)
+        return await reserve(run_id=ctx.run_id, token=token, blocks=blocks,
+                             spent_usd=cost_usd(ctx.spec.model, carried))
