@@ -3,8 +3,10 @@
 Each bucket refills continuously (limit/60 per second), which is how the API describes its own
 limiter, and holds `burst_seconds` worth of its limit (one second's by default): the API says its
 limits may be enforced over shorter intervals than a minute (60 RPM as one a second), so a burst of a
-whole minute's limit at once is refused. The headers report the per-minute limit, what the bucket
-holds now as remaining, and when it will be full again as reset.
+whole minute's limit at once is refused. The headers stay on the minute's scale, as the API's
+documented values are: the per-minute limit, remaining as a minute-sized bucket charged alike would
+hold, and when that one is full again as reset (so a client reading remaining is never told less than
+the minute allows; the 429 and its retry-after are what tell it about the short bucket).
 
 A request is admitted when it finds at least one request, its input cost (input + cache-write
 tokens; cache reads are free, as for most models) and one output token in the buckets; its actual
@@ -26,21 +28,32 @@ UNLIMITED = 1_000_000_000
 
 @dataclass
 class Bucket:
-    limit: float  # per minute: the bucket refills at limit / 60 a second
+    """What enforces a limit (`level`, up to `capacity`: burst_seconds of it) and what the headers
+    report (`minute_level`, up to the limit itself); both are charged alike and refill at limit / 60 a
+    second, so the minute's view never refuses what the short bucket admits."""
+
+    limit: float  # per minute
     capacity: float
     level: float
+    minute_level: float
     updated: float
 
     @classmethod
     def full(cls, limit: float, burst_seconds: float, now: float) -> "Bucket":
         # Never below one unit, so a limit under one per burst still admits one request at a time.
         capacity = max(1.0, limit * burst_seconds / 60.0)
-        return cls(limit, capacity, capacity, now)
+        return cls(limit, capacity, capacity, limit, now)
 
     def refill(self, now: float) -> None:
         if now > self.updated:
-            self.level = min(self.capacity, self.level + (now - self.updated) * self.limit / 60.0)
+            refilled = (now - self.updated) * self.limit / 60.0
+            self.level = min(self.capacity, self.level + refilled)
+            self.minute_level = min(self.limit, self.minute_level + refilled)
         self.updated = now
+
+    def take(self, amount: float) -> None:
+        self.level -= amount
+        self.minute_level -= amount
 
     def wait_for(self, amount: float) -> float:
         """Seconds until the bucket holds `amount` (capped at its capacity)."""
@@ -48,7 +61,8 @@ class Bucket:
         return max(0.0, missing * 60.0 / self.limit)
 
     def seconds_to_full(self) -> float:
-        return max(0.0, (self.capacity - self.level) * 60.0 / self.limit)
+        """Until the minute's view is full again: what `reset` reports."""
+        return max(0.0, (self.limit - self.minute_level) * 60.0 / self.limit)
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,7 @@ class KeyBuckets:
         self.limited = {name: limit is not None for name, limit in limits.items()}
         self.buckets = {
             name: Bucket.full(float(limit), burst_seconds, now) if limit is not None
-            else Bucket(float(UNLIMITED), float(UNLIMITED), float(UNLIMITED), now)
+            else Bucket(float(UNLIMITED), float(UNLIMITED), float(UNLIMITED), float(UNLIMITED), now)
             for name, limit in limits.items()
         }
 
@@ -138,12 +152,12 @@ class RateLimiter:
             return Admission(False, max(1, math.ceil(wait)), name, int(entry.buckets[name].limit))
         for name, amount in needs.items():
             if name != "output-tokens":
-                entry.buckets[name].level -= amount
+                entry.buckets[name].take(amount)
         return Admission(True)
 
     def charge_output(self, key: str, output_tokens: int) -> None:
         if not self._unlimited:
-            self._buckets(key).buckets["output-tokens"].level -= output_tokens
+            self._buckets(key).buckets["output-tokens"].take(output_tokens)
 
     def headers(self, key: str) -> dict[str, str]:
         wall = self._wall()
@@ -154,13 +168,13 @@ class RateLimiter:
         for name in DIMENSIONS:
             bucket = entry.buckets[name]
             headers[f"anthropic-ratelimit-{name}-limit"] = str(int(bucket.limit))
-            headers[f"anthropic-ratelimit-{name}-remaining"] = str(max(0, int(bucket.level)))
+            headers[f"anthropic-ratelimit-{name}-remaining"] = str(max(0, int(bucket.minute_level)))
             headers[f"anthropic-ratelimit-{name}-reset"] = _rfc3339(wall + bucket.seconds_to_full())
         # `tokens-*` shows the most restrictive token limit in force, remaining rounded to 1,000.
         tightest = min((entry.buckets["input-tokens"], entry.buckets["output-tokens"]),
-                       key=lambda b: b.level / b.capacity)
+                       key=lambda b: b.minute_level / b.limit)
         headers["anthropic-ratelimit-tokens-limit"] = str(int(tightest.limit))
-        headers["anthropic-ratelimit-tokens-remaining"] = str(max(0, int(round(tightest.level, -3))))
+        headers["anthropic-ratelimit-tokens-remaining"] = str(max(0, int(round(tightest.minute_level, -3))))
         headers["anthropic-ratelimit-tokens-reset"] = _rfc3339(wall + tightest.seconds_to_full())
         return headers
 
