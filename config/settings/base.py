@@ -234,8 +234,11 @@ CONVEYOR = {
     # How often the dead-letter replay runs.
     "REPLAY_INTERVAL_SECONDS": env.float("REPLAY_INTERVAL_SECONDS", default=60.0),
     # The serving loop (one per worker process, serving every active run; apps/runs/serving/):
-    # the host's in-flight ceiling: most blocks in provider calls at once in one process.
-    "SERVE_MAX_IN_FLIGHT": env.int("SERVE_MAX_IN_FLIGHT", default=256),
+    # A safety bound an operator sets on purpose: the most blocks in provider calls at once in one
+    # process. Unset (the default): automatic, as many as the lanes its runs use can take (their
+    # useful concurrency: rate limit x latency), bounded by the process's open-files limit
+    # (apps/runs/serving/capacity.py).
+    "SERVE_MAX_IN_FLIGHT": env.int("SERVE_MAX_IN_FLIGHT", default=None),
     # How long one serve task runs before it hands over to the next (a warm shutdown waits for it).
     "SERVE_SLICE_SECONDS": env.float("SERVE_SLICE_SECONDS", default=60.0),
     # How often a loop looks for new work (so a new run's first call waits at most about this).
@@ -267,6 +270,10 @@ CONVEYOR = {
     "LANE_OVERLOAD_CUT": env.float("LANE_OVERLOAD_CUT", default=0.25),
     # A lane overloaded even one call at a time stops for up to this long (doubling each time).
     "LANE_OVERLOAD_PAUSE_MAX_SECONDS": env.float("LANE_OVERLOAD_PAUSE_MAX_SECONDS", default=30.0),
+    # Fair share of a lane across processes and hosts (apps/runs/serving/lanewide.py): an owner holding
+    # less than this share of a lane is never refused for fair share, so a view a moment old never
+    # stops anyone from starting something.
+    "LANE_FAIR_RESERVE": env.float("LANE_FAIR_RESERVE", default=0.05),
     # Batch mode (apps/runs/batching/): how often beat looks at open batches and submits new ones;
     # the most requests and bytes in one batch (the API allows 100,000 and 256 MB); how long a batch's
     # blocks stay leased; a batch row left "submitting" by a crash is looked for at the provider after
@@ -316,6 +323,9 @@ CONVEYOR = {
 # or every worker of the control queue, is gone); each dependency check gives up after the timeout.
 CONVEYOR["READY_BEAT_MAX_AGE_SECONDS"] = env.float(
     "READY_BEAT_MAX_AGE_SECONDS", default=max(60.0, 6 * CONVEYOR["PUMP_INTERVAL_SECONDS"]))
+if CONVEYOR["SERVE_MAX_IN_FLIGHT"] is not None and CONVEYOR["SERVE_MAX_IN_FLIGHT"] < 1:
+    raise ImproperlyConfigured("SERVE_MAX_IN_FLIGHT must be a positive integer (or unset: automatic), "
+                               f"not {CONVEYOR['SERVE_MAX_IN_FLIGHT']}")
 CONVEYOR["READY_CHECK_TIMEOUT_SECONDS"] = env.float("READY_CHECK_TIMEOUT_SECONDS", default=1.0)
 
 # --- Provider keys -------------------------------------------------------------------------------
