@@ -12,7 +12,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.database import postgres_options
-from config.settings.knobs import knob
+from config.settings.knobs import knob, optional_knob
 from config.version import pipeline_version
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -243,8 +243,11 @@ CONVEYOR = {
     # How often the dead-letter replay runs.
     "REPLAY_INTERVAL_SECONDS": env.float("REPLAY_INTERVAL_SECONDS", default=60.0),
     # The serving loop (one per worker process, serving every active run; apps/runs/serving/):
-    # the host's in-flight ceiling: most blocks in provider calls at once in one process.
-    "SERVE_MAX_IN_FLIGHT": knob("SERVE_MAX_IN_FLIGHT", 256),
+    # A safety bound an operator sets on purpose: the most blocks in provider calls at once in one
+    # process. Unset (the default): automatic, as many as the lanes its runs use can take (their
+    # useful concurrency: rate limit x latency), bounded by the process's open-files limit
+    # (apps/runs/serving/capacity.py).
+    "SERVE_MAX_IN_FLIGHT": optional_knob("SERVE_MAX_IN_FLIGHT"),
     # How long one serve task runs before it hands over to the next (a warm shutdown waits for it).
     "SERVE_SLICE_SECONDS": knob("SERVE_SLICE_SECONDS", 60.0),
     # How often a loop looks for new work (so a new run's first call waits at most about this).
@@ -286,6 +289,10 @@ CONVEYOR = {
     "LANE_OVERLOAD_CUT": knob("LANE_OVERLOAD_CUT", 0.25),
     # A lane overloaded even one call at a time stops for up to this long (doubling each time).
     "LANE_OVERLOAD_PAUSE_MAX_SECONDS": knob("LANE_OVERLOAD_PAUSE_MAX_SECONDS", 30.0),
+    # Fair share of a lane across processes and hosts (apps/runs/serving/lanewide.py): an owner holding
+    # less than this share of a lane is never refused for fair share, so a view a moment old never
+    # stops anyone from starting something.
+    "LANE_FAIR_RESERVE": knob("LANE_FAIR_RESERVE", 0.05),
     # Batch mode (apps/runs/batching/): how often beat looks at open batches and submits new ones;
     # the most requests and bytes in one batch (the API allows 100,000 and 256 MB); how long a batch's
     # blocks stay leased; a batch row left "submitting" by a crash is looked for at the provider after

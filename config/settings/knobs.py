@@ -24,7 +24,7 @@ ZERO_MEANS_AUTO = frozenset({"SERVE_PROCESSES_PER_HOST"})
 # Unset (None) means "automatic" for these.
 MAY_BE_UNSET = frozenset({"SERVE_MAX_IN_FLIGHT"})
 # Shares: at most 1.
-SHARES = frozenset({"LANE_RATE_SAFETY", "LANE_OVERLOAD_CUT"})
+SHARES = frozenset({"LANE_RATE_SAFETY", "LANE_OVERLOAD_CUT", "LANE_FAIR_RESERVE"})
 
 
 def is_strict(name: str) -> bool:

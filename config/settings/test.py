@@ -55,7 +55,8 @@ CONVEYOR = {
     **CONVEYOR,
     **{name: env.float(f"TEST_{name}", default=value) for name, value in TEST_KNOBS.items()},
     "SERVE_PROCESSES_PER_HOST": env.int("TEST_SERVE_PROCESSES_PER_HOST", default=0),
-    "SERVE_MAX_IN_FLIGHT": env.int("TEST_SERVE_MAX_IN_FLIGHT", default=256),
+    # Unset: automatic, as in production (TEST_SERVE_MAX_IN_FLIGHT sets the operator's bound).
+    "SERVE_MAX_IN_FLIGHT": env.int("TEST_SERVE_MAX_IN_FLIGHT", default=None),
 }
 # Live progress streams, fast: a test reads a whole stream in well under a second.
 RUN_EVENTS = {

@@ -5,6 +5,7 @@ against the run's budget, apps.runs.services.budget, and passing the lane too)."
 import asyncio
 import itertools
 import logging
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -90,35 +91,66 @@ class ClientPool:
     holding a hundred connections spent a third of the loop's CPU on that scan (measured with py-spy
     at cap 100). Thirty-two pools of a few connections each cost ~5% less CPU per call than eight
     (measured side by side at cap 100 / 200 ms); each is built when its turn first comes, so the
-    first call does not wait for all of them."""
+    first call does not wait for all of them.
+
+    Sized per key (`size`: the calls its lanes can have in flight, set by the loop every turn): each
+    of the key's clients holds its part of them with headroom, and keeps as many idle, since a pool
+    smaller than the calls in flight queues calls inside the HTTP client where nothing sees them
+    wait. A client built for fewer calls than the key now needs is replaced at its next turn; the
+    one replaced finishes its calls and is closed with the pool."""
 
     SHARDS = 32
+    # Calls are spread over the shards in turn; this covers their uneven ends.
+    HEADROOM = 1.5
+    MIN_CONNECTIONS = 4
+    # Before the loop has said: what the SDK's own client would hold.
+    DEFAULT_CALLS = 1000
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[int, int], list[anthropic.AsyncAnthropic | None]] = {}
+        self._clients: dict[tuple[int, int], list[tuple[anthropic.AsyncAnthropic, int] | None]] = {}
         self._turn = itertools.count()
+        self._calls: dict[int, int] = {}
+        self._retired: list[anthropic.AsyncAnthropic] = []
+
+    def size(self, key_id: int, calls: int) -> None:
+        """The most calls the key's clients must hold at once from now on."""
+        self._calls[key_id] = calls
+
+    def connections_per_client(self, key_id: int) -> int:
+        calls = self._calls.get(key_id, self.DEFAULT_CALLS)
+        return max(self.MIN_CONNECTIONS, math.ceil(calls * self.HEADROOM / self.SHARDS))
 
     def get(self, ctx: RunContext) -> anthropic.AsyncAnthropic:
         slot = (ctx.key_id, ctx.key_revision)
         clients = self._clients.get(slot)
         if clients is None:
             for stale in [s for s in self._clients if s[0] == ctx.key_id]:
-                for client in self._clients.pop(stale):
-                    if client is not None:
-                        asyncio.get_running_loop().create_task(client.close())
+                for entry in self._clients.pop(stale):
+                    if entry is not None:
+                        asyncio.get_running_loop().create_task(entry[0].close())
             clients = self._clients[slot] = [None] * self.SHARDS
         turn = next(self._turn) % len(clients)
-        client = clients[turn]
-        if client is None:
-            client = clients[turn] = make_async_client(api_key=ctx.api_key, base_url=ctx.base_url)
-        return client
+        entry = clients[turn]
+        wanted = self.connections_per_client(ctx.key_id)
+        if entry is None or entry[1] < wanted:
+            if entry is not None:
+                self._retired.append(entry[0])
+            # Sized with room to grow, so a lane that grows slowly does not replace it every turn.
+            connections = wanted if entry is None else max(wanted, entry[1] * 2)
+            entry = clients[turn] = (make_async_client(
+                api_key=ctx.api_key, base_url=ctx.base_url, max_connections=connections,
+                max_keepalive=connections), connections)
+        return entry[0]
 
     async def close(self) -> None:
         pools, self._clients = list(self._clients.values()), {}
+        retired, self._retired = self._retired, []
         for clients in pools:
-            for client in clients:
-                if client is not None:
-                    await client.close()
+            for entry in clients:
+                if entry is not None:
+                    await entry[0].close()
+        for client in retired:
+            await client.close()
 
 
 class PackCaller:

@@ -9,8 +9,9 @@ Each turn of `ServingLoop.run`:
 1. stop claiming once the slice is over (or someone asked it to stop), handing over to a new loop;
 2. keep this loop's serving place (a heartbeat, never awaited);
 3. settle in the lanes every call that ended since the last turn (one script call per lane and run);
-4. give back packs held too long, start calls while the process has free slots, and ask for
-   another loop if this one is short of CPU;
+4. post its uses of its lanes and read the other processes' (lane-wide fair share, lanewide.py),
+   set its ceiling from the lanes' concurrency (capacity.py), give back packs held too long, start
+   calls while the process has free slots, and ask for another loop if this one is short of CPU;
 5. start a database round if none is running and there is work for one;
 6. end when stopping and nothing is left in calls or to write, or when idle for long;
 7. sleep until a call ends, a round ends, or the next timer (refresh, write batch, a lane or run
@@ -40,10 +41,11 @@ from django.db import close_old_connections
 from apps.core.redis import async_broker_redis
 from apps.lanes.gate import LaneGate, Settlements
 from apps.runs.dispatch import serve_dispatch_rollback_unsafe, server_register
-from apps.runs.serving import rounds
+from apps.runs.serving import capacity, lanewide, rounds
 from apps.runs.serving.calls import ClientPool, PackCaller
+from apps.runs.serving.lanewide import LaneBoard
 from apps.runs.serving.messages import BrokerMessages
-from apps.runs.serving.process import prepare_process_for_serving
+from apps.runs.serving.process import open_files_capacity, prepare_process_for_serving
 from apps.runs.serving.rounds import RoundResult, RoundWork
 from apps.runs.serving.slots import LoopState
 from apps.runs.serving.starting import CallStarter
@@ -54,6 +56,8 @@ LAG_TICK_SECONDS = 0.05
 HELP_COOLDOWN_SECONDS = 5.0
 # How long an ending loop lets its hand-over message go out before it ends anyway.
 HAND_OVER_WAIT_SECONDS = 5.0
+# How often a loop posts its uses of its lanes and reads the other processes' (lanewide.py).
+LANE_SYNC_SECONDS = 0.05
 
 
 def _conf(name: str) -> Any:
@@ -86,7 +90,12 @@ class ServingLoop:
         self.idle_since: float | None = None
         self.refresh_seconds = refresh_seconds or _conf("SERVE_REFRESH_SECONDS")
         self.stop = stop or asyncio.Event()
-        self.state = LoopState(ceiling=ceiling or _conf("SERVE_MAX_IN_FLIGHT"))
+        # An operator's bound on the ceiling (SERVE_MAX_IN_FLIGHT, or `ceiling`); None: automatic.
+        self.operator_ceiling: int | None = ceiling or _conf("SERVE_MAX_IN_FLIGHT")
+        self.state = LoopState(ceiling=1)
+        self.board: LaneBoard | None = None
+        self.clients: ClientPool | None = None
+        self._update_ceiling()
         self.wake = asyncio.Event()
         # Every call in flight is a task here (CallStarter adds and discards them).
         self.calls: set[asyncio.Task[None]] = set()
@@ -123,8 +132,11 @@ class ServingLoop:
         self.clients = ClientPool()
         self.settlements = Settlements(gate)
         self.caller = PackCaller(gate=gate, clients=self.clients, settlements=self.settlements)
+        self.board = LaneBoard(redis_client, worker=self.worker, sync_seconds=LANE_SYNC_SECONDS,
+                               ttl_seconds=max(2.0, self.refresh_seconds * 4))
         self.starter = CallStarter(state=self.state, gate=gate, caller=self.caller,
-                                   settlements=self.settlements, wake=self.wake, calls=self.calls)
+                                   settlements=self.settlements, wake=self.wake, calls=self.calls,
+                                   board=self.board)
         deadline = time.monotonic() + self.slice_seconds
         watcher = asyncio.create_task(self._watch_lag())
         try:
@@ -137,6 +149,7 @@ class ServingLoop:
                 if self.settlements:                                                # 3
                     await self.settlements.flush(time.time())
                 if not self.stopping:                                               # 4
+                    await self._sync_lanes(now)
                     self.starter.give_back_stale(now)
                     await self.starter.start_calls()
                     self._ask_for_help_if_late(now)
@@ -159,11 +172,36 @@ class ServingLoop:
         if self.round is not None:
             await asyncio.gather(self.round, return_exceptions=True)
         await self.settlements.flush(time.time())
+        if self.board is not None:
+            await self.board.withdraw()
         await self.messages.settle(HAND_OVER_WAIT_SECONDS)
         self.messages.close()
         await self.clients.close()
         await redis_client.aclose()
         await sync_to_async(close_old_connections, thread_sensitive=True)()
+
+    async def _sync_lanes(self, now: float) -> None:
+        """Post this loop's uses of its lanes and read the others' (lane-wide fair share; at most
+        every LANE_SYNC_SECONDS, one pipeline), then set the ceiling from the lanes' concurrency."""
+        assert self.board is not None
+        if self.board.due(now):
+            expires_ms = int((time.time() + self.board.ttl_seconds) * 1000)
+            await self.board.sync(lanewide.posts_of(self.state, worker=self.worker, now=now,
+                                                    expires_ms=expires_ms), now)
+        self._update_ceiling()
+
+    def _update_ceiling(self) -> None:
+        """The ceiling from the lanes' concurrency (capacity.py), and each key's connection pools sized
+        to its lanes' (within the ceiling), so no call queues inside the HTTP client."""
+        lanes = lanewide.concurrency_in_use(self.state, self.board,
+                                            initial_window=_conf("LANE_INITIAL_WINDOW"),
+                                            window_after_headers=_conf("LANE_WINDOW_AFTER_HEADERS"))
+        ceiling = capacity.process_ceiling(lanes.values(), operator=self.operator_ceiling,
+                                           open_files=open_files_capacity())
+        self.state.ceiling, self.state.ceiling_by = ceiling.calls, ceiling.bound_by
+        if self.clients is not None:
+            for key_id, calls in capacity.calls_per_key(lanes, ceiling=ceiling.calls).items():
+                self.clients.size(key_id, calls)
 
     def _finished(self) -> bool:
         return (self.stopping and not self.calls and self.round is None
