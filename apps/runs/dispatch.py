@@ -100,7 +100,9 @@ def serve_dispatch_rollback_unsafe(*, reason: str = "", help_wanted: bool = Fals
             return False
     except redis.RedisError:
         logger.warning("redis unavailable; dispatching a serving loop without checking (%s)", reason)
-    _send_serve(_host_with_free_place(), hops=0)
+    # Help goes where a place is free; a plain wake-up (no loop alive: every host is free) goes to
+    # the shared queue, where any live worker takes it.
+    _send_serve(_host_with_free_place() if help_wanted else None, hops=0)
     return True
 
 
