@@ -68,7 +68,7 @@ def test_run_lists_show_short_unwrapped_ids_with_the_whole_id_in_the_tooltip(ope
 def test_a_paused_run_says_why_in_the_list_and_on_its_page(operator, owner, offline_key):
     run = set_status(make_run(owner, offline_key, ["a"]), RunStatus.PAUSED,
                      paused_cause=PausedCause.BUDGET, paused_reason="budget of $0.5000 spent")
-    assert "<strong>paused</strong>: budget spent" in operator.get(RUNS).content.decode()
+    assert "<strong>paused</strong>: by its budget" in operator.get(RUNS).content.decode()
     page = operator.get(reverse("admin:runs_run_change", args=[run.pk])).content.decode()
     assert "why it is not moving" in page.lower()
     assert "paused: The run&#x27;s budget is spent; budget of $0.5000 spent" in page

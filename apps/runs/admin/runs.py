@@ -61,7 +61,7 @@ CONFIRM_TEMPLATE = "admin/runs/run/confirm.html"
 # The paused cause in a list column; the run's page says it in full, with the reason.
 PAUSED_SHORT = {PausedCause.KEY_REJECTED: "key rejected", PausedCause.KEY_BLOCKED: "key blocked",
                 PausedCause.KEY_DELETED: "key deleted", PausedCause.KEY_UNSAFE: "key unsafe",
-                PausedCause.BUDGET: "budget spent"}
+                PausedCause.BUDGET: "by its budget"}
 BAR_COLOURS = (("completed_blocks", "#5cb85c"), ("failed_blocks", "#d9534f"),
                ("canceled_blocks", "#999"))
 STATUS_COLOURS = {"succeeded": "#5cb85c", "failed": "#d9534f", "canceled": "#999",
@@ -93,8 +93,9 @@ class BudgetForm(forms.Form):
     max_cost_usd = forms.DecimalField(
         label="New budget (USD)", required=False, max_digits=12, decimal_places=4,
         min_value=Decimal("0.0001"),
-        help_text="Empty removes the budget. A run paused because its budget was spent resumes if the "
-                  "new budget is above what it has spent.",
+        help_text="Empty removes the budget. A run paused by its budget resumes if what the new budget "
+                  "leaves can pay for its next block's worst case; otherwise its reason says how much "
+                  "that is.",
     )
 
 
