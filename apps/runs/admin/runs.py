@@ -416,6 +416,12 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
 
     # --- operations -------------------------------------------------------------------------------
 
+    def _set_budget(self, request: HttpRequest, run_id: Any, budget: Decimal | None) -> None:
+        """run_set_budget, saying so when the new budget still cannot pay for the run's next block."""
+        run = run_set_budget(run_id=run_id, max_cost_usd=budget)
+        if run.status == RunStatus.PAUSED and run.paused_cause == PausedCause.BUDGET:
+            self.message_user(request, f"Run {run_id} still {run.paused_reason}", messages.WARNING)
+
     def _each(self, request: HttpRequest, queryset: QuerySet[Run], verb: str,
               operation: Callable[[Any], Any]) -> None:
         done = 0
@@ -443,7 +449,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             budget = form.cleaned_data["max_cost_usd"]
             self._each(request, queryset, "given the new budget",
-                       lambda run_id: run_set_budget(run_id=run_id, max_cost_usd=budget))
+                       lambda run_id: self._set_budget(request, run_id, budget))
             return None
         return self._budget_page(request, form, queryset, action="set_budget")
 
@@ -474,7 +480,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             budget = form.cleaned_data["max_cost_usd"]
             self._each(request, runs, "given the new budget",
-                       lambda run_id: run_set_budget(run_id=run_id, max_cost_usd=budget))
+                       lambda run_id: self._set_budget(request, run_id, budget))
             return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
         return self._budget_page(request, form, runs)
 
