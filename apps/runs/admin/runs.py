@@ -61,7 +61,7 @@ CONFIRM_TEMPLATE = "admin/runs/run/confirm.html"
 # The paused cause in a list column; the run's page says it in full, with the reason.
 PAUSED_SHORT = {PausedCause.KEY_REJECTED: "key rejected", PausedCause.KEY_BLOCKED: "key blocked",
                 PausedCause.KEY_DELETED: "key deleted", PausedCause.KEY_UNSAFE: "key unsafe",
-                PausedCause.BUDGET: "budget spent"}
+                PausedCause.BUDGET: "by its budget"}
 BAR_COLOURS = (("completed_blocks", "#5cb85c"), ("failed_blocks", "#d9534f"),
                ("canceled_blocks", "#999"))
 STATUS_COLOURS = {"succeeded": "#5cb85c", "failed": "#d9534f", "canceled": "#999",
@@ -93,8 +93,9 @@ class BudgetForm(forms.Form):
     max_cost_usd = forms.DecimalField(
         label="New budget (USD)", required=False, max_digits=12, decimal_places=4,
         min_value=Decimal("0.0001"),
-        help_text="Empty removes the budget. A run paused because its budget was spent resumes if the "
-                  "new budget is above what it has spent.",
+        help_text="Empty removes the budget. A run paused by its budget resumes if what the new budget "
+                  "leaves can pay for its next block's worst case; otherwise its reason says how much "
+                  "that is.",
     )
 
 
@@ -415,6 +416,12 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
 
     # --- operations -------------------------------------------------------------------------------
 
+    def _set_budget(self, request: HttpRequest, run_id: Any, budget: Decimal | None) -> None:
+        """run_set_budget, saying so when the new budget still cannot pay for the run's next block."""
+        run = run_set_budget(run_id=run_id, max_cost_usd=budget)
+        if run.status == RunStatus.PAUSED and run.paused_cause == PausedCause.BUDGET:
+            self.message_user(request, f"Run {run_id} still {run.paused_reason}", messages.WARNING)
+
     def _each(self, request: HttpRequest, queryset: QuerySet[Run], verb: str,
               operation: Callable[[Any], Any]) -> None:
         done = 0
@@ -442,7 +449,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             budget = form.cleaned_data["max_cost_usd"]
             self._each(request, queryset, "given the new budget",
-                       lambda run_id: run_set_budget(run_id=run_id, max_cost_usd=budget))
+                       lambda run_id: self._set_budget(request, run_id, budget))
             return None
         return self._budget_page(request, form, queryset, action="set_budget")
 
@@ -473,7 +480,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             budget = form.cleaned_data["max_cost_usd"]
             self._each(request, runs, "given the new budget",
-                       lambda run_id: run_set_budget(run_id=run_id, max_cost_usd=budget))
+                       lambda run_id: self._set_budget(request, run_id, budget))
             return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
         return self._budget_page(request, form, runs)
 
