@@ -145,7 +145,8 @@ def deliveries_record_missing(*, now: datetime | None = None) -> int:
 
 def _enqueue(delivery_id: int, *, expires: float | None = None) -> None:
     # By the task's name: the task module imports this one, never the other way round.
-    current_app.signature(DELIVER_TASK, args=(delivery_id,)).apply_async(expires=expires)
+    # None is no expiry, which Celery takes and its stubs leave out.
+    current_app.signature(DELIVER_TASK, args=(delivery_id,)).apply_async(expires=expires)  # type: ignore[arg-type]
 
 
 # --- delivering ----------------------------------------------------------------------------------------

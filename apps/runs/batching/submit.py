@@ -55,7 +55,8 @@ def _requests(run: Run, blocks: list[ClaimedBlock], token: Any) -> tuple[list[di
     """One request per block (batch mode does not pack), up to the size cap; the blocks that did not
     fit are returned to be given back."""
     spec = run.call_spec
-    requests, size, left_out = [], 0, []
+    requests: list[dict[str, Any]] = []
+    size, left_out = 0, []
     for block in blocks:
         params = build_params(spec, [BlockInput(block.id, block.uid, block.input, block.metadata)])
         params.pop("extra_body", None)
@@ -80,8 +81,9 @@ def _record_submitting(run: Run, token: Any, requests: int, blocks: int) -> Mess
                                        blocks=blocks)
 
 
-def batch_client(run_or_key: Any) -> anthropic.Anthropic:
-    key = run_or_key.key if isinstance(run_or_key, Run | MessageBatch) else run_or_key
+def batch_client(run_or_batch: Run | MessageBatch) -> anthropic.Anthropic:
+    key = run_or_batch.key
+    assert key is not None  # a key in use by an open run cannot be deleted
     return make_client(api_key=key_secret(key=key),
                        base_url=effective_base_url(provider=key.provider, base_url=key.base_url))
 
@@ -98,10 +100,12 @@ def batch_submit_for_run(*, run_id: Any) -> MessageBatch | None:
     if left_out:
         blocks_release(run_id=run_id, token=claim.lease_token, block_ids=left_out)
     batch = _record_submitting(run, claim.lease_token, len(requests), len(requests))
+    assert run.key is not None  # a key in use by an open run cannot be deleted
     secret = key_secret(key=run.key)
     try:
         with log_context(key_id=run.key_id, secrets=(secret,)), batch_client(run) as client:
-            created = client.messages.batches.create(requests=requests)
+            # (Each request's params are build_params' dict, not the SDK's TypedDict.)
+            created = client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
     except anthropic.APIError as exc:
         failure = classify(exc, secrets=(secret,))
         MessageBatch.objects.filter(pk=batch.pk).abandon(error=str(failure))

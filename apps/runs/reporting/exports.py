@@ -137,8 +137,8 @@ def schema_columns(schema: dict[str, Any]) -> list[Column]:
     def walk(node: Any, path: tuple[str, ...]) -> None:
         node = _resolve(node, schema)
         properties = node.get("properties") if isinstance(node, dict) else None
-        flat = isinstance(properties, dict) and properties and "anyOf" not in node
-        if flat and len(path) < MAX_FLATTEN_DEPTH:
+        flat = isinstance(properties, dict) and bool(properties) and "anyOf" not in node
+        if flat and isinstance(properties, dict) and len(path) < MAX_FLATTEN_DEPTH:
             for name, prop in properties.items():
                 walk(prop, (*path, name))
             return

@@ -27,7 +27,7 @@ from apps.core.redis import embedded_redis
 from apps.keys.models import ProviderKey
 from apps.keys.services import key_create, key_update
 from apps.providers.catalog import catalog
-from apps.runs.management.commandline import OperatorCommand
+from apps.runs.management.commandline import OperatorCommand, wrapped_stream
 from apps.runs.models import Run
 from apps.runs.reporting.costs import run_savings
 from apps.runs.reporting.progress import export_command, follow_run, summary
@@ -106,7 +106,7 @@ class Command(OperatorCommand):
                               f"{'on' if run.options['cache'] else 'off'}")
             worker = threading.Thread(target=drive_engine_until_settled, args=(run.pk,), daemon=True)
             worker.start()
-            followed = follow_run(run.pk, out=self.stderr._out, detach_line=(
+            followed = follow_run(run.pk, out=wrapped_stream(self.stderr), detach_line=(
                 "Interrupted: the demo's in-process worker stops with this command, so the run stops "
                 "here (under a real worker it would go on)."))
             if followed.detached:
@@ -141,6 +141,7 @@ class Command(OperatorCommand):
         calls = run_call_counts(run_id=run.pk)
         savings = run_savings(run)
         model = catalog().get(run.model)
+        assert model is not None  # the demo runs the catalog's default model
         lines = [
             "",
             "What you just saw",
