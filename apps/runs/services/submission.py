@@ -279,7 +279,7 @@ def checked_webhook_url(webhook_url: str, *, owner: Any = None) -> str:
     try:
         url = validate_webhook_url(webhook_url)
     except WebhookUrlError as exc:
-        raise SubmissionError(exc.message, field="webhook_url") from None
+        raise SubmissionError(str(exc.message), field="webhook_url") from None
     if owner is not None and not _has_webhook_secret(owner):
         raise SubmissionError("you have no webhook signing secret yet: create one first with "
                               "POST /api/v1/webhooks/secret/ (or manage.py webhook_secret --rotate), "
@@ -307,12 +307,12 @@ def run_preflight(*, blocks: Iterable[BlockSpec], model: str, system_prompt: str
         nbytes += len(spec.input.encode("utf-8"))
     if count == 0:
         raise SubmissionError("a run needs at least one block", field="blocks")
-    spec = CallSpec(model=model, system_prompt=system_prompt, prompt_template=prompt_template,
-                    max_tokens=max_tokens, temperature=temperature, cache=bool(options.get("cache")),
-                    cache_ttl=options.get("cache_ttl", "5m"), stream=bool(options.get("stream")),
-                    output_schema=schema_json(output_schema) if output_schema else "")
+    call_spec = CallSpec(model=model, system_prompt=system_prompt, prompt_template=prompt_template,
+                         max_tokens=max_tokens, temperature=temperature, cache=bool(options.get("cache")),
+                         cache_ttl=options.get("cache_ttl", "5m"), stream=bool(options.get("stream")),
+                         output_schema=schema_json(output_schema) if output_schema else "")
     batch = resolve_mode(mode, deadline)[0] == RunMode.BATCH
-    return run_estimate(spec, pack_size=1 if batch else int(options.get("pack_size", 1)), blocks=count,
+    return run_estimate(call_spec, pack_size=1 if batch else int(options.get("pack_size", 1)), blocks=count,
                         input_chars=chars, input_bytes=nbytes, batch=batch)
 
 

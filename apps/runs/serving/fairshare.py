@@ -6,12 +6,14 @@ loop feeds them what it holds and what each run could still use."""
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
+from apps.core.ids import RunId
+
 EPSILON = 1e-9
 
 
 @dataclass(frozen=True)
 class Contender:
-    run_id: Hashable
+    run_id: RunId
     owner_id: Hashable
     weight: float
     # Blocks of this run this process holds now (in calls, or claimed and ready to start).

@@ -23,6 +23,7 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import close_old_connections
 
 from apps.core.formatting import format_usd
+from apps.core.ids import RunId
 from apps.core.redis import embedded_redis
 from apps.keys.models import ProviderKey
 from apps.keys.services import key_create, key_update
@@ -45,7 +46,7 @@ DEMO_RETRY_BASE_SECONDS = 0.5
 TEMPLATE = "Grade this essay with the rubric: a score and one sentence of feedback.\n\nEssay:\n{input}"
 
 
-def drive_engine_until_settled(run_id: Any) -> None:
+def drive_engine_until_settled(run_id: RunId) -> None:
     """What a Celery worker would do, in this process: serving loops until the run settles."""
     try:
         while Run.objects.filter(pk=run_id).values_list("status", flat=True).get() not in RUN_SETTLED:
