@@ -232,7 +232,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     reply = generate(parsed, shape)
     state.limiter.charge_output(key, reply.output_tokens)
     usage = Usage.of(plan, reply)
-    first_byte_delay = (state.config.latency_ms + shape.extra_latency_ms) / 1000
+    first_byte_delay = (state.reply_latency_ms() + shape.extra_latency_ms) / 1000
     message_id = new_id("msg_")
     if parsed.stream:
         if first_byte_delay > 0:

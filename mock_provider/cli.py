@@ -26,9 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="before each reply starts")
     parser.add_argument("--latency-per-token-ms", type=float, default=0.0,
                         help="per output token; streams are paced at this rate")
+    parser.add_argument("--latency-jitter-ms", type=float, default=0.0,
+                        help="each reply's latency drawn uniformly from latency-ms +- this")
     parser.add_argument("--rpm", type=int, help="requests per minute per API key")
     parser.add_argument("--itpm", type=int, help="input tokens per minute per API key")
     parser.add_argument("--otpm", type=int, help="output tokens per minute per API key")
+    parser.add_argument("--burst-seconds", type=float, default=MockConfig.burst_seconds,
+                        help="a limited bucket holds this many seconds of its per-minute limit (1)")
     parser.add_argument("--fault-rates", default="",
                         help='probabilities per request, e.g. "429=0.01,529=0.02,hang=0.001"')
     for kind in FAULT_FLAGS:
@@ -57,6 +61,7 @@ def config_from_options(options: Mapping[str, Any]) -> MockConfig:
             rates[kind.replace("-", "_")] = value
     return MockConfig(
         latency_ms=options["latency_ms"], latency_per_token_ms=options["latency_per_token_ms"],
+        latency_jitter_ms=options["latency_jitter_ms"], burst_seconds=options["burst_seconds"],
         rpm=options["rpm"], itpm=options["itpm"], otpm=options["otpm"], fault_rates=rates,
         fault_retry_after=options["fault_retry_after"], seed=options["seed"],
         api_keys=frozenset(options["api_keys"]), max_body_bytes=options["max_body_bytes"],

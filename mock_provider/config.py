@@ -74,10 +74,18 @@ class MockConfig:
     # Fixed latency before a reply starts, and per output token after that (streams are paced at it).
     latency_ms: float = 0.0
     latency_per_token_ms: float = 0.0
+    # Each reply's fixed latency is drawn uniformly from latency_ms +- latency_jitter_ms (never below 0),
+    # as real calls of the same size spread; 0 = every reply takes exactly latency_ms.
+    latency_jitter_ms: float = 0.0
     # Per-API-key limits per minute; None = not enforced (headers then report 1,000,000,000).
     rpm: int | None = None
     itpm: int | None = None
     otpm: int | None = None
+    # How much of a minute's limit one burst may take: each limited bucket holds limit x burst_seconds
+    # / 60 and refills at limit / 60 a second. The API's token bucket "may be enforced over shorter
+    # intervals" (60 RPM as 1 a second), so the default is one second's worth; 60 gives the old
+    # minute-sized buckets.
+    burst_seconds: float = 1.0
     # Random faults for soak runs: kind -> probability per /v1/messages request and per batch request
     # (see FAULT_KINDS; in a batch a fault makes that request `errored`).
     fault_rates: Mapping[str, float] = field(default_factory=dict)
@@ -101,8 +109,12 @@ class MockConfig:
         set_ = object.__setattr__
         set_(self, "latency_ms", float(self.latency_ms))
         set_(self, "latency_per_token_ms", float(self.latency_per_token_ms))
-        if self.latency_ms < 0 or self.latency_per_token_ms < 0:
+        set_(self, "latency_jitter_ms", float(self.latency_jitter_ms))
+        if self.latency_ms < 0 or self.latency_per_token_ms < 0 or self.latency_jitter_ms < 0:
             raise ValueError("latencies must be >= 0")
+        set_(self, "burst_seconds", float(self.burst_seconds))
+        if not 0 < self.burst_seconds <= 60:
+            raise ValueError("burst_seconds must be > 0 and <= 60")
         for name in ("rpm", "itpm", "otpm"):
             set_(self, name, _optional_limit(name, getattr(self, name)))
         set_(self, "fault_rates", parse_fault_rates(self.fault_rates))

@@ -4,6 +4,7 @@ All handlers run on that single loop, so none of this needs locks; other threads
 command) reach it only through HTTP (`/_mock/...`), never by touching these objects directly.
 """
 
+import random
 import time
 
 from mock_provider.batches import BatchStore
@@ -43,7 +44,8 @@ class MockState:
         self.config = config
         self.cache = PrefixCache(self.clock.now)
         self.limiter = RateLimiter(rpm=config.rpm, itpm=config.itpm, otpm=config.otpm,
-                                   clock=self.clock.now, wall=self.clock.wall)
+                                   burst_seconds=config.burst_seconds, clock=self.clock.now,
+                                   wall=self.clock.wall)
         self.counters = FaultCounters()
         self.random_faults = RandomFaults(config.fault_rates, config.seed)
         # Batch requests draw from a generator of their own, so batch traffic never shifts the faults
@@ -51,7 +53,16 @@ class MockState:
         self.batch_faults = RandomFaults(config.fault_rates, config.seed)
         self.batches = BatchStore()
         self.stats = Stats()
+        # Latency jitter draws from a generator of its own, so it never shifts the seeded faults.
+        self.latency_random = random.Random(config.seed)
         self._seq = 0
+
+    def reply_latency_ms(self) -> float:
+        """This reply's fixed latency: latency_ms, spread uniformly by latency_jitter_ms."""
+        base, jitter = self.config.latency_ms, self.config.latency_jitter_ms
+        if not jitter:
+            return base
+        return max(0.0, base + self.latency_random.uniform(-jitter, jitter))
 
     def next_seq(self) -> int:
         self._seq += 1
@@ -60,8 +71,10 @@ class MockState:
     def configure(self, changes: dict[str, object]) -> MockConfig:
         old, new = self.config, self.config.updated(changes)
         self.config = new
-        if (old.rpm, old.itpm, old.otpm) != (new.rpm, new.itpm, new.otpm):
-            self.limiter.reconfigure(rpm=new.rpm, itpm=new.itpm, otpm=new.otpm)
+        limits = ("rpm", "itpm", "otpm", "burst_seconds")
+        if any(getattr(old, name) != getattr(new, name) for name in limits):
+            self.limiter.reconfigure(rpm=new.rpm, itpm=new.itpm, otpm=new.otpm,
+                                     burst_seconds=new.burst_seconds)
         if (old.fault_rates, old.seed) != (new.fault_rates, new.seed):
             self.random_faults = RandomFaults(new.fault_rates, new.seed)
             self.batch_faults = RandomFaults(new.fault_rates, new.seed)
@@ -76,6 +89,7 @@ class MockState:
         self.counters.clear()
         self.random_faults = RandomFaults(self.config.fault_rates, self.config.seed)
         self.batch_faults = RandomFaults(self.config.fault_rates, self.config.seed)
+        self.latency_random = random.Random(self.config.seed)
         # Requests still in flight will finish into the new counters; keep their count right.
-        self.stats = Stats(in_flight=self.stats.in_flight)
+        self.stats = Stats(in_flight=self.stats.in_flight, peak_in_flight=self.stats.in_flight)
         self.clock.reset()

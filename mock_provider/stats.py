@@ -47,6 +47,12 @@ class Stats:
     log: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=LOG_SIZE))
     total: int = 0
     in_flight: int = 0
+    peak_in_flight: int = 0  # the most requests in flight at once since the last reset
+    # Arrivals of the /v1/messages requests answered 200, on the mock's clock: how many, the first and
+    # the last (a benchmark's admitted rate, however long the log).
+    messages_ok: int = 0
+    first_ok_t: float | None = None
+    last_ok_t: float | None = None
     by_status: Counter[str] = field(default_factory=Counter)
     by_path: Counter[str] = field(default_factory=Counter)
     by_model: Counter[str] = field(default_factory=Counter)
@@ -62,6 +68,7 @@ class Stats:
     def begin(self, record: RequestRecord) -> None:
         self.total += 1
         self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         self.by_path[record.route] += 1
         self.log.append(record)
 
@@ -70,6 +77,10 @@ class Stats:
         record.duration = now - record.t
         self.by_status[str(record.status) if record.status is not None else "none"] += 1
         self.by_outcome[record.outcome] += 1
+        if record.status == 200 and record.path == "/v1/messages":
+            self.messages_ok += 1
+            self.first_ok_t = record.t if self.first_ok_t is None else min(self.first_ok_t, record.t)
+            self.last_ok_t = record.t if self.last_ok_t is None else max(self.last_ok_t, record.t)
         if record.model:
             self.by_model[record.model] += 1
         if record.api_key is not None:
@@ -93,6 +104,8 @@ class Stats:
         return {
             "requests": self.total,
             "in_flight": self.in_flight,
+            "peak_in_flight": self.peak_in_flight,
+            "messages_ok": {"count": self.messages_ok, "first_t": self.first_ok_t, "last_t": self.last_ok_t},
             "by_status": dict(self.by_status),
             "by_path": dict(self.by_path),
             "by_model": dict(self.by_model),

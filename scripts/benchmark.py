@@ -1,7 +1,11 @@
 """The scheduler's scenarios against the mock provider, each reported as a ratio measured in this run.
 
-    uv run python scripts/benchmark.py [--scenarios latency,overhead,limit,overload,fair]
+    uv run python scripts/benchmark.py [--scenarios latency,overhead,limit,overload,fair,realistic]
                                        [--blocks 3000] [--concurrency 2] [--plot out.png]
+                                       [--database-url URL] [--redis-url URL] [--burst-seconds 1]
+                                       [realistic: --latency 15 --jitter 5 --rpm 4000 --itpm 2000000
+                                        --otpm 400000 --parallelism 1000 --input-tokens 400
+                                        --max-tokens 64 --systems conveyor,plain,litellm]
 
   latency   cap 100, 1 s calls: Conveyor's blocks/s against the ideal (cap / latency)
   overhead  cap 100, 200 ms calls: Conveyor against a plain asyncio loop over AsyncAnthropic with
@@ -10,6 +14,8 @@
             buckets' initial burst, against the binding limit, and the share of calls refused (429)
   overload  2% of calls answered 529: the time to finish against the same run fault-free
   fair      six runs of three owners submitted together: when each gets its first result
+  realistic a tier-4 key at 15 s +- 5 s calls, 10,000 blocks, parallelism 1,000: Conveyor beside a
+            plain AsyncAnthropic loop and LiteLLM's Router, one table (scripts/bench_realistic.py)
   --cost    the cost report instead (scripts/cost_report.py): 240 essays uncached, cached, cached and
             packed, in batch mode; cost ratios and output mismatches against the uncached run
 
@@ -19,9 +25,10 @@ database and the mock's stats while the scenario runs.
 
 Conveyor runs end to end: runs submitted to PostgreSQL, one real `celery worker -c N` (default 2:
 one serving process plus one for control tasks, as the README starts it) and beat, results written
-back. Needs PostgreSQL and Redis (DATABASE_URL / REDIS_URL; defaults: local servers, database
-`conveyor_bench`, created if missing, Redis db 9). Timings are noisy on a shared machine: read the
-ratios, which compare runs made side by side.
+back. Needs PostgreSQL and Redis (--database-url / --redis-url, else DATABASE_URL / REDIS_URL; defaults:
+local servers, database `conveyor_bench`, created if missing, Redis db 9). The mock's rate-limit buckets
+hold one second of each limit unless --burst-seconds says otherwise, as the API may enforce its
+limits. Timings are noisy on a shared machine: read the ratios, which compare runs made side by side.
 """
 
 import argparse
@@ -39,24 +46,33 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_db import ensure_database  # noqa: E402  (needs ROOT on the path)
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/conveyor_bench")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
-os.environ.setdefault("PROVIDER_HOST_ALLOWLIST", "127.0.0.1")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-os.environ.setdefault("DEBUG", "false")  # as deployed: no per-query debug bookkeeping
-os.environ.setdefault("PUMP_INTERVAL_SECONDS", "1")
-os.environ.setdefault("BATCH_POLL_SECONDS", "2")
+from scripts import bench_realistic  # noqa: E402  (needs ROOT on the path)
+from scripts.bench_db import ensure_database  # noqa: E402
 
 SECRET = "bench-mock-key"
 MODEL = "claude-haiku-4-5"
 
 
+def use_bench_environment(database_url: str | None, redis_url: str | None) -> None:
+    """The environment the benchmark and the worker it starts share (set before Django starts)."""
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    if redis_url:
+        os.environ["REDIS_URL"] = redis_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/conveyor_bench")
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
+    os.environ.setdefault("PROVIDER_HOST_ALLOWLIST", "127.0.0.1")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("DEBUG", "false")  # as deployed: no per-query debug bookkeeping
+    os.environ.setdefault("PUMP_INTERVAL_SECONDS", "1")
+    os.environ.setdefault("BATCH_POLL_SECONDS", "2")
+
+
 @contextmanager
-def stack(concurrency: int) -> Iterator[None]:
-    """A real worker and beat, started fresh (Redis flushed first: lanes start from nothing)."""
+def stack(concurrency: int) -> Iterator[list[subprocess.Popen]]:
+    """A real worker and beat, started fresh (Redis flushed first: lanes start from nothing); yields
+    their processes, each the leader of a session of its own (scripts/bench_meter.py measures them)."""
     import redis
 
     redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
@@ -77,7 +93,7 @@ def stack(concurrency: int) -> Iterator[None]:
         ]
         try:
             worker_wait_ready(procs[0])  # no clock starts before the worker answers
-            yield
+            yield procs
         finally:
             for proc in procs:
                 proc.terminate()
@@ -214,7 +230,7 @@ def scenario_limit(args: argparse.Namespace) -> list[str]:
     blocks = 1500
     text = "x" * (tokens * 4 - 20) + " essay {i:09d}"  # the mock counts 4 characters per token
     binding = min(rpm, itpm / tokens) / 60  # calls per second
-    with bench_mock(args, latency_ms=200, rpm=rpm, itpm=itpm) as mock:
+    with bench_mock(args, latency_ms=200, rpm=rpm, itpm=itpm, burst_seconds=args.burst_seconds) as mock:
         user = bench_user()
         with stack(args.concurrency):
             run = submit(user, new_key(user, mock.base_url), blocks, cap=100, text=text)
@@ -222,8 +238,8 @@ def scenario_limit(args: argparse.Namespace) -> list[str]:
         log = [r for r in mock.stats(limit=20_000)["log"] if r["path"] == "/v1/messages"]
     admitted = sorted(r["t"] for r in log if r["status"] == 200)
     refused = sum(r["status"] == 429 for r in log)
-    # Past the buckets' initial burst (a full minute's worth): the sustained rate.
-    burst = int(min(rpm, itpm / tokens))
+    # Past the buckets' initial burst (--burst-seconds of the limit): the sustained rate.
+    burst = int(min(rpm, itpm / tokens) * args.burst_seconds / 60)
     steady = admitted[burst:]
     start, end = steady[0], steady[-1]
     sustained = (len(steady) - 1) / (end - start) if end > start else 0.0
@@ -271,19 +287,64 @@ def scenario_fair(args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def scenario_realistic(args: argparse.Namespace) -> list[str]:
+    """A tier-4 key at 15 s calls: Conveyor, the plain loop and LiteLLM's Router, one after the other."""
+    settings = args.realistic
+    rows = []
+    with bench_mock(args, **settings.mock_config()) as mock:
+        for system in settings.systems:
+            if system == "conveyor":
+                row = bench_realistic.run_conveyor(mock, settings, args.concurrency, stack, new_key,
+                                                   bench_user, MODEL)
+            elif system == "plain":
+                row = bench_realistic.run_peer("plain", bench_realistic.python_for_plain(), "peer_plain.py",
+                                               mock, settings, SECRET, MODEL)
+            else:
+                row = bench_realistic.run_peer("litellm", bench_realistic.peers_python(), "peer_litellm.py",
+                                               mock, settings, SECRET, MODEL)
+            rows.append(row)
+            print(f"realistic {system} done in {row.wall_seconds:.0f} s", flush=True)
+    return [f"realistic {settings.describe()}", *bench_realistic.render_table(rows)]
+
+
 SCENARIOS = {"latency": scenario_latency, "overhead": scenario_overhead, "limit": scenario_limit,
-             "overload": scenario_overload, "fair": scenario_fair}
+             "overload": scenario_overload, "fair": scenario_fair, "realistic": scenario_realistic}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
-    parser.add_argument("--blocks", type=int, default=3000)
+    parser.add_argument("--blocks", type=int, help="blocks per scenario (3000; realistic: 10000)")
     parser.add_argument("--concurrency", type=int, default=2, help="the worker's -c")
     parser.add_argument("--cost", action="store_true", help="run the cost scenario (scripts/cost_report.py)")
     parser.add_argument("--plot", metavar="PNG", help="draw each scenario over time into this PNG file")
-    args = parser.parse_args()
+    parser.add_argument("--database-url", help="PostgreSQL for the runs (else $DATABASE_URL, else "
+                        "conveyor_bench on the local server)")
+    parser.add_argument("--redis-url", help="Redis for the worker (else $REDIS_URL, else local db 9)")
+    parser.add_argument("--burst-seconds", type=float, default=1.0,
+                        help="the mock's rate-limit buckets hold this many seconds of each limit (1, as the\n"
+                        "API may enforce its limits; 60 = a whole minute's burst at once)")
+    bench_realistic.add_arguments(parser)
+    return parser
 
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.scenarios.split(",")) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
+    try:
+        args.realistic = bench_realistic.settings_from(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    args.blocks = args.blocks or 3000
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    use_bench_environment(args.database_url, args.redis_url)
     ensure_database()
     import django
 

@@ -11,8 +11,12 @@ worker process on every host shares it, and each operation is one atomic Lua scr
   toward input tokens), the limits and remaining counts of the response's anthropic-ratelimit-*
   headers are learned, a 429 holds the lane until its Retry-After, and the window grows or is cut;
 - `cancel` when a granted call never went out.
-Nothing here is the source of truth for work (PostgreSQL is): if Redis is flushed, lanes start again
-cautiously, and in-flight entries expire on their own if a worker dies.
+Each bucket holds `LANE_BURST_SECONDS` of its limit (the API enforces per-minute limits over shorter
+intervals), and the window follows the lane's useful concurrency (Little's law: rate x latency x
+`LANE_CONCURRENCY_HEADROOM`).
+Nothing here is the source of truth for work (PostgreSQL is), but what a lane learned is kept there
+too (apps/lanes/memory.py): if Redis is flushed, a lane starts again from its learned limits, latency
+and window, not cautiously; in-flight entries expire on their own if a worker dies.
 """
 
 import enum
@@ -27,6 +31,7 @@ from django.conf import settings
 
 from apps.core.ids import RunId
 from apps.lanes.limits import Limits
+from apps.lanes.memory import Learned, Remembering, recall_in_thread
 from apps.providers.headers import RateLimitHeaders
 
 logger = logging.getLogger(__name__)
@@ -85,6 +90,14 @@ def _conf() -> dict[str, Any]:
     return settings.CONVEYOR
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# lane.lua's seed arguments when none are brought (limits r, i, o, latency ms, window, useful).
+NO_SEED = [0, 0, 0, 0, 0, 0]
+
+
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
@@ -121,11 +134,14 @@ class Ended:
 
 class LaneGate:
     """One per worker process, over an asyncio Redis client; `now_ms` is the shared clock (Redis
-    TIME would cost a round trip; the hosts' clocks are assumed in step, as the leases assume)."""
+    TIME would cost a round trip; the hosts' clocks are assumed in step, as the leases assume).
+    `remember`: keep what lanes learn in PostgreSQL and seed lanes Redis lost from it (off only for
+    tests of the lane alone)."""
 
-    def __init__(self, redis_client: Any) -> None:
+    def __init__(self, redis_client: Any, *, remember: bool = True) -> None:
         self.redis = redis_client
         self.script = redis_client.register_script(SCRIPT)
+        self.memory = Remembering(_conf()["LANE_REMEMBER_SECONDS"]) if remember else None
 
     async def try_acquire_many(self, lane: LaneRef, *, run_id: RunId, needs: Sequence[Need],
                                parallelism: int, limits: Limits, now: float, lease_seconds: float
@@ -137,13 +153,19 @@ class LaneGate:
         per_call: list[Any] = []
         for call_id, need in zip(call_ids, needs, strict=True):
             per_call += [call_id, need.blocks, need.input_tokens, need.output_tokens]
+        head = ["acquire", _ms(now), _ms(now + lease_seconds), parallelism, *_limit_args(limits),
+                conf["LANE_RATE_SAFETY"], conf["LANE_INITIAL_WINDOW"], conf["LANE_WINDOW_AFTER_HEADERS"],
+                conf["LANE_BURST_SECONDS"]]
+        keys = [lane.hash_key, lane.calls_key, run_blocks_key(run_id)]
         granted, wait_ms, reason = await self.script(
-            keys=[lane.hash_key, lane.calls_key, run_blocks_key(run_id)],
-            args=["acquire", _ms(now), _ms(now + lease_seconds), parallelism, *_limit_args(limits),
-                  conf["LANE_RATE_SAFETY"], conf["LANE_INITIAL_WINDOW"], conf["LANE_WINDOW_AFTER_HEADERS"],
-                  len(needs), *per_call],
-        )
-        reason = reason.decode() if isinstance(reason, bytes) else reason
+            keys=keys, args=[*head, "0", *NO_SEED, len(needs), *per_call])
+        if _text(reason) == "cold":
+            # Redis has nothing of this lane (first start, a flush, a new host's Redis): seed it
+            # with what PostgreSQL remembers (nothing: the cautious start) and ask again.
+            seed = await recall_in_thread(lane) if self.memory is not None else Learned()
+            granted, wait_ms, reason = await self.script(
+                keys=keys, args=[*head, "1", *seed.seed_args(), len(needs), *per_call])
+        reason = _text(reason)
         grants = [Grant(True, call_id) for call_id in call_ids[:int(granted)]]
         if int(granted) < len(needs):
             grants.append(Grant(False, call_ids[int(granted)], float(wait_ms) / 1000, reason))
@@ -163,13 +185,23 @@ class LaneGate:
         per_call: list[Any] = []
         for end in ended:
             per_call += end.args()
-        await self.script(
+        reply = await self.script(
             keys=[lane.hash_key, lane.calls_key, run_blocks_key(run_id)],
             args=["settle", _ms(now), *_limit_args(limits), conf["LANE_RATE_SAFETY"],
                   conf["LANE_INITIAL_WINDOW"], conf["LANE_MIN_WINDOW"], conf["LANE_OVERLOAD_CUT"],
                   _ms(conf["LANE_OVERLOAD_PAUSE_MAX_SECONDS"]), conf["LANE_WINDOW_AFTER_HEADERS"],
-                  len(ended), *per_call],
+                  conf["LANE_BURST_SECONDS"], conf["LANE_CONCURRENCY_HEADROOM"], len(ended), *per_call],
         )
+        window, _, rpm, itpm, otpm, latency_ms, useful, seeded = reply
+        if self.memory is not None and int(seeded):
+            self.memory.remember_soon(lane, Learned(
+                rpm=int(rpm), itpm=int(itpm), otpm=int(otpm), latency_ms=float(_text(latency_ms)),
+                window=float(_text(window)), useful=int(useful)), now)
+
+    async def remembered(self) -> None:
+        """Wait for the writes to PostgreSQL under way (a test, or a loop that ends)."""
+        if self.memory is not None:
+            await self.memory.drain()
 
     async def settle(self, lane: LaneRef, grant: Grant, *, run_id: RunId, need: Need, limits: Limits,
                      now: float, used_input_tokens: int, used_output_tokens: int, outcome: Settle,
@@ -184,7 +216,7 @@ class LaneGate:
         await self.script(
             keys=[lane.hash_key, lane.calls_key, run_blocks_key(run_id)],
             args=["cancel", _ms(now), grant.call_id, need.blocks, need.input_tokens, need.output_tokens,
-                  *_limit_args(limits), _conf()["LANE_RATE_SAFETY"]],
+                  *_limit_args(limits), _conf()["LANE_RATE_SAFETY"], _conf()["LANE_BURST_SECONDS"]],
         )
 
 

@@ -1,6 +1,6 @@
 """Reading lanes for people: the API, the admin and `submit --follow` show what a key's lanes know
-and do (limits and where they came from, current rate, calls in flight, throttled until, overload
-back-off). Read from Redis, where the workers keep them."""
+and do (limits and where they came from, current rate, calls in flight, window and useful
+concurrency, throttled until, overload back-off). Read from Redis, where the workers keep them."""
 
 import math
 import time
@@ -23,12 +23,16 @@ class LaneState:
     rpm_limit: int
     itpm_limit: int
     otpm_limit: int
-    # headers (learned from the provider), explicit (the key's settings), tier, or "" (unknown yet)
+    # headers (learned from the provider), remembered (learned before Redis lost the lane; the next
+    # headers confirm or correct it), explicit (the key's settings), tier, or "" (unknown yet)
     limits_source: str
     in_flight: int
     # Calls started per minute, averaged over about the last minute.
     rate_rpm: float
     window: float
+    # Little's law: the calls the lane can use in flight (its limits' calls per second x its latency x
+    # headroom); the window is kept at least this. 0: limits or latency not known yet.
+    useful_concurrency: int
     throttled_until: datetime | None
     overloaded_until: datetime | None
 
@@ -72,9 +76,11 @@ def _state(client: redis.Redis, lane: LaneRef, limits: Limits) -> LaneState:
         group=lane.group,
         rpm_limit=limit("r", limits.rpm), itpm_limit=limit("i", limits.itpm),
         otpm_limit=limit("o", limits.otpm),
-        limits_source="headers" if learned else limits.source,
+        limits_source=("remembered" if raw.get("src") == "memory" else "headers") if learned
+        else limits.source,
         in_flight=in_flight, rate_rpm=round(rate, 1),
         window=round(float(raw.get("cwnd", settings.CONVEYOR["LANE_INITIAL_WINDOW"])), 2),
+        useful_concurrency=int(float(raw.get("useful", 0) or 0)),
         throttled_until=_moment(raw.get("until_throttled")),
         overloaded_until=_moment(raw.get("until_paused")),
     )

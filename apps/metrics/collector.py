@@ -38,6 +38,8 @@ def database_families(gauges: DatabaseGauges | None) -> list[Metric]:
     runs = _gauge("runs", "Runs by status", ["status"])
     paused = _gauge("runs_paused", "Paused runs by cause (budget, key_rejected, ...)", ["cause"])
     caching = _gauge("runs_caching", "Active runs with prompt caching on")
+    not_hitting = _gauge("runs_cache_not_hitting", "Active caching runs past their warm-up that read "
+                                                   "nothing from the cache (the run's cache_not_hitting)")
     stalled = _gauge("runs_stalled", f"Active runs with due blocks and no call answered for "
                                      f"{STALL_SECONDS} s")
     blocks = _gauge("blocks", "Open blocks: pending (waiting or due) and claimed (held by a worker)",
@@ -52,6 +54,7 @@ def database_families(gauges: DatabaseGauges | None) -> list[Metric]:
         for cause, n in gauges.runs_paused_by_cause.items():
             paused.add_metric([cause], n)
         caching.add_metric([], gauges.runs_caching)
+        not_hitting.add_metric([], gauges.runs_cache_not_hitting)
         stalled.add_metric([], gauges.runs_stalled)
         blocks.add_metric(["pending"], gauges.blocks_pending)
         blocks.add_metric(["claimed"], gauges.blocks_claimed)
@@ -61,7 +64,7 @@ def database_families(gauges: DatabaseGauges | None) -> list[Metric]:
             keys.add_metric([validity], n)
         if gauges.pump_lag_seconds is not None:
             lag.add_metric([], gauges.pump_lag_seconds)
-    return [runs, paused, caching, stalled, blocks, letters, keys, lag]
+    return [runs, paused, caching, not_hitting, stalled, blocks, letters, keys, lag]
 
 
 def lane_families(lanes: list) -> list[Metric]:
@@ -72,6 +75,8 @@ def lane_families(lanes: list) -> list[Metric]:
                   labels)
     in_flight = _gauge("lane_in_flight", "Calls in flight on the lane, on every worker", labels)
     window = _gauge("lane_window", "The lane's concurrency window (cut on overload, grown back)", labels)
+    useful = _gauge("lane_useful_concurrency", "Calls the lane can use in flight: its limits' calls per "
+                    "second x its latency x headroom (Little's law; 0: not known yet)", labels)
     for key_id, state in lanes:
         values = [str(key_id), state.group]
         throttled.add_metric(values, 1 if state.throttled_until is not None else 0)
@@ -79,7 +84,8 @@ def lane_families(lanes: list) -> list[Metric]:
         rate.add_metric(values, state.rate_rpm)
         in_flight.add_metric(values, state.in_flight)
         window.add_metric(values, state.window)
-    return [throttled, overloaded, rate, in_flight, window]
+        useful.add_metric(values, state.useful_concurrency)
+    return [throttled, overloaded, rate, in_flight, window, useful]
 
 
 def counter_families(stored: Mapping[bytes | str, bytes | str]) -> list[Metric]:

@@ -13,10 +13,13 @@ from apps.failures.models import FailureState, PipelineFailure, state_filter
 from apps.health.heartbeats import PUMP, heartbeat_last
 from apps.keys.models import ProviderKey
 from apps.runs.models import Attempt, Block, BlockStatus, PausedCause, Run, RunMode
+from apps.runs.reporting.costs import NO_HIT_AFTER_CALLS, calls_after_first_reply
 from apps.runs.transitions import RUN_ACTIVE, RUN_ENDED, RunStatus
 
 # A run with due work and no call answered for this long counts as stalled.
 STALL_SECONDS = 600
+# The most caching runs without a cache read one scrape looks into.
+NOT_HITTING_SCAN = 200
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class DatabaseGauges:
     runs_by_status: dict[str, int]
     runs_paused_by_cause: dict[str, int]
     runs_caching: int
+    runs_cache_not_hitting: int
     runs_stalled: int
     blocks_pending: int
     blocks_claimed: int
@@ -46,6 +50,17 @@ def runs_paused_by_cause() -> dict[str, int]:
 def runs_caching() -> int:
     """Active runs with prompt caching on: the cache-hit alert only means something while there are."""
     return Run.objects.filter(status__in=RUN_ACTIVE, options__cache=True).count()
+
+
+def runs_cache_not_hitting() -> int:
+    """Active caching runs past their warm-up (a call has answered) that have read nothing from the
+    cache in NO_HIT_AFTER_CALLS calls sent after the first reply: the per-run flag `cache_not_hitting`
+    (apps.runs.reporting.costs), counted. Only runs with no cache read at all are looked into, at most
+    NOT_HITTING_SCAN of them, each by one query on its attempts' index."""
+    candidates = (Run.objects.filter(status__in=RUN_ACTIVE, options__cache=True, cache_warmed=True,
+                                     cache_read_input_tokens=0)
+                  .order_by("-created_at").values_list("pk", flat=True)[:NOT_HITTING_SCAN])
+    return sum(1 for run_id in candidates if calls_after_first_reply(run_id) >= NO_HIT_AFTER_CALLS)
 
 
 def runs_stalled(now: datetime) -> int:
@@ -99,7 +114,8 @@ def database_gauges() -> DatabaseGauges:
     pending, claimed = blocks_open()
     return DatabaseGauges(
         runs_by_status=runs_by_status(), runs_paused_by_cause=runs_paused_by_cause(),
-        runs_caching=runs_caching(), runs_stalled=runs_stalled(now), blocks_pending=pending,
+        runs_caching=runs_caching(), runs_cache_not_hitting=runs_cache_not_hitting(),
+        runs_stalled=runs_stalled(now), blocks_pending=pending,
         blocks_claimed=claimed, dead_letters=dead_letters(), keys_by_validity=keys_by_validity(),
         pump_lag_seconds=pump_lag_seconds(now),
     )

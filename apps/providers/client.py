@@ -45,14 +45,18 @@ def _open_telemetry() -> anthropic.OpenTelemetryOptions | None:
 
 
 def make_async_client(*, api_key: str, base_url: str = "", timeout: float | None = None,
-                      max_connections: int = 1000) -> anthropic.AsyncAnthropic:
+                      max_connections: int = 1000, max_keepalive: int | None = None
+                      ) -> anthropic.AsyncAnthropic:
+    """`max_connections`: the calls it can hold at once (more wait inside the HTTP client for a
+    connection, silently); `max_keepalive`: idle connections kept (default: at most 100)."""
     timeout = timeout or _timeout()
     return anthropic.AsyncAnthropic(
         api_key=api_key,
         base_url=base_url or ANTHROPIC_BASE_URL,
         max_retries=0,
         timeout=timeout,
-        http_client=guarded_async_http_client(timeout=timeout, max_connections=max_connections),
+        http_client=guarded_async_http_client(timeout=timeout, max_connections=max_connections,
+                                              max_keepalive=max_keepalive),
         open_telemetry=_open_telemetry(),
     )
 

@@ -193,14 +193,17 @@ def guarded_http_client(*, timeout: float, max_connections: int = 1000) -> httpx
     )
 
 
-def guarded_async_http_client(*, timeout: float, max_connections: int = 1000) -> httpx2.AsyncClient:
+def guarded_async_http_client(*, timeout: float, max_connections: int = 1000,
+                              max_keepalive: int | None = None) -> httpx2.AsyncClient:
     return httpx2.AsyncClient(
-        transport=AsyncGuardedTransport(limits=_limits(max_connections)),
+        transport=AsyncGuardedTransport(limits=_limits(max_connections, max_keepalive)),
         follow_redirects=False, trust_env=False, timeout=timeout,
     )
 
 
-def _limits(max_connections: int) -> httpx2.Limits:
-    # The SDK's defaults: many connections for many calls in flight, a bounded idle pool.
-    return httpx2.Limits(max_connections=max_connections,
-                         max_keepalive_connections=min(100, max_connections))
+def _limits(max_connections: int, max_keepalive: int | None = None) -> httpx2.Limits:
+    # The SDK's defaults: many connections for many calls in flight, a bounded idle pool. A pool
+    # sized for its calls (max_keepalive given) keeps as many idle as it may hold, so a connection
+    # is not closed after each call and opened again (a TLS handshake) for the next.
+    keepalive = min(100, max_connections) if max_keepalive is None else min(max_keepalive, max_connections)
+    return httpx2.Limits(max_connections=max_connections, max_keepalive_connections=keepalive)

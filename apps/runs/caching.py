@@ -6,6 +6,11 @@ silently: both cache usage fields stay 0, no error. So a run with caching on and
 would pay full input prices while looking configured for savings. `prefix_warnings` says so at
 create time, stored on the run (`Run.warnings`) and shown by the API, the admin and `submit`.
 
+Warm-up is per pass: a run's first call goes alone and the rest fan out once it has answered (so the
+prefix is written once, not by every call at once). The hash of the prefix it wrote is kept on the run
+(`prefix_sha256`, `Run.cache_prefix_sha256`); a reseed whose prefix differs (another system prompt,
+template or model), or that comes after the cache expired, warms again (`needs_warm_up`).
+
 The prefix is taken from the request the engine really sends (apps.providers.prompts.build_params):
 every text block up to the last `cache_control` breakpoint (the system prompt, then the stable part of
 the user turn: the template before `{input}`, or for a pack the pack preamble and the whole
@@ -14,7 +19,10 @@ typical estimate, and exactly the bundled mock's rule, mock_provider/tokens.py);
 counts English about the same, code and other scripts higher.
 """
 
+import hashlib
+import json
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from apps.providers.catalog import get_model
@@ -49,6 +57,32 @@ def cacheable_prefix_tokens(spec: CallSpec, *, packed: bool) -> int:
     # A structured run's schema is part of the system prompt the model reads, so of the prefix.
     schema = tokens_typical(schema_text(spec, packed=packed)) if spec.output_schema else 0
     return schema + sum(tokens_typical(b["text"]) for b in blocks[: last + 1])
+
+
+CACHE_TTLS = {"5m": timedelta(minutes=5), "1h": timedelta(hours=1)}
+
+
+def prefix_sha256(spec: CallSpec, *, packed: bool) -> str:
+    """What a run's calls cache, as one hash: the model (each model has its own cache), the output
+    schema and the text blocks up to the last breakpoint. Two passes with the same hash read the same
+    cache entry; a pass with another one must write its own first."""
+    params = build_params(replace(spec, cache=True), _TWO_BLOCKS if packed else _ONE_BLOCK)
+    blocks = _text_blocks(params)
+    last = max((i for i, b in enumerate(blocks) if b.get("cache_control")), default=-1)
+    prefix = [spec.model, schema_text(spec, packed=packed), *(b["text"] for b in blocks[: last + 1])]
+    return hashlib.sha256(json.dumps(prefix).encode()).hexdigest()
+
+
+def needs_warm_up(spec: CallSpec, *, packed: bool, warmed_sha256: str, last_call_at: datetime | None,
+                  now: datetime) -> bool:
+    """Whether a new pass of a caching run must warm its cache again (one call alone, then fan out):
+    its prefix is not the one warmed, or the cache entry has expired since the run's last call (every
+    read refreshes it for its TTL)."""
+    if not spec.cache:
+        return False
+    if prefix_sha256(spec, packed=packed) != warmed_sha256:
+        return True
+    return last_call_at is None or now - last_call_at >= CACHE_TTLS.get(spec.cache_ttl, CACHE_TTLS["5m"])
 
 
 def prefix_warnings(spec: CallSpec, *, pack_size: int, blocks: int) -> list[dict[str, Any]]:

@@ -5,7 +5,9 @@ A serving loop (apps/runs/serving/loop.py) runs inside a `conveyor.runs.serve` t
 every active run; loops that are alive poll the database for new work every
 SERVE_REFRESH_SECONDS, so new work needs a message only when no loop is alive. Loops register in
 Redis with an expiry (`conveyor:servers:<host>`), which is also how a host keeps one process free for
-control tasks (SERVE_PROCESSES_PER_HOST).
+control tasks (SERVE_PROCESSES_PER_HOST). A `serve` task goes to the queue of a host with a free
+serving place when one is known (apps/runs/hosts.py), else to the shared `llm` queue; a full host
+that is given one hands it on.
 
 Enqueue after commit is the default (`run_dispatch_on_commit`): a worker woken before the commit
 would not see the work. The immediate one is named for its hazard and is for code that runs outside
@@ -15,7 +17,6 @@ any transaction (the pump, a loop handing over at the end of its slice).
 import contextlib
 import logging
 import os
-import socket
 import time
 
 import redis
@@ -25,6 +26,13 @@ from django.db import transaction
 
 from apps.core.ids import RunId
 from apps.core.redis import broker_redis
+from apps.runs.hosts import (
+    SERVERS_PREFIX,
+    host_name,
+    host_of,
+    host_queue,
+    host_with_free_place,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +41,12 @@ logger = logging.getLogger(__name__)
 SERVE_TASK = "conveyor.runs.serve"
 BATCHES_TASK = "conveyor.runs.batches"
 QUEUED_MARKER = "conveyor:serve-queued"
-SERVERS_PREFIX = "conveyor:servers:"
+# A `serve` task sent to a host's own queue is dropped if it waited longer than this (the host was
+# gone; the pump and the loops ask again), and a full host hands one on at most this many times.
+HOST_SERVE_EXPIRES_SECONDS = 30
+HAND_ON_HOPS = 2
+# Publishing a wake-up gives up quickly when the broker does not answer: the pump sends it again.
+PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 # Atomic "register me if this host has room": purge expired entries, count, add.
 REGISTER = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -47,7 +60,7 @@ return 0
 
 
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{host_name()}:{os.getpid()}"
 
 
 def run_dispatch_on_commit(*, run_id: RunId) -> None:
@@ -87,8 +100,36 @@ def serve_dispatch_rollback_unsafe(*, reason: str = "", help_wanted: bool = Fals
             return False
     except redis.RedisError:
         logger.warning("redis unavailable; dispatching a serving loop without checking (%s)", reason)
-    current_app.signature(SERVE_TASK).delay()
+    _send_serve(_host_with_free_place(), hops=0)
     return True
+
+
+def serve_hand_on_rollback_unsafe(*, worker: str, hops: int) -> str | None:
+    """A `serve` task reached a host whose serving places are taken: send it on to a host with a
+    free place (not this one), at most HAND_ON_HOPS times. The host it went to, or None (dropped: the
+    loops alive serve the work, and the pump wakes one if none is)."""
+    if hops >= HAND_ON_HOPS:
+        return None
+    target = _host_with_free_place(exclude=host_of(worker))
+    if target is not None:
+        _send_serve(target, hops=hops + 1)
+    return target
+
+
+def _host_with_free_place(*, exclude: str | None = None) -> str | None:
+    try:
+        return host_with_free_place(exclude=exclude)
+    except redis.RedisError:
+        return None
+
+
+def _send_serve(host: str | None, *, hops: int) -> None:
+    signature = current_app.signature(SERVE_TASK)
+    if host is None:
+        signature.apply_async(retry_policy=PUBLISH_RETRY_POLICY)
+        return
+    signature.apply_async(kwargs={"host": host, "hops": hops}, queue=host_queue(host),
+                          expires=HOST_SERVE_EXPIRES_SECONDS, retry_policy=PUBLISH_RETRY_POLICY)
 
 
 def serve_marker_clear() -> None:
@@ -119,12 +160,12 @@ def processes_for_serving() -> int:
 def server_register(*, worker: str, ttl_seconds: float) -> bool:
     """Claim (or keep) one of this host's serving places until now + ttl; False if the host is full."""
     now_ms = int(time.time() * 1000)
-    host = worker.rsplit(":", 1)[0]
+    host = host_of(worker)
     return bool(broker_redis().eval(REGISTER, 1, SERVERS_PREFIX + host, now_ms,
                                     now_ms + int(ttl_seconds * 1000), worker, processes_for_serving()))
 
 
 def server_unregister(*, worker: str) -> None:
-    host = worker.rsplit(":", 1)[0]
+    host = host_of(worker)
     with contextlib.suppress(redis.RedisError):
         broker_redis().zrem(SERVERS_PREFIX + host, worker)

@@ -13,7 +13,7 @@ Token counts are estimated from UTF-8 bytes, never from a tokenizer we do not ha
 import json
 import math
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from apps.providers.catalog import PER_MILLION, ModelInfo, get_model
 from apps.providers.prompts import PLACEHOLDER_RE, CallSpec, output_format
@@ -93,6 +93,23 @@ def block_reservation(spec: CallSpec, *, pack_size: int, batch: bool = False) ->
     fixed = (prefix_tokens * prefix_price + spec.max_tokens * info.output) * share / PER_MILLION
     per_byte = info.input * share / Decimal(BYTES_PER_TOKEN_HIGH) / PER_MILLION
     return BlockReservation(fixed_usd=fixed, per_byte_usd=per_byte)
+
+
+def call_reservation(spec: CallSpec, inputs: list[str], *, batch: bool = False) -> Decimal:
+    """The most one call of these blocks can cost (what a split's call reserves before it starts): its
+    prefix at the cache-write price if caching is on, the blocks' texts at the input price (high
+    estimate, as the lane's `call_input_tokens`), and `max_tokens` of output."""
+    info = _prices(spec.model)
+    prefix_price = info.input
+    if spec.cache:
+        prefix_price = info.cache_write_1h if spec.cache_ttl == "1h" else info.cache_write_5m
+    packed = len(inputs) > 1
+    prefix_tokens = (CALL_OVERHEAD_TOKENS + (PACK_TAG_TOKENS * len(inputs) if packed else 0)
+                     + tokens_high(prefix_text(spec, packed=packed)))
+    own_tokens = sum(tokens_high(text) for text in inputs)
+    share = BATCH_DISCOUNT if batch else Decimal(1)
+    cost = (prefix_tokens * prefix_price + own_tokens * info.input + spec.max_tokens * info.output)
+    return (cost * share / PER_MILLION).quantize(MONEY, rounding=ROUND_CEILING)
 
 
 @dataclass(frozen=True)

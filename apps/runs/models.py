@@ -107,6 +107,9 @@ class Run(Usage, Reserved):
     # A cacheable run's first call goes alone; the rest follow once it has answered (and so written
     # the prefix to the cache), so a run of parallelism 16 writes its prefix once, not 16 times.
     cache_warmed = models.BooleanField(default=False)
+    # The cacheable prefix that warm-up wrote (apps.runs.caching.prefix_sha256): a new pass whose
+    # prefix differs (another prompt or model), or whose cache has expired, warms again.
+    cache_prefix_sha256 = models.CharField(max_length=64, blank=True, default="")
     # What the run was warned about at create, e.g. caching on with a prefix under the model's minimum
     # (apps.runs.caching.prefix_warnings): [{"code", "message", ...}]. Warnings found later, from
     # the run's usage, are computed when read (apps.runs.reporting.costs.run_warnings), never stored.
@@ -287,6 +290,7 @@ class AttemptOutcome(models.TextChoices):
     KEY_REJECTED = "key_rejected", "Key rejected (401/403)"
     FAILED = "failed", "Failed"
     LEASE_EXPIRED = "lease_expired", "Lease expired (worker lost)"
+    BUDGET_WAIT = "budget_wait", "Not called: waiting for the budget"
 
 
 class MessageBatch(models.Model):

@@ -12,11 +12,13 @@ from apps.runs.batching.submit import batches_submit
 from apps.runs.dispatch import (
     BATCHES_TASK,
     SERVE_TASK,
+    serve_hand_on_rollback_unsafe,
     serve_marker_clear,
     server_register,
     server_unregister,
     worker_name,
 )
+from apps.runs.hosts import host_help_arrived, host_of
 from apps.runs.services.recovery import pump as pump_service
 from apps.runs.services.replay import failures_replay_sweep
 from apps.runs.serving.loop import ServingLoop
@@ -32,14 +34,19 @@ def _serve_time_limit() -> float:
 # Celery takes time limits in float seconds; celery-types says int.
 @shared_task(name=SERVE_TASK, acks_late=True,  # type: ignore[call-overload]
              time_limit=_serve_time_limit() + 30, soft_time_limit=_serve_time_limit())
-def serve() -> dict:
+def serve(host: str | None = None, hops: int = 0) -> dict:
     """Serve every active run from this process for one slice, then hand over to a new serve task
     if work is left. A host keeps a process free for control tasks: a serve task that finds its
-    host's serving places taken ends at once."""
+    host's serving places taken hands itself on to a host with a free place, or ends.
+    `host`: the host it was sent to (help expected there); `hops`: how often it was handed on."""
     serve_marker_clear()
     worker = worker_name()
     if not server_register(worker=worker, ttl_seconds=settings.CONVEYOR["SERVE_REFRESH_SECONDS"] * 12):
-        return {"served": False, "reason": "this host's serving places are taken"}
+        handed_on = serve_hand_on_rollback_unsafe(worker=worker, hops=hops)
+        return {"served": False, "reason": "this host's serving places are taken",
+                "handed_on_to": handed_on}
+    if host == host_of(worker):
+        host_help_arrived(host=host)
     try:
         report = asyncio.run(ServingLoop(worker=worker).run())
     finally:

@@ -12,6 +12,8 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.settings.database import postgres_options
+from config.settings.knobs import knob, optional_knob
 from config.version import pipeline_version
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -114,10 +116,12 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    # A server that does not answer fails a connection within this many seconds instead of the
-    # operating system's minutes (libpq waits forever by default): readiness answers 503 quickly.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
-        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
+    # A server that does not answer fails a connection within DATABASE_CONNECT_TIMEOUT seconds instead
+    # of the operating system's minutes (libpq waits forever by default): readiness answers 503
+    # quickly. A peer cut off from the network is dropped within DATABASE_DEAD_PEER_SECONDS (TCP
+    # keepalives), and a session idle in an open transaction ends after
+    # DATABASE_IDLE_IN_TRANSACTION_SECONDS, so its locks are let go (config/settings/database.py).
+    DATABASES["default"]["OPTIONS"] = {**postgres_options(env), **DATABASES["default"].get("OPTIONS", {})}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Authentication -------------------------------------------------------------------------------
@@ -217,6 +221,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Unacked messages come back after this long. Longer than any serving slice, so a slow one is not
     # run twice needlessly (twice would be harmless anyway).
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    # A broker that does not answer fails a send within seconds (the wake-up is sent again by the
+    # pump), rather than when the operating system gives up on the connection.
+    "socket_connect_timeout": 5,
+    "socket_timeout": 10,
+    "socket_keepalive": True,
 }
 CELERY_TASK_DEFAULT_QUEUE = "control"
 CELERY_TASK_ROUTES = {
@@ -235,39 +244,56 @@ CONVEYOR = {
     # How often the dead-letter replay runs.
     "REPLAY_INTERVAL_SECONDS": env.float("REPLAY_INTERVAL_SECONDS", default=60.0),
     # The serving loop (one per worker process, serving every active run; apps/runs/serving/):
-    # the host's in-flight ceiling: most blocks in provider calls at once in one process.
-    "SERVE_MAX_IN_FLIGHT": env.int("SERVE_MAX_IN_FLIGHT", default=256),
+    # A safety bound an operator sets on purpose: the most blocks in provider calls at once in one
+    # process. Unset (the default): automatic, as many as the lanes its runs use can take (their
+    # useful concurrency: rate limit x latency), bounded by the process's open-files limit
+    # (apps/runs/serving/capacity.py).
+    "SERVE_MAX_IN_FLIGHT": optional_knob("SERVE_MAX_IN_FLIGHT"),
     # How long one serve task runs before it hands over to the next (a warm shutdown waits for it).
-    "SERVE_SLICE_SECONDS": env.float("SERVE_SLICE_SECONDS", default=60.0),
+    "SERVE_SLICE_SECONDS": knob("SERVE_SLICE_SECONDS", 60.0),
     # How often a loop looks for new work (so a new run's first call waits at most about this).
-    "SERVE_REFRESH_SECONDS": env.float("SERVE_REFRESH_SECONDS", default=0.5),
+    "SERVE_REFRESH_SECONDS": knob("SERVE_REFRESH_SECONDS", 0.5),
     # A loop with nothing to do for this long ends, freeing its process.
-    "SERVE_IDLE_EXIT_SECONDS": env.float("SERVE_IDLE_EXIT_SECONDS", default=10.0),
+    "SERVE_IDLE_EXIT_SECONDS": knob("SERVE_IDLE_EXIT_SECONDS", 10.0),
     # Results are written behind the calls in batches: at the latest this long after the first of a
     # batch came back (or at once when no call is left in flight), so each write's fixed cost (locks,
     # counts, the end-of-run check) is shared by many blocks. Claims never wait for it.
-    "SERVE_WRITE_BATCH_SECONDS": env.float("SERVE_WRITE_BATCH_SECONDS", default=0.25),
+    "SERVE_WRITE_BATCH_SECONDS": knob("SERVE_WRITE_BATCH_SECONDS", 0.25),
     # Blocks a loop holds claimed beyond a run's share, as a fraction of it, so a slot refills at once.
-    "SERVE_CLAIM_AHEAD": env.float("SERVE_CLAIM_AHEAD", default=0.5),
+    "SERVE_CLAIM_AHEAD": knob("SERVE_CLAIM_AHEAD", 0.5),
     # A loop whose event loop runs later than this (smoothed) is short of CPU and asks for another
     # loop to share its work, up to SERVE_PROCESSES_PER_HOST per host.
-    "SERVE_HELP_LAG_SECONDS": env.float("SERVE_HELP_LAG_SECONDS", default=0.02),
+    "SERVE_HELP_LAG_SECONDS": knob("SERVE_HELP_LAG_SECONDS", 0.02),
     # Processes of one worker host that may serve at once; 0: its concurrency minus one (at least one),
     # which keeps a process free for the control tasks.
-    "SERVE_PROCESSES_PER_HOST": env.int("SERVE_PROCESSES_PER_HOST", default=0),
+    "SERVE_PROCESSES_PER_HOST": knob("SERVE_PROCESSES_PER_HOST", 0),
     # Lanes (apps/lanes/): pace at this share of each known limit, so clocks and rounding never tip
     # a lane over; start an unknown lane with this many calls at once and grow from there (AIMD).
-    "LANE_RATE_SAFETY": env.float("LANE_RATE_SAFETY", default=0.98),
-    "LANE_INITIAL_WINDOW": env.int("LANE_INITIAL_WINDOW", default=4),
+    "LANE_RATE_SAFETY": knob("LANE_RATE_SAFETY", 0.98),
+    "LANE_INITIAL_WINDOW": knob("LANE_INITIAL_WINDOW", 4),
     # Once a response has told the lane its limits, the buckets pace it: the window opens to this
     # (a host's default in-flight ceiling, so a run reaches its parallelism in the next round trip
-    # rather than after a slow start) and only overload cuts it.
-    "LANE_WINDOW_AFTER_HEADERS": env.int("LANE_WINDOW_AFTER_HEADERS", default=256),
-    "LANE_MIN_WINDOW": env.int("LANE_MIN_WINDOW", default=1),
+    # rather than after a slow start) and only overload cuts it. Once the latency is known too, the
+    # window is at least the lane's useful concurrency (Little's law): the calls per second its limits
+    # allow x its latency x LANE_CONCURRENCY_HEADROOM (a tier-4 key at 15 s: ~1,200 calls).
+    "LANE_WINDOW_AFTER_HEADERS": knob("LANE_WINDOW_AFTER_HEADERS", 256),
+    "LANE_CONCURRENCY_HEADROOM": knob("LANE_CONCURRENCY_HEADROOM", 1.25),
+    # Each bucket holds this many seconds of its limit, not a minute: the API enforces per-minute
+    # limits with a token bucket over shorter intervals, so a fresh lane firing a minute's worth at
+    # once gets 429s. A call bigger than the bucket still goes, with a full one.
+    "LANE_BURST_SECONDS": knob("LANE_BURST_SECONDS", 0.5),
+    # What a lane learned (limits, latency, window) is written to PostgreSQL at most this often per
+    # lane and process, and seeds a lane Redis lost (apps/lanes/memory.py).
+    "LANE_REMEMBER_SECONDS": knob("LANE_REMEMBER_SECONDS", 30.0),
+    "LANE_MIN_WINDOW": knob("LANE_MIN_WINDOW", 1),
     # Overload (529, 5xx) cuts a lane's window only when it is dense: above this share of recent calls.
-    "LANE_OVERLOAD_CUT": env.float("LANE_OVERLOAD_CUT", default=0.25),
+    "LANE_OVERLOAD_CUT": knob("LANE_OVERLOAD_CUT", 0.25),
     # A lane overloaded even one call at a time stops for up to this long (doubling each time).
-    "LANE_OVERLOAD_PAUSE_MAX_SECONDS": env.float("LANE_OVERLOAD_PAUSE_MAX_SECONDS", default=30.0),
+    "LANE_OVERLOAD_PAUSE_MAX_SECONDS": knob("LANE_OVERLOAD_PAUSE_MAX_SECONDS", 30.0),
+    # Fair share of a lane across processes and hosts (apps/runs/serving/lanewide.py): an owner holding
+    # less than this share of a lane is never refused for fair share, so a view a moment old never
+    # stops anyone from starting something.
+    "LANE_FAIR_RESERVE": knob("LANE_FAIR_RESERVE", 0.05),
     # Batch mode (apps/runs/batching/): how often beat looks at open batches and submits new ones;
     # the most requests and bytes in one batch (the API allows 100,000 and 256 MB); how long a batch's
     # blocks stay leased; a batch row left "submitting" by a crash is looked for at the provider after

@@ -10,12 +10,14 @@ os.environ["DJANGO_READ_DOT_ENV_FILE"] = "false"
 
 from .base import *  # noqa: F403
 from .base import CONVEYOR, env
+from .database import postgres_options
 
 DEBUG = False
 DATABASES = {
     "default": env.db("TEST_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/conveyor"),
 }
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["default"]["OPTIONS"] = postgres_options(env, prefix="TEST_")
 REDIS_URL = env.str("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
 CELERY_BROKER_URL = REDIS_URL
 # Throttle counters in the test Redis db, under their own prefix (tests/conftest.py clears them).
@@ -34,6 +36,7 @@ TEST_KNOBS = {
     "SERVE_SLICE_SECONDS": 60.0,
     "SERVE_REFRESH_SECONDS": 0.2,
     "SERVE_IDLE_EXIT_SECONDS": 5.0,
+    "SERVE_HELP_LAG_SECONDS": 0.02,
     "OVERLOAD_BACKOFF_BASE_SECONDS": 0.05,
     "OVERLOAD_BACKOFF_MAX_SECONDS": 0.5,
     "PROVIDER_TIMEOUT_SECONDS": 10.0,
@@ -52,7 +55,8 @@ CONVEYOR = {
     **CONVEYOR,
     **{name: env.float(f"TEST_{name}", default=value) for name, value in TEST_KNOBS.items()},
     "SERVE_PROCESSES_PER_HOST": env.int("TEST_SERVE_PROCESSES_PER_HOST", default=0),
-    "SERVE_MAX_IN_FLIGHT": env.int("TEST_SERVE_MAX_IN_FLIGHT", default=256),
+    # Unset: automatic, as in production (TEST_SERVE_MAX_IN_FLIGHT sets the operator's bound).
+    "SERVE_MAX_IN_FLIGHT": env.int("TEST_SERVE_MAX_IN_FLIGHT", default=None),
 }
 # Live progress streams, fast: a test reads a whole stream in well under a second.
 RUN_EVENTS = {

@@ -250,7 +250,9 @@ def test_the_set_budget_page_of_a_run_raises_its_budget(operator, spent_run):
 
 def test_resuming_from_a_runs_page_whose_budget_is_spent_says_to_raise_it(operator, spent_run):
     response = operator.post(reverse("admin:runs_run_resume", args=[spent_run.pk]), follow=True)
-    assert any("raise the budget" in str(m) for m in response.context["messages"])
+    said = [str(m) for m in response.context["messages"]]
+    assert any("not resumed: cannot resume: its next block could cost up to $" in m
+               and "raise the budget to at least $0.51" in m for m in said), said
     assert counts(spent_run)[0] == "paused"
 
 

@@ -1,6 +1,8 @@
 """POST /api/v1/runs/{id}/cancel/, resume/ and reseed/: the owner (or staff) acts through the run
 services; an outsider gets a 404 and changes nothing; a run in the wrong state is a 409."""
 
+from decimal import Decimal
+
 import pytest
 
 from apps.runs.models import Block, BlockStatus, PausedCause, Run, RunStatus
@@ -201,3 +203,13 @@ def test_an_outsider_cannot_change_a_runs_budget(outsider, run, api):
     assert response.status_code == 404
     run.refresh_from_db()
     assert "max_cost_usd" not in run.options
+
+
+def test_resuming_a_run_its_budget_paused_is_a_409_saying_what_to_raise_the_budget_to(owner, run, api):
+    Run.objects.filter(pk=run.pk).update(options={**run.options, "max_cost_usd": "0.01"})
+    set_status(run, RunStatus.PAUSED, paused_cause=PausedCause.BUDGET, paused_reason="paused",
+               cost_usd=Decimal("0.0099"))
+    response = api(owner).post(f"{URL}{run.pk}/resume/")
+    assert response.status_code == 409
+    assert "cannot resume: its next block could cost up to $" in error_of(response)["message"]
+    assert "raise the budget to at least $" in error_of(response)["message"]

@@ -321,3 +321,14 @@ def test_json_nested_too_deeply_to_parse_is_a_400(owner, api):
     response = api(owner).post(URL, "[" * 100_000 + "]" * 100_000, content_type="application/json")
     assert response.status_code == 400
     assert error_of(response)["code"] == "parse_error"
+
+
+def test_a_budget_below_one_block_is_a_400_naming_the_smallest_budget_that_works(owner, offline_key, api):
+    body = payload(offline_key, options={"max_cost_usd": "0.0001"})
+    response = api(owner).post(URL, body, format="json")
+    assert response.status_code == 400
+    error = error_of(response)
+    assert "options.max_cost_usd" in error["fields"]
+    assert "largest block could cost up to $" in error["message"]
+    assert "set a budget of at least $" in error["message"]
+    assert not Run.objects.exists() and not Block.objects.exists()

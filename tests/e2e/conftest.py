@@ -2,6 +2,7 @@
 PostgreSQL and Redis, all talking to each other as in production."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,6 +108,8 @@ def stack(transactional_db, broker, request) -> Iterator[Stack]:
             yield stack
         finally:
             stack.stop()
+            if os.environ.get("E2E_KEEP_LOGS"):  # a folder to keep the processes' logs in
+                shutil.copytree(tmp, os.environ["E2E_KEEP_LOGS"], dirs_exist_ok=True)
             if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
                 print(stack.logs())
 

@@ -21,8 +21,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 def test_two_serving_processes_on_one_key_stay_within_its_limits_together(
         owner, e2e_key, mock_process, stack):
-    # 240 requests a minute: a full minute's burst, then four a second.
-    mock_process.configure(rpm=240, latency_ms=50)
+    # 240 requests a minute: a full minute's burst (the mock's buckets hold one second's worth unless
+    # told otherwise), then four a second.
+    mock_process.configure(rpm=240, latency_ms=50, burst_seconds=60)
     stack.env["TEST_SERVE_PROCESSES_PER_HOST"] = "2"
     stack.worker("w1")
     stack.worker("w2")

@@ -1,47 +1,22 @@
 """The lane gate against the real Redis: what a call may do before it starts and what its answer
 teaches the lane. Time is passed in explicitly (the lanes' clock), so nothing here waits."""
 
-import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from django.conf import settings
 
 from apps.core.redis import async_broker_redis
-from apps.lanes.gate import LaneGate, LaneRef, Need, Settle
+from apps.lanes.gate import LaneGate, Need, Settle
 from apps.lanes.limits import Limits
-from apps.providers.headers import Dimension, RateLimitHeaders
-
-LANE = LaneRef(key_id=1, group="haiku-4-5")
-RUN = "run-under-test"
-NOW = 1_900_000_000.0  # seconds; any fixed moment
-CALL = Need(input_tokens=100, output_tokens=50)
-UNKNOWN = Limits()
+from tests.lanes.cast import CALL, LANE, NOW, RUN, UNKNOWN, headers, run
 
 
 @pytest.fixture(autouse=True)
-def clean_redis() -> Iterator[None]:
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    client.flushdb()
-    yield
-    client.flushdb()
-
-
-def run(coro: Any) -> Any:
-    async def main() -> Any:
-        client = async_broker_redis()
-        try:
-            return await coro(LaneGate(client))
-        finally:
-            await client.aclose()
-
-    return asyncio.run(main())
-
-
-def headers(rpm: int = 0, rpm_left: int = -1, itpm: int = 0, itpm_left: int = -1) -> RateLimitHeaders:
-    return RateLimitHeaders(requests=Dimension(rpm, rpm_left), input_tokens=Dimension(itpm, itpm_left))
+def minute_buckets(settings: Any) -> None:
+    """These tests count in minutes: buckets that hold a whole minute's limit (the burst-sized
+    buckets of production are tested in test_burst.py)."""
+    settings.CONVEYOR = {**settings.CONVEYOR, "LANE_BURST_SECONDS": 60}
 
 
 async def acquire(gate: LaneGate, *, now: float = NOW, limits: Limits = UNKNOWN, parallelism: int = 1000,
@@ -173,7 +148,7 @@ def test_overload_that_persists_one_call_at_a_time_stops_the_lane_for_a_while_th
 
 def test_a_runs_parallelism_holds_across_workers():
     async def body(gate: LaneGate) -> list[bool]:
-        other_worker = LaneGate(async_broker_redis())
+        other_worker = LaneGate(async_broker_redis(), remember=False)
         try:
             results = [(await acquire(gate, parallelism=3)).granted for _ in range(2)]
             results += [(await acquire(other_worker, parallelism=3)).granted for _ in range(2)]

@@ -28,8 +28,8 @@ pytestmark = pytest.mark.django_db
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "conveyor.json"
-REQUIRED_ALERTS = {"LLMPromptCacheLowHitRate", "ConveyorDeadLetterGrowing", "ConveyorRunStalled",
-                   "ConveyorKeyInvalid", "ConveyorRunPausedOnBudget"}
+REQUIRED_ALERTS = {"LLMPromptCacheLowHitRate", "ConveyorRunCacheNotHitting", "ConveyorDeadLetterGrowing",
+                   "ConveyorRunStalled", "ConveyorKeyInvalid", "ConveyorRunPausedOnBudget"}
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 # `name{label="v", other=~"x|y"}`: a metric name and its label matchers.
 SELECTOR = re.compile(r"\b(conveyor_[a-z0-9_]+)\b(\{[^}]*\})?")

@@ -16,7 +16,8 @@ from apps.lanes.limits import limit_group
 from apps.runs.models import Run
 from apps.runs.services import blocks_claim, outcomes_record
 from apps.runs.services.decisions import Outcome
-from apps.runs.transitions import PausedCause
+from apps.runs.transitions import PausedCause, RunStatus
+from tests.api.helpers import record_attempt, set_status
 from tests.factories import MODEL, make_key, make_run
 
 pytestmark = pytest.mark.django_db
@@ -47,6 +48,31 @@ def test_active_runs_with_caching_on_are_counted(owner, offline_key, scrape):
     make_run(owner, offline_key, ["a"], options={"cache": True})
     make_run(owner, offline_key, ["b"])
     assert scrape().value("conveyor_runs_caching") == 1
+
+
+def caching_run_with_calls(owner, key, **usage: int) -> Run:
+    """A running caching run past its warm-up, with eight answered calls after its first reply."""
+    run = make_run(owner, key, ["a", "b"], system_prompt="Grade. " * 1000, options={"cache": True})
+    run = set_status(run, RunStatus.RUNNING, cache_warmed=True,
+                     cache_read_input_tokens=usage.get("cache_read_input_tokens", 0))
+    block = run.blocks.first()
+    start = timezone.now() - timedelta(minutes=5)
+    for n in range(1, 10):
+        record_attempt(block, number=n, request_id=f"req_{n}", input_tokens=2000, latency_ms=500,
+                       started_at=start + timedelta(seconds=n), **usage)
+    return run
+
+
+def test_caching_runs_past_their_warm_up_that_read_nothing_are_counted(owner, offline_key, scrape):
+    caching_run_with_calls(owner, offline_key)
+    caching_run_with_calls(owner, offline_key, cache_read_input_tokens=1500)
+    make_run(owner, offline_key, ["c"], options={"cache": True})  # not warmed yet: no call answered
+    assert scrape().value("conveyor_runs_cache_not_hitting") == 1
+
+
+def test_a_caching_run_that_ended_is_not_counted_as_not_hitting(owner, offline_key, scrape):
+    set_status(caching_run_with_calls(owner, offline_key), RunStatus.COMPLETE)
+    assert scrape().value("conveyor_runs_cache_not_hitting") == 0
 
 
 def test_open_blocks_are_counted_as_pending_and_claimed(owner, offline_key, scrape):
@@ -130,6 +156,15 @@ def test_a_throttled_lane_is_shown_by_key_id_and_group_with_its_rate(owner, offl
     assert result.value("conveyor_lane_overloaded", **labels) == 0
     assert result.value("conveyor_lane_rate_rpm", **labels) == pytest.approx(42, abs=1)
     assert result.value("conveyor_lane_window", **labels) == 8
+
+
+def test_a_lanes_useful_concurrency_is_a_gauge(owner, offline_key, scrape):
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    group = limit_group(MODEL)
+    client.hset(f"conveyor:lane:{offline_key.pk}:{group}", mapping={"cwnd": 1225, "useful": 1225})
+
+    labels = {"key_id": str(offline_key.pk), "group": group}
+    assert scrape().value("conveyor_lane_useful_concurrency", **labels) == 1225
 
 
 def test_lanes_of_deleted_keys_are_not_shown(owner, offline_key, scrape):

@@ -184,3 +184,12 @@ def test_runs_show_into_a_reader_that_has_gone_ends_quietly(owner, offline_key):
     show.stdout.close()
     _, errors = show.communicate(timeout=60)
     assert b"Traceback" not in errors and b"BrokenPipeError" not in errors, errors.decode()
+
+
+def test_submit_refuses_a_budget_below_one_block_naming_the_smallest_that_works(owner, offline_key,
+                                                                                 blocks_file):
+    with pytest.raises(CommandError, match=r"--max-cost-usd \(options.max_cost_usd\): this run's largest "
+                                           r"block could cost up to \$[0-9.]+.*set a budget of at least"):
+        call_command("submit", str(blocks_file), "--user", "owner", "--key", "main",
+                     "--max-cost-usd", "0.0001")
+    assert Run.objects.count() == 0

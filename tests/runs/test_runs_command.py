@@ -157,3 +157,11 @@ def test_budget_can_be_removed(run, owner, offline_key):
 
 def test_follow_of_a_settled_run_prints_its_summary(ended_run):
     assert f"run {ended_run.pk}: complete" in runs("follow", str(ended_run.pk))
+
+
+def test_resume_of_a_run_its_budget_paused_says_why_not_and_what_to_raise_the_budget_to(owner, offline_key):
+    run = make_run(owner, offline_key, ["x"], options={"max_cost_usd": "0.01"})
+    set_status(run, RunStatus.PAUSED, paused_cause=PausedCause.BUDGET, paused_reason="paused",
+               cost_usd=Decimal("0.0099"))
+    with pytest.raises(CommandError, match=r"cannot resume: .* raise the budget to at least \$0\.01"):
+        runs("resume", str(run.pk))

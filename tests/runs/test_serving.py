@@ -107,7 +107,7 @@ def test_a_reply_cut_at_max_tokens_fails_the_block_with_a_clear_code(owner, mock
 def test_a_spent_budget_pauses_the_run(owner, mock_key):
     run = serve_until_settled(
         make_run(owner, mock_key, [f"x{i}" for i in range(30)], parallelism=2,
-                 options={"max_cost_usd": "0.00001"})
+                 options={"max_cost_usd": "0.008"})
     )
     assert run.status == "paused"
     assert "budget" in run.paused_reason

@@ -215,7 +215,7 @@ class CacheStats:
                 "not_hitting": self.not_hitting}
 
 
-def _calls_after_first_reply(run_id: RunId) -> int:
+def calls_after_first_reply(run_id: RunId) -> int:
     """Billed calls (answered, with input) that went out once the run's first billed call had its
     reply: calls that could have read what the first one wrote. The reply came at the call's start
     plus its latency (when it was recorded is later: results are written in batches); a batch
@@ -249,7 +249,7 @@ def run_cache_stats(run: Run, *, usage: list[ModelUsage] | None = None) -> Cache
     hit_rate = read / cacheable if cacheable else None
     after_first = 0
     if caching and read == 0 and calls > NO_HIT_AFTER_CALLS:
-        after_first = _calls_after_first_reply(run.pk)
+        after_first = calls_after_first_reply(run.pk)
     return CacheStats(caching=caching, read_tokens=read, written_tokens=written, missed_tokens=missed,
                       calls=calls, hit_rate=hit_rate, not_hitting=after_first >= NO_HIT_AFTER_CALLS,
                       calls_after_first=after_first)

@@ -18,15 +18,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Expression, F, Min, Q, Sum, TextField
-from django.db.models.functions import Cast, Coalesce
+from django.db.models import Count, F, Min, Q, Sum
 from django.utils import timezone
 
-from apps.core.db import OctetLength
 from apps.core.ids import RunId
 from apps.providers.prompts import metadata_fields
 from apps.runs.estimates import block_reservation
 from apps.runs.models import Block, BlockStatus, PausedCause, Run, RunStatus
+from apps.runs.services.budget import block_worst_usd, paused_reason, prompt_bytes
 from apps.runs.services.finalize import run_finalize
 from apps.runs.transitions import RUN_ENDING, lock_run
 
@@ -41,6 +40,8 @@ class ClaimedBlock:
     number: int = 0
     # Its metadata, read only when the run's template names a field of it.
     metadata: dict[str, Any] | None = None
+    # What the budget holds for it (its claim's worst case, and a split's top-ups); 0 without a budget.
+    reserved_usd: Decimal = Decimal(0)
 
 
 @dataclass
@@ -56,14 +57,6 @@ def lease_seconds() -> float:
     conf = settings.CONVEYOR
     seconds: float = conf["PROVIDER_TIMEOUT_SECONDS"] + conf["LEASE_MARGIN_SECONDS"]
     return seconds
-
-
-def prompt_bytes(run: Run) -> Expression:
-    """What a block adds to its call's prompt, in bytes, for its worst case: its input, and its
-    metadata (at most 8 KB) when the template names a field of it."""
-    if metadata_fields(run.prompt_template):
-        return OctetLength("input") + Coalesce(OctetLength(Cast("metadata", TextField())), 0)
-    return OctetLength("input")
 
 
 def _within_budget(run: Run, rows: list[tuple[int, int]]) -> list[int]:
@@ -115,10 +108,11 @@ def blocks_claim(*, run_id: RunId, limit: int, worker: str, ahead: int = 0, answ
     budgeted = run.options.get("max_cost_usd") is not None
     ids = _within_budget(run, rows) if budgeted else [block_id for block_id, _ in rows]
     if not ids:
+        budget = Decimal(str(run.options["max_cost_usd"]))
+        worst = block_worst_usd(run, rows[0][1])
         if run.reserved_usd == 0 and Run.objects.filter(pk=run.pk).pause(
             cause=PausedCause.BUDGET,
-            reason=f"budget of ${run.options['max_cost_usd']} reached: ${run.cost_usd} spent, and the "
-                   "next block could cost more than what is left",
+            reason=paused_reason(next_worst=worst, left=budget - run.cost_usd, budget=budget),
         ):
             return Claim(run_status=RunStatus.PAUSED)
         return Claim(run_status=status, budget_wait=True)
@@ -135,12 +129,14 @@ def blocks_claim(*, run_id: RunId, limit: int, worker: str, ahead: int = 0, answ
     if budgeted:
         reserved = chosen.aggregate(total=Sum("reserved_usd"))["total"] or 0
         Run.objects.filter(pk=run.pk).update(reserved_usd=F("reserved_usd") + reserved)
-    blocks = chosen.order_by("block_index").values_list("id", "uid", "input", "attempts", "pass_attempts")
+    blocks = chosen.order_by("block_index").values_list("id", "uid", "input", "attempts", "pass_attempts",
+                                                        "reserved_usd")
     metadata = dict(chosen.values_list("id", "metadata")) if metadata_fields(run.prompt_template) else {}
     return Claim(
         run_status=status,
-        blocks=[ClaimedBlock(id=i, uid=u, input=t, attempt=a, number=n, metadata=metadata.get(i))
-                for i, u, t, a, n in blocks],
+        blocks=[ClaimedBlock(id=i, uid=u, input=t, attempt=a, number=n, metadata=metadata.get(i),
+                             reserved_usd=r)
+                for i, u, t, a, n, r in blocks],
         lease_token=token,
     )
 

@@ -3,9 +3,10 @@
 An `Outcome` is what one provider call (live, or one line of a Message Batch) meant for one block;
 `decide` turns it into a `Decision` by the failure's class (apps.providers.errors classifies, once):
 where the block goes, when it is due again (`retry_delay`, `overload_delay`), whether the attempt is
-given back, and what its Attempt row says. A key-level failure pauses the key's runs for the cause in
-`KEY_PAUSE_CAUSES` and is logged under `KEY_EVENT_CODES`. apps.runs.services.outcomes records the
-decisions; apps.runs.transitions writes them onto the blocks.
+given back, and what its Attempt row says. A split's call the budget could not reserve for
+(`Outcome.budget_wait`) is a BUDGET_WAIT: back to pending, attempt given back. A key-level failure
+pauses the key's runs for the cause in `KEY_PAUSE_CAUSES` and is logged under `KEY_EVENT_CODES`.
+apps.runs.services.outcomes records the decisions; apps.runs.transitions writes them onto the blocks.
 """
 
 import random
@@ -63,6 +64,9 @@ class Outcome:
     batch_id: int | None = None
     # The x-conveyor-correlation-id the call was sent with ("" for a batch request), for the logs.
     correlation_id: str = ""
+    # A split's call that was never made: the run's budget could not hold its worst case
+    # (apps.runs.services.budget); `usage` is what the calls above it spent.
+    budget_wait: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,10 +110,21 @@ def overload_delay(waits: int, retry_after: float | None = None) -> float:
     return max(delay, retry_after or 0.0)
 
 
+BUDGET_WAIT = Decision(BlockStatus.PENDING, AttemptOutcome.BUDGET_WAIT, refund_attempt=True,
+                       error_code="budget_wait",
+                       error_message="not called: the run's budget cannot hold the worst case of this "
+                                     "split's call until calls in flight settle or the budget is raised")
+
+
 def decide(outcome: Outcome, block: Block, run: Run, now: datetime) -> Decision:
     """The next state of a block that one call answered for, by the failure's class. In a run being
     canceled, a block that would go back to work is canceled instead."""
-    decision = _by_failure_class(outcome, block, run, now)
+    if outcome.budget_wait:
+        # Not the block's fault: no attempt used; due again at once, the next claim reserves for it
+        # (and pauses the run by its budget when nothing it could pay for is left).
+        decision = replace(BUDGET_WAIT, next_attempt_at=now)
+    else:
+        decision = _by_failure_class(outcome, block, run, now)
     if decision.status == BlockStatus.PENDING and run.status in RUN_ENDING:
         return replace(decision, status=BlockStatus.CANCELED)
     return decision
@@ -157,7 +172,9 @@ def _by_failure_class(outcome: Outcome, block: Block, run: Run, now: datetime) -
 def fenced_out(outcome: Outcome) -> Decision:
     """A call whose lease was taken over: its Attempt says what the call was; nothing else moves."""
     failure = outcome.failure
-    if failure is None:
+    if outcome.budget_wait:
+        attempt_outcome = AttemptOutcome.BUDGET_WAIT
+    elif failure is None:
         attempt_outcome = AttemptOutcome.SUCCEEDED
     elif failure.kind in (FailureKind.THROTTLED, FailureKind.OVERLOADED):
         attempt_outcome = AttemptOutcome.THROTTLED

@@ -12,6 +12,7 @@ from apps.core.errors import InvalidInput, StateConflict
 from apps.core.ids import RunId
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, PausedCause, Run
+from apps.runs.services.budget import next_block_worst_usd, paused_reason, resume_refusal
 from apps.runs.services.finalize import run_finalize
 from apps.runs.transitions import RUN_CANCELABLE, RunStatus, lock_run
 
@@ -49,18 +50,16 @@ def runs_pause_for_key(*, key_id: int, cause: str, reason: str) -> int:
 
 
 def run_resume(*, run_id: RunId) -> Run:
-    """A paused run works again. One paused by its spent budget is refused: resumed as it is, it would
-    spend past the budget before pausing again; raising the budget (run_set_budget) resumes it."""
+    """A paused run works again. One paused by its budget is refused while what is left cannot pay for
+    its next block: resumed as it is, it would pause again at its first claim, having done nothing.
+    The refusal says what to raise the budget to; raising it (run_set_budget) resumes the run."""
     with transaction.atomic():
         run = lock_run(run_id)
         if run.status != RunStatus.PAUSED:
             raise RunStateError(f"a {run.status} run cannot be resumed")
-        budget = (run.options or {}).get("max_cost_usd")
-        if run.paused_cause == PausedCause.BUDGET and budget is not None and (
-            Decimal(str(budget)) <= run.cost_usd
-        ):
-            raise RunStateError(f"its budget of ${budget} is spent (${run.cost_usd:.4f}); raise the "
-                                "budget to resume it")
+        refusal = resume_refusal(run) if run.paused_cause == PausedCause.BUDGET else None
+        if refusal:
+            raise RunStateError(f"cannot resume: {refusal}")
         Run.objects.filter(pk=run.pk).resume()
         run_dispatch_on_commit(run_id=run.pk)
     run.refresh_from_db()
@@ -102,9 +101,9 @@ def _budget(value: Any) -> Decimal | None:
 def run_set_budget(*, run_id: RunId, max_cost_usd: Decimal | None) -> Run:
     """Set the run's budget (`options["max_cost_usd"]`), or remove it with None.
 
-    A run paused because its budget was spent resumes at once when the new budget is above what it
-    has spent (or there is no budget any more); a budget at or below the spending leaves it paused.
-    Other paused runs stay paused: their cause is not the budget."""
+    A run paused by its budget resumes at once when the new budget can pay for its next block (or
+    there is no budget any more); otherwise it stays paused, its reason saying what the next block
+    could cost and what is left. Other paused runs stay paused: their cause is not the budget."""
     budget = _budget(max_cost_usd)
     with transaction.atomic():
         run = lock_run(run_id)
@@ -114,9 +113,14 @@ def run_set_budget(*, run_id: RunId, max_cost_usd: Decimal | None) -> Run:
             options["max_cost_usd"] = str(budget)
         runs = Run.objects.filter(pk=run.pk)
         runs.update(options=options)
-        budget_spent = run.status == RunStatus.PAUSED and run.paused_cause == PausedCause.BUDGET
-        if budget_spent and (budget is None or budget > run.cost_usd):
-            runs.resume()
-            run_dispatch_on_commit(run_id=run.pk)
+        if run.status == RunStatus.PAUSED and run.paused_cause == PausedCause.BUDGET:
+            run.options = options
+            worst = next_block_worst_usd(run)
+            left = (budget or 0) - run.cost_usd - run.reserved_usd
+            if budget is None or worst is None or worst <= left:
+                runs.resume()
+                run_dispatch_on_commit(run_id=run.pk)
+            else:
+                runs.update(paused_reason=paused_reason(next_worst=worst, left=left, budget=budget))
     run.refresh_from_db()
     return run

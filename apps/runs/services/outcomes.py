@@ -29,8 +29,10 @@ from apps.failures.services import diagnostic_log, event_code_for, failure_recor
 from apps.keys.services import key_mark_invalid
 from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.usage import TokenUsage
+from apps.runs.caching import prefix_sha256
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, PausedCause, Run
+from apps.runs.services.budget import spent_reason
 from apps.runs.services.decisions import KEY_EVENT_CODES, KEY_PAUSE_CAUSES, Entry, Outcome, decide, fenced_out
 from apps.runs.services.finalize import run_finalize
 from apps.runs.services.lifecycle import runs_pause_for_key
@@ -173,12 +175,13 @@ def count_on_run(rec: Recording) -> None:
                             reason=f"provider refused the key: {failure.code}: {failure.message}")
     elif budget is not None and run.cost_usd + cost >= Decimal(str(budget)):
         paused = runs.pause(cause=PausedCause.BUDGET,
-                            reason=f"budget of ${budget} spent (cost ${run.cost_usd + cost})")
+                            reason=spent_reason(budget=Decimal(str(budget)), cost=run.cost_usd + cost))
     if paused:
         rec.report.run_status = RunStatus.PAUSED
     if not run.cache_warmed and (run.options or {}).get("cache") and counts[BlockStatus.SUCCEEDED]:
-        # A call has answered: its prefix is in the cache, the rest of the run may fan out.
-        runs.update(cache_warmed=True)
+        # A call has answered: its prefix is in the cache, the rest of the pass may fan out.
+        runs.update(cache_warmed=True,
+                    cache_prefix_sha256=prefix_sha256(run.call_spec, packed=run.pack_size > 1))
 
 
 def dead_letter(rec: Recording) -> None:

@@ -5,16 +5,19 @@ rows keep each pass's outputs and a RunPass row records what each pass was.
 """
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Q
+from django.utils import timezone
 
 from apps.core.ids import RunId
 from apps.failures.models import PipelineFailure
 from apps.providers.prompts import metadata_fields
 from apps.providers.prompts import prompt_version as compute_prompt_version
+from apps.runs.caching import needs_warm_up
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, BlockStatus, PassScope, Run, RunPass
 from apps.runs.services.lifecycle import RunStateError
@@ -162,10 +165,17 @@ def start_pass(run: Run, selected: BlockQuerySet, *, scope: str, filters: dict[s
     # block's next outcome resolves the row (success) or schedules its replay again (failure).
     PipelineFailure.objects.filter(block__in=selected, resolved_at__isnull=True).update(next_retry_at=None)
     selected.reopen(new_pass=True)
+    # A pass that changes what is cached (or comes after the cache expired) warms it again: its
+    # first call alone, then the rest.
+    spec = replace(run.call_spec, model=model, system_prompt=system_prompt, prompt_template=prompt_template)
+    last_call = run.attempts.order_by("-created_at").values_list("created_at", flat=True).first()
+    warm_up = needs_warm_up(spec, packed=run.pack_size > 1, warmed_sha256=run.cache_prefix_sha256,
+                            last_call_at=last_call, now=timezone.now())
     # Taking a block back undoes exactly the counter its terminal status sat in.
     Run.objects.filter(pk=run.pk).reopen(
         current_pass=new_pass, model=model, system_prompt=system_prompt,
         prompt_template=prompt_template, prompt_version=new_prompt_version,
+        **({"cache_warmed": False} if warm_up else {}),
         **{field: F(field) - counts[status] for status, field in BLOCK_COUNTER.items()},
     )
     run_dispatch_on_commit(run_id=run.pk)

@@ -35,6 +35,7 @@ from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.estimates import RunEstimate, run_estimate
 from apps.runs.models import Block, PassScope, Run, RunMode, RunPass
 from apps.runs.selectors import run_for_idempotency_key
+from apps.runs.services.budget import budget_below_one_block
 
 CHUNK_SIZE = 2000
 MAX_UID_LENGTH = 200
@@ -389,6 +390,9 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
     run.effective_mode, run.mode_reason = resolve_mode(mode, deadline, estimate=run.estimate)
     if run.in_batch_mode:
         run.estimate = estimate()
+    too_small = budget_below_one_block(run)
+    if too_small:
+        raise SubmissionError(too_small, field="options.max_cost_usd")
     run.warnings = prefix_warnings(run.call_spec, pack_size=run.pack_size, blocks=total)
     Run.objects.filter(pk=run.pk).update(total_blocks=total, estimate=run.estimate, warnings=run.warnings,
                                          effective_mode=run.effective_mode, mode_reason=run.mode_reason)

@@ -8,4 +8,5 @@
 - calls.py     one pack of blocks through the provider, gated by its lane, split when it must be
 - context.py   what the loop knows about a run and its key (loaded once per run, refreshed on change)
 - process.py   what a process does once before it serves
+- messages.py  help requests and hand-overs, sent to the broker from a thread of their own
 """

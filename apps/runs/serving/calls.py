@@ -1,9 +1,11 @@
 """One pack of blocks through the provider: the call, its lane settled after it, and the split of a
-pack whose reply overflows or mis-maps, down to single blocks (each sub-call passing the lane too)."""
+pack whose reply overflows or mis-maps, down to single blocks (each sub-call reserving its worst case
+against the run's budget, apps.runs.services.budget, and passing the lane too)."""
 
 import asyncio
 import itertools
 import logging
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -12,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import anthropic
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.core.logcontext import correlation_id, log_context
@@ -24,6 +27,7 @@ from apps.providers.prompts import Answer, BlockInput, build_params, read_reply,
 from apps.providers.structured import without_document
 from apps.providers.usage import TokenUsage, cost_usd
 from apps.runs.estimates import call_input_tokens, prefix_text
+from apps.runs.services.budget import budget_reserve_call
 from apps.runs.services.claiming import ClaimedBlock, lease_seconds
 from apps.runs.services.decisions import Outcome
 from apps.runs.serving.context import RunContext
@@ -90,35 +94,66 @@ class ClientPool:
     holding a hundred connections spent a third of the loop's CPU on that scan (measured with py-spy
     at cap 100). Thirty-two pools of a few connections each cost ~5% less CPU per call than eight
     (measured side by side at cap 100 / 200 ms); each is built when its turn first comes, so the
-    first call does not wait for all of them."""
+    first call does not wait for all of them.
+
+    Sized per key (`size`: the calls its lanes can have in flight, set by the loop every turn): each
+    of the key's clients holds its part of them with headroom, and keeps as many idle, since a pool
+    smaller than the calls in flight queues calls inside the HTTP client where nothing sees them
+    wait. A client built for fewer calls than the key now needs is replaced at its next turn; the
+    one replaced finishes its calls and is closed with the pool."""
 
     SHARDS = 32
+    # Calls are spread over the shards in turn; this covers their uneven ends.
+    HEADROOM = 1.5
+    MIN_CONNECTIONS = 4
+    # Before the loop has said: what the SDK's own client would hold.
+    DEFAULT_CALLS = 1000
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[int, int], list[anthropic.AsyncAnthropic | None]] = {}
+        self._clients: dict[tuple[int, int], list[tuple[anthropic.AsyncAnthropic, int] | None]] = {}
         self._turn = itertools.count()
+        self._calls: dict[int, int] = {}
+        self._retired: list[anthropic.AsyncAnthropic] = []
+
+    def size(self, key_id: int, calls: int) -> None:
+        """The most calls the key's clients must hold at once from now on."""
+        self._calls[key_id] = calls
+
+    def connections_per_client(self, key_id: int) -> int:
+        calls = self._calls.get(key_id, self.DEFAULT_CALLS)
+        return max(self.MIN_CONNECTIONS, math.ceil(calls * self.HEADROOM / self.SHARDS))
 
     def get(self, ctx: RunContext) -> anthropic.AsyncAnthropic:
         slot = (ctx.key_id, ctx.key_revision)
         clients = self._clients.get(slot)
         if clients is None:
             for stale in [s for s in self._clients if s[0] == ctx.key_id]:
-                for client in self._clients.pop(stale):
-                    if client is not None:
-                        asyncio.get_running_loop().create_task(client.close())
+                for entry in self._clients.pop(stale):
+                    if entry is not None:
+                        asyncio.get_running_loop().create_task(entry[0].close())
             clients = self._clients[slot] = [None] * self.SHARDS
         turn = next(self._turn) % len(clients)
-        client = clients[turn]
-        if client is None:
-            client = clients[turn] = make_async_client(api_key=ctx.api_key, base_url=ctx.base_url)
-        return client
+        entry = clients[turn]
+        wanted = self.connections_per_client(ctx.key_id)
+        if entry is None or entry[1] < wanted:
+            if entry is not None:
+                self._retired.append(entry[0])
+            # Sized with room to grow, so a lane that grows slowly does not replace it every turn.
+            connections = wanted if entry is None else max(wanted, entry[1] * 2)
+            entry = clients[turn] = (make_async_client(
+                api_key=ctx.api_key, base_url=ctx.base_url, max_connections=connections,
+                max_keepalive=connections), connections)
+        return entry[0]
 
     async def close(self) -> None:
         pools, self._clients = list(self._clients.values()), {}
+        retired, self._retired = self._retired, []
         for clients in pools:
-            for client in clients:
-                if client is not None:
-                    await client.close()
+            for entry in clients:
+                if entry is not None:
+                    await entry[0].close()
+        for client in retired:
+            await client.close()
 
 
 class PackCaller:
@@ -278,8 +313,18 @@ class PackCaller:
 
     async def _call_when_granted(self, ctx: RunContext, blocks: list[ClaimedBlock], token: UUID,
                                  carried: TokenUsage) -> list[Outcome]:
-        """A split's sub-call waits for its lane like any call; if the lane stays shut, its blocks go
-        back as retries (throttling: no attempt used) rather than hold their lease."""
+        """A split's sub-call reserves its worst case against the run's budget, then waits for its lane
+        like any call. If the budget cannot hold it, it is not made: its blocks wait for the budget
+        (decisions.BUDGET_WAIT). If the lane stays shut, its blocks go back as retries (throttling: no
+        attempt used) rather than hold their lease."""
+        reserved = await self._reserve(ctx, blocks, token, carried)
+        if reserved is None:
+            shares = carried.split(len(blocks))
+            return [Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, number=b.number,
+                            usage=share, cost_usd=cost_usd(ctx.spec.model, share), model=ctx.spec.model,
+                            budget_wait=True)
+                    for b, share in zip(blocks, shares, strict=True)]
+        blocks = reserved
         need = call_need(ctx, blocks)
         give_up = self.clock() + SPLIT_LANE_PATIENCE_SECONDS
         while True:
@@ -297,3 +342,12 @@ class PackCaller:
                                 usage=share, cost_usd=cost_usd(ctx.spec.model, share), failure=failure)
                         for b, share in zip(blocks, shares, strict=True)]
             await asyncio.sleep(min(max(grant.wait_seconds, 0.05), 1.0))
+
+    @staticmethod
+    async def _reserve(ctx: RunContext, blocks: list[ClaimedBlock], token: Any, carried: TokenUsage
+                       ) -> list[ClaimedBlock] | None:
+        """The blocks with the budget's reservation for their call (None: the budget cannot hold it).
+        The reservation is written under the run's row lock, on the loop's database thread."""
+        reserve = sync_to_async(budget_reserve_call, thread_sensitive=True)
+        return await reserve(run_id=ctx.run_id, token=token, blocks=blocks,
+                             spent_usd=cost_usd(ctx.spec.model, carried))

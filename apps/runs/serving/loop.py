@@ -9,8 +9,9 @@ Each turn of `ServingLoop.run`:
 1. stop claiming once the slice is over (or someone asked it to stop), handing over to a new loop;
 2. keep this loop's serving place (a heartbeat, never awaited);
 3. settle in the lanes every call that ended since the last turn (one script call per lane and run);
-4. give back packs held too long, start calls while the process has free slots, and ask for
-   another loop if this one is short of CPU;
+4. post its uses of its lanes and read the other processes' (lane-wide fair share, lanewide.py),
+   set its ceiling from the lanes' concurrency (capacity.py), give back packs held too long, start
+   calls while the process has free slots, and ask for another loop if this one is short of CPU;
 5. start a database round if none is running and there is work for one;
 6. end when stopping and nothing is left in calls or to write, or when idle for long;
 7. sleep until a call ends, a round ends, or the next timer (refresh, write batch, a lane or run
@@ -18,7 +19,13 @@ Each turn of `ServingLoop.run`:
 
 At the end of its slice the loop stops claiming, gives back what it has not started, hands over to a
 new `serve` task if there is work left, lets its calls finish and writes them. The database stays the
-truth: a loop that dies loses nothing (its leases expire, its lane entries too)."""
+truth: a loop that dies loses nothing (its leases expire, its lane entries too).
+
+Asking for help and handing over go to the broker from a thread of their own (messages.py), never
+from the event loop: a broker that does not answer delays help, not calls. A loop whose serving place
+is refused at a heartbeat (another process took it) stops the same way as at the end of its slice,
+without handing over: the one that took its place serves. One whose renewals failed for its whole
+expiry (Redis unreachable) stops too, and hands over: its place may or may not have been taken."""
 
 import asyncio
 import contextlib
@@ -34,9 +41,11 @@ from django.db import close_old_connections
 from apps.core.redis import async_broker_redis
 from apps.lanes.gate import LaneGate, Settlements
 from apps.runs.dispatch import serve_dispatch_rollback_unsafe, server_register
-from apps.runs.serving import rounds
+from apps.runs.serving import capacity, lanewide, rounds
 from apps.runs.serving.calls import ClientPool, PackCaller
-from apps.runs.serving.process import prepare_process_for_serving
+from apps.runs.serving.lanewide import LaneBoard
+from apps.runs.serving.messages import BrokerMessages
+from apps.runs.serving.process import open_files_capacity, prepare_process_for_serving
 from apps.runs.serving.rounds import RoundResult, RoundWork
 from apps.runs.serving.slots import LoopState
 from apps.runs.serving.starting import CallStarter
@@ -45,6 +54,10 @@ logger = logging.getLogger(__name__)
 
 LAG_TICK_SECONDS = 0.05
 HELP_COOLDOWN_SECONDS = 5.0
+# How long an ending loop lets its hand-over message go out before it ends anyway.
+HAND_OVER_WAIT_SECONDS = 5.0
+# How often a loop posts its uses of its lanes and reads the other processes' (lanewide.py).
+LANE_SYNC_SECONDS = 0.05
 
 
 def _conf(name: str) -> Any:
@@ -77,7 +90,12 @@ class ServingLoop:
         self.idle_since: float | None = None
         self.refresh_seconds = refresh_seconds or _conf("SERVE_REFRESH_SECONDS")
         self.stop = stop or asyncio.Event()
-        self.state = LoopState(ceiling=ceiling or _conf("SERVE_MAX_IN_FLIGHT"))
+        # An operator's bound on the ceiling (SERVE_MAX_IN_FLIGHT, or `ceiling`); None: automatic.
+        self.operator_ceiling: int | None = ceiling or _conf("SERVE_MAX_IN_FLIGHT")
+        self.state = LoopState(ceiling=1)
+        self.board: LaneBoard | None = None
+        self.clients: ClientPool | None = None
+        self._update_ceiling()
         self.wake = asyncio.Event()
         # Every call in flight is a task here (CallStarter adds and discards them).
         self.calls: set[asyncio.Task[None]] = set()
@@ -88,6 +106,11 @@ class ServingLoop:
         self.next_recovery = time.monotonic() + _conf("PUMP_INTERVAL_SECONDS") * 2
         self.next_heartbeat = 0.0
         self.heartbeat: asyncio.Task[None] | None = None
+        # The serving place: held until this (monotonic), renewed by each heartbeat it is granted.
+        self.place_ttl = self.refresh_seconds * 12
+        self.place_until = time.monotonic() + self.place_ttl
+        self.place_lost: str | None = None
+        self.messages = BrokerMessages()
         self.report = ServeReport()
         # How late the event loop runs what it was asked to (seconds, smoothed): a loop that is late
         # is short of CPU, and asks for another loop (another process or host) to share its work.
@@ -109,8 +132,11 @@ class ServingLoop:
         self.clients = ClientPool()
         self.settlements = Settlements(gate)
         self.caller = PackCaller(gate=gate, clients=self.clients, settlements=self.settlements)
+        self.board = LaneBoard(redis_client, worker=self.worker, sync_seconds=LANE_SYNC_SECONDS,
+                               ttl_seconds=max(2.0, self.refresh_seconds * 4))
         self.starter = CallStarter(state=self.state, gate=gate, caller=self.caller,
-                                   settlements=self.settlements, wake=self.wake, calls=self.calls)
+                                   settlements=self.settlements, wake=self.wake, calls=self.calls,
+                                   board=self.board)
         deadline = time.monotonic() + self.slice_seconds
         watcher = asyncio.create_task(self._watch_lag())
         try:
@@ -123,6 +149,7 @@ class ServingLoop:
                 if self.settlements:                                                # 3
                     await self.settlements.flush(time.time())
                 if not self.stopping:                                               # 4
+                    await self._sync_lanes(now)
                     self.starter.give_back_stale(now)
                     await self.starter.start_calls()
                     self._ask_for_help_if_late(now)
@@ -145,9 +172,37 @@ class ServingLoop:
         if self.round is not None:
             await asyncio.gather(self.round, return_exceptions=True)
         await self.settlements.flush(time.time())
+        if self.board is not None:
+            await self.board.withdraw()
+        await self.messages.settle(HAND_OVER_WAIT_SECONDS)
+        self.messages.close()
+        assert self.clients is not None  # made when the loop started
         await self.clients.close()
         await redis_client.aclose()
         await sync_to_async(close_old_connections, thread_sensitive=True)()
+
+    async def _sync_lanes(self, now: float) -> None:
+        """Post this loop's uses of its lanes and read the others' (lane-wide fair share; at most
+        every LANE_SYNC_SECONDS, one pipeline), then set the ceiling from the lanes' concurrency."""
+        assert self.board is not None
+        if self.board.due(now):
+            expires_ms = int((time.time() + self.board.ttl_seconds) * 1000)
+            await self.board.sync(lanewide.posts_of(self.state, worker=self.worker, now=now,
+                                                    expires_ms=expires_ms), now)
+        self._update_ceiling()
+
+    def _update_ceiling(self) -> None:
+        """The ceiling from the lanes' concurrency (capacity.py), and each key's connection pools sized
+        to its lanes' (within the ceiling), so no call queues inside the HTTP client."""
+        lanes = lanewide.concurrency_in_use(self.state, self.board,
+                                            initial_window=_conf("LANE_INITIAL_WINDOW"),
+                                            window_after_headers=_conf("LANE_WINDOW_AFTER_HEADERS"))
+        ceiling = capacity.process_ceiling(lanes.values(), operator=self.operator_ceiling,
+                                           open_files=open_files_capacity())
+        self.state.ceiling, self.state.ceiling_by = ceiling.calls, ceiling.bound_by
+        if self.clients is not None:
+            for key_id, calls in capacity.calls_per_key(lanes, ceiling=ceiling.calls).items():
+                self.clients.size(key_id, calls)
 
     def _finished(self) -> bool:
         return (self.stopping and not self.calls and self.round is None
@@ -170,10 +225,8 @@ class ServingLoop:
         self.next_help = now + HELP_COOLDOWN_SECONDS
         logger.info("serving loop %s is short of CPU (lag %.0f ms): asking for another", self.worker,
                     self.lag * 1000)
-        try:
-            serve_dispatch_rollback_unsafe(reason=f"{self.worker} asks for help", help_wanted=True)
-        except Exception:
-            logger.warning("could not ask for another serving loop", exc_info=True)
+        reason = f"{self.worker} asks for help"
+        self.messages.send(reason, serve_dispatch_rollback_unsafe, reason=reason, help_wanted=True)
 
     def _idle_for_long(self, now: float) -> bool:
         # A round that only looks for work (a refresh) is not work.
@@ -203,28 +256,49 @@ class ServingLoop:
         """Keep this loop's serving place: a Redis write in a thread of its own, never awaited by the
         loop and never queued behind the database thread's round (which would stall every call start
         for as long as the round takes)."""
-        self.next_heartbeat = time.monotonic() + self.refresh_seconds * 4
-        if self.heartbeat is None or self.heartbeat.done():
+        now = time.monotonic()
+        self.next_heartbeat = now + self.refresh_seconds * 4
+        renewing = self.heartbeat is not None and not self.heartbeat.done()
+        if now >= self.place_until and not renewing:
+            # Its renewals failed for its whole expiry (Redis unreachable): another process may hold
+            # it now. (A renewal still on its way is waited for: its answer says.)
+            self._lose_place("expired")
+            return
+        if not renewing:
             self.heartbeat = asyncio.create_task(self._register())
 
     async def _register(self) -> None:
+        asked = time.monotonic()
         try:
-            await sync_to_async(server_register, thread_sensitive=False)(
-                worker=self.worker, ttl_seconds=self.refresh_seconds * 12)
+            granted = await sync_to_async(server_register, thread_sensitive=False)(
+                worker=self.worker, ttl_seconds=self.place_ttl)
         except Exception:
             logger.warning("could not register serving loop %s", self.worker, exc_info=True)
+            return
+        if granted:
+            self.place_until = asked + self.place_ttl
+        else:
+            self._lose_place("refused")
+
+    def _lose_place(self, why: str) -> None:
+        """The registration's answer is the truth: a loop without a place stops (gives back what it
+        holds, lets its calls finish and writes them) instead of serving beside the one that took it."""
+        if self.place_lost is None:
+            logger.warning("serving loop %s: its serving place was %s; stopping", self.worker, why)
+            self.place_lost = why
+        self.stop.set()
+        self.wake.set()
 
     def _begin_stopping(self) -> None:
         self.state.stopping = True
         for slot in self.state.slots.values():
             self.state.give_back(slot)
-        if self.state.demands:
+        if self.state.demands and self.place_lost != "refused":
             # Work is left: hand over now, so another process takes it while these calls finish.
+            # (A loop refused its place hands over to no one: the process that took it serves.)
             self.report.handed_over = True
-            try:
-                serve_dispatch_rollback_unsafe(reason=f"{self.worker} handing over", help_wanted=True)
-            except Exception:
-                logger.warning("could not hand over to a new serving loop", exc_info=True)
+            reason = f"{self.worker} handing over"
+            self.messages.send(reason, serve_dispatch_rollback_unsafe, reason=reason, help_wanted=True)
 
     # --- database rounds ---------------------------------------------------------------------------
 

@@ -109,6 +109,11 @@ class LaneSlot:
     reason: str = ""
     # How long this loop's calls on the lane take (seconds, smoothed; 0: none has ended yet).
     latency: float = 0.0
+    # When (monotonic) the lane last refused this loop for its window or a rate bucket: the lane was
+    # saturated then (lanewide.py shares what is in flight).
+    refused_at: float = float("-inf")
+    # When this loop's ceiling last held back a run of this lane that had ready blocks and room.
+    ceiling_bound_at: float = float("-inf")
 
     def call_ended(self, took: float) -> None:
         self.latency = took if self.latency <= 0 else self.latency * 0.9 + took * 0.1
@@ -168,7 +173,10 @@ class LoopState:
     """What the three parts of a serving loop share: the runs and lanes it serves, its calls in
     flight, and what waits for the database (give-backs, results to write)."""
 
+    # The most blocks in calls at once in this process (capacity.py; fixed when given, as tests do).
     ceiling: int
+    # What sets the ceiling: the lanes, SERVE_MAX_IN_FLIGHT or the open files (capacity.py).
+    ceiling_by: str = "SERVE_MAX_IN_FLIGHT"
     slots: dict[RunId, RunSlot] = field(default_factory=dict)
     lanes: dict[str, LaneSlot] = field(default_factory=dict)
     # The runs with due work as the last refresh saw them (help and hand-over look at it).
@@ -178,6 +186,8 @@ class LoopState:
     stopping: bool = False
     releases: list[Release] = field(default_factory=list)
     writes: WriteBuffer = field(default_factory=WriteBuffer)
+    # Starts refused because the owner held its lane-wide fair share (lanewide.py), since the start.
+    fair_share_refusals: int = 0
 
     def contenders(self) -> list[fairshare.Contender]:
         """Each run served here, with how many of its blocks it could have in calls here: its

@@ -14,9 +14,11 @@ import math
 import time
 from dataclasses import replace
 
+from django.conf import settings
+
 from apps.lanes.gate import Grant, LaneGate, Need, Settlements
 from apps.runs.services.claiming import lease_seconds
-from apps.runs.serving import fairshare
+from apps.runs.serving import capacity, fairshare, lanewide
 from apps.runs.serving.calls import PackCaller, call_need
 from apps.runs.serving.rounds import RELEASE_AFTER_SECONDS
 from apps.runs.serving.slots import LaneSlot, LoopState, Pack, Release, RunSlot
@@ -60,6 +62,8 @@ def lane_refused(state: LoopState, slot: RunSlot, reason: str, wait: float, now:
         slot.room_at = now + ROOM_RECHECK_SECONDS
         return
     lane = state.lane_of(slot)
+    if reason == "window" or reason.startswith("rate_"):
+        lane.refused_at = now  # what is in flight is all the lane allows now (lanewide.py)
     if reason == "window":
         lane.closed_until, lane.reason = now + ROOM_RECHECK_SECONDS, reason
         return
@@ -75,8 +79,11 @@ class CallStarter:
     end wakes the loop (`wake`) and holds its results for the next write."""
 
     def __init__(self, *, state: LoopState, gate: LaneGate, caller: PackCaller, settlements: Settlements,
-                 wake: asyncio.Event, calls: set[asyncio.Task[None]] | None = None) -> None:
+                 wake: asyncio.Event, calls: set[asyncio.Task[None]] | None = None,
+                 board: lanewide.LaneBoard | None = None) -> None:
         self.state = state
+        # The lanes' boards (lane-wide fair share across processes); None: this loop's slots alone.
+        self.board = board
         self.gate = gate
         self.caller = caller
         self.settlements = settlements
@@ -93,11 +100,13 @@ class CallStarter:
         if not contenders:
             return
         shares = fairshare.targets(state.ceiling, contenders)
+        uses = lanewide.my_uses(state) if self.board is not None else {}
         passes = ((True, fairshare.order(contenders, shares)),
                   (False, sorted(contenders, key=lambda c: c.waiting_since)))
         for fair, ordered in passes:
             for contender in ordered:
                 if state.in_flight >= state.ceiling:
+                    self._note_ceiling_bound(contenders, time.monotonic())
                     return
                 slot = state.slots.get(contender.run_id)
                 if slot is None or slot.ended:
@@ -109,8 +118,51 @@ class CallStarter:
                 while (slot.ready and slot.in_flight < limit and state.in_flight < state.ceiling
                        and slot.room_at <= time.monotonic()):
                     room = min(limit - slot.in_flight, state.ceiling - state.in_flight)
-                    if not await self._start_some(slot, room):
+                    room = self._fair_share_room(slot, room, uses, time.monotonic())
+                    if room <= 0:
                         break
+                    before = slot.in_flight
+                    started = await self._start_some(slot, room)
+                    lanewide.add_held(uses, slot, slot.in_flight - before)
+                    if not started:
+                        break
+
+    def _fair_share_room(self, slot: RunSlot, room: int, uses: dict[str, lanewide.Uses], now: float) -> int:
+        """`room` less what lane-wide fair share allows the run's owner on its lane (lanewide.py); 0:
+        refused (`fair_share`), the run waits a moment while an owner below its share catches up."""
+        if self.board is None:
+            return room
+        name = slot.ctx.lane.name
+        view = self.board.views.get(name)
+        lane = self.state.lane_of(slot)
+        saturated = (view is not None and view.saturated) or now - lane.refused_at < lanewide.RECENT_SECONDS
+        if view is None or (view.concurrency <= 0 and not saturated):
+            return room
+        allowed = lanewide.fair_room(
+            lanewide.owner_key(slot.ctx.owner_id), lanewide.merged(uses.get(name, {}), view.others),
+            concurrency=view.concurrency, saturated=saturated,
+            reserve=settings.CONVEYOR["LANE_FAIR_RESERVE"])
+        if allowed is None:
+            return room
+        if allowed <= 0:
+            slot.room_at = now + ROOM_RECHECK_SECONDS
+            self.state.fair_share_refusals += 1
+            return 0
+        return min(room, allowed)
+
+    def _note_ceiling_bound(self, contenders: list[fairshare.Contender], now: float) -> None:
+        """The ceiling is full: if it is the host's (not the lanes'), mark the lanes of runs that have
+        ready blocks, room under their parallelism and an open lane: the ceiling holds them back."""
+        state = self.state
+        if state.ceiling_by == capacity.LANES:
+            return
+        for contender in contenders:
+            slot = state.slots.get(contender.run_id)
+            if slot is None or slot.ended or not slot.ready or slot.in_flight >= contender.demand:
+                continue
+            lane = state.lane_of(slot)
+            if lane.closed_until <= now and slot.room_at <= now:
+                lane.ceiling_bound_at = now
 
     async def _start_some(self, slot: RunSlot, room: int) -> bool:
         """Ask the lane, in one round trip, for the slot's next ready packs up to `room` blocks (at

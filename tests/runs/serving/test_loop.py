@@ -1,4 +1,8 @@
-"""The serving loop's life, without the database: asking for help, stopping, ending when idle."""
+"""The serving loop's life, without the database: asking for help, stopping, ending when idle,
+honouring its serving place's registration."""
+
+import asyncio
+import threading
 
 import pytest
 
@@ -29,8 +33,10 @@ def test_a_late_loop_with_work_asks_for_help_once_per_cooldown(serving, dispatch
     serving.lag, serving.next_help = 0.2, 0.0
     serving.state.demands = {"r": demand("r")}
     serving._ask_for_help_if_late(now=10.0)
+    assert serving.messages.wait(5)
     serving._ask_for_help_if_late(now=11.0)
     serving._ask_for_help_if_late(now=10.0 + HELP_COOLDOWN_SECONDS)
+    assert serving.messages.wait(5)
     assert dispatched == ["host:1 asks for help"] * 2
 
 
@@ -53,6 +59,7 @@ def test_stopping_gives_back_what_is_ready_and_hands_over_the_work_left(serving,
     serving._begin_stopping()
     assert serving.stopping and serving.report.handed_over
     assert sum(len(r.block_ids) for r in serving.state.releases) == 3
+    assert serving.messages.wait(5)
     assert dispatched == ["host:1 handing over"]
 
 
@@ -81,3 +88,106 @@ def test_a_stopping_loop_ends_only_once_nothing_is_left_to_write(serving):
     assert not serving._finished()
     serving.state.writes.take()
     assert serving._finished()
+
+
+@pytest.fixture
+def broker_hangs(monkeypatch) -> threading.Event:
+    """Every message to the broker blocks until the event is set (Redis unreachable)."""
+    answer = threading.Event()
+
+    def dispatch(*, reason: str = "", help_wanted: bool = False) -> bool:
+        answer.wait(30)
+        return True
+
+    monkeypatch.setattr(loop_module, "serve_dispatch_rollback_unsafe", dispatch)
+    yield answer
+    answer.set()
+
+
+def test_asking_for_help_never_waits_on_a_broker_that_does_not_answer(serving, broker_hangs):
+    serving.lag, serving.next_help = 0.2, 0.0
+    serving.state.demands = {"r": demand("r")}
+
+    async def a_loop_asking_for_help_while_calls_end() -> int:
+        ended = 0
+        for turn in range(3):
+            serving._ask_for_help_if_late(now=10.0 + turn * HELP_COOLDOWN_SECONDS)
+            await asyncio.sleep(0)  # a call ends: the loop is free to see it
+            ended += 1
+        return ended
+
+    assert asyncio.run(asyncio.wait_for(a_loop_asking_for_help_while_calls_end(), 5)) == 3
+    assert serving.messages.busy  # the first request is still waiting on the broker, off the loop
+    broker_hangs.set()
+    assert serving.messages.wait(5)
+
+
+def test_a_request_made_while_the_broker_has_not_answered_the_last_is_dropped(serving, broker_hangs):
+    serving.lag, serving.next_help = 0.2, 0.0
+    serving.state.demands = {"r": demand("r")}
+    assert serving.messages.send("first", loop_module.serve_dispatch_rollback_unsafe)
+    assert not serving.messages.send("second", loop_module.serve_dispatch_rollback_unsafe)
+
+
+def test_an_ending_loop_does_not_wait_for_the_broker_longer_than_its_hand_over_wait(
+        serving, broker_hangs, monkeypatch):
+    monkeypatch.setattr(loop_module, "HAND_OVER_WAIT_SECONDS", 0.05)
+    serving.state.demands = {"r": demand("r")}
+    serving._begin_stopping()
+
+    asyncio.run(asyncio.wait_for(serving.messages.settle(0.05), 5))
+    assert serving.messages.busy
+
+
+def registration_answers(monkeypatch, answer) -> None:
+    def register(*, worker: str, ttl_seconds: float) -> bool:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(loop_module, "server_register", register)
+
+
+def test_a_loop_whose_place_is_refused_stops_gives_back_its_work_and_hands_over_to_no_one(
+        serving, dispatched, monkeypatch):
+    registration_answers(monkeypatch, False)
+    serving.state.slots["r"] = slot("r", ready=3)
+    serving.state.demands = {"r": demand("r")}
+
+    asyncio.run(serving._register())
+    serving._begin_stopping()  # the loop's next turn, as its stop event is set
+
+    assert serving.stop.is_set() and serving.place_lost == "refused"
+    assert sum(len(r.block_ids) for r in serving.state.releases) == 3
+    assert serving.messages.wait(5)
+    assert not serving.report.handed_over and dispatched == []
+
+
+def test_a_loop_whose_place_is_granted_keeps_serving(serving, monkeypatch):
+    registration_answers(monkeypatch, True)
+    asyncio.run(serving._register())
+    assert not serving.stop.is_set() and serving.place_lost is None
+
+
+def test_a_loop_that_could_not_renew_its_place_for_its_whole_expiry_stops(serving, monkeypatch):
+    import redis
+
+    registration_answers(monkeypatch, redis.ConnectionError("unreachable"))
+    asyncio.run(serving._register())
+    assert not serving.stop.is_set()  # one missed renewal: the place is still ours
+
+    serving.place_until = 0.0  # ... until its expiry passes
+
+    async def heartbeat() -> None:
+        serving._heartbeat()
+
+    asyncio.run(heartbeat())
+    assert serving.stop.is_set() and serving.place_lost == "expired"
+
+
+def test_a_loop_whose_place_expired_hands_its_work_over(serving, dispatched):
+    serving.state.demands = {"r": demand("r")}
+    serving._lose_place("expired")
+    serving._begin_stopping()
+    assert serving.messages.wait(5)
+    assert serving.report.handed_over and dispatched == ["host:1 handing over"]
