@@ -11,6 +11,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from apps.core.ids import RunId
 from apps.core.redis import broker_redis
 from apps.lanes.gate import LaneRef, run_blocks_key
 from apps.lanes.limits import Limits, key_limits, limit_group
@@ -57,7 +58,8 @@ def _moment(ms: str | None) -> datetime | None:
 
 def _state(client: redis.Redis, lane: LaneRef, limits: Limits) -> LaneState:
     now_ms = time.time() * 1000
-    raw = {k.decode(): v.decode() for k, v in client.hgetall(lane.hash_key).items()}
+    # (The client answers bytes, without decode_responses; its stubs say bytes or str.)
+    raw = {k.decode(): v.decode() for k, v in client.hgetall(lane.hash_key).items()}  # type: ignore[union-attr]
     in_flight = client.zcount(lane.calls_key, now_ms, "+inf")
 
     def limit(dim: str, configured: int) -> int:
@@ -115,7 +117,7 @@ def lanes_of_key(*, key: Any) -> list[LaneState]:
         return []
 
 
-def run_blocks_in_flight(*, run_id: Any) -> int | None:
+def run_blocks_in_flight(*, run_id: RunId) -> int | None:
     """How many of the run's blocks are in provider calls now, on every worker (None: Redis cannot
     say)."""
     try:

@@ -1,9 +1,11 @@
 """The API's shape of a lane's state (apps.lanes.selectors.LaneState), shown on a key and on a run."""
 
+from typing import Any
+
 from rest_framework import serializers
 
 
-class LaneStateSerializer(serializers.Serializer):
+class LaneStateSerializer(serializers.Serializer[Any]):
     group = serializers.CharField(help_text="The model's rate-limit group (versions of a class share it).")
     rpm_limit = serializers.IntegerField(help_text="Requests per minute in force; 0: none known.")
     itpm_limit = serializers.IntegerField(help_text="Input tokens per minute in force; 0: none known.")

@@ -8,7 +8,7 @@ reports the whole deployment. A source that cannot be read leaves its families w
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client.core import (
     CollectorRegistry,
@@ -88,7 +88,7 @@ def lane_families(lanes: list) -> list[Metric]:
     return [throttled, overloaded, rate, in_flight, window, useful]
 
 
-def counter_families(stored: dict[bytes, bytes]) -> list[Metric]:
+def counter_families(stored: Mapping[bytes | str, bytes | str]) -> list[Metric]:
     counters = {name: CounterMetricFamily(P + name, doc, labels=list(labels))
                 for name, (labels, doc) in f.COUNTERS.items()}
     buckets: defaultdict[tuple[str, ...], dict[str, float]] = defaultdict(dict)

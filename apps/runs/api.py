@@ -507,7 +507,7 @@ class RunEventsApi(APIView):
             **error_responses(401, 404),
         },
     )
-    def get(self, request: Request, run_id: str) -> HttpResponse:
+    def get(self, request: Request, run_id: str) -> HttpResponse | StreamingHttpResponse:
         run = visible_run(request, run_id)
         last_event_id = request.headers.get("Last-Event-ID")
         if run.status in RUN_SETTLED and last_event_id == end_event_id(run):

@@ -20,7 +20,8 @@ them (never `$0E-8`): the smallest budget that works, what the next block could 
 
 from dataclasses import replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from uuid import UUID
 
 from django.db import transaction
 from django.db.models import Expression, F, Max, TextField
@@ -28,6 +29,7 @@ from django.db.models.functions import Cast, Coalesce
 
 from apps.core.db import OctetLength
 from apps.core.formatting import format_usd
+from apps.core.ids import RunId
 from apps.providers.prompts import CallSpec, metadata_fields
 from apps.runs.estimates import MONEY, block_reservation, call_reservation
 from apps.runs.models import Block, BlockStatus, Run
@@ -146,7 +148,7 @@ def resume_refusal(run: Run) -> str | None:
 # --- reserving the calls of a split ----------------------------------------------------------------
 
 @transaction.atomic
-def budget_reserve_call(*, run_id: Any, token: Any, blocks: "list[ClaimedBlock]",
+def budget_reserve_call(*, run_id: RunId, token: UUID, blocks: "list[ClaimedBlock]",
                         spent_usd: Decimal) -> "list[ClaimedBlock] | None":
     """Reserve a split's call of `blocks` before it starts; None when the budget cannot pay for it.
 

@@ -280,7 +280,7 @@ def checked_webhook_url(webhook_url: str, *, owner: Any = None) -> str:
     try:
         url = validate_webhook_url(webhook_url)
     except WebhookUrlError as exc:
-        raise SubmissionError(exc.message, field="webhook_url") from None
+        raise SubmissionError(str(exc.message), field="webhook_url") from None
     if owner is not None and not _has_webhook_secret(owner):
         raise SubmissionError("you have no webhook signing secret yet: create one first with "
                               "POST /api/v1/webhooks/secret/ (or manage.py webhook_secret --rotate), "
@@ -314,18 +314,18 @@ def run_preflight(*, blocks: Iterable[BlockSpec], model: str, system_prompt: str
         largest = max(largest, size)
     if count == 0:
         raise SubmissionError("a run needs at least one block", field="blocks")
-    spec = CallSpec(model=model, system_prompt=system_prompt, prompt_template=prompt_template,
-                    max_tokens=max_tokens, temperature=temperature, cache=bool(options.get("cache")),
-                    cache_ttl=options.get("cache_ttl", "5m"), stream=bool(options.get("stream")),
-                    output_schema=schema_json(output_schema) if output_schema else "")
+    call_spec = CallSpec(model=model, system_prompt=system_prompt, prompt_template=prompt_template,
+                         max_tokens=max_tokens, temperature=temperature, cache=bool(options.get("cache")),
+                         cache_ttl=options.get("cache_ttl", "5m"), stream=bool(options.get("stream")),
+                         output_schema=schema_json(output_schema) if output_schema else "")
     batch = resolve_mode(mode, deadline)[0] == RunMode.BATCH
     pack_size = 1 if batch else int(options.get("pack_size", 1))
     if options.get("max_cost_usd") is not None:
-        worst = spec_block_worst_usd(spec, pack_size=pack_size, batch=batch, nbytes=largest)
+        worst = spec_block_worst_usd(call_spec, pack_size=pack_size, batch=batch, nbytes=largest)
         too_small = below_one_block(budget=Decimal(str(options["max_cost_usd"])), worst=worst, model=model)
         if too_small:
             raise SubmissionError(too_small, field="options.max_cost_usd")
-    return run_estimate(spec, pack_size=pack_size, blocks=count, input_chars=chars, input_bytes=nbytes,
+    return run_estimate(call_spec, pack_size=pack_size, blocks=count, input_chars=chars, input_bytes=nbytes,
                         batch=batch)
 
 

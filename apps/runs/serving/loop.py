@@ -176,6 +176,7 @@ class ServingLoop:
             await self.board.withdraw()
         await self.messages.settle(HAND_OVER_WAIT_SECONDS)
         self.messages.close()
+        assert self.clients is not None  # made when the loop started
         await self.clients.close()
         await redis_client.aclose()
         await sync_to_async(close_old_connections, thread_sensitive=True)()
