@@ -72,6 +72,8 @@ def lane_families(lanes: list) -> list[Metric]:
                   labels)
     in_flight = _gauge("lane_in_flight", "Calls in flight on the lane, on every worker", labels)
     window = _gauge("lane_window", "The lane's concurrency window (cut on overload, grown back)", labels)
+    ceiling = _gauge("lane_ceiling_bound", "1 while a worker's in-flight ceiling (SERVE_MAX_IN_FLIGHT or "
+                                           "its open files) holds back runs the lane has room for", labels)
     for key_id, state in lanes:
         values = [str(key_id), state.group]
         throttled.add_metric(values, 1 if state.throttled_until is not None else 0)
@@ -79,7 +81,8 @@ def lane_families(lanes: list) -> list[Metric]:
         rate.add_metric(values, state.rate_rpm)
         in_flight.add_metric(values, state.in_flight)
         window.add_metric(values, state.window)
-    return [throttled, overloaded, rate, in_flight, window]
+        ceiling.add_metric(values, 1 if state.ceiling_bound else 0)
+    return [throttled, overloaded, rate, in_flight, window, ceiling]
 
 
 def counter_families(stored: dict[bytes, bytes]) -> list[Metric]:
