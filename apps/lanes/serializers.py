@@ -22,3 +22,8 @@ class LaneStateSerializer(serializers.Serializer[Any]):
     throttled_until = serializers.DateTimeField(allow_null=True, help_text="A 429's Retry-After.")
     overloaded_until = serializers.DateTimeField(allow_null=True,
                                                  help_text="Stopped for persistent overload until.")
+    ceiling_bound = serializers.IntegerField(
+        help_text="A worker's in-flight ceiling while it holds this lane's runs back (0: none does): "
+                  "raise SERVE_MAX_IN_FLIGHT or the open-files limit, or add workers or hosts.")
+    ceiling_bound_by = serializers.CharField(
+        help_text="What sets that ceiling: SERVE_MAX_IN_FLIGHT or open files; empty when none binds.")

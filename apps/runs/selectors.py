@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from apps.core.formatting import format_moment
 from apps.core.ids import RunId
-from apps.lanes.selectors import lane_state
+from apps.lanes.selectors import ceiling_bound_text, lane_state
 from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, PausedCause, Run
 from apps.runs.transitions import RUN_ACTIVE, RunStatus
 
@@ -143,7 +143,8 @@ def run_status_text(run: Run) -> str:
 
 def run_waiting_reason(run: Run) -> str | None:
     """Why a run is not moving, in words for a person, or None if nothing holds it back: paused (the
-    cause and the reason), its key's lane throttled (429) or stopped for overload until a moment, its
+    cause and the reason), its key's lane throttled (429) or stopped for overload until a moment, a
+    worker's in-flight ceiling holding its lane's runs back while the lane has room, its
     budget waiting for calls in flight, or every open block waiting for its retry. What the progress
     display, `manage.py runs show`, the API and the admin say."""
     if run.status == RunStatus.PAUSED:
@@ -158,6 +159,8 @@ def run_waiting_reason(run: Run) -> str | None:
         return f"key throttled by the provider (429) until {format_moment(lane.throttled_until)}"
     if lane is not None and lane.overloaded_until and lane.overloaded_until > now:
         return f"provider overloaded (529); the key's lane waits until {format_moment(lane.overloaded_until)}"
+    if lane is not None and lane.ceiling_bound:
+        return ceiling_bound_text(lane.ceiling_bound, lane.ceiling_bound_by)
     blocks = Block.objects.filter(run_id=run.pk, status__in=(BlockStatus.PENDING, BlockStatus.CLAIMED))
     state = blocks.aggregate(
         open=Count("pk"),
