@@ -16,6 +16,21 @@ from config.version import pipeline_version
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
+
+
+def optional_positive_int(name: str) -> int | None:
+    """An optional knob that must be a positive integer when set: anything else stops the process,
+    naming the knob (a typo must not silently become a default)."""
+    raw = env.str(name, default="").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ImproperlyConfigured(f"{name} must be a positive integer (or unset: automatic), not {raw!r}")
+    return value
 # A file of variables is read only when asked for, and never overrides the environment: local settings
 # read `.env.local` (a developer's machine), production reads `.env` only with DJANGO_READ_DOT_ENV_FILE
 # (compose hands `.env` to its containers itself), tests read none (they must not change with a
@@ -238,7 +253,7 @@ CONVEYOR = {
     # process. Unset (the default): automatic, as many as the lanes its runs use can take (their
     # useful concurrency: rate limit x latency), bounded by the process's open-files limit
     # (apps/runs/serving/capacity.py).
-    "SERVE_MAX_IN_FLIGHT": env.int("SERVE_MAX_IN_FLIGHT", default=None),
+    "SERVE_MAX_IN_FLIGHT": optional_positive_int("SERVE_MAX_IN_FLIGHT"),
     # How long one serve task runs before it hands over to the next (a warm shutdown waits for it).
     "SERVE_SLICE_SECONDS": env.float("SERVE_SLICE_SECONDS", default=60.0),
     # How often a loop looks for new work (so a new run's first call waits at most about this).
@@ -323,9 +338,6 @@ CONVEYOR = {
 # or every worker of the control queue, is gone); each dependency check gives up after the timeout.
 CONVEYOR["READY_BEAT_MAX_AGE_SECONDS"] = env.float(
     "READY_BEAT_MAX_AGE_SECONDS", default=max(60.0, 6 * CONVEYOR["PUMP_INTERVAL_SECONDS"]))
-if CONVEYOR["SERVE_MAX_IN_FLIGHT"] is not None and CONVEYOR["SERVE_MAX_IN_FLIGHT"] < 1:
-    raise ImproperlyConfigured("SERVE_MAX_IN_FLIGHT must be a positive integer (or unset: automatic), "
-                               f"not {CONVEYOR['SERVE_MAX_IN_FLIGHT']}")
 CONVEYOR["READY_CHECK_TIMEOUT_SECONDS"] = env.float("READY_CHECK_TIMEOUT_SECONDS", default=1.0)
 
 # --- Provider keys -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import os
 os.environ["DJANGO_READ_DOT_ENV_FILE"] = "false"
 
 from .base import *  # noqa: F403
-from .base import CONVEYOR, env
+from .base import CONVEYOR, env, optional_positive_int
 
 DEBUG = False
 DATABASES = {
@@ -53,7 +53,7 @@ CONVEYOR = {
     **{name: env.float(f"TEST_{name}", default=value) for name, value in TEST_KNOBS.items()},
     "SERVE_PROCESSES_PER_HOST": env.int("TEST_SERVE_PROCESSES_PER_HOST", default=0),
     # Unset: automatic, as in production (TEST_SERVE_MAX_IN_FLIGHT sets the operator's bound).
-    "SERVE_MAX_IN_FLIGHT": env.int("TEST_SERVE_MAX_IN_FLIGHT", default=None),
+    "SERVE_MAX_IN_FLIGHT": optional_positive_int("TEST_SERVE_MAX_IN_FLIGHT"),
 }
 # Live progress streams, fast: a test reads a whole stream in well under a second.
 RUN_EVENTS = {
