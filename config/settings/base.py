@@ -19,6 +19,8 @@ from config.version import pipeline_version
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
+
+
 # A file of variables is read only when asked for, and never overrides the environment: local settings
 # read `.env.local` (a developer's machine), production reads `.env` only with DJANGO_READ_DOT_ENV_FILE
 # (compose hands `.env` to its containers itself), tests read none (they must not change with a
