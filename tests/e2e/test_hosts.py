@@ -187,7 +187,7 @@ def test_two_hosts_share_a_run_and_a_host_cut_off_mid_run_loses_and_double_count
     stack.env.update({
         "TEST_SERVE_MAX_IN_FLIGHT": str(CEILING),
         "TEST_SERVE_SLICE_SECONDS": "60",  # no hand-over in this test: help is what brings a host in
-        "TEST_SERVE_HELP_LAG_SECONDS": "0",  # every loop asks for help (each HELP_COOLDOWN_SECONDS)
+        "TEST_SERVE_HELP_LAG_SECONDS": "0.000001",  # every loop asks for help (each HELP_COOLDOWN_SECONDS)
         "TEST_PROVIDER_TIMEOUT_SECONDS": str(PROVIDER_TIMEOUT_SECONDS),
         "TEST_DATABASE_IDLE_IN_TRANSACTION_SECONDS": "5",
         "TEST_DATABASE_DEAD_PEER_SECONDS": "6",
