@@ -80,7 +80,9 @@ def lane_capacity(view: "LaneView", uses: Uses, *, saturated: bool, now: float) 
     if total >= view.peak_held or now - view.peak_at > RECENT_SECONDS:
         view.peak_held, view.peak_at = total, now
     if saturated:
-        return view.peak_held
+        # Never more than the lane's useful concurrency: other processes' counts are up to a sync old,
+        # so their calls that just ended still count and the peak runs high.
+        return min(view.peak_held, view.concurrency) if view.concurrency > 0 else view.peak_held
     return max(view.concurrency, total)
 
 

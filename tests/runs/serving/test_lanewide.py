@@ -31,13 +31,15 @@ def test_an_owner_may_exceed_its_share_while_nobody_else_wants_the_room():
 def test_a_saturated_lane_shares_the_most_it_held_lately():
     # The lane refuses (a rate limit binds at 12 calls): 12 shared by three is 4 each.
     lane = uses(a=(6, 100, 5), b=(4, 100, 5), c=(2, 100, 5))
-    view = lanewide.LaneView(concurrency=300)
+    view = lanewide.LaneView(concurrency=30)
     capacity = lanewide.lane_capacity(view, lane, saturated=True, now=10.0)
     assert capacity == 12
     assert lanewide.fair_room("a", lane, capacity=capacity, reserve=0.05) == 0
     assert lanewide.fair_room("c", lane, capacity=capacity, reserve=0.05) is None
     # All calls ended at once: the lane still admits 12, not none.
     assert lanewide.lane_capacity(view, uses(a=(0, 100, 5)), saturated=True, now=10.5) == 12
+    # Stale counts from other processes never make it more than the lane's useful concurrency.
+    assert lanewide.lane_capacity(view, uses(a=(20, 100, 5), b=(20, 100, 5)), saturated=True, now=11) == 30
 
 
 def test_a_lane_with_room_shares_its_useful_concurrency():
