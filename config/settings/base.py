@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "apps.keys",
     "apps.lanes",
     "apps.runs",
+    "apps.pipelines",
     "apps.failures",
     "apps.health",
     "apps.webhooks",
@@ -238,6 +239,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Conveyor ------------------------------------------------------------------------------------
 CONVEYOR = {
+    # The most steps a pipeline may have (apps/pipelines/): a longer spec is refused at create.
+    "PIPELINE_MAX_STEPS": env.int("PIPELINE_MAX_STEPS", default=10),
     # How often the pump looks for due work, expired leases and finished runs.
     "PUMP_INTERVAL_SECONDS": env.float("PUMP_INTERVAL_SECONDS", default=5.0),
     # How often the dead-letter replay runs.
