@@ -1,5 +1,6 @@
 """Reading pipelines: one a user may see, its steps rolled up, its items with their paths."""
 
+import uuid
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -11,7 +12,12 @@ from apps.runs.models import Block
 
 
 def pipeline_get_visible(*, user: Any, pipeline_id: Any) -> Pipeline | None:
-    """The pipeline if `user` may see it (its owner, or staff); None otherwise, as for a missing one."""
+    """The pipeline if `user` may see it (its owner, or staff); None for a missing one, another
+    user's and a malformed id alike."""
+    try:
+        pipeline_id = uuid.UUID(str(pipeline_id))
+    except ValueError:
+        return None
     pipelines = Pipeline.objects.all() if user.is_staff else Pipeline.objects.filter(owner=user)
     return pipelines.filter(pk=pipeline_id).first()
 
