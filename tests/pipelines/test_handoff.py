@@ -124,3 +124,22 @@ def test_when_every_item_fails_in_step_one_the_later_steps_end_empty(pipeline):
 
 def test_a_step_that_is_no_later_steps_is_not_held_open(pipeline):
     assert {name: run.held_open for name, run in runs(pipeline).items()} == {"draft": False, "polish": True}
+
+
+def test_beats_settle_releases_a_step_that_a_lost_after_commit_settle_left_held(pipeline, monkeypatch):
+    from apps.pipelines.services import handoff
+    from apps.pipelines.tasks import settle
+
+    monkeypatch.setattr(handoff, "pipeline_settle", lambda **kwargs: False)  # the process died after commit
+    draft = runs(pipeline)["draft"]
+    claim = blocks_claim(run_id=draft.pk, limit=2, worker="w1")
+    outcomes_record(run_id=draft.pk, outcomes=[
+        Outcome(block_id=b.id, lease_token=claim.lease_token, attempt=1,
+                failure=ProviderFailure(FailureKind.BLOCK_FATAL, "invalid_request_error", "no"))
+        for b in claim.blocks])
+    assert runs(pipeline)["polish"].held_open
+    monkeypatch.undo()
+
+    assert settle() == 1
+    pipeline.refresh_from_db()
+    assert (pipeline.status, runs(pipeline)["polish"].status) == ("complete", "complete")

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from apps.pipelines.models import ItemStatus, Pipeline, PipelineItem, PipelineStep
+from apps.pipelines.models import ItemStatus, Pipeline, PipelineItem, PipelineStatus, PipelineStep
 from apps.pipelines.templates import ItemContext, StepOutput, TemplateProblem, parse_filter, render
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, BlockStatus, Run
@@ -152,3 +152,13 @@ def step_ended(*, run_id: Any) -> None:
             items.filter(uid=uid).stop(position=step.position, now=now,
                                        reason=f"step {step.name}: {status}: {code}")
     pipeline_settle(pipeline_id=step.pipeline_id)
+
+
+def pipelines_settle_running() -> int:
+    """Beat's safety net: settle every running pipeline. The handoff settles after its commit, which
+    a process that dies right then never does; this finds what it left (a later step still held open
+    that no item can reach). Returns how many pipelines it ended."""
+    ended = 0
+    for pipeline_id in Pipeline.objects.filter(status=PipelineStatus.RUNNING).values_list("pk", flat=True):
+        ended += pipeline_settle(pipeline_id=pipeline_id)
+    return ended
