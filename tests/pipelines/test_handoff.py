@@ -143,3 +143,27 @@ def test_beats_settle_releases_a_step_that_a_lost_after_commit_settle_left_held(
     assert settle() == 1
     pipeline.refresh_from_db()
     assert (pipeline.status, runs(pipeline)["polish"].status) == ("complete", "complete")
+
+
+def test_canceling_a_step_stops_the_items_in_it_and_those_still_coming_and_the_pipeline_ends(
+        owner, offline_key):
+    from apps.runs.services import run_cancel
+
+    steps = [*TWO_STEPS, step("final", input="{steps.polish.output}")]
+    pipeline = make_pipeline(owner, offline_key, steps, {"a": "first item", "b": "second item"})
+    draft = runs(pipeline)["draft"]
+    claim = blocks_claim(run_id=draft.pk, limit=2, worker="w1")
+    first, second = claim.blocks
+    succeed(draft, first, claim.lease_token)
+
+    run_cancel(run_id=runs(pipeline)["polish"].pk)
+    succeed(draft, second, claim.lease_token)
+
+    pipeline.refresh_from_db()
+    items = {i.uid: (i.status, i.position, i.stop_reason)
+             for i in PipelineItem.objects.filter(pipeline=pipeline)}
+    assert items[first.uid][:2] == ("failed", 2) and "canceled" in items[first.uid][2]
+    assert items[second.uid] == ("failed", 1, "step polish was canceled before the item reached it")
+    assert {name: run.status for name, run in runs(pipeline).items()} == {
+        "draft": "complete", "polish": "canceled", "final": "complete"}
+    assert pipeline.status == "complete"
