@@ -42,3 +42,14 @@ def test_a_missing_file_is_named(tmp_path, owner, offline_key):
     with pytest.raises(CommandError, match="no such file"):
         call_command("pipeline", "submit", str(tmp_path / "nope.json"), str(tmp_path / "nope.jsonl"),
                      "--user", "owner", "--key", str(offline_key.pk))
+
+
+def test_show_says_where_the_items_are_and_each_steps_run(tmp_path, owner, offline_key, capsys):
+    spec, items = files(tmp_path, SPEC, [{"uid": "a", "input": "one"}])
+    call_command("pipeline", "submit", spec, items, "--user", "owner", "--key", str(offline_key.pk))
+    pipeline = Pipeline.objects.get()
+    capsys.readouterr()
+    call_command("pipeline", "show", str(pipeline.pk))
+    out = capsys.readouterr().out
+    assert out.startswith("running: items 1 moving, 0 done, 0 failed, 0 filtered; $0.0000")
+    assert "1. draft" in out and "2. polish" in out and "0 ok, 0 failed of 1" in out
