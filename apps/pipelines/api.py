@@ -4,6 +4,7 @@ results, events and failures are at `/api/v1/runs/<run_id>/...`."""
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -23,7 +24,7 @@ from apps.pipelines.serializers import (
 )
 from apps.pipelines.services.creation import PipelineSpecError, pipeline_create
 from apps.runs.services.submission import block_from_object
-from config.api.errors import InputError, error_responses, validated_input
+from config.api.errors import InputError, PayloadTooLarge, error_responses, validated_input
 from config.api.pagination import PagePagination
 from config.api.parsers import JSONParser
 from config.api.throttles import UPLOADS
@@ -58,9 +59,10 @@ class PipelineCreateApi(APIView):
         description="A bad step or item is a 400 naming it (`steps.1.input`, `items.3.uid`); nothing is "
                     "created.",
         request=PipelineCreateInputSerializer,
-        responses={201: PipelineDetailSerializer, **error_responses(400, 401, 409, 415, 429)},
+        responses={201: PipelineDetailSerializer, **error_responses(400, 401, 409, 413, 415, 429)},
     )
     def post(self, request: Request) -> Response:
+        self._check_size(request)
         data = validated_input(PipelineCreateInputSerializer, request.data)
         key = key_get_for_user(user=request.user, key_id=data["key"])
         if key is None:
@@ -73,6 +75,22 @@ class PipelineCreateApi(APIView):
         except PipelineSpecError as exc:
             raise InputError({exc.field or "non_field_errors": [exc.message]}) from None
         return pipeline_response(pipeline, status_code=status.HTTP_201_CREATED)
+
+    @staticmethod
+    def _check_size(request: Request) -> None:
+        """The runs API's limits: the body (refused before it is read, by its announced length) and
+        the number of items."""
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.MAX_JSON_BODY_BYTES:
+            raise PayloadTooLarge(f"the request body is larger than {settings.MAX_JSON_BODY_BYTES:,} bytes")
+        raw = request.data
+        if isinstance(raw, dict) and isinstance(raw.get("items"), list) and (
+            len(raw["items"]) > settings.MAX_UPLOAD_BLOCKS
+        ):
+            raise PayloadTooLarge(f"more than {settings.MAX_UPLOAD_BLOCKS:,} items")
 
 
 @extend_schema(tags=["pipelines"], parameters=[PIPELINE_ID])

@@ -115,3 +115,10 @@ def test_a_bad_run_setting_names_the_step(client, offline_key):
 def test_an_item_without_a_metadata_field_a_step_names_is_refused(client, offline_key):
     fields = bad(client, offline_key, steps=steps_with({"input": "{metadata.student}: {input}"}))
     assert "items.1.metadata" in str(fields)
+
+
+def test_more_items_than_a_run_may_have_are_refused_as_too_large(client, offline_key, settings):
+    settings.MAX_UPLOAD_BLOCKS = 1
+    response = client.post("/api/v1/pipelines/", body(offline_key), format="json")
+    assert response.status_code == 413
+    assert not Pipeline.objects.exists()
