@@ -62,7 +62,7 @@ class AdvertiseHostPlaces(bootsteps.StartStopStep):
     """While a serving worker runs, its host's serving places are advertised (renewed every few
     seconds, withdrawn at shutdown), so help is sent to a host that can take it."""
 
-    requires = {"celery.worker.components:Pool"}
+    requires = {"celery.worker.components:Pool"}  # type: ignore[assignment]  # (Celery's own examples: a set)
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)

@@ -65,7 +65,7 @@ async def sdk_rate(base_url: str, total: int, concurrency: int, stream: bool) ->
                 async with client.messages.stream(**params) as s:  # type: ignore[arg-type]
                     await s.get_final_message()
             else:
-                await client.messages.create(**params)  # type: ignore[arg-type]
+                await client.messages.create(**params)  # type: ignore[call-overload]
 
         return await _run(total, concurrency, one)
 

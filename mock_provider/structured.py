@@ -26,7 +26,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from re import _parser as sre_parse  # type: ignore[attr-defined]
+from re import _parser as sre_parse  # type: ignore[attr-defined, unused-ignore]  # private: stubs may omit it
 from typing import Any
 
 from mock_provider.errors import invalid_request

@@ -274,6 +274,8 @@ def scenario_fair(args: argparse.Namespace) -> list[str]:
     for run in runs:
         first_call = Attempt.objects.filter(run=run).order_by("started_at").first()
         first = Attempt.objects.filter(run=run, outcome="succeeded").order_by("created_at").first()
+        assert first_call is not None and first_call.started_at is not None and first is not None
+        assert run.finished_at is not None  # wait_until_ended: every run has ended
         created = run.created_at.timestamp()
         lines.append(
             f"fair      run of {run.owner.username} with {run.total_blocks} blocks: first call "

@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,6 +32,9 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 from scripts.bench_db import ensure_database  # noqa: E402  (needs ROOT on the path)
 from scripts.measure_upload import wsgi_environ  # noqa: E402
+
+if TYPE_CHECKING:
+    from apps.runs.models import Run
 
 os.environ["DEBUG"] = "false"  # DEBUG keeps every SQL statement in memory
 
@@ -64,7 +68,7 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def insert_blocks(run, blocks: int) -> None:
+def insert_blocks(run: "Run", blocks: int) -> None:
     """`blocks` succeeded blocks of `run`, written by PostgreSQL itself."""
     from django.db import connection
 
@@ -114,7 +118,7 @@ def stream_export(path: str, query: str, token: str) -> tuple[str, int, list[flo
     status: list[str] = []
     environ = wsgi_environ("GET", path, token=token, query=query)
     started = time.perf_counter()
-    result = application(environ, lambda s, headers, exc_info=None: status.append(s))
+    result = application(environ, lambda s, headers, exc_info=None: status.append(s))  # type: ignore[arg-type]
     size, samples, sampled = 0, [], started
     for chunk in result:
         size += len(chunk)
@@ -149,7 +153,7 @@ def main() -> None:
     from apps.runs.services import BlockSpec, run_create
 
     call_command("migrate", verbosity=0)
-    submission.run_dispatch_on_commit = lambda **kwargs: None  # wake no worker
+    submission.run_dispatch_on_commit = lambda **kwargs: None  # type: ignore[attr-defined]  # wake no worker
     if args.run:
         run = Run.objects.select_related("owner").get(pk=args.run)
         user = run.owner

@@ -74,7 +74,7 @@ def wsgi_call(method: str, path: str, *, token: str, body: Path | None = None,
     stream = body.open("rb") if body else io.BytesIO(b"")
     environ = wsgi_environ(method, path, token=token, body=body, content_type=content_type, stream=stream)
     try:
-        result = application(environ, lambda s, headers, exc_info=None: status.append(s))
+        result = application(environ, lambda s, headers, exc_info=None: status.append(s))  # type: ignore[arg-type]
         size = sum(len(chunk) for chunk in result)
         if hasattr(result, "close"):
             result.close()
@@ -118,7 +118,7 @@ def main() -> None:
     from apps.runs.models import Run
 
     call_command("migrate", verbosity=0)
-    submission.run_dispatch_on_commit = lambda **kwargs: None  # measure the upload, wake no worker
+    submission.run_dispatch_on_commit = lambda **kwargs: None  # type: ignore[attr-defined]  # measure the upload, wake no worker
     user = get_user_model().objects.create_user(f"measure-{uuid.uuid4().hex[:8]}")
     try:
         token = token_create(user=user).token

@@ -10,6 +10,7 @@ import os
 from peer_common import block_text, parse_peer_args, raise_open_files_limit, run_peer
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch from the network at import
+os.environ.setdefault("LITELLM_LOG", "ERROR")  # its pool warnings would flood the benchmark's output
 
 
 async def main() -> None:

@@ -20,7 +20,7 @@ class AuthTokenAdmin(admin.ModelAdmin):
     search_fields = ["user__username"]
     list_select_related = ["user"]
     fields = ["user", "created", "expiry"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # (the stubs allow field groups in `fields`)
     actions = ["delete_selected"]
 
     @admin.display(boolean=True, description="expired")

@@ -4,6 +4,7 @@ token itself is shown once, when it is created, and every token expires."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -25,7 +26,7 @@ def default_ttl() -> timedelta:
 
 
 @transaction.atomic
-def token_create(*, user, ttl: timedelta | None = None) -> IssuedToken:
+def token_create(*, user: Any, ttl: timedelta | None = None) -> IssuedToken:
     """A new token for `user`, valid for `ttl` (default REST_KNOX["TOKEN_TTL"]); expired tokens of the
     user are removed first, and a user holds at most REST_KNOX["TOKEN_LIMIT_PER_USER"] live ones."""
     ttl = ttl or default_ttl()
@@ -44,6 +45,6 @@ def token_revoke(*, token: AuthToken) -> None:
     token.delete()
 
 
-def tokens_revoke_all(*, user) -> int:
+def tokens_revoke_all(*, user: Any) -> int:
     deleted, _ = AuthToken.objects.filter(user=user).delete()
     return deleted

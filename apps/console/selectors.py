@@ -282,10 +282,12 @@ def keys_and_lanes(*, limit: int = KEYS_SHOWN) -> list[KeyLanes]:
                 .order_by("owner__username", "label")[:limit])
     runs = dict(Run.objects.exclude(status__in=RUN_ENDED).filter(key__in=keys).values_list("key_id")
                 .annotate(n=Count("id")).order_by())
+    lanes: dict[int, list[LaneState]] | None
     try:
-        lanes: dict[int, list[LaneState]] | None = defaultdict(list)
+        found: dict[int, list[LaneState]] = defaultdict(list)
         for key_id, state in lanes_of_keys(keys=keys):
-            lanes[key_id].append(state)
+            found[key_id].append(state)
+        lanes = found
     except redis.RedisError:
         lanes = None
     return [KeyLanes(key=key, open_runs=runs.get(key.pk, 0),

@@ -109,7 +109,7 @@ def _round_four_hours(moment: datetime) -> bool:
 
 
 def throughput_charts(per_minute: selectors.PerMinute) -> list[str]:
-    common = {"buckets": per_minute.minutes, "label": _minute, "labelled": _round_ten_minutes,
+    common: dict[str, Any] = {"buckets": per_minute.minutes, "label": _minute, "labelled": _round_ten_minutes,
               "unit": "per minute"}
     return [
         stacked_bars(title="Blocks answered, last hour", series=[

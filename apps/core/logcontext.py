@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
 
+from apps.core.ids import RunId
 from apps.core.redaction import redact, redact_text
 
 # The fields a record carries when they are known, in the order a plain line shows them.
@@ -53,7 +54,7 @@ def current_fields() -> dict[str, Any]:
     return dict(_fields.get())
 
 
-def correlation_id(*, run_id: Any, block_uid: str, attempt: int) -> str:
+def correlation_id(*, run_id: RunId, block_uid: str, attempt: int) -> str:
     """The id sent to the provider with a call (`x-conveyor-correlation-id`) and logged with it:
     the run, the first block of the call and its attempt."""
     return f"{run_id}:{block_uid}:{attempt}"

@@ -7,12 +7,16 @@ run with nothing installed; everything else talks to the real server at CELERY_B
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
+from typing import TYPE_CHECKING
 
 import redis
 import redis.asyncio
 from django.conf import settings
 
-_embedded: object | None = None
+if TYPE_CHECKING:
+    import fakeredis
+
+_embedded: "fakeredis.FakeServer | None" = None
 
 
 @cache

@@ -14,6 +14,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from apps.core.errors import InvalidInput, StateConflict
+from apps.core.ids import RunId
 from apps.core.logcontext import log_context
 from apps.core.redaction import redact
 from apps.failures.models import DiagnosticLog, EventCode, LogLevel, PipelineFailure
@@ -43,7 +44,7 @@ def replay_due_at(*, error_code: str, replay_count: int, now: datetime | None = 
 
 def diagnostic_log(*, function_name: str, event_code: EventCode, message: str,
                    level: LogLevel = LogLevel.WARNING, metadata: dict[str, Any] | None = None,
-                   run_id: Any = None, block_id: int | None = None,
+                   run_id: RunId | None = None, block_id: int | None = None,
                    secrets: tuple[str, ...] = (), exc_info: BaseException | None = None) -> None:
     """A diagnostic_logs row, and the same event as a log line carrying its event code (and the
     run, block and call of the current log context). The row is best-effort (the database may be
@@ -68,7 +69,7 @@ def diagnostic_log(*, function_name: str, event_code: EventCode, message: str,
             logger.exception("could not write diagnostic log %s for block %s", event_code, block_id)
 
 
-def failure_record(*, run_id: Any, block_id: int, failing_function: str, caller_function: str,
+def failure_record(*, run_id: RunId, block_id: int, failing_function: str, caller_function: str,
                    error_code: str, error_message: str, http_status: int | None,
                    attempt_count: int, payload_snapshot: dict[str, Any], context: dict[str, Any],
                    event_code: EventCode, secrets: tuple[str, ...] = ()) -> None:

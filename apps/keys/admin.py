@@ -1,6 +1,8 @@
 """Staff manage every key here. The secret is entered in a password field that never echoes it, and
 saving goes through the same services as the API (encryption, base_url rules, revalidation)."""
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -51,8 +53,9 @@ class ProviderKeyAdminForm(forms.ModelForm):
             raise forms.ValidationError("A secret is required for a new key.")
         return secret
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         # The same rule as key_update, as a form error: the stored secret never follows a new URL.
         if (self.instance.pk and "base_url" in cleaned and not cleaned.get("secret")
                 and cleaned["base_url"] != self.instance.base_url):
@@ -80,7 +83,8 @@ class ProviderKeyAdmin(admin.ModelAdmin):
         "created_at", "updated_at",
     ]
 
-    def get_fields(self, request: HttpRequest, obj: ProviderKey | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: ProviderKey | None = None  # type: ignore[override]
+                   ) -> list[str]:
         editable = ["owner", "provider", "label", "base_url", "secret", "tier", "rpm_limit", "itpm_limit",
                     "otpm_limit"]
         return editable if obj is None else [*editable, *self.readonly_fields]
@@ -105,7 +109,7 @@ class ProviderKeyAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ProviderKey, form: ProviderKeyAdminForm,
                    change: bool) -> None:
         data = form.cleaned_data
-        limits = {name: data.get(name) for name in ("tier", *LIMIT_FIELDS)}
+        limits: dict[str, Any] = {name: data.get(name) for name in ("tier", *LIMIT_FIELDS)}
         if change:
             saved = key_update(key=obj, label=data["label"], base_url=data["base_url"],
                                secret=data["secret"] or None)

@@ -1,7 +1,7 @@
 """The API's shapes for provider keys. The secret is write-only: it has no output field at all, and
 responses show `suffix` (its last four characters) instead."""
 
-from typing import Any
+from typing import Any, cast
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -36,7 +36,8 @@ def _secret_field(*, required: bool) -> serializers.CharField:
 
 
 class KeyCreateInputSerializer(KeyLimitsInputSerializer):
-    label = serializers.CharField(max_length=100)
+    # (A declared field is taken off the class by DRF: it does not hide Field.label.)
+    label = serializers.CharField(max_length=100)  # type: ignore[assignment]
     secret = _secret_field(required=True)
     base_url = serializers.CharField(
         max_length=500, required=False, allow_blank=True, default="",
@@ -48,7 +49,7 @@ class KeyCreateInputSerializer(KeyLimitsInputSerializer):
 class KeyUpdateInputSerializer(KeyLimitsInputSerializer):
     """Every field is optional: only what is sent changes."""
 
-    label = serializers.CharField(max_length=100, required=False)
+    label = serializers.CharField(max_length=100, required=False)  # type: ignore[assignment]
     secret = _secret_field(required=False)
     base_url = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
@@ -61,7 +62,7 @@ class KeyOutputSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(LaneStateSerializer(many=True))
     def get_lanes(self, key: ProviderKey) -> list[dict[str, Any]]:
-        return LaneStateSerializer(lanes_of_key(key=key), many=True).data
+        return cast(list[dict[str, Any]], LaneStateSerializer(lanes_of_key(key=key), many=True).data)
 
     class Meta:
         model = ProviderKey

@@ -11,7 +11,8 @@ from apps.keys.services import (
 )
 
 
-@shared_task(
+# Celery takes time limits in float seconds; celery-types says int.
+@shared_task(  # type: ignore[call-overload]
     name=VALIDATE_KEY_TASK,
     # Only "the provider could not say" (429, 529, 5xx, timeouts) is worth another try; a 401 is an
     # answer. Backoff with jitter so a provider outage does not get a burst of validations back.

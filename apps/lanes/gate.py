@@ -29,6 +29,7 @@ from typing import Any
 
 from django.conf import settings
 
+from apps.core.ids import RunId
 from apps.lanes.limits import Limits
 from apps.lanes.memory import Learned, Remembering, recall_in_thread
 from apps.providers.headers import RateLimitHeaders
@@ -63,7 +64,7 @@ class LaneRef:
         return f"conveyor:lane:{self.name}:calls"
 
 
-def run_blocks_key(run_id: Any) -> str:
+def run_blocks_key(run_id: RunId) -> str:
     return f"conveyor:run:{run_id}:in-flight"
 
 
@@ -142,7 +143,7 @@ class LaneGate:
         self.script = redis_client.register_script(SCRIPT)
         self.memory = Remembering(_conf()["LANE_REMEMBER_SECONDS"]) if remember else None
 
-    async def try_acquire_many(self, lane: LaneRef, *, run_id: Any, needs: Sequence[Need],
+    async def try_acquire_many(self, lane: LaneRef, *, run_id: RunId, needs: Sequence[Need],
                                parallelism: int, limits: Limits, now: float, lease_seconds: float
                                ) -> list[Grant]:
         """Grants for the leading calls that may start now, in order; if one may not, its refusal
@@ -170,13 +171,13 @@ class LaneGate:
             grants.append(Grant(False, call_ids[int(granted)], float(wait_ms) / 1000, reason))
         return grants
 
-    async def try_acquire(self, lane: LaneRef, *, run_id: Any, need: Need, parallelism: int,
+    async def try_acquire(self, lane: LaneRef, *, run_id: RunId, need: Need, parallelism: int,
                           limits: Limits, now: float, lease_seconds: float) -> Grant:
         grants = await self.try_acquire_many(lane, run_id=run_id, needs=[need], parallelism=parallelism,
                                              limits=limits, now=now, lease_seconds=lease_seconds)
         return grants[0]
 
-    async def settle_many(self, lane: LaneRef, *, run_id: Any, limits: Limits, now: float,
+    async def settle_many(self, lane: LaneRef, *, run_id: RunId, limits: Limits, now: float,
                           ended: Sequence[Ended]) -> None:
         if not ended:
             return
@@ -202,7 +203,7 @@ class LaneGate:
         if self.memory is not None:
             await self.memory.drain()
 
-    async def settle(self, lane: LaneRef, grant: Grant, *, run_id: Any, need: Need, limits: Limits,
+    async def settle(self, lane: LaneRef, grant: Grant, *, run_id: RunId, need: Need, limits: Limits,
                      now: float, used_input_tokens: int, used_output_tokens: int, outcome: Settle,
                      retry_after: float = 0.0, headers: RateLimitHeaders | None = None,
                      latency_seconds: float = 0.0) -> None:
@@ -210,7 +211,7 @@ class LaneGate:
             grant, need, used_input_tokens, used_output_tokens, outcome, retry_after, headers,
             latency_seconds)])
 
-    async def cancel(self, lane: LaneRef, grant: Grant, *, run_id: Any, need: Need, limits: Limits,
+    async def cancel(self, lane: LaneRef, grant: Grant, *, run_id: RunId, need: Need, limits: Limits,
                      now: float) -> None:
         await self.script(
             keys=[lane.hash_key, lane.calls_key, run_blocks_key(run_id)],
@@ -231,7 +232,7 @@ class Settlements:
     def __bool__(self) -> bool:
         return bool(self.pending)
 
-    def add(self, lane: LaneRef, *, run_id: Any, limits: Limits, ended: Ended) -> None:
+    def add(self, lane: LaneRef, *, run_id: RunId, limits: Limits, ended: Ended) -> None:
         entry = self.pending.setdefault((lane, run_id), (limits, []))
         entry[1].append(ended)
 

@@ -31,7 +31,8 @@ class Limits:
 
 @cache
 def _tiers() -> dict[str, Any]:
-    return json.loads(TIERS_FILE.read_text())
+    tiers: dict[str, Any] = json.loads(TIERS_FILE.read_text())
+    return tiers
 
 
 def tier_choices() -> list[tuple[str, str]]:

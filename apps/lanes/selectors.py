@@ -11,7 +11,9 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from apps.core.ids import RunId
 from apps.core.redis import broker_redis
+from apps.lanes.board import lane_ceiling_bound
 from apps.lanes.gate import LaneRef, run_blocks_key
 from apps.lanes.limits import Limits, key_limits, limit_group
 
@@ -34,6 +36,10 @@ class LaneState:
     useful_concurrency: int
     throttled_until: datetime | None
     overloaded_until: datetime | None
+    # A serving process's in-flight ceiling while it holds this lane's runs back (0: none does), and
+    # what sets it (SERVE_MAX_IN_FLIGHT or open files): apps/lanes/board.py.
+    ceiling_bound: int = 0
+    ceiling_bound_by: str = ""
 
     @property
     def waiting(self) -> str | None:
@@ -42,10 +48,19 @@ class LaneState:
             return f"key rate-limited (429) until {self.throttled_until:%H:%M:%S} UTC"
         if self.overloaded_until and self.overloaded_until > now:
             return f"provider overloaded; lane paused until {self.overloaded_until:%H:%M:%S} UTC"
+        if self.ceiling_bound:
+            return ceiling_bound_text(self.ceiling_bound, self.ceiling_bound_by)
         return None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def ceiling_bound_text(calls: int, bound_by: str) -> str:
+    """What a run or lane held back by a host's in-flight ceiling says, with what to change."""
+    setting = bound_by or "SERVE_MAX_IN_FLIGHT"
+    return (f"waiting on: this host's in-flight ceiling ({calls:,} calls; {setting}) — raise it or add "
+            "workers/hosts")
 
 
 def _moment(ms: str | None) -> datetime | None:
@@ -57,7 +72,8 @@ def _moment(ms: str | None) -> datetime | None:
 
 def _state(client: redis.Redis, lane: LaneRef, limits: Limits) -> LaneState:
     now_ms = time.time() * 1000
-    raw = {k.decode(): v.decode() for k, v in client.hgetall(lane.hash_key).items()}
+    # (The client answers bytes, without decode_responses; its stubs say bytes or str.)
+    raw = {k.decode(): v.decode() for k, v in client.hgetall(lane.hash_key).items()}  # type: ignore[union-attr]
     in_flight = client.zcount(lane.calls_key, now_ms, "+inf")
 
     def limit(dim: str, configured: int) -> int:
@@ -70,6 +86,7 @@ def _state(client: redis.Redis, lane: LaneRef, limits: Limits) -> LaneState:
     if raw.get("rate_t"):
         rate *= math.exp(-max(0.0, now_ms - float(raw["rate_t"])) / 60000)
     learned = any(raw.get(f"lim_{d}") not in (None, "", "0") for d in "rio")
+    bound = lane_ceiling_bound(client, lane)
     return LaneState(
         group=lane.group,
         rpm_limit=limit("r", limits.rpm), itpm_limit=limit("i", limits.itpm),
@@ -81,6 +98,8 @@ def _state(client: redis.Redis, lane: LaneRef, limits: Limits) -> LaneState:
         useful_concurrency=int(float(raw.get("useful", 0) or 0)),
         throttled_until=_moment(raw.get("until_throttled")),
         overloaded_until=_moment(raw.get("until_paused")),
+        ceiling_bound=bound.ceiling_bound if bound else 0,
+        ceiling_bound_by=bound.bound_by if bound else "",
     )
 
 
@@ -115,7 +134,7 @@ def lanes_of_key(*, key: Any) -> list[LaneState]:
         return []
 
 
-def run_blocks_in_flight(*, run_id: Any) -> int | None:
+def run_blocks_in_flight(*, run_id: RunId) -> int | None:
     """How many of the run's blocks are in provider calls now, on every worker (None: Redis cannot
     say)."""
     try:

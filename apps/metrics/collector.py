@@ -8,7 +8,7 @@ reports the whole deployment. A source that cannot be read leaves its families w
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client.core import (
     CollectorRegistry,
@@ -77,6 +77,8 @@ def lane_families(lanes: list) -> list[Metric]:
     window = _gauge("lane_window", "The lane's concurrency window (cut on overload, grown back)", labels)
     useful = _gauge("lane_useful_concurrency", "Calls the lane can use in flight: its limits' calls per "
                     "second x its latency x headroom (Little's law; 0: not known yet)", labels)
+    ceiling = _gauge("lane_ceiling_bound", "1 while a worker's in-flight ceiling (SERVE_MAX_IN_FLIGHT or "
+                                           "its open files) holds back runs the lane has room for", labels)
     for key_id, state in lanes:
         values = [str(key_id), state.group]
         throttled.add_metric(values, 1 if state.throttled_until is not None else 0)
@@ -85,10 +87,11 @@ def lane_families(lanes: list) -> list[Metric]:
         in_flight.add_metric(values, state.in_flight)
         window.add_metric(values, state.window)
         useful.add_metric(values, state.useful_concurrency)
-    return [throttled, overloaded, rate, in_flight, window, useful]
+        ceiling.add_metric(values, 1 if state.ceiling_bound else 0)
+    return [throttled, overloaded, rate, in_flight, window, useful, ceiling]
 
 
-def counter_families(stored: dict[bytes, bytes]) -> list[Metric]:
+def counter_families(stored: Mapping[bytes | str, bytes | str]) -> list[Metric]:
     counters = {name: CounterMetricFamily(P + name, doc, labels=list(labels))
                 for name, (labels, doc) in f.COUNTERS.items()}
     buckets: defaultdict[tuple[str, ...], dict[str, float]] = defaultdict(dict)

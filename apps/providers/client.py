@@ -38,7 +38,7 @@ def _timeout() -> float:
     return settings.CONVEYOR["PROVIDER_TIMEOUT_SECONDS"]
 
 
-def _open_telemetry() -> dict[str, Any] | None:
+def _open_telemetry() -> anthropic.OpenTelemetryOptions | None:
     """None leaves the SDK's tracing as it configures itself (PROVIDER_TRACES on); else no spans and
     no trace context sent."""
     return None if settings.CONVEYOR["PROVIDER_TRACES"] else {"traces": False, "propagation": False}
@@ -131,7 +131,7 @@ async def call_messages(client: anthropic.AsyncAnthropic, params: dict[str, Any]
     partial text is kept on the failure for diagnosis, never accepted as a result.
     """
     started = time.monotonic()
-    extra = {"extra_headers": headers} if headers else {}
+    extra: dict[str, Any] = {"extra_headers": headers} if headers else {}
     partial = ""
     try:
         if stream:
@@ -144,8 +144,7 @@ async def call_messages(client: anthropic.AsyncAnthropic, params: dict[str, Any]
                     # stream that broke mid-way (a dropped connection, an `event: error` frame,
                     # which the SDK raises with the stream's 200 status) falls back.
                     timed_out = isinstance(exc, anthropic.APITimeoutError)
-                    status_error = isinstance(exc, anthropic.APIStatusError)
-                    if timed_out or (status_error and exc.status_code != 200):
+                    if timed_out or (isinstance(exc, anthropic.APIStatusError) and exc.status_code != 200):
                         raise
                     partial = _snapshot_text(s)
                 else:

@@ -4,6 +4,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import anthropic
 
@@ -146,7 +147,7 @@ def classify(exc: BaseException, *, secrets: tuple[str, ...] = ()) -> ProviderFa
         else:
             error_type = f"http_{status}"
             api_message = describe_foreign_response(exc)
-        common = {
+        common: dict[str, Any] = {
             "http_status": status,
             "request_id": exc.request_id or "",
             "message": api_message,

@@ -339,8 +339,9 @@ class RunBudgetApi(APIView):
     @extend_schema(
         operation_id="runs_budget",
         description=(
-            "Set the run's budget (`options.max_cost_usd`), or remove it with null. A run paused because "
-            "its budget was spent resumes at once if the new budget is above what it has spent."
+            "Set the run's budget (`options.max_cost_usd`), or remove it with null. A run paused by its "
+            "budget resumes at once if what the new budget leaves can pay for its next block's worst "
+            "case; otherwise it stays paused, its `paused_reason` saying what that block could cost."
         ),
         request=RunBudgetInputSerializer,
         responses={200: RunDetailSerializer, **error_responses(400, 401, 404, 429)},
@@ -506,7 +507,7 @@ class RunEventsApi(APIView):
             **error_responses(401, 404),
         },
     )
-    def get(self, request: Request, run_id: str) -> HttpResponse:
+    def get(self, request: Request, run_id: str) -> HttpResponse | StreamingHttpResponse:
         run = visible_run(request, run_id)
         last_event_id = request.headers.get("Last-Event-ID")
         if run.status in RUN_SETTLED and last_event_id == end_event_id(run):

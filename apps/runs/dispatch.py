@@ -18,13 +18,13 @@ import contextlib
 import logging
 import os
 import time
-from typing import Any
 
 import redis
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
+from apps.core.ids import RunId
 from apps.core.redis import broker_redis
 from apps.runs.hosts import (
     SERVERS_PREFIX,
@@ -63,7 +63,7 @@ def worker_name() -> str:
     return f"{host_name()}:{os.getpid()}"
 
 
-def run_dispatch_on_commit(*, run_id: Any) -> None:
+def run_dispatch_on_commit(*, run_id: RunId) -> None:
     """Make sure the run's work is seen, once the current transaction commits (at once outside one):
     a serving loop for a live run, beat's batch task for a batch-mode run.
 
@@ -72,7 +72,7 @@ def run_dispatch_on_commit(*, run_id: Any) -> None:
     transaction.on_commit(lambda: _wake_for_run(run_id), robust=True)
 
 
-def _wake_for_run(run_id: Any) -> None:
+def _wake_for_run(run_id: RunId) -> None:
     from apps.runs.models import Run, RunMode
 
     mode = Run.objects.filter(pk=run_id).values_list("effective_mode", flat=True).first()
@@ -100,7 +100,9 @@ def serve_dispatch_rollback_unsafe(*, reason: str = "", help_wanted: bool = Fals
             return False
     except redis.RedisError:
         logger.warning("redis unavailable; dispatching a serving loop without checking (%s)", reason)
-    _send_serve(_host_with_free_place(), hops=0)
+    # Help goes where a place is free; a plain wake-up (no loop alive: every host is free) goes to
+    # the shared queue, where any live worker takes it.
+    _send_serve(_host_with_free_place() if help_wanted else None, hops=0)
     return True
 
 

@@ -51,7 +51,11 @@ class Reserved(models.Model):
         abstract = True
 
 
-class RunManager(models.Manager.from_queryset(RunQuerySet)):
+# Made at module level, where django-stubs reads it (a call in the class statement is opaque to it).
+_RunManagerBase = models.Manager.from_queryset(RunQuerySet)
+
+
+class RunManager(_RunManagerBase):
     def using_key(self) -> RunQuerySet:
         """Runs that may still call the provider with their key, which therefore cannot be deleted.
         The keys app asks through a key's reverse relation (`key.runs.using_key()`): it sits below the

@@ -9,7 +9,8 @@ from django.db.models import Count, Min, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from apps.core.formatting import format_moment
-from apps.lanes.selectors import lane_state
+from apps.core.ids import RunId
+from apps.lanes.selectors import ceiling_bound_text, lane_state
 from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, PausedCause, Run
 from apps.runs.transitions import RUN_ACTIVE, RunStatus
 
@@ -27,7 +28,7 @@ def runs_visible_to(*, user: Any) -> QuerySet[Run]:
     return runs if user is None or user.is_staff else runs.filter(owner=user)
 
 
-def run_get_visible(*, user: Any, run_id: Any) -> Run | None:
+def run_get_visible(*, user: Any, run_id: RunId) -> Run | None:
     """One run if `user` may see it; None for a missing run, another user's run and a malformed id
     alike, so callers cannot tell them apart."""
     try:
@@ -64,7 +65,7 @@ def runs_list(*, user: Any, status: str | None = None, model: str | None = None,
     return runs.order_by(*RUN_ORDERINGS[ordering])
 
 
-def run_block_status_counts(*, run_id: Any) -> dict[str, int]:
+def run_block_status_counts(*, run_id: RunId) -> dict[str, int]:
     """Blocks per status, counted from the blocks themselves (every status present, zeros included)."""
     counts = dict.fromkeys(BlockStatus.values, 0)
     rows = Block.objects.filter(run_id=run_id).values_list("status").annotate(n=Count("pk")).order_by()
@@ -72,7 +73,7 @@ def run_block_status_counts(*, run_id: Any) -> dict[str, int]:
     return counts
 
 
-def run_blocks(*, run_id: Any, status: str | None = None, error_code: str | None = None
+def run_blocks(*, run_id: RunId, status: str | None = None, error_code: str | None = None
                ) -> QuerySet[Block]:
     """A run's blocks without their (possibly long) input and output."""
     blocks = Block.objects.filter(run_id=run_id).defer("input", "output", "output_json")
@@ -83,7 +84,7 @@ def run_blocks(*, run_id: Any, status: str | None = None, error_code: str | None
     return blocks
 
 
-def block_get(*, run_id: Any, uid: str) -> Block | None:
+def block_get(*, run_id: RunId, uid: str) -> Block | None:
     """One block of a run with every attempt of every pass, oldest first."""
     if "\x00" in uid:  # PostgreSQL text cannot hold NUL, so no block has it
         return None
@@ -91,7 +92,7 @@ def block_get(*, run_id: Any, uid: str) -> Block | None:
     return Block.objects.filter(run_id=run_id, uid=uid).prefetch_related(attempts).first()
 
 
-def run_result_rows(*, run_id: Any, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
+def run_result_rows(*, run_id: RunId, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
     """One flat dict of RESULT_FIELDS per block in block_index order, streamed from the database in
     chunks (a server-side cursor on PostgreSQL): memory is a chunk, whatever the run's size."""
     rows = (
@@ -102,7 +103,7 @@ def run_result_rows(*, run_id: Any, chunk_size: int = 2000) -> Iterator[dict[str
         yield dict(zip(RESULT_FIELDS, row, strict=True))
 
 
-def run_results(*, run_id: Any, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
+def run_results(*, run_id: RunId, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
     """One dict per block in block_index order, as a JSONL line of the results export."""
     for data in run_result_rows(run_id=run_id, chunk_size=chunk_size):
         usage = {k: data.pop(k) for k in (
@@ -115,7 +116,7 @@ def run_results(*, run_id: Any, chunk_size: int = 2000) -> Iterator[dict[str, An
         yield data
 
 
-def run_call_counts(*, run_id: Any) -> dict[str, int]:
+def run_call_counts(*, run_id: RunId) -> dict[str, int]:
     """Provider calls made for the run, and how many of them did not succeed. A packed call is one
     call for several blocks (one Attempt each, sharing the call's request id); an attempt without a
     request id (the call never got an answer) is a call of its own."""
@@ -142,7 +143,8 @@ def run_status_text(run: Run) -> str:
 
 def run_waiting_reason(run: Run) -> str | None:
     """Why a run is not moving, in words for a person, or None if nothing holds it back: paused (the
-    cause and the reason), its key's lane throttled (429) or stopped for overload until a moment, its
+    cause and the reason), its key's lane throttled (429) or stopped for overload until a moment, a
+    worker's in-flight ceiling holding its lane's runs back while the lane has room, its
     budget waiting for calls in flight, or every open block waiting for its retry. What the progress
     display, `manage.py runs show`, the API and the admin say."""
     if run.status == RunStatus.PAUSED:
@@ -157,6 +159,8 @@ def run_waiting_reason(run: Run) -> str | None:
         return f"key throttled by the provider (429) until {format_moment(lane.throttled_until)}"
     if lane is not None and lane.overloaded_until and lane.overloaded_until > now:
         return f"provider overloaded (529); the key's lane waits until {format_moment(lane.overloaded_until)}"
+    if lane is not None and lane.ceiling_bound:
+        return ceiling_bound_text(lane.ceiling_bound, lane.ceiling_bound_by)
     blocks = Block.objects.filter(run_id=run.pk, status__in=(BlockStatus.PENDING, BlockStatus.CLAIMED))
     state = blocks.aggregate(
         open=Count("pk"),

@@ -31,8 +31,9 @@ def _serve_time_limit() -> float:
     return conf["SERVE_SLICE_SECONDS"] + conf["PROVIDER_TIMEOUT_SECONDS"] + 60
 
 
-@shared_task(name=SERVE_TASK, acks_late=True, time_limit=_serve_time_limit() + 30,
-             soft_time_limit=_serve_time_limit())
+# Celery takes time limits in float seconds; celery-types says int.
+@shared_task(name=SERVE_TASK, acks_late=True,  # type: ignore[call-overload]
+             time_limit=_serve_time_limit() + 30, soft_time_limit=_serve_time_limit())
 def serve(host: str | None = None, hops: int = 0) -> dict:
     """Serve every active run from this process for one slice, then hand over to a new serve task
     if work is left. A host keeps a process free for control tasks: a serve task that finds its

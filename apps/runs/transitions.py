@@ -40,13 +40,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 
 from apps.core.db import write_connection
+from apps.core.ids import RunId
 
 if TYPE_CHECKING:
     from apps.runs.models import Block, Run
@@ -100,14 +102,14 @@ RUN_USING_KEY = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED, RunStatu
 BLOCK_OPEN = (BlockStatus.PENDING, BlockStatus.CLAIMED)
 BLOCK_TERMINAL = (BlockStatus.SUCCEEDED, BlockStatus.FAILED, BlockStatus.CANCELED)
 # Which run counter each terminal block status sits in.
-BLOCK_COUNTER = {
+BLOCK_COUNTER: dict[str, str] = {
     BlockStatus.SUCCEEDED: "completed_blocks",
     BlockStatus.FAILED: "failed_blocks",
     BlockStatus.CANCELED: "canceled_blocks",
 }
 
 
-def lock_run(run_id: Any) -> "Run":
+def lock_run(run_id: RunId) -> "Run":
     """The run row, locked (`FOR NO KEY UPDATE`) until the transaction ends, with its key: how every
     transition of a run or its blocks begins. A queued run's first claim, a result, a cancel, a
     release, a replay, a reseed and lease expiry all start here, so they happen one at a time."""
@@ -120,7 +122,7 @@ def lock_run(run_id: Any) -> "Run":
     )
 
 
-class RunQuerySet(models.QuerySet):
+class RunQuerySet(models.QuerySet["Run"]):
     def active(self) -> "RunQuerySet":
         return self.filter(status__in=RUN_ACTIVE)
 
@@ -226,14 +228,14 @@ def _expired_status(*, ending: bool, attempts: int, max_attempts: int) -> str:
     return BlockStatus.PENDING
 
 
-class BlockQuerySet(models.QuerySet):
+class BlockQuerySet(models.QuerySet["Block"]):
     def due(self, now: datetime) -> "BlockQuerySet":
         """Pending blocks whose wait (retry backoff, throttling) is over: what a claim may take."""
         return self.filter(status=BlockStatus.PENDING).filter(
             Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
         )
 
-    def claim(self, *, token: Any, lease_expires_at: datetime, worker: str, **changes: Any) -> int:
+    def claim(self, *, token: UUID, lease_expires_at: datetime, worker: str, **changes: Any) -> int:
         """pending -> claimed under one fresh lease token; the attempt is counted now, so a block
         whose calls kill their workers still runs out of attempts."""
         return self.filter(status=BlockStatus.PENDING).update(
@@ -242,7 +244,7 @@ class BlockQuerySet(models.QuerySet):
             **changes,
         )
 
-    def release(self, *, token: Any) -> int:
+    def release(self, *, token: UUID) -> int:
         """claimed -> pending before any call was made for them (the lane closed, the process is
         stopping): the attempt is given back and the blocks are due again at once."""
         return self.filter(status=BlockStatus.CLAIMED, lease_token=token).update(
@@ -250,7 +252,7 @@ class BlockQuerySet(models.QuerySet):
             attempts=F("attempts") - 1, pass_attempts=F("pass_attempts") - 1, reserved_usd=0,
         )
 
-    def cancel_held(self, *, token: Any, now: datetime) -> int:
+    def cancel_held(self, *, token: UUID, now: datetime) -> int:
         """claimed -> canceled before any call was made for them, in a run being canceled (the
         release of a canceling run): their reservation ends with them."""
         return self.filter(status=BlockStatus.CLAIMED, lease_token=token).update(
@@ -323,7 +325,8 @@ class BlockQuerySet(models.QuerySet):
         """claimed -> each decision's status: the held blocks (lock_held) of these entries take their
         new state, usage and cost, and are written back in two statements (successes also write
         their output and version stamp)."""
-        succeeded, other = [], []
+        succeeded: list[Block] = []
+        other: list[Block] = []
         for entry in entries:
             block = entry.block
             if block is None:
@@ -347,7 +350,8 @@ class BlockQuerySet(models.QuerySet):
         model = self.model
         db = write_connection(model)
         qn = db.ops.quote_name
-        columns = [model._meta.get_field(name) for name in fields]
+        # (Every name is a concrete column of the model, never a relation's reverse side.)
+        columns = [cast("models.Field[Any, Any]", model._meta.get_field(name)) for name in fields]
         sql = (
             f"UPDATE {qn(model._meta.db_table)} SET "
             + ", ".join(f"{qn(field.column)} = %s" for field in columns)

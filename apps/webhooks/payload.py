@@ -41,11 +41,11 @@ def result_links(run: Run) -> dict[str, Any]:
 def run_finished_event(*, run: Run, run_pass: RunPass | None, pass_number: int, status: str
                        ) -> dict[str, Any]:
     ended = run_pass.finished_at if run_pass is not None and run_pass.finished_at else run.finished_at
-    kept = run_pass is not None and run_pass.completed_blocks is not None
-    succeeded = run_pass.completed_blocks if kept else run.completed_blocks
-    failed = run_pass.failed_blocks if kept else run.failed_blocks
-    canceled = run_pass.canceled_blocks if kept else run.canceled_blocks
-    cost = run_pass.cost_usd if kept and run_pass.cost_usd is not None else run.cost_usd
+    kept = run_pass if run_pass is not None and run_pass.completed_blocks is not None else None
+    succeeded = kept.completed_blocks if kept is not None else run.completed_blocks
+    failed = kept.failed_blocks if kept is not None else run.failed_blocks
+    canceled = kept.canceled_blocks if kept is not None else run.canceled_blocks
+    cost = kept.cost_usd if kept is not None and kept.cost_usd is not None else run.cost_usd
     started = run_pass.created_at if run_pass is not None and pass_number > 1 else run.started_at
     duration = round((ended - started).total_seconds(), 3) if ended and started else None
     return {

@@ -7,10 +7,12 @@ ended passes that have none (apps.webhooks.services.deliveries_record_missing)."
 import logging
 from typing import Any
 
+from apps.core.ids import RunId
+
 logger = logging.getLogger(__name__)
 
 
-def record_run_finished(sender: Any, *, run_id: Any, status: str, pass_number: int, **kwargs: Any) -> None:
+def record_run_finished(sender: Any, *, run_id: RunId, status: str, pass_number: int, **kwargs: Any) -> None:
     from apps.webhooks.services import delivery_record
 
     try:

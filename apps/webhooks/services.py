@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from apps.core.addresses import url_host
 from apps.core.crypto import RotationResult, decrypt_secret, encrypt_secret, reencrypt_secret
+from apps.core.ids import RunId
 from apps.runs.models import Run, RunPass
 from apps.webhooks.models import WebhookDelivery, WebhookSecret
 from apps.webhooks.payload import EVENT_TYPE, encode, run_finished_event
@@ -98,7 +99,7 @@ def webhook_secret_of(*, owner_id: Any) -> str | None:
 
 # --- recording events ----------------------------------------------------------------------------------
 
-def delivery_record(*, run_id: Any, pass_number: int, status: str | None = None
+def delivery_record(*, run_id: RunId, pass_number: int, status: str | None = None
                     ) -> WebhookDelivery | None:
     """The event of a run's ended pass, written once (None if the run has no webhook_url); its first
     attempt is queued after commit. Recording it again returns the row already there."""
@@ -145,7 +146,8 @@ def deliveries_record_missing(*, now: datetime | None = None) -> int:
 
 def _enqueue(delivery_id: int, *, expires: float | None = None) -> None:
     # By the task's name: the task module imports this one, never the other way round.
-    current_app.signature(DELIVER_TASK, args=(delivery_id,)).apply_async(expires=expires)
+    # None is no expiry, which Celery takes and its stubs leave out.
+    current_app.signature(DELIVER_TASK, args=(delivery_id,)).apply_async(expires=expires)  # type: ignore[arg-type]
 
 
 # --- delivering ----------------------------------------------------------------------------------------

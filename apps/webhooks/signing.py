@@ -10,9 +10,10 @@ import base64
 import secrets
 import uuid
 from datetime import datetime
-from typing import Any
 
 from standardwebhooks.webhooks import Webhook
+
+from apps.core.ids import RunId
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -25,7 +26,7 @@ def generate_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
-def event_id(*, run_id: Any, pass_number: int) -> str:
+def event_id(*, run_id: RunId, pass_number: int) -> str:
     return "msg_" + uuid.uuid5(EVENT_NAMESPACE, f"{run_id}:{pass_number}").hex
 
 

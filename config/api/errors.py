@@ -15,6 +15,7 @@ by a service) is a 400 naming the fields.
 """
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -63,7 +64,9 @@ class InputError(exceptions.ValidationError):
 class ErrorBodySerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable, machine-readable: e.g. validation_error, not_found.")
     message = serializers.CharField(help_text="Human-readable summary, naming the field at fault.")
-    fields = serializers.DictField(
+    # A field named `fields` (the error shape's word): DRF's metaclass takes it off the class, so it
+    # does not hide Serializer.fields.
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()), required=False,
         help_text="Validation errors by field; nested fields as dotted paths (blocks.3.input).",
     )
@@ -108,6 +111,7 @@ def _as_api_exception(exc: Exception) -> exceptions.APIException | None:
 
 def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     """DRF's nested error detail as {"dotted.path": [messages]}."""
+    items: Iterable[tuple[Any, Any]]
     if isinstance(detail, dict):
         items = detail.items()
     elif isinstance(detail, list) and any(isinstance(item, dict | list) for item in detail):
@@ -151,13 +155,13 @@ def error_response(exc: exceptions.APIException) -> Response:
     body: dict[str, Any] = {"code": _code(exc), "message": _message(exc, fields)}
     if fields:
         body["fields"] = fields
-    if getattr(exc, "line", None) is not None:
-        body["line"] = exc.line
+    if (line := getattr(exc, "line", None)) is not None:
+        body["line"] = line
     headers: dict[str, str] = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None) is not None:
-        retry_after = max(1, math.ceil(exc.wait))
+    if auth_header := getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = auth_header
+    if (wait := getattr(exc, "wait", None)) is not None:
+        retry_after = max(1, math.ceil(wait))
         body["retry_after"] = retry_after
         headers["Retry-After"] = str(retry_after)
     return Response({"error": body}, status=exc.status_code, headers=headers)

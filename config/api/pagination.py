@@ -53,8 +53,8 @@ class IndexCursorPagination(PageSizeOrLimit, CursorPagination):
     def decode_cursor(self, request: Request) -> Any:
         cursor = super().decode_cursor(request)
         # DRF checks the offset but not the position; a forged one must be a 404, not a crash.
-        if cursor is not None and cursor.position is not None and not (
-            cursor.position.isdigit() and len(cursor.position) <= 10
-        ):
+        # (The stubs say int; decoded from the query string it is text.)
+        position = None if cursor is None or cursor.position is None else str(cursor.position)
+        if position is not None and not (position.isdigit() and len(position) <= 10):
             raise NotFound(self.invalid_cursor_message)
         return cursor

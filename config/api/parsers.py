@@ -1,5 +1,6 @@
 """Parsers that answer bad input with a 400, whatever the input."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import parsers
@@ -11,7 +12,7 @@ class JSONParser(parsers.JSONParser):
     which DRF lets through as a 500) is a parse error like any other."""
 
     def parse(self, stream: Any, media_type: str | None = None,
-              parser_context: dict[str, Any] | None = None) -> Any:
+              parser_context: Mapping[str, Any] | None = None) -> Any:
         try:
             return super().parse(stream, media_type, parser_context)
         except RecursionError:

@@ -1,6 +1,7 @@
 """Renderers beyond JSON."""
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework.renderers import BaseRenderer
@@ -17,7 +18,7 @@ class NDJSONRenderer(BaseRenderer):
     charset = "utf-8"
 
     def render(self, data: Any, accepted_media_type: str | None = None,
-               renderer_context: dict[str, Any] | None = None) -> bytes:
+               renderer_context: Mapping[str, Any] | None = None) -> bytes:
         if data is None:
             return b""
         return (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
@@ -33,7 +34,7 @@ class EventStreamRenderer(BaseRenderer):
     charset = "utf-8"
 
     def render(self, data: Any, accepted_media_type: str | None = None,
-               renderer_context: dict[str, Any] | None = None) -> bytes:
+               renderer_context: Mapping[str, Any] | None = None) -> bytes:
         return b"" if data is None else sse_event(data, event="error").encode()
 
 
@@ -42,7 +43,7 @@ class _ExportRenderer(BaseRenderer):
     negotiable, and renders the endpoint's error responses as JSON."""
 
     def render(self, data: Any, accepted_media_type: str | None = None,
-               renderer_context: dict[str, Any] | None = None) -> bytes:
+               renderer_context: Mapping[str, Any] | None = None) -> bytes:
         if data is None:
             return b""
         response = (renderer_context or {}).get("response")

@@ -7,6 +7,7 @@ and development-only encryption keys (which production refuses, see production.p
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -18,6 +19,8 @@ from config.version import pipeline_version
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
+
+
 # A file of variables is read only when asked for, and never overrides the environment: local settings
 # read `.env.local` (a developer's machine), production reads `.env` only with DJANGO_READ_DOT_ENV_FILE
 # (compose hands `.env` to its containers itself), tests read none (they must not change with a
@@ -457,7 +460,7 @@ CELERY_BEAT_SCHEDULE = beat_schedule(CONVEYOR)
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {

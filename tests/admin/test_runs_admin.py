@@ -68,7 +68,7 @@ def test_run_lists_show_short_unwrapped_ids_with_the_whole_id_in_the_tooltip(ope
 def test_a_paused_run_says_why_in_the_list_and_on_its_page(operator, owner, offline_key):
     run = set_status(make_run(owner, offline_key, ["a"]), RunStatus.PAUSED,
                      paused_cause=PausedCause.BUDGET, paused_reason="budget of $0.5000 spent")
-    assert "<strong>paused</strong>: budget spent" in operator.get(RUNS).content.decode()
+    assert "<strong>paused</strong>: by its budget" in operator.get(RUNS).content.decode()
     page = operator.get(reverse("admin:runs_run_change", args=[run.pk])).content.decode()
     assert "why it is not moving" in page.lower()
     assert "paused: The run&#x27;s budget is spent; budget of $0.5000 spent" in page
@@ -421,3 +421,13 @@ def test_a_run_whose_every_block_failed_says_so_in_the_list(operator, owner, off
     run = settle(make_run(owner, offline_key, ["a"], max_attempts=1), fail={"b0"})
     assert run.status == "complete"
     assert "complete, all failed" in operator.get(RUNS).content.decode()
+
+
+def test_a_new_budget_that_cannot_pay_for_the_next_block_leaves_the_run_paused_and_says_so(operator,
+                                                                                          spent_run):
+    url = reverse("admin:runs_run_budget", args=[spent_run.pk])
+    response = operator.post(url, {"max_cost_usd": "0.51"}, follow=True)
+    said = [str(m) for m in response.context["messages"]]
+    assert any(m.startswith(f"Run {spent_run.pk} still paused: the next block could cost up to $")
+               and m.endswith("is left of its budget of $0.51") for m in said), said
+    assert counts(spent_run)[0] == "paused"

@@ -332,3 +332,11 @@ def test_a_budget_below_one_block_is_a_400_naming_the_smallest_budget_that_works
     assert "largest block could cost up to $" in error["message"]
     assert "set a budget of at least $" in error["message"]
     assert not Run.objects.exists() and not Block.objects.exists()
+
+
+def test_the_estimate_refuses_a_budget_below_one_block_as_the_create_does(owner, offline_key, api):
+    body = payload(offline_key, options={"max_cost_usd": "0.0001"})
+    estimate = api(owner).post(f"{URL}estimate/", body, format="json")
+    create = api(owner).post(URL, body, format="json")
+    assert (estimate.status_code, create.status_code) == (400, 400)
+    assert error_of(estimate)["message"] == error_of(create)["message"]

@@ -188,3 +188,10 @@ def test_the_readmes_settings_for_a_stack_without_a_proxy_serve_the_admin_over_h
     answer = answer_of(production(["shell", "-c", WITHOUT_A_PROXY], tmp_path,
                                   **readme_settings_without_a_proxy()))
     assert answer == {"status": 200, "secure_cookies": [False, False]}
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_a_serve_max_in_flight_that_is_not_a_positive_integer_stops_the_process_naming_it(tmp_path, value):
+    result = production(["check"], tmp_path, SERVE_MAX_IN_FLIGHT=value)
+    assert result.returncode != 0
+    assert f"SERVE_MAX_IN_FLIGHT={value!r} is not a positive integer" in result.stderr

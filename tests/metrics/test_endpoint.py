@@ -15,6 +15,7 @@ FAMILIES = {
     "conveyor_blocks", "conveyor_dead_letters", "conveyor_keys", "conveyor_pump_lag_seconds",
     "conveyor_lane_throttled", "conveyor_lane_overloaded", "conveyor_lane_rate_rpm",
     "conveyor_lane_in_flight", "conveyor_lane_window", "conveyor_lane_useful_concurrency",
+    "conveyor_lane_ceiling_bound",
     "conveyor_metrics_source_up",
     # counters and the histogram, added up by the workers
     "conveyor_blocks_finished", "conveyor_provider_calls", "conveyor_provider_refusals",

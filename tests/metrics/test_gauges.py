@@ -12,6 +12,8 @@ from django.utils import timezone
 from apps.failures.models import PipelineFailure
 from apps.health.heartbeats import PUMP, heartbeat_record
 from apps.keys.models import ProviderKey
+from apps.lanes.board import Post, board_key
+from apps.lanes.gate import LaneRef
 from apps.lanes.limits import limit_group
 from apps.runs.models import Run
 from apps.runs.services import blocks_claim, outcomes_record
@@ -183,3 +185,19 @@ def test_with_redis_down_the_database_gauges_still_answer(owner, offline_key, sc
     result = scrape()
     assert result.value("conveyor_metrics_source_up", source="redis") == 0
     assert result.value("conveyor_runs", status="queued") == 1
+
+
+def test_a_lane_held_back_by_a_workers_ceiling_is_shown_while_it_binds(owner, offline_key, scrape):
+    lane = LaneRef(key_id=offline_key.pk, group=limit_group(MODEL))
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.hset(lane.hash_key, mapping={"cwnd": 1000})
+    expires_ms = int(timezone.now().timestamp() * 1000) + 5000
+    client.hset(board_key(lane), mapping={
+        "host-1:1": Post(worker="host-1:1", expires_ms=expires_ms, ceiling_bound=256,
+                         bound_by="SERVE_MAX_IN_FLIGHT").encode()})
+    labels = {"key_id": str(offline_key.pk), "group": lane.group}
+    assert scrape().value("conveyor_lane_ceiling_bound", **labels) == 1
+
+    client.hset(board_key(lane), mapping={
+        "host-1:1": Post(worker="host-1:1", expires_ms=expires_ms - 60_000, ceiling_bound=256).encode()})
+    assert scrape().value("conveyor_lane_ceiling_bound", **labels) == 0

@@ -7,10 +7,10 @@ from decimal import Decimal
 import pytest
 from django.db.models import Sum
 
-from apps.runs.estimates import block_reservation
+from apps.runs.estimates import block_reservation, call_reservation
 from apps.runs.models import Attempt, Block, PausedCause, Run
 from apps.runs.services import SubmissionError, blocks_claim
-from apps.runs.services.budget import usd_at_least
+from apps.runs.services.budget import budget_reserve_call, usd_at_least
 from apps.runs.services.lifecycle import RunStateError, run_resume, run_set_budget
 from tests.factories import make_run
 from tests.runs.helpers import serve_until_settled
@@ -181,3 +181,30 @@ def test_a_split_call_the_budget_cannot_hold_is_not_made_and_its_blocks_wait(own
     assert not run.blocks.filter(status="failed").exists()
     assert set(run.blocks.filter(pk__in=waited.values("block")).values_list("status", flat=True)) <= {
         "pending", "succeeded"}
+
+
+def test_a_split_call_reserves_only_what_its_blocks_do_not_already_hold(owner, offline_key):
+    run = budgeted(owner, offline_key, budget=Decimal("1"), pack_size=8)
+    claim = blocks_claim(run_id=run.pk, limit=8, worker="w")
+    half = claim.blocks[:4]
+    held = sum(b.reserved_usd for b in half)
+    assert budget_reserve_call(run_id=run.pk, token=claim.lease_token, blocks=half,
+                               spent_usd=Decimal(0)) == half  # its claim holds enough
+    topped = budget_reserve_call(run_id=run.pk, token=claim.lease_token, blocks=half, spent_usd=held)
+    added = sum(b.reserved_usd for b in topped) - held
+    assert added >= call_reservation(run.call_spec, [b.input for b in half])
+    before = sum(b.reserved_usd for b in claim.blocks)
+    run.refresh_from_db()
+    assert run.reserved_usd == before + added == sum(
+        Block.objects.filter(run=run).values_list("reserved_usd", flat=True))
+
+
+def test_a_split_call_the_budget_cannot_hold_reserves_nothing(owner, offline_key):
+    run = budgeted(owner, offline_key, budget=Decimal("0.0025"), pack_size=2)
+    claim = blocks_claim(run_id=run.pk, limit=2, worker="w")
+    run.refresh_from_db()
+    reserved = run.reserved_usd
+    assert budget_reserve_call(run_id=run.pk, token=claim.lease_token, blocks=claim.blocks[:1],
+                               spent_usd=reserved) is None
+    run.refresh_from_db()
+    assert run.reserved_usd == reserved

@@ -93,3 +93,10 @@ def test_a_serve_task_handed_on_too_often_is_dropped(broker, one_place_per_host,
 
     assert (result["served"], result["handed_on_to"]) == (False, None)
     assert broker.llen(host_queue("spare")) == 0
+
+
+def test_a_wake_up_with_no_loop_alive_goes_to_the_shared_queue(broker):
+    host_advertise(host="spare", places=1)
+    assert serve_dispatch_rollback_unsafe(reason="run r")
+    assert broker.llen("llm") == 1
+    assert broker.llen(host_queue("spare")) == 0

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from apps.core.redis import broker_redis
+from apps.lanes.board import Post, board_key
 from apps.lanes.gate import LaneRef, run_blocks_key
 from apps.lanes.limits import limit_group
 from apps.runs.models import Block, PausedCause, RunStatus
@@ -45,6 +46,15 @@ def test_a_run_whose_key_is_throttled_waits_until_the_key_may_call_again(run, of
     broker_redis().hset(lane.hash_key, "until_throttled", int(until.timestamp() * 1000))
     assert run_waiting_reason(run) == (
         f"key throttled by the provider (429) until {timezone.localtime(until):%H:%M:%S} UTC")
+
+
+def test_a_run_held_back_by_a_workers_ceiling_says_so_and_what_to_change(run, offline_key):
+    lane = LaneRef(key_id=offline_key.pk, group=limit_group(run.model))
+    post = Post(worker="host-1:1", expires_ms=int(time.time() * 1000) + 5000, ceiling_bound=256,
+                bound_by="SERVE_MAX_IN_FLIGHT")
+    broker_redis().hset(board_key(lane), "host-1:1", post.encode())
+    assert run_waiting_reason(run) == ("waiting on: this host's in-flight ceiling (256 calls; "
+                                       "SERVE_MAX_IN_FLIGHT) — raise it or add workers/hosts")
 
 
 def test_a_run_whose_blocks_all_wait_for_a_retry_says_until_when(run):

@@ -32,7 +32,7 @@ class KeyInUse(StateConflict):
 
 
 @transaction.atomic
-def key_create(*, owner, label: str, secret: str, base_url: str = "",
+def key_create(*, owner: Any, label: str, secret: str, base_url: str = "",
                provider: str = Provider.ANTHROPIC, tier: str = "", rpm_limit: int | None = None,
                itpm_limit: int | None = None, otpm_limit: int | None = None) -> ProviderKey:
     label = clean_label(label)

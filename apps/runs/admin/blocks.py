@@ -23,7 +23,7 @@ class AttemptInline(admin.TabularInline):
     fields = ["number", "pass_number", "outcome", "accepted", "http_status", "error_code",
               "error_message", "model", "latency_ms", "input_tokens", "output_tokens", "cost_usd",
               "request_id", "worker", "created_at", "output"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # (the stubs allow field groups in `fields`)
     ordering = ["created_at", "pk"]
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:

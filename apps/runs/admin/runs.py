@@ -11,7 +11,7 @@ JavaScript).
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -59,9 +59,13 @@ RUN_REFRESHING = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELING)
 BUDGET_TEMPLATE = "admin/runs/run/budget.html"
 CONFIRM_TEMPLATE = "admin/runs/run/confirm.html"
 # The paused cause in a list column; the run's page says it in full, with the reason.
-PAUSED_SHORT = {PausedCause.KEY_REJECTED: "key rejected", PausedCause.KEY_BLOCKED: "key blocked",
-                PausedCause.KEY_DELETED: "key deleted", PausedCause.KEY_UNSAFE: "key unsafe",
-                PausedCause.BUDGET: "budget spent"}
+PAUSED_SHORT: dict[str, str] = {
+    PausedCause.KEY_REJECTED: "key rejected",
+    PausedCause.KEY_BLOCKED: "key blocked",
+    PausedCause.KEY_DELETED: "key deleted",
+    PausedCause.KEY_UNSAFE: "key unsafe",
+    PausedCause.BUDGET: "by its budget",
+}
 BAR_COLOURS = (("completed_blocks", "#5cb85c"), ("failed_blocks", "#d9534f"),
                ("canceled_blocks", "#999"))
 STATUS_COLOURS = {"succeeded": "#5cb85c", "failed": "#d9534f", "canceled": "#999",
@@ -93,8 +97,9 @@ class BudgetForm(forms.Form):
     max_cost_usd = forms.DecimalField(
         label="New budget (USD)", required=False, max_digits=12, decimal_places=4,
         min_value=Decimal("0.0001"),
-        help_text="Empty removes the budget. A run paused because its budget was spent resumes if the "
-                  "new budget is above what it has spent.",
+        help_text="Empty removes the budget. A run paused by its budget resumes if what the new budget "
+                  "leaves can pay for its next block's worst case; otherwise its reason says how much "
+                  "that is.",
     )
 
 
@@ -114,7 +119,7 @@ class RunPassInline(admin.TabularInline):
     fields = ["number", "scope", "filter", "model", "prompt_version", "selected_blocks", "created_at",
               "finished_at", "ended_status", "completed_blocks", "failed_blocks", "canceled_blocks",
               "cost_usd"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # (the stubs allow field groups in `fields`)
     verbose_name_plural = "passes (history)"
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -407,13 +412,19 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         return f"took {length}, {run.terminal_blocks / seconds:.1f} blocks/s"
 
     @staticmethod
-    def _block_link(row: dict[str, Any]) -> str:
+    def _block_link(row: Mapping[str, Any]) -> str:
         if row["block_id"] is None:
             return "-"
         return format_html('<a href="{}">{}</a>', reverse("admin:runs_block_change", args=[row["block_id"]]),
                            row["block__uid"])
 
     # --- operations -------------------------------------------------------------------------------
+
+    def _set_budget(self, request: HttpRequest, run_id: Any, budget: Decimal | None) -> None:
+        """run_set_budget, saying so when the new budget still cannot pay for the run's next block."""
+        run = run_set_budget(run_id=run_id, max_cost_usd=budget)
+        if run.status == RunStatus.PAUSED and run.paused_cause == PausedCause.BUDGET:
+            self.message_user(request, f"Run {run_id} still {run.paused_reason}", messages.WARNING)
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Run], verb: str,
               operation: Callable[[Any], Any]) -> None:
@@ -442,7 +453,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             budget = form.cleaned_data["max_cost_usd"]
             self._each(request, queryset, "given the new budget",
-                       lambda run_id: run_set_budget(run_id=run_id, max_cost_usd=budget))
+                       lambda run_id: self._set_budget(request, run_id, budget))
             return None
         return self._budget_page(request, form, queryset, action="set_budget")
 
@@ -473,7 +484,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             budget = form.cleaned_data["max_cost_usd"]
             self._each(request, runs, "given the new budget",
-                       lambda run_id: run_set_budget(run_id=run_id, max_cost_usd=budget))
+                       lambda run_id: self._set_budget(request, run_id, budget))
             return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
         return self._budget_page(request, form, runs)
 
@@ -504,19 +515,19 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
             text=f"{run.failed_blocks} failed, {run.completed_blocks} succeeded, {run.canceled_blocks} "
                  "canceled. With another model or prompt: manage.py runs reseed, or the API.")
 
-    def results_view(self, request: HttpRequest, object_id: str, fmt: str) -> HttpResponse:
+    def results_view(self, request: HttpRequest, object_id: str, fmt: str) -> StreamingHttpResponse:
         """Every block's result in block order, as JSONL, CSV or Parquet: the API's results/ and
         `manage.py export` (apps/runs/reporting/exports.py)."""
         run = self._viewable(request, object_id)
         return self._download(results_export(run, fmt), f"run-{run.pk}-results.{fmt}", CONTENT_TYPES[fmt])
 
-    def failures_table_view(self, request: HttpRequest, object_id: str, fmt: str) -> HttpResponse:
+    def failures_table_view(self, request: HttpRequest, object_id: str, fmt: str) -> StreamingHttpResponse:
         """The run's dead-letter rows as a table (CSV or Parquet), with every metadata key as a column:
         the API's runs/{id}/failures/ and `manage.py export --failures`."""
         run = self._viewable(request, object_id)
         return self._download(failures_export(run, fmt), f"run-{run.pk}-failures.{fmt}", CONTENT_TYPES[fmt])
 
-    def failures_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+    def failures_view(self, request: HttpRequest, object_id: str) -> StreamingHttpResponse:
         """The run's dead-letter rows as JSONL, newest first, as GET /api/v1/failures/?run= shows them."""
         run = self._viewable(request, object_id)
         rows = failures_list(user=None, run=run.pk).iterator(chunk_size=500)

@@ -71,6 +71,7 @@ def _record_chunk(batch: MessageBatch, run: Run, lines: list[Any], secret: str) 
 def batch_record_results(batch: MessageBatch) -> int:
     """Stream an ended batch's results into the ledger; then give back any block it did not answer."""
     run = Run.objects.select_related("key").get(pk=batch.run_id)
+    assert batch.key is not None  # a key in use by an open batch cannot be deleted
     secret = key_secret(key=batch.key)
     with log_context(run_id=run.pk, key_id=batch.key_id, secrets=(secret,)):
         return _record_results(batch, run, secret)
@@ -122,6 +123,7 @@ def _poll(batch: MessageBatch) -> str:
         MessageBatch.objects.filter(pk=batch.pk).update(cancel_requested=True)
         batch.cancel_requested = True
     _switch_to_live_if_the_deadline_is_near(batch, run)
+    assert batch.key is not None  # a key in use by an open batch cannot be deleted
     secret = key_secret(key=batch.key)
     try:
         with log_context(secrets=(secret,)), batch_client(batch) as client:

@@ -3,6 +3,7 @@
 
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from apps.core.redaction import redact
 from apps.providers.errors import FailureKind, ProviderFailure, classify_error_body
@@ -20,7 +21,7 @@ class BatchItem:
     number: int
 
 
-def custom_id(token: Any, block_id: int) -> str:
+def custom_id(token: UUID, block_id: int) -> str:
     """`^[a-zA-Z0-9_-]{1,64}$`: the claim's token (so a result can only answer its own claim) and the
     block."""
     return f"{token.hex}_{block_id}"
@@ -47,12 +48,12 @@ def _read_document(outcome: Outcome, output_schema: str) -> None:
         outcome.failure, outcome.output = failure, None
 
 
-def outcome_of(result: dict[str, Any], item: BatchItem, *, token: Any, model: str, batch_id: int,
+def outcome_of(result: dict[str, Any], item: BatchItem, *, token: UUID, model: str, batch_id: int,
                secrets: tuple[str, ...], output_schema: str = "") -> Outcome:
     """One `{"custom_id", "result": {...}}` line as the Outcome of the block's call; for a structured
     run (`output_schema`, canonical JSON), its answer read and validated as a live call's is."""
     kind = result.get("type")
-    common = {"block_id": item.block_id, "lease_token": token, "attempt": item.attempt,
+    common: dict[str, Any] = {"block_id": item.block_id, "lease_token": token, "attempt": item.attempt,
               "number": item.number, "model": model, "batch_id": batch_id}
     if kind == "succeeded":
         message = result.get("message") or {}

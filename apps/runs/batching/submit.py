@@ -12,12 +12,14 @@ import json
 import logging
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import anthropic
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.ids import RunId
 from apps.core.logcontext import log_context
 from apps.failures.models import LogLevel
 from apps.failures.services import diagnostic_log
@@ -51,11 +53,12 @@ def batch_runs_with_due_work() -> list[Any]:
             and not MessageBatch.objects.filter(run_id=run_id).submitting().exists()]
 
 
-def _requests(run: Run, blocks: list[ClaimedBlock], token: Any) -> tuple[list[dict[str, Any]], list[int]]:
+def _requests(run: Run, blocks: list[ClaimedBlock], token: UUID) -> tuple[list[dict[str, Any]], list[int]]:
     """One request per block (batch mode does not pack), up to the size cap; the blocks that did not
     fit are returned to be given back."""
     spec = run.call_spec
-    requests, size, left_out = [], 0, []
+    requests: list[dict[str, Any]] = []
+    size, left_out = 0, []
     for block in blocks:
         params = build_params(spec, [BlockInput(block.id, block.uid, block.input, block.metadata)])
         params.pop("extra_body", None)
@@ -72,7 +75,7 @@ def _requests(run: Run, blocks: list[ClaimedBlock], token: Any) -> tuple[list[di
 
 
 @transaction.atomic
-def _record_submitting(run: Run, token: Any, requests: int, blocks: int) -> MessageBatch:
+def _record_submitting(run: Run, token: UUID, requests: int, blocks: int) -> MessageBatch:
     lease = timezone.now() + timedelta(hours=_conf("BATCH_LEASE_HOURS"))
     Block.objects.filter(run_id=run.pk, status=BlockStatus.CLAIMED, lease_token=token).update(
         lease_expires_at=lease)
@@ -80,28 +83,32 @@ def _record_submitting(run: Run, token: Any, requests: int, blocks: int) -> Mess
                                        blocks=blocks)
 
 
-def batch_client(run_or_key: Any) -> anthropic.Anthropic:
-    key = run_or_key.key if isinstance(run_or_key, Run | MessageBatch) else run_or_key
+def batch_client(run_or_batch: Run | MessageBatch) -> anthropic.Anthropic:
+    key = run_or_batch.key
+    assert key is not None  # a key in use by an open run cannot be deleted
     return make_client(api_key=key_secret(key=key),
                        base_url=effective_base_url(provider=key.provider, base_url=key.base_url))
 
 
-def batch_submit_for_run(*, run_id: Any) -> MessageBatch | None:
+def batch_submit_for_run(*, run_id: RunId) -> MessageBatch | None:
     """Claim a batch's worth of the run's due blocks and submit them; None when there was nothing
     to submit (or the budget has no room)."""
     limit = _conf("BATCH_MAX_REQUESTS")
     claim = blocks_claim(run_id=run_id, limit=limit, worker=WORKER, batch=True)
     if not claim.blocks:
         return None
+    assert claim.lease_token is not None  # a claim that took blocks has its token
     run = Run.objects.select_related("key").get(pk=run_id)
     requests, left_out = _requests(run, claim.blocks, claim.lease_token)
     if left_out:
         blocks_release(run_id=run_id, token=claim.lease_token, block_ids=left_out)
     batch = _record_submitting(run, claim.lease_token, len(requests), len(requests))
+    assert run.key is not None  # a key in use by an open run cannot be deleted
     secret = key_secret(key=run.key)
     try:
         with log_context(key_id=run.key_id, secrets=(secret,)), batch_client(run) as client:
-            created = client.messages.batches.create(requests=requests)
+            # (Each request's params are build_params' dict, not the SDK's TypedDict.)
+            created = client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
     except anthropic.APIError as exc:
         failure = classify(exc, secrets=(secret,))
         MessageBatch.objects.filter(pk=batch.pk).abandon(error=str(failure))
@@ -110,9 +117,9 @@ def batch_submit_for_run(*, run_id: Any) -> MessageBatch | None:
             if failure.kind == FailureKind.KEY_INVALID:
                 # As for a live call: the key is marked invalid (unless it changed since it was read),
                 # so that validating it again, once fixed, resumes the runs it paused.
-                key_mark_invalid(key_id=run.key_id, error=f"{failure.code}: {failure.message}",
+                key_mark_invalid(key_id=run.key.pk, error=f"{failure.code}: {failure.message}",
                                  revision=run.key.revision)
-            paused = runs_pause_for_key(key_id=run.key_id, cause=KEY_PAUSE_CAUSES[failure.kind],
+            paused = runs_pause_for_key(key_id=run.key.pk, cause=KEY_PAUSE_CAUSES[failure.kind],
                                         reason=f"provider refused the key: {failure}")
             diagnostic_log(
                 function_name="conveyor.runs.batches", event_code=KEY_EVENT_CODES[failure.kind],

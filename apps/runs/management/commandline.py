@@ -12,11 +12,11 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from rest_framework import serializers
 
 from apps.core.errors import InvalidInput
@@ -165,7 +165,12 @@ def add_export_arguments(parser: CommandParser) -> None:
     parser.add_argument("--output", help="a file to write (default: standard output)")
 
 
-def write_export(run: Run, out: TextIO, *, fmt: str = "jsonl", failures: bool = False,
+def wrapped_stream(stream: OutputWrapper) -> TextIO:
+    """The stream a command's stdout or stderr wraps (a progress line is written to it as it is)."""
+    return cast(TextIO, stream._out)
+
+
+def write_export(run: Run, out: TextIO | OutputWrapper, *, fmt: str = "jsonl", failures: bool = False,
                  output: str | None = None) -> None:
     """A run's results (or failures) in one of the export formats (apps/runs/reporting/exports.py),
     streamed to `output` (a file) or to `out` (standard output: its bytes, when it has them).

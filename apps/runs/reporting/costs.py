@@ -16,6 +16,7 @@ from django.db import connection
 from django.db.models import Count, DateTimeField, DurationField, ExpressionWrapper, F, Min, Sum
 from django.db.models.functions import Coalesce
 
+from apps.core.ids import RunId
 from apps.providers.usage import BATCH_DISCOUNT, TokenUsage, cost_usd
 from apps.runs.caching import cacheable_prefix_tokens
 from apps.runs.models import Attempt, Run, RunMode
@@ -53,7 +54,7 @@ class ModelUsage:
     missed_packed: int
 
 
-def _usage_by_model(run_id: Any) -> list[ModelUsage]:
+def _usage_by_model(run_id: RunId) -> list[ModelUsage]:
     """One aggregate over the run's attempts, grouped by call (model, request id), then by model.
 
     Attempts without a request id never got an answer (and carry no usage): together they are no
@@ -214,7 +215,7 @@ class CacheStats:
                 "not_hitting": self.not_hitting}
 
 
-def calls_after_first_reply(run_id: Any) -> int:
+def calls_after_first_reply(run_id: RunId) -> int:
     """Billed calls (answered, with input) that went out once the run's first billed call had its
     reply: calls that could have read what the first one wrote. The reply came at the call's start
     plus its latency (when it was recorded is later: results are written in batches); a batch

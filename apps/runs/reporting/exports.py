@@ -26,6 +26,7 @@ from typing import Any
 
 from django.db import connection
 
+from apps.core.ids import RunId
 from apps.failures.models import PipelineFailure, failure_state
 from apps.runs.models import Block, Run
 from apps.runs.selectors import run_result_rows, run_results
@@ -137,8 +138,8 @@ def schema_columns(schema: dict[str, Any]) -> list[Column]:
     def walk(node: Any, path: tuple[str, ...]) -> None:
         node = _resolve(node, schema)
         properties = node.get("properties") if isinstance(node, dict) else None
-        flat = isinstance(properties, dict) and properties and "anyOf" not in node
-        if flat and len(path) < MAX_FLATTEN_DEPTH:
+        flat = isinstance(properties, dict) and bool(properties) and "anyOf" not in node
+        if flat and isinstance(properties, dict) and len(path) < MAX_FLATTEN_DEPTH:
             for name, prop in properties.items():
                 walk(prop, (*path, name))
             return
@@ -152,7 +153,7 @@ def schema_columns(schema: dict[str, Any]) -> list[Column]:
     return columns
 
 
-def metadata_kinds(run_id: Any) -> dict[str, str]:
+def metadata_kinds(run_id: RunId) -> dict[str, str]:
     """Every top-level metadata key of the run's blocks, with its column kind: the one JSON type of
     all its values (null aside), else JSON text. One pass over the run's metadata, in SQL on
     PostgreSQL."""
@@ -188,7 +189,7 @@ def metadata_kinds(run_id: Any) -> dict[str, str]:
     return kinds
 
 
-def metadata_columns(run_id: Any) -> list[Column]:
+def metadata_columns(run_id: RunId) -> list[Column]:
     return [Column(f"metadata.{key}", kind, f"the block's metadata field {key}", _at((key,), "metadata"))
             for key, kind in metadata_kinds(run_id).items()]
 
@@ -247,7 +248,7 @@ FAILURE_FIELDS = ("block__uid", "block__block_index", "block__metadata", "error_
                   "resolved_at", "resolution_note", "context")
 
 
-def run_failure_rows(*, run_id: Any, chunk_size: int = 500) -> Iterator[dict[str, Any]]:
+def run_failure_rows(*, run_id: RunId, chunk_size: int = 500) -> Iterator[dict[str, Any]]:
     """A run's dead-letter rows, flat, in block order, streamed."""
     rows = (PipelineFailure.objects.filter(run_id=run_id)
             .order_by("block__block_index", "failed_at", "pk").values_list(*FAILURE_FIELDS)

@@ -22,6 +22,7 @@ from typing import Any
 
 from django.conf import settings
 
+from apps.core.ids import RunId
 from apps.runs.models import Run
 from apps.runs.serializers.outputs import RunProgressSerializer
 from apps.runs.transitions import RUN_SETTLED
@@ -81,7 +82,7 @@ def end_event_id(run: Run) -> str:
                              run.canceled_blocks, str(run.cost_usd), run.finished_at])
 
 
-def run_event_stream(run_id: Any, *, last_event_id: str | None = None) -> Iterator[str]:
+def run_event_stream(run_id: RunId, *, last_event_id: str | None = None) -> Iterator[str]:
     """The frames of one stream: progress events on change, keep-alive comments, then `end` (the run
     settled) or a `retry:` hint (the stream's time is up)."""
     options = settings.RUN_EVENTS

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from apps.core.formatting import format_usd
+from apps.core.ids import RunId
 from apps.runs.estimates import RunEstimate
 from apps.runs.models import Block, BlockStatus, Run, RunStatus
 from apps.runs.reporting.costs import CostReport, run_cost_report
@@ -37,11 +38,11 @@ class Followed:
     detached: bool = False
 
 
-def follow_command(run_id: Any) -> str:
+def follow_command(run_id: RunId) -> str:
     return f"{MANAGE} runs follow {run_id}"
 
 
-def export_command(run_id: Any) -> str:
+def export_command(run_id: RunId) -> str:
     return f"{MANAGE} export {run_id} > results.jsonl"
 
 
@@ -76,7 +77,7 @@ def _postfix(progress: dict[str, Any]) -> str:
     return " | ".join([text, *extra])
 
 
-def follow_run(run_id: Any, *, out: TextIO, poll_seconds: float = 0.5,
+def follow_run(run_id: RunId, *, out: TextIO, poll_seconds: float = 0.5,
                stop_when: tuple[str, ...] = RUN_SETTLED, detach_line: str | None = None) -> Followed:
     """Show the run's progress on `out` until its status is one of `stop_when`.
 

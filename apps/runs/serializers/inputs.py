@@ -164,7 +164,8 @@ class RunSettingsInputSerializer(RunSettingsSerializer):
 class RunCreateInputSerializer(RunSettingsInputSerializer):
     """A run with its blocks inline."""
 
-    blocks = BlockInputSerializer(many=True, allow_empty=False, min_length=1)
+    # (many=True passes min_length to the ListSerializer; the stubs know only the child's arguments.)
+    blocks = BlockInputSerializer(many=True, allow_empty=False, min_length=1)  # type: ignore[call-arg]
 
 
 class RunUploadInputSerializer(RunSettingsSerializer):
@@ -225,8 +226,9 @@ class ReseedInputSerializer(StrictSerializer):
 class RunBudgetInputSerializer(StrictSerializer):
     max_cost_usd = serializers.DecimalField(
         max_digits=12, decimal_places=4, min_value=Decimal("0.0001"), allow_null=True,
-        help_text="The new budget in dollars, e.g. \"1.50\"; null removes the budget. A run paused because "
-                  "its budget was spent resumes if the new budget is above what it has spent.",
+        help_text="The new budget in dollars, e.g. \"1.50\"; null removes the budget. A run paused by its "
+                  "budget resumes if what the new budget leaves can pay for its next block's worst case "
+                  "(otherwise it stays paused, its paused_reason saying how much that is).",
     )
 
 

@@ -5,7 +5,7 @@ accident. Their component names in the schema are their class names.
 """
 
 
-from typing import Any
+from typing import Any, cast
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
@@ -298,7 +298,7 @@ class RunDetailSerializer(RunSerializer, RunLiveStateSerializer):
 
     @extend_schema_field(RunWarningSerializer(many=True))
     def get_warnings(self, run: Run) -> list[dict[str, Any]]:
-        return RunWarningSerializer(self.context["cost"].warnings, many=True).data
+        return cast(list[dict[str, Any]], RunWarningSerializer(self.context["cost"].warnings, many=True).data)
 
 class BlockSerializer(serializers.Serializer):
     uid = serializers.CharField()
@@ -409,7 +409,8 @@ class ParitySerializer(serializers.Serializer):
     identical = serializers.BooleanField(help_text="Every uid in both, succeeded in both, same output.")
     json_objects = serializers.IntegerField(help_text="Compared pairs whose outputs both parse as "
                                                       "JSON objects: their fields are compared below.")
-    fields = serializers.DictField(child=FieldParitySerializer(),
+    # (DRF's metaclass takes a declared field off the class: it does not hide Serializer.fields.)
+    fields = serializers.DictField(child=FieldParitySerializer(),  # type: ignore[assignment]
                                    help_text="Field -> matches and differing uids: top-level keys, and for "
                                              "structured answers nested fields too (`author.name`).")
     fields_untracked = serializers.IntegerField(help_text="Pairs with fields beyond the first 100 names.")

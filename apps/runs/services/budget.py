@@ -20,7 +20,8 @@ them (never `$0E-8`): the smallest budget that works, what the next block could 
 
 from dataclasses import replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from uuid import UUID
 
 from django.db import transaction
 from django.db.models import Expression, F, Max, TextField
@@ -28,7 +29,8 @@ from django.db.models.functions import Cast, Coalesce
 
 from apps.core.db import OctetLength
 from apps.core.formatting import format_usd
-from apps.providers.prompts import metadata_fields
+from apps.core.ids import RunId
+from apps.providers.prompts import CallSpec, metadata_fields
 from apps.runs.estimates import MONEY, block_reservation, call_reservation
 from apps.runs.models import Block, BlockStatus, Run
 from apps.runs.transitions import lock_run
@@ -75,7 +77,13 @@ def prompt_bytes(run: Run) -> Expression:
 def block_worst_usd(run: Run, nbytes: int) -> Decimal:
     """What the call of a block of `nbytes` prompt bytes (its input, and metadata it names) could
     cost at most: what a claim reserves for it."""
-    reservation = block_reservation(run.call_spec, pack_size=run.pack_size, batch=run.in_batch_mode)
+    return spec_block_worst_usd(run.call_spec, pack_size=run.pack_size, batch=run.in_batch_mode,
+                                nbytes=nbytes)
+
+
+def spec_block_worst_usd(spec: CallSpec, *, pack_size: int, batch: bool, nbytes: int) -> Decimal:
+    """block_worst_usd for settings not yet stored as a run (the preflight)."""
+    reservation = block_reservation(spec, pack_size=pack_size, batch=batch)
     return (reservation.fixed_usd + reservation.per_byte_usd * nbytes).quantize(MONEY, rounding=ROUND_CEILING)
 
 
@@ -99,12 +107,15 @@ def budget_below_one_block(run: Run) -> str | None:
     budget = run_budget(run)
     if budget is None:
         return None
-    worst = largest_block_worst_usd(run)
+    return below_one_block(budget=budget, worst=largest_block_worst_usd(run), model=run.model)
+
+
+def below_one_block(*, budget: Decimal, worst: Decimal, model: str) -> str | None:
     if worst <= budget:
         return None
     minimum = usd_at_least(worst)
     return (f"this run's largest block could cost up to {minimum} (its prompt, and max_tokens of output "
-            f"at {run.model}'s prices): set a budget of at least {minimum}")
+            f"at {model}'s prices): set a budget of at least {minimum}")
 
 
 # --- what a person reads ---------------------------------------------------------------------------
@@ -137,7 +148,7 @@ def resume_refusal(run: Run) -> str | None:
 # --- reserving the calls of a split ----------------------------------------------------------------
 
 @transaction.atomic
-def budget_reserve_call(*, run_id: Any, token: Any, blocks: "list[ClaimedBlock]",
+def budget_reserve_call(*, run_id: RunId, token: UUID, blocks: "list[ClaimedBlock]",
                         spent_usd: Decimal) -> "list[ClaimedBlock] | None":
     """Reserve a split's call of `blocks` before it starts; None when the budget cannot pay for it.
 

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Count, F, Min, Q, Sum
 from django.utils import timezone
 
+from apps.core.ids import RunId
 from apps.providers.prompts import metadata_fields
 from apps.runs.estimates import block_reservation
 from apps.runs.models import Block, BlockStatus, PausedCause, Run, RunStatus
@@ -54,7 +55,8 @@ class Claim:
 
 def lease_seconds() -> float:
     conf = settings.CONVEYOR
-    return conf["PROVIDER_TIMEOUT_SECONDS"] + conf["LEASE_MARGIN_SECONDS"]
+    seconds: float = conf["PROVIDER_TIMEOUT_SECONDS"] + conf["LEASE_MARGIN_SECONDS"]
+    return seconds
 
 
 def _within_budget(run: Run, rows: list[tuple[int, int]]) -> list[int]:
@@ -73,7 +75,7 @@ def _within_budget(run: Run, rows: list[tuple[int, int]]) -> list[int]:
 
 
 @transaction.atomic
-def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0, answered: int = 0,
+def blocks_claim(*, run_id: RunId, limit: int, worker: str, ahead: int = 0, answered: int = 0,
                  batch: bool = False) -> Claim:
     """Claim up to `limit` due pending blocks, never more than the run's parallelism (plus `ahead`)
     claimed at once, and with a budget, never more than it can pay for in the worst case.
@@ -140,7 +142,7 @@ def blocks_claim(*, run_id: Any, limit: int, worker: str, ahead: int = 0, answer
 
 
 @transaction.atomic
-def blocks_release(*, run_id: Any, token: Any, block_ids: list[int] | None = None) -> int:
+def blocks_release(*, run_id: RunId, token: uuid.UUID, block_ids: list[int] | None = None) -> int:
     """Give claimed blocks back before any call was made for them (their lane closed, the worker is
     stopping): pending again at once, attempt and reservation returned. Blocks of a run being
     canceled are canceled instead, and the run may end with them."""
@@ -162,7 +164,7 @@ def blocks_release(*, run_id: Any, token: Any, block_ids: list[int] | None = Non
     return released
 
 
-def next_due_at(*, run_id: Any) -> datetime | None:
+def next_due_at(*, run_id: RunId) -> datetime | None:
     """When the run's earliest waiting block becomes due (None: nothing pending)."""
     agg = Block.objects.filter(run_id=run_id, status=BlockStatus.PENDING).aggregate(
         pending=Count("id"),

@@ -95,7 +95,7 @@ class Entry:
 def retry_delay(attempt: int, retry_after: float | None = None) -> float:
     """Exponential backoff with jitter (half fixed, half random), never sooner than Retry-After."""
     conf = settings.CONVEYOR
-    delay = min(conf["RETRY_MAX_SECONDS"], conf["RETRY_BASE_SECONDS"] * 2 ** max(attempt - 1, 0))
+    delay: float = min(conf["RETRY_MAX_SECONDS"], conf["RETRY_BASE_SECONDS"] * 2 ** max(attempt - 1, 0))
     delay = delay / 2 + random.uniform(0, delay / 2)
     return max(delay, retry_after or 0.0)
 
@@ -104,7 +104,7 @@ def overload_delay(waits: int, retry_after: float | None = None) -> float:
     """An overloaded call's back-off: short, growing with the block's own overloads, jittered so
     that calls refused together do not come back together."""
     conf = settings.CONVEYOR
-    delay = min(conf["OVERLOAD_BACKOFF_MAX_SECONDS"],
+    delay: float = min(conf["OVERLOAD_BACKOFF_MAX_SECONDS"],
                 conf["OVERLOAD_BACKOFF_BASE_SECONDS"] * 2 ** min(waits, 6))
     delay = delay / 2 + random.uniform(0, delay / 2)
     return max(delay, retry_after or 0.0)

@@ -7,11 +7,11 @@ later pass rewrites; the run's dead-letter rows that were waiting for an automat
 is sent once, after commit, with the pass number."""
 
 import logging
-from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.ids import RunId
 from apps.failures.models import PipelineFailure
 from apps.runs.models import Run, RunPass, RunStatus
 from apps.runs.signals import run_finished
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 PARKED_AT_END = "the run ended: replay it by hand (a new pass) or reseed its failed blocks"
 
 
-def run_finalize(*, run_id: Any) -> str | None:
+def run_finalize(*, run_id: RunId) -> str | None:
     """Complete a running run whose blocks are all terminal, or end a canceling run once nothing
     is in flight. Returns the new status if this call ended the run, else None. Safe to call from
     anywhere, any number of times: only the UPDATE that matches a row wins."""
@@ -48,6 +48,6 @@ def run_finalize(*, run_id: Any) -> str | None:
     return ended
 
 
-def _announce(run_id: Any, status: str, pass_number: int) -> None:
+def _announce(run_id: RunId, status: str, pass_number: int) -> None:
     logger.info("run %s ended: %s (pass %d)", run_id, status, pass_number)
     run_finished.send(sender=Run, run_id=run_id, status=status, pass_number=pass_number)

@@ -9,6 +9,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.core.errors import InvalidInput, StateConflict
+from apps.core.ids import RunId
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, PausedCause, Run
 from apps.runs.services.budget import next_block_worst_usd, paused_reason, resume_refusal
@@ -21,7 +22,7 @@ class RunStateError(StateConflict):
 
 
 @transaction.atomic
-def run_cancel(*, run_id: Any) -> Run:
+def run_cancel(*, run_id: RunId) -> Run:
     """Pending blocks are canceled at once; calls in flight finish and are recorded; the run ends
     `canceled` when the last of them is written (or now, if none is in flight)."""
     run = lock_run(run_id)
@@ -37,7 +38,7 @@ def run_cancel(*, run_id: Any) -> Run:
     return run
 
 
-def run_pause_for_deleted_key(*, run_id: Any) -> None:
+def run_pause_for_deleted_key(*, run_id: RunId) -> None:
     """The run's key is gone (deleted while the run was queued): nothing can call for it."""
     Run.objects.filter(pk=run_id).pause(cause=PausedCause.KEY_DELETED,
                                         reason="its provider key was deleted")
@@ -48,7 +49,7 @@ def runs_pause_for_key(*, key_id: int, cause: str, reason: str) -> int:
     return Run.objects.filter(key_id=key_id).pause(cause=cause, reason=reason)
 
 
-def run_resume(*, run_id: Any) -> Run:
+def run_resume(*, run_id: RunId) -> Run:
     """A paused run works again. One paused by its budget is refused while what is left cannot pay for
     its next block: resumed as it is, it would pause again at its first claim, having done nothing.
     The refusal says what to raise the budget to; raising it (run_set_budget) resumes the run."""
@@ -97,7 +98,7 @@ def _budget(value: Any) -> Decimal | None:
     return budget.quantize(BUDGET_PLACES)
 
 
-def run_set_budget(*, run_id: Any, max_cost_usd: Decimal | None) -> Run:
+def run_set_budget(*, run_id: RunId, max_cost_usd: Decimal | None) -> Run:
     """Set the run's budget (`options["max_cost_usd"]`), or remove it with None.
 
     A run paused by its budget resumes at once when the new budget can pay for its next block (or

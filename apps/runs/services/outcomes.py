@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from apps.core.db import insert_instances
+from apps.core.ids import RunId
 from apps.core.logcontext import log_context
 from apps.counters.recording import record_block_finished, record_call, record_usage
 from apps.failures.models import EventCode, LogLevel, PipelineFailure
@@ -57,7 +57,7 @@ class RecordReport:
 class Recording:
     """One batch of outcomes of one run on its way into the database; each step adds to it."""
 
-    run_id: Any
+    run_id: RunId
     outcomes: list[Outcome]
     worker: str = ""
     secrets: tuple[str, ...] = ()
@@ -137,7 +137,8 @@ def write_attempts(rec: Recording) -> None:
 
 def resolve_failures(rec: Recording) -> None:
     """A dead-lettered block that succeeds (after a replay or reseed) resolves its failure row."""
-    succeeded = [e.block.pk for e in rec.written if e.decision.status == BlockStatus.SUCCEEDED]
+    succeeded = [e.block.pk for e in rec.written
+                 if e.block is not None and e.decision.status == BlockStatus.SUCCEEDED]
     if succeeded:
         PipelineFailure.objects.filter(block_id__in=succeeded, resolved_at__isnull=True).update(
             resolved_at=rec.now, next_retry_at=None,
@@ -189,6 +190,7 @@ def dead_letter(rec: Recording) -> None:
     diagnostic log. Both best-effort: they never undo the block's own state change."""
     run = rec.run
     for entry in rec.written:
+        assert entry.block is not None  # written: the fence kept its block
         with log_context(block_uid=entry.block.uid, attempt=entry.outcome.attempt,
                          correlation_id=entry.outcome.correlation_id or None, key_id=run.key_id):
             _dead_letter_one(rec, entry)
@@ -197,6 +199,7 @@ def dead_letter(rec: Recording) -> None:
 def _dead_letter_one(rec: Recording, entry: Entry) -> None:
     run = rec.run
     outcome, decision, block = entry.outcome, entry.decision, entry.block
+    assert block is not None  # written: the fence kept its block
     failure = outcome.failure
     http_status = failure.http_status if failure else None
     if decision.status == BlockStatus.FAILED:
@@ -258,14 +261,14 @@ STEPS: tuple[Callable[[Recording], None], ...] = (
 PACK_COUNTERS = ("initial_pack_count", "packs_processed", "split_events", "packed_blocks")
 
 
-def run_count_packs(*, run_id: Any, counts: dict[str, int]) -> None:
+def run_count_packs(*, run_id: RunId, counts: dict[str, int]) -> None:
     """Add a serving loop's packing counts to the run (apps.runs.serving.calls.PackCaller)."""
     changes = {name: F(name) + n for name, n in counts.items() if name in PACK_COUNTERS and n}
     if changes:
         Run.objects.filter(pk=run_id).update(**changes)
 
 
-def outcomes_record(*, run_id: Any, outcomes: list[Outcome], worker: str = "",
+def outcomes_record(*, run_id: RunId, outcomes: list[Outcome], worker: str = "",
                     secrets: tuple[str, ...] = (), key_revision: int | None = None) -> RecordReport:
     """Record a batch of outcomes of one run in one transaction, then apply key-level effects.
 
@@ -286,7 +289,7 @@ def outcomes_record(*, run_id: Any, outcomes: list[Outcome], worker: str = "",
     return rec.report
 
 
-def outcomes_write_failed(*, run_id: Any, outcomes: list[Outcome], error: BaseException,
+def outcomes_write_failed(*, run_id: RunId, outcomes: list[Outcome], error: BaseException,
                           function_name: str, tries: int, gave_up: bool) -> None:
     """A result write that failed (its transaction rolled back: the blocks are still claimed, and
     written again by the caller, or run again when their leases expire): DB_WRITE_FAILED, in the
@@ -359,7 +362,7 @@ def apply_key_effects(rec: Recording, *, key_revision: int | None) -> None:
                                 f"({KEY_PAUSE_CAUSES[failure.kind]})", paused=paused)
 
 
-def _key_diagnostic(rec: Recording, failure: ProviderFailure, first: Entry, *, level: str, message: str,
+def _key_diagnostic(rec: Recording, failure: ProviderFailure, first: Entry, *, level: LogLevel, message: str,
                     paused: int) -> None:
     diagnostic_log(
         function_name=FAILING_FUNCTION, event_code=KEY_EVENT_CODES[failure.kind], level=level,

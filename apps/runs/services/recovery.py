@@ -6,12 +6,12 @@ import logging
 from collections import Counter
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
+from apps.core.ids import RunId
 from apps.counters.recording import metrics_flush, record_block_finished
 from apps.failures.models import EventCode
 from apps.failures.services import failure_record
@@ -36,7 +36,7 @@ def leases_expire() -> int:
 
 
 @transaction.atomic
-def _expire_run_leases(run_id: Any, now: datetime) -> int:
+def _expire_run_leases(run_id: RunId, now: datetime) -> int:
     """One run's expired claims taken back (transitions: `expire_leases`), and in the same
     transaction what that leaves behind: an Attempt per claim (the call may have happened), a
     dead-letter row per block out of attempts, the run's counts and reservation, its end."""

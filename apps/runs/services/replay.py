@@ -29,6 +29,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from apps.core.ids import RunId
 from apps.core.logcontext import log_context
 from apps.failures.models import EventCode, LogLevel, PipelineFailure
 from apps.failures.services import FailureStateError, diagnostic_log, replay_due_at
@@ -64,7 +65,7 @@ def _uid(row: PipelineFailure) -> str | None:
     return (row.context or {}).get("uid") if isinstance(row.context, dict) else None
 
 
-def _lock_run_or_none(run_id: Any) -> Run | None:
+def _lock_run_or_none(run_id: RunId) -> Run | None:
     if run_id is None:
         return None
     try:
@@ -88,7 +89,7 @@ def _park(row: PipelineFailure, *, reason: str, write: bool) -> ReplayVerdict:
 
 
 @transaction.atomic
-def _replay_one(*, failure_id: int, run_id: Any, now: datetime, due_only: bool) -> ReplayVerdict:
+def _replay_one(*, failure_id: int, run_id: RunId, now: datetime, due_only: bool) -> ReplayVerdict:
     run = _lock_run_or_none(run_id)
     rows = PipelineFailure.objects.filter(pk=failure_id)
     if due_only:
@@ -126,7 +127,9 @@ def _replay_one(*, failure_id: int, run_id: Any, now: datetime, due_only: bool) 
         _start_replay_pass(run, [row])
         return ReplayVerdict(ReplayResult.REPLAYED)
     # The conditional UPDATE is the guard: only a block that is still failed goes back to work.
-    if not Block.objects.filter(pk=row.block_id, status=BlockStatus.FAILED).reopen(new_pass=False):
+    # (block_status was found above, so row.block_id is set.)
+    if not Block.objects.filter(pk=row.block_id, status=BlockStatus.FAILED).reopen(  # type: ignore[misc]
+            new_pass=False):
         return ReplayVerdict(ReplayResult.SKIPPED, "the block changed meanwhile")
     Run.objects.filter(pk=run.pk).update(failed_blocks=F("failed_blocks") - 1)
     status = run.status
@@ -170,13 +173,15 @@ def _start_replay_pass(run: Run, rows: list[PipelineFailure]) -> int:
 
 
 @transaction.atomic
-def _replay_ended_run(run_id: Any, failure_ids: list[int], report: "BulkReplayReport") -> None:
+def _replay_ended_run(run_id: RunId, failure_ids: list[int], report: "BulkReplayReport") -> None:
     """Several failures of one ended run replayed together: one new pass, not one per failure."""
     run = lock_run(run_id)
     rows = list(PipelineFailure.objects.select_for_update().filter(pk__in=failure_ids))
     replayable = []
     for row in rows:
-        status = Block.objects.filter(pk=row.block_id).values_list("status", flat=True).first()
+        # (A block_id of None, its block deleted, finds no row: the block is "gone".)
+        status = Block.objects.filter(pk=row.block_id).values_list(  # type: ignore[misc]
+            "status", flat=True).first()
         if row.resolved_at is not None:
             report.refused[row.pk] = f"failure {row.pk} is already resolved"
         elif status == BlockStatus.SUCCEEDED:

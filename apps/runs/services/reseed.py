@@ -10,9 +10,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
+from apps.core.ids import RunId
 from apps.failures.models import PipelineFailure
 from apps.providers.prompts import metadata_fields
 from apps.providers.prompts import prompt_version as compute_prompt_version
@@ -21,7 +22,7 @@ from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, BlockStatus, PassScope, Run, RunPass
 from apps.runs.services.lifecycle import RunStateError
 from apps.runs.services.submission import SubmissionError, validate_run_options
-from apps.runs.transitions import BLOCK_COUNTER, RUN_RESEEDABLE, lock_run
+from apps.runs.transitions import BLOCK_COUNTER, RUN_RESEEDABLE, BlockQuerySet, lock_run
 
 SCOPES = (PassScope.ALL, PassScope.FAILED, PassScope.FILTER)
 
@@ -37,7 +38,7 @@ def _statuses(status: str | Iterable[str] | None) -> list[str]:
     return values
 
 
-def _selection(run_id: Any, scope: str, filters: dict[str, Any]) -> QuerySet[Block]:
+def _selection(run_id: RunId, scope: str, filters: dict[str, Any]) -> BlockQuerySet:
     blocks = Block.objects.filter(run_id=run_id)
     if scope == PassScope.FAILED:
         return blocks.filter(status=BlockStatus.FAILED)
@@ -72,7 +73,7 @@ def _record_first_pass(run: Run) -> None:
     )
 
 
-def run_reseed(*, run_id: Any, scope: str, status: str | Iterable[str] | None = None,
+def run_reseed(*, run_id: RunId, scope: str, status: str | Iterable[str] | None = None,
                error_code: str | None = None, prompt_version: str | None = None,
                pipeline_version: str | None = None, model: str | None = None,
                system_prompt: str | None = None,
@@ -121,7 +122,7 @@ def run_reseed(*, run_id: Any, scope: str, status: str | Iterable[str] | None = 
     return run
 
 
-def _check_metadata_named(selected: QuerySet[Block], template: str) -> None:
+def _check_metadata_named(selected: BlockQuerySet, template: str) -> None:
     """A new template that names metadata fields (`{metadata.title}`) only for blocks that have them."""
     for name in metadata_fields(template):
         *parents, last = name.split(".")
@@ -132,7 +133,7 @@ def _check_metadata_named(selected: QuerySet[Block], template: str) -> None:
                                   f"template names ({{metadata.{name}}})", field="prompt_template")
 
 
-def start_pass(run: Run, selected: QuerySet[Block], *, scope: str, filters: dict[str, Any], model: str,
+def start_pass(run: Run, selected: BlockQuerySet, *, scope: str, filters: dict[str, Any], model: str,
                system_prompt: str, prompt_template: str, empty: str, empty_field: str) -> int:
     """A new pass over `selected` of a run whose row the caller has locked: recorded as a RunPass,
     the blocks back to pending numbering their attempts from 1, the run's counters lowered by exactly

@@ -35,7 +35,7 @@ from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.estimates import RunEstimate, run_estimate
 from apps.runs.models import Block, PassScope, Run, RunMode, RunPass
 from apps.runs.selectors import run_for_idempotency_key
-from apps.runs.services.budget import budget_below_one_block
+from apps.runs.services.budget import below_one_block, budget_below_one_block, spec_block_worst_usd
 
 CHUNK_SIZE = 2000
 MAX_UID_LENGTH = 200
@@ -280,7 +280,7 @@ def checked_webhook_url(webhook_url: str, *, owner: Any = None) -> str:
     try:
         url = validate_webhook_url(webhook_url)
     except WebhookUrlError as exc:
-        raise SubmissionError(exc.message, field="webhook_url") from None
+        raise SubmissionError(str(exc.message), field="webhook_url") from None
     if owner is not None and not _has_webhook_secret(owner):
         raise SubmissionError("you have no webhook signing secret yet: create one first with "
                               "POST /api/v1/webhooks/secret/ (or manage.py webhook_secret --rotate), "
@@ -301,20 +301,32 @@ def run_preflight(*, blocks: Iterable[BlockSpec], model: str, system_prompt: str
                          parallelism=parallelism, prompt_template=prompt_template, options=options,
                          priority=priority, mode=mode, deadline=deadline, output_schema=output_schema)
     checked_webhook_url(webhook_url)
-    count = chars = nbytes = 0
+    count = chars = nbytes = largest = 0
+    named = bool(metadata_fields(prompt_template))
     for spec in check_metadata_named(_unique(blocks), prompt_template):
         count += 1
         chars += len(spec.input)
-        nbytes += len(spec.input.encode("utf-8"))
+        size = len(spec.input.encode("utf-8"))
+        nbytes += size
+        # What a claim reserves for: its input, and its metadata (as jsonb prints it) when named.
+        if named and spec.metadata is not None:
+            size += len(json.dumps(spec.metadata, ensure_ascii=False).encode("utf-8"))
+        largest = max(largest, size)
     if count == 0:
         raise SubmissionError("a run needs at least one block", field="blocks")
-    spec = CallSpec(model=model, system_prompt=system_prompt, prompt_template=prompt_template,
-                    max_tokens=max_tokens, temperature=temperature, cache=bool(options.get("cache")),
-                    cache_ttl=options.get("cache_ttl", "5m"), stream=bool(options.get("stream")),
-                    output_schema=schema_json(output_schema) if output_schema else "")
+    call_spec = CallSpec(model=model, system_prompt=system_prompt, prompt_template=prompt_template,
+                         max_tokens=max_tokens, temperature=temperature, cache=bool(options.get("cache")),
+                         cache_ttl=options.get("cache_ttl", "5m"), stream=bool(options.get("stream")),
+                         output_schema=schema_json(output_schema) if output_schema else "")
     batch = resolve_mode(mode, deadline)[0] == RunMode.BATCH
-    return run_estimate(spec, pack_size=1 if batch else int(options.get("pack_size", 1)), blocks=count,
-                        input_chars=chars, input_bytes=nbytes, batch=batch)
+    pack_size = 1 if batch else int(options.get("pack_size", 1))
+    if options.get("max_cost_usd") is not None:
+        worst = spec_block_worst_usd(call_spec, pack_size=pack_size, batch=batch, nbytes=largest)
+        too_small = below_one_block(budget=Decimal(str(options["max_cost_usd"])), worst=worst, model=model)
+        if too_small:
+            raise SubmissionError(too_small, field="options.max_cost_usd")
+    return run_estimate(call_spec, pack_size=pack_size, blocks=count, input_chars=chars, input_bytes=nbytes,
+                        batch=batch)
 
 
 def run_for_repeated_request(*, owner: Any, idempotency_key: str, request_fingerprint: str = ""

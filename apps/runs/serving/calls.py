@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import anthropic
 from asgiref.sync import sync_to_async
@@ -65,7 +66,8 @@ def throttle_seconds(failure: ProviderFailure) -> float:
     reset = failure.rate_limits.reset_in()
     if reset is not None and reset > 0:
         return reset
-    return settings.CONVEYOR["THROTTLE_DEFAULT_SECONDS"]
+    default: float = settings.CONVEYOR["THROTTLE_DEFAULT_SECONDS"]
+    return default
 
 
 def _snapshot(params: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any]:
@@ -79,7 +81,8 @@ def _snapshot(params: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any
             return [trim(v) for v in value]
         return value
 
-    return redact(trim(params), secrets)
+    snapshot: dict[str, Any] = redact(trim(params), secrets)
+    return snapshot
 
 
 class ClientPool:
@@ -174,7 +177,7 @@ class PackCaller:
         metrics, self.pack_metrics = self.pack_metrics, defaultdict(Counter)
         return metrics
 
-    async def call(self, ctx: RunContext, blocks: list[ClaimedBlock], token: Any, grant: Grant,
+    async def call(self, ctx: RunContext, blocks: list[ClaimedBlock], token: UUID, grant: Grant,
                    need: Need) -> list[Outcome]:
         """The pack's call under the lane grant it already holds; never raises."""
         if len(blocks) > 1:
@@ -190,7 +193,7 @@ class PackCaller:
             return [Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, number=b.number,
                             failure=failure) for b in blocks]
 
-    async def _call(self, ctx: RunContext, blocks: list[ClaimedBlock], token: Any, grant: Grant,
+    async def _call(self, ctx: RunContext, blocks: list[ClaimedBlock], token: UUID, grant: Grant,
                     need: Need, carried: TokenUsage) -> list[Outcome]:
         """One call, logging with its own context (each call runs in its own asyncio task, so calls
         in flight at once never mix their fields): the correlation id sent is the one logged."""
@@ -201,7 +204,7 @@ class PackCaller:
             outcomes = await self._call_in_context(ctx, blocks, token, grant, need, carried, cid)
         return outcomes
 
-    async def _call_in_context(self, ctx: RunContext, blocks: list[ClaimedBlock], token: Any,
+    async def _call_in_context(self, ctx: RunContext, blocks: list[ClaimedBlock], token: UUID,
                                grant: Grant, need: Need, carried: TokenUsage, cid: str
                                ) -> list[Outcome]:
         """`carried` is the usage of failed pack calls above this one: spent money, shared out to the
@@ -283,7 +286,8 @@ class PackCaller:
         kind = settle_kind(failure)
         ended = Ended(grant, need, used_input_tokens=usage.rate_limited_input,
                       used_output_tokens=usage.output_tokens, outcome=kind,
-                      retry_after=throttle_seconds(failure) if kind == Settle.THROTTLED else 0.0,
+                      retry_after=(throttle_seconds(failure)
+                                   if failure is not None and kind == Settle.THROTTLED else 0.0),
                       headers=rate_limits, latency_seconds=latency)
         if self.settlements is not None:
             self.settlements.add(ctx.lane, run_id=ctx.run_id, limits=ctx.limits, ended=ended)
@@ -294,7 +298,7 @@ class PackCaller:
         except Exception:  # Redis down: the entry expires with the lease; the work is in PostgreSQL
             logger.warning("could not settle lane %s", ctx.lane.name, exc_info=True)
 
-    async def _split(self, ctx: RunContext, blocks: list[ClaimedBlock], token: Any, spent: TokenUsage
+    async def _split(self, ctx: RunContext, blocks: list[ClaimedBlock], token: UUID, spent: TokenUsage
                      ) -> list[Outcome]:
         self.splits += 1
         self.pack_metrics[ctx.run_id]["split_events"] += 1
@@ -307,7 +311,7 @@ class PackCaller:
         )
         return [o for part in parts for o in part]
 
-    async def _call_when_granted(self, ctx: RunContext, blocks: list[ClaimedBlock], token: Any,
+    async def _call_when_granted(self, ctx: RunContext, blocks: list[ClaimedBlock], token: UUID,
                                  carried: TokenUsage) -> list[Outcome]:
         """A split's sub-call reserves its worst case against the run's budget, then waits for its lane
         like any call. If the budget cannot hold it, it is not made: its blocks wait for the budget

@@ -2,12 +2,12 @@
 what a run's calls need (once per run, again when its pass or its key changes)."""
 
 from dataclasses import dataclass
-from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from apps.core.ids import RunId
 from apps.keys.base_url import effective_base_url
 from apps.keys.services import key_secret
 from apps.lanes.gate import LaneRef
@@ -21,7 +21,7 @@ from apps.runs.services.lifecycle import run_pause_for_deleted_key
 class Demand:
     """An active run with due work, as one refresh saw it."""
 
-    run_id: Any
+    run_id: RunId
     owner_id: int
     key_id: int | None
     key_revision: int
@@ -36,7 +36,7 @@ class Demand:
 
 @dataclass(frozen=True)
 class RunContext:
-    run_id: Any
+    run_id: RunId
     owner_id: int
     key_id: int
     # The key's revision when its secret was read: a 401 on an old secret must not condemn a key its
@@ -70,7 +70,7 @@ def runs_with_due_work() -> list[Demand]:
     return [Demand(*row[:8], cache_warmed=row[8] or not (row[9] or {}).get("cache")) for row in rows]
 
 
-def load_context(run_id: Any) -> RunContext | None:
+def load_context(run_id: RunId) -> RunContext | None:
     """None when the run is gone or cannot call (its key was deleted: the run pauses)."""
     run = Run.objects.select_related("key").filter(pk=run_id).first()
     if run is None:

@@ -5,13 +5,18 @@ loop feeds them what it holds and what each run could still use."""
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
+
+from apps.core.ids import RunId
 
 EPSILON = 1e-9
+# Whatever is shared out: owners, runs.
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
 class Contender:
-    run_id: Hashable
+    run_id: RunId
     owner_id: Hashable
     weight: float
     # Blocks of this run this process holds now (in calls, or claimed and ready to start).
@@ -23,8 +28,7 @@ class Contender:
     waiting_since: float
 
 
-def waterfill(total: float, demands: dict[Hashable, float], weights: dict[Hashable, float]
-              ) -> dict[Hashable, float]:
+def waterfill(total: float, demands: dict[K, float], weights: dict[K, float]) -> dict[K, float]:
     """Split `total` so that each gets weight * level, capped at its demand, with the level as high
     as `total` allows; what a capped one leaves goes to the rest."""
     alloc = dict.fromkeys(demands, 0.0)

@@ -12,8 +12,10 @@ start that would take an owner above its share while another owner waiting on th
 its own is refused (`fair_share`): the room goes to the one below.
 
 The lane's capacity here is its useful concurrency (board.lane_concurrency) while the lane has room,
-and what is in flight on it when it is saturated (some process was refused by its window or a rate
-bucket lately): then what is in flight is all the lane allows, and that is what owners share.
+and the most it held in flight lately when it is saturated (some process was refused by its window
+or a rate bucket lately): then that is all the lane allows, and that is what owners share (useful
+concurrency has headroom above the rate limit, so a share of it would let one owner take more than
+its part of what the lane really admits).
 
 An owner holding less than LANE_FAIR_RESERVE of the lane (at least one call) is never refused: a
 view a moment old must not stop anyone from starting something."""
@@ -48,6 +50,9 @@ class LaneView:
     others: Uses = field(default_factory=dict)
     # Another process was refused by the lane lately.
     saturated: bool = False
+    # The most calls in flight on the lane lately, every process's (lane_capacity).
+    peak_held: float = 0.0
+    peak_at: float = float("-inf")
 
 
 def lane_shares(capacity: float, demand: dict[str, float]) -> dict[str, float]:
@@ -55,11 +60,10 @@ def lane_shares(capacity: float, demand: dict[str, float]) -> dict[str, float]:
     return fairshare.waterfill(capacity, demand, dict.fromkeys(demand, 1.0))
 
 
-def fair_room(owner: str, uses: Uses, *, concurrency: float, saturated: bool, reserve: float) -> int | None:
+def fair_room(owner: str, uses: Uses, *, capacity: float, reserve: float) -> int | None:
     """How many more blocks `owner` may start on the lane now by lane-wide fair share, from every
-    process's uses of it (`uses`, this one's included); None: fair share does not limit it."""
-    total_held = sum(u.held for u in uses.values())
-    capacity = float(total_held) if saturated else max(concurrency, float(total_held))
+    process's uses of it (`uses`, this one's included) and what the lane can hold (`capacity`);
+    None: fair share does not limit it."""
     shares = lane_shares(capacity, {o: float(max(u.demand, u.held)) for o, u in uses.items()})
     starved = any(other != owner and u.waiting > 0 and u.held + 1 <= shares.get(other, 0.0) + EPSILON
                   for other, u in uses.items())
@@ -69,13 +73,24 @@ def fair_room(owner: str, uses: Uses, *, concurrency: float, saturated: bool, re
     return max(0, math.floor(allowed + EPSILON) - uses.get(owner, OwnerUse()).held)
 
 
+def lane_capacity(view: "LaneView", uses: Uses, *, saturated: bool, now: float) -> float:
+    """What the owners share: the lane's concurrency while it has room; once it refuses (saturated),
+    the most it held in flight lately, every process's calls counted (what it allows)."""
+    total = float(sum(u.held for u in uses.values()))
+    if total >= view.peak_held or now - view.peak_at > RECENT_SECONDS:
+        view.peak_held, view.peak_at = total, now
+    if saturated:
+        return view.peak_held
+    return max(view.concurrency, total)
+
+
 def owner_key(owner_id: Any) -> str:
     return str(owner_id)
 
 
 def my_uses(state: LoopState) -> dict[str, Uses]:
     """What this process posts per lane and owner: blocks in calls, what it could use (each run's
-    demand, within its share of this process's ceiling), and blocks ready that it would start."""
+    demand, within its share of this process's ceiling), and how many of those it has not started."""
     contenders = state.contenders()
     targets = fairshare.targets(state.ceiling, contenders) if contenders else {}
     by_run = {c.run_id: c for c in contenders}
@@ -87,8 +102,9 @@ def my_uses(state: LoopState) -> dict[str, Uses]:
         waiting = 0
         if contender is not None:
             demand = max(slot.in_flight, min(contender.demand, math.ceil(targets.get(slot.run_id, 0.0))))
-            if slot.in_flight < contender.demand:
-                waiting = slot.buffered
+            # Blocks it would have in calls and does not: ready here, or on their way (claimed in the
+            # next round), so an owner whose claim is late still counts as waiting.
+            waiting = demand - slot.in_flight
         uses[lane][owner] = uses[lane].get(owner, OwnerUse()) + OwnerUse(slot.in_flight, demand, waiting)
     return uses
 
@@ -153,10 +169,11 @@ class LaneBoard:
             for post in others:
                 uses = merged(uses, post.owners)
             useful, cwnd = results[at + 1]
-            previous = self.views.get(lane.name)
-            self.views[lane.name] = LaneView(
-                concurrency=lane_concurrency(useful, cwnd, previous.concurrency if previous else 0.0),
-                others=uses, saturated=any(p.saturated for p in others))
+            view = self.views.get(lane.name)
+            if view is None:
+                view = self.views[lane.name] = LaneView(concurrency=0.0)
+            view.concurrency = lane_concurrency(useful, cwnd, view.concurrency)
+            view.others, view.saturated = uses, any(p.saturated for p in others)
 
     async def withdraw(self) -> None:
         """Take this process's posts down (a loop that ends stops counting at once)."""

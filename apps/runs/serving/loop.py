@@ -176,6 +176,7 @@ class ServingLoop:
             await self.board.withdraw()
         await self.messages.settle(HAND_OVER_WAIT_SECONDS)
         self.messages.close()
+        assert self.clients is not None  # made when the loop started
         await self.clients.close()
         await redis_client.aclose()
         await sync_to_async(close_old_connections, thread_sensitive=True)()
@@ -184,7 +185,8 @@ class ServingLoop:
         """Post this loop's uses of its lanes and read the others' (lane-wide fair share; at most
         every LANE_SYNC_SECONDS, one pipeline), then set the ceiling from the lanes' concurrency."""
         assert self.board is not None
-        if self.board.due(now):
+        if self.board.due(now) or any(slot.ctx.lane.name not in self.board.views
+                                      for slot in self.state.slots.values()):
             expires_ms = int((time.time() + self.board.ttl_seconds) * 1000)
             await self.board.sync(lanewide.posts_of(self.state, worker=self.worker, now=now,
                                                     expires_ms=expires_ms), now)
@@ -240,10 +242,14 @@ class ServingLoop:
 
     async def _sleep_until_woken(self) -> None:
         now = time.monotonic()
-        timers = [self.next_refresh, self.next_heartbeat]
-        writes_due = self.state.writes.due_at(_conf("SERVE_WRITE_BATCH_SECONDS"))
-        if writes_due is not None:
-            timers.append(writes_due)
+        timers = [self.next_heartbeat]
+        # While a round runs, neither the refresh nor the writes can start before it ends (and its end
+        # wakes the loop): waiting on their timers would spin the loop, starving the round's thread.
+        if self.round is None:
+            timers.append(self.next_refresh)
+            writes_due = self.state.writes.due_at(_conf("SERVE_WRITE_BATCH_SECONDS"))
+            if writes_due is not None:
+                timers.append(writes_due)
         timers += [lane.closed_until for lane in self.state.lanes.values() if lane.closed_until > now]
         timers += [slot.room_at for slot in self.state.slots.values() if slot.room_at > now and slot.ready]
         timeout = max(0.0, min(timers) - now) if timers else self.refresh_seconds

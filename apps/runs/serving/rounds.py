@@ -26,6 +26,7 @@ from typing import Any
 
 from django.conf import settings
 
+from apps.core.ids import RunId
 from apps.core.logcontext import log_context
 from apps.counters.recording import metrics_flush
 from apps.runs.services.claiming import Claim, blocks_claim, blocks_release
@@ -33,7 +34,7 @@ from apps.runs.services.outcomes import RecordReport, outcomes_record, outcomes_
 from apps.runs.services.recovery import leases_expire, runs_finalize_stragglers
 from apps.runs.serving import fairshare
 from apps.runs.serving.context import Demand, RunContext, load_context, runs_with_due_work
-from apps.runs.serving.slots import HeldWrite, LoopState, Pack, Release, RunId, RunSlot
+from apps.runs.serving.slots import HeldWrite, LoopState, Pack, Release, RunSlot
 from apps.runs.transitions import RunStatus
 
 logger = logging.getLogger(__name__)
@@ -245,6 +246,7 @@ def take_claim(state: LoopState, request: ClaimRequest, claim: Claim, now: float
     if not claim.blocks:
         slot.exhausted = not claim.budget_wait
         return
+    assert claim.lease_token is not None  # a claim that took blocks has its token
     if len(claim.blocks) < request.limit:
         slot.exhausted = True
     if state.stopping or slot.ended:

@@ -5,15 +5,15 @@ the process (leases expire, lane entries expire) and nothing is lost with it."""
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from uuid import UUID
 
+from apps.core.ids import RunId
 from apps.runs.services.claiming import ClaimedBlock
 from apps.runs.services.decisions import Outcome
 from apps.runs.serving import fairshare
 from apps.runs.serving.context import Demand, RunContext
 
-RunId = Any
-LeaseToken = Any
+LeaseToken = UUID
 
 
 @dataclass

@@ -138,9 +138,10 @@ class CallStarter:
         saturated = (view is not None and view.saturated) or now - lane.refused_at < lanewide.RECENT_SECONDS
         if view is None or (view.concurrency <= 0 and not saturated):
             return room
+        lane_uses = lanewide.merged(uses.get(name, {}), view.others)
         allowed = lanewide.fair_room(
-            lanewide.owner_key(slot.ctx.owner_id), lanewide.merged(uses.get(name, {}), view.others),
-            concurrency=view.concurrency, saturated=saturated,
+            lanewide.owner_key(slot.ctx.owner_id), lane_uses,
+            capacity=lanewide.lane_capacity(view, lane_uses, saturated=saturated, now=now),
             reserve=settings.CONVEYOR["LANE_FAIR_RESERVE"])
         if allowed is None:
             return room

@@ -19,34 +19,44 @@ def test_an_owner_that_wants_less_leaves_the_rest_to_the_others():
 
 def test_an_owner_at_its_share_is_refused_while_another_waits_below_its_own():
     lane = uses(a=(10, 100, 5), b=(2, 100, 5), c=(10, 100, 5))
-    assert lanewide.fair_room("a", lane, concurrency=30, saturated=False, reserve=0.05) == 0
-    assert lanewide.fair_room("b", lane, concurrency=30, saturated=False, reserve=0.05) is None
+    assert lanewide.fair_room("a", lane, capacity=30, reserve=0.05) == 0
+    assert lanewide.fair_room("b", lane, capacity=30, reserve=0.05) is None
 
 
 def test_an_owner_may_exceed_its_share_while_nobody_else_wants_the_room():
     lane = uses(a=(25, 100, 5), b=(2, 2, 0))
-    assert lanewide.fair_room("a", lane, concurrency=30, saturated=False, reserve=0.05) is None
+    assert lanewide.fair_room("a", lane, capacity=30, reserve=0.05) is None
 
 
-def test_a_saturated_lane_shares_what_is_in_flight():
+def test_a_saturated_lane_shares_the_most_it_held_lately():
     # The lane refuses (a rate limit binds at 12 calls): 12 shared by three is 4 each.
     lane = uses(a=(6, 100, 5), b=(4, 100, 5), c=(2, 100, 5))
-    assert lanewide.fair_room("a", lane, concurrency=300, saturated=True, reserve=0.05) == 0
-    assert lanewide.fair_room("c", lane, concurrency=300, saturated=True, reserve=0.05) is None
+    view = lanewide.LaneView(concurrency=300)
+    capacity = lanewide.lane_capacity(view, lane, saturated=True, now=10.0)
+    assert capacity == 12
+    assert lanewide.fair_room("a", lane, capacity=capacity, reserve=0.05) == 0
+    assert lanewide.fair_room("c", lane, capacity=capacity, reserve=0.05) is None
+    # All calls ended at once: the lane still admits 12, not none.
+    assert lanewide.lane_capacity(view, uses(a=(0, 100, 5)), saturated=True, now=10.5) == 12
+
+
+def test_a_lane_with_room_shares_its_useful_concurrency():
+    view = lanewide.LaneView(concurrency=300)
+    assert lanewide.lane_capacity(view, uses(a=(6, 100, 5)), saturated=False, now=10.0) == 300
 
 
 def test_an_owner_under_the_reserve_is_never_refused():
     # Share 5 each, but a reserve of 80% of the lane: "a" may still start two more.
     lane = uses(a=(6, 100, 5), b=(0, 100, 5))
-    assert lanewide.fair_room("a", lane, concurrency=10, saturated=False, reserve=0.8) == 2
+    assert lanewide.fair_room("a", lane, capacity=10, reserve=0.8) == 2
 
 
-def test_a_process_posts_what_each_owner_holds_could_use_and_has_ready():
+def test_a_process_posts_what_each_owner_holds_could_use_and_has_not_started():
     state = state_with(slot("a1", owner_id=1, ready=3, in_flight=2), slot("a2", owner_id=1, in_flight=1),
                        slot("b1", owner_id=2, parallelism=4, ready=2))
     mine = lanewide.my_uses(state)["1:haiku"]
-    assert mine["1"].held == 3 and mine["1"].waiting == 3
-    assert mine["2"] == OwnerUse(held=0, demand=4, waiting=2)
+    assert mine["1"] == OwnerUse(held=3, demand=20, waiting=17)
+    assert mine["2"] == OwnerUse(held=0, demand=4, waiting=4)
 
 
 def test_a_dead_processs_post_expires_and_a_live_one_is_read_back():

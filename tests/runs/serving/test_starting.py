@@ -77,3 +77,19 @@ def test_a_pack_past_its_start_by_is_given_back_instead_of_called():
     starter = CallStarter(state=state, gate=None, caller=None, settlements=None, wake=asyncio.Event())
     assert starter._take_ready(run, room=10, now=6.0) == []
     assert len(state.releases) == 2
+
+
+def test_a_full_operator_ceiling_marks_the_lanes_of_runs_it_holds_back():
+    state = state_with(slot("r", ready=3, in_flight=2), ceiling=2)
+    state.in_flight = 2
+    starter = CallStarter(state=state, gate=None, caller=None, settlements=None, wake=asyncio.Event())
+    asyncio.run(starter.start_calls())
+    assert state.lane_of(state.slots["r"]).ceiling_bound_at > 0
+
+
+def test_a_ceiling_set_by_the_lanes_is_not_a_hosts_ceiling_binding():
+    state = state_with(slot("r", ready=3, in_flight=2), ceiling=2)
+    state.in_flight, state.ceiling_by = 2, "lanes"
+    starter = CallStarter(state=state, gate=None, caller=None, settlements=None, wake=asyncio.Event())
+    asyncio.run(starter.start_calls())
+    assert state.lane_of(state.slots["r"]).ceiling_bound_at == float("-inf")

@@ -26,7 +26,8 @@ class Command(BaseCommand):
                             help="seconds to wait for the broker and for the answer (default 3)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        node = host_format(options["node"]) if options["node"] else default_nodename(None)
+        # None: this host's name (Celery takes it; celery-types says str).
+        node = host_format(options["node"]) if options["node"] else default_nodename(None)  # type: ignore[arg-type]
         timeout = options["timeout"]
         try:
             with app.connection_for_write(settings.CELERY_BROKER_URL) as connection:

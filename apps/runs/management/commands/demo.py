@@ -23,11 +23,12 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import close_old_connections
 
 from apps.core.formatting import format_usd
+from apps.core.ids import RunId
 from apps.core.redis import embedded_redis
 from apps.keys.models import ProviderKey
 from apps.keys.services import key_create, key_update
 from apps.providers.catalog import catalog
-from apps.runs.management.commandline import OperatorCommand
+from apps.runs.management.commandline import OperatorCommand, wrapped_stream
 from apps.runs.models import Run
 from apps.runs.reporting.costs import run_savings
 from apps.runs.reporting.progress import export_command, follow_run, summary
@@ -45,7 +46,7 @@ DEMO_RETRY_BASE_SECONDS = 0.5
 TEMPLATE = "Grade this essay with the rubric: a score and one sentence of feedback.\n\nEssay:\n{input}"
 
 
-def drive_engine_until_settled(run_id: Any) -> None:
+def drive_engine_until_settled(run_id: RunId) -> None:
     """What a Celery worker would do, in this process: serving loops until the run settles."""
     try:
         while Run.objects.filter(pk=run_id).values_list("status", flat=True).get() not in RUN_SETTLED:
@@ -106,7 +107,7 @@ class Command(OperatorCommand):
                               f"{'on' if run.options['cache'] else 'off'}")
             worker = threading.Thread(target=drive_engine_until_settled, args=(run.pk,), daemon=True)
             worker.start()
-            followed = follow_run(run.pk, out=self.stderr._out, detach_line=(
+            followed = follow_run(run.pk, out=wrapped_stream(self.stderr), detach_line=(
                 "Interrupted: the demo's in-process worker stops with this command, so the run stops "
                 "here (under a real worker it would go on)."))
             if followed.detached:
@@ -141,6 +142,7 @@ class Command(OperatorCommand):
         calls = run_call_counts(run_id=run.pk)
         savings = run_savings(run)
         model = catalog().get(run.model)
+        assert model is not None  # the demo runs the catalog's default model
         lines = [
             "",
             "What you just saw",

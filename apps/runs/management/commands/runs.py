@@ -35,6 +35,7 @@ from apps.runs.management.commandline import (
     text_option,
     user_named,
     validated,
+    wrapped_stream,
     write_export,
 )
 from apps.runs.models import BlockStatus, Run, RunStatus
@@ -139,13 +140,14 @@ class Command(OperatorCommand):
             self.stdout.write("  recent failures (newest first):")
         for row in failures:
             message = " ".join(row.error_message.split())[:100]
-            self.stdout.write(f"    #{row.pk} {row.block_uid or '-'}: {row.error_code} "
+            block_uid = row.block_uid  # type: ignore[attr-defined]  # annotated by failures_list
+            self.stdout.write(f"    #{row.pk} {block_uid or '-'}: {row.error_code} "
                               f"[{failure_state(row)}] {message}")
         if run.status in (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELING):
             self.stdout.write(f"  follow     {follow_command(run.pk)}")
 
     def _follow(self, opts: dict[str, Any]) -> None:
-        followed = follow_run(run_named(opts["run_id"]).pk, out=self.stderr._out)
+        followed = follow_run(run_named(opts["run_id"]).pk, out=wrapped_stream(self.stderr))
         if not followed.detached:
             self.stdout.write(summary(followed.run))
 
@@ -179,7 +181,7 @@ class Command(OperatorCommand):
         run = run_reseed(run_id=run.pk, **changes)
         self._report(run, f"pass {run.current_pass} started")
         if opts["follow"]:
-            followed = follow_run(run.pk, out=self.stderr._out)
+            followed = follow_run(run.pk, out=wrapped_stream(self.stderr))
             if not followed.detached:
                 self.stdout.write(summary(followed.run))
         else:

@@ -21,6 +21,7 @@ from apps.runs.management.commandline import (
     text_option,
     user_named,
     validated,
+    wrapped_stream,
 )
 from apps.runs.reporting.progress import describe_estimate, follow_command, follow_run, summary
 from apps.runs.serializers.inputs import RunSettingsInputSerializer, stored_options
@@ -102,7 +103,7 @@ class Command(OperatorCommand):
         self.stdout.write(f"submitted run {run.pk} with {run.total_blocks} blocks")
         self._warn(run.warnings)
         if opts["follow"]:
-            followed = follow_run(run.pk, out=self.stderr._out)
+            followed = follow_run(run.pk, out=wrapped_stream(self.stderr))
             if not followed.detached:
                 self.stdout.write(summary(followed.run))
         else:

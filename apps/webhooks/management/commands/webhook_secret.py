@@ -28,8 +28,8 @@ class Command(BaseCommand):
             self.stderr.write(f"webhook secret of {user.get_username()} set (…{row.suffix}); it is not "
                               "shown again")
             return
-        row = webhook_secret_get(owner=user)
-        if row is None:
+        current = webhook_secret_get(owner=user)
+        if current is None:
             self.stdout.write(f"{user.get_username()} has no webhook secret; create one with --rotate")
         else:
-            self.stdout.write(f"whsec_…{row.suffix} (since {row.created_at:%Y-%m-%d %H:%M %Z})")
+            self.stdout.write(f"whsec_…{current.suffix} (since {current.created_at:%Y-%m-%d %H:%M %Z})")
