@@ -58,14 +58,14 @@ def item_paths(pipeline: Pipeline, items: Iterable[PipelineItem] | None = None) 
     steps = list(pipeline.steps.order_by("position").values_list("position", "name", "run_id"))
     names = {run_id: (position, name) for position, name, run_id in steps}
     blocks: dict[str, dict[int, str]] = {item.uid: {} for item in items}
-    for run_id, uid, status in (Block.objects.filter(run_id__in=list(names), uid__in=list(blocks))
-                                .values_list("run_id", "uid", "status")):
-        blocks[uid][names[run_id][0]] = status
+    for run_id, uid, block_status in (Block.objects.filter(run_id__in=list(names), uid__in=list(blocks))
+                                      .values_list("run_id", "uid", "status")):
+        blocks[uid][names[run_id][0]] = block_status
     rows = []
     for item in items:
         path = []
         for position, name, _ in steps:
-            status = blocks[item.uid].get(position)
+            status: str | None = blocks[item.uid].get(position)
             if status is None and item.status == ItemStatus.FILTERED and item.position == position:
                 status = ItemStatus.FILTERED
             if status is None:

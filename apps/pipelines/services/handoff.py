@@ -69,7 +69,9 @@ def _hand_to(step: PipelineStep, *, uids: list[str], now: Any) -> None:
         return
     contexts = item_contexts(step, ready)
     check = parse_filter(step.filter) if step.filter else None
-    blocks, filtered, broken = [], [], {}
+    blocks: list[Block] = []
+    filtered: list[str] = []
+    broken: dict[str, str] = {}
     for uid, _, metadata in ready:
         context = contexts[uid]
         if check is not None and not check.takes(context):

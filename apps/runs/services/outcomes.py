@@ -234,7 +234,7 @@ def announce_settled(rec: Recording) -> None:
     a pipeline hands a success on to its next step here, so that the next block exists exactly when
     the result does (a fenced-out or rolled-back write hands nothing on)."""
     settled = {entry.block.pk: entry.decision.status for entry in rec.written
-               if entry.decision.status in BLOCK_COUNTER}
+               if entry.block is not None and entry.decision.status in BLOCK_COUNTER}
     if settled:
         blocks_settled.send(sender=Run, run_id=rec.run.pk, settled=settled)
 

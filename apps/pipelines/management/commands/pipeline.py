@@ -6,6 +6,7 @@ blocks. Both are checked as the API checks them, and nothing is created if anyth
 
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,13 @@ class Command(OperatorCommand):
         if options["action"] == "submit":
             pipeline = self.submit(options)
         else:
-            pipeline = Pipeline.objects.filter(pk=options["pipeline_id"]).first()
-            if pipeline is None:
+            try:
+                found = Pipeline.objects.filter(pk=uuid.UUID(options["pipeline_id"])).first()
+            except ValueError:
+                found = None
+            if found is None:
                 raise CommandError(f"no pipeline {options['pipeline_id']}")
+            pipeline = found
         self.show(pipeline, follow=options["follow"])
 
     def submit(self, options: dict[str, Any]) -> Pipeline:
