@@ -16,11 +16,19 @@ from rest_framework.views import APIView
 
 from apps.keys.selectors import key_get_for_user
 from apps.pipelines.models import Pipeline
-from apps.pipelines.selectors import item_paths, pipeline_get_visible, pipeline_items, pipeline_rollup
+from apps.pipelines.selectors import (
+    item_paths,
+    pipeline_get_visible,
+    pipeline_items,
+    pipeline_rollup,
+    pipelines_list,
+)
 from apps.pipelines.serializers import (
     PipelineCreateInputSerializer,
     PipelineDetailSerializer,
+    PipelineItemFilterSerializer,
     PipelineItemSerializer,
+    PipelineSerializer,
 )
 from apps.pipelines.services.creation import PipelineSpecError, pipeline_create
 from apps.runs.services.submission import block_from_object
@@ -49,9 +57,17 @@ def pipeline_response(pipeline: Pipeline, *, status_code: int = status.HTTP_200_
 
 
 @extend_schema(tags=["pipelines"])
-class PipelineCreateApi(APIView):
+class PipelineListCreateApi(GenericAPIView):
     parser_classes = [JSONParser]
     throttle_scope = UPLOADS
+    pagination_class = PagePagination
+    serializer_class = PipelineSerializer
+
+    @extend_schema(operation_id="pipelines_list",
+                   responses={200: PipelineSerializer(many=True), **error_responses(401, 404)})
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(pipelines_list(user=request.user))
+        return self.get_paginated_response(PipelineSerializer(page, many=True).data)
 
     @extend_schema(
         operation_id="pipelines_create",
@@ -106,11 +122,12 @@ class PipelineItemListApi(GenericAPIView):
     pagination_class = PagePagination
     serializer_class = PipelineItemSerializer
 
-    @extend_schema(operation_id="pipelines_items_list",
+    @extend_schema(operation_id="pipelines_items_list", parameters=[PipelineItemFilterSerializer],
                    description="Each item with its path: the steps it reached and its block's status in "
                                "each (`filtered` where a step's filter did not take it).",
-                   responses={200: PipelineItemSerializer(many=True), **error_responses(401, 404)})
+                   responses={200: PipelineItemSerializer(many=True), **error_responses(400, 401, 404)})
     def get(self, request: Request, pipeline_id: str) -> Response:
         pipeline = visible_pipeline(request, pipeline_id)
-        page = self.paginate_queryset(pipeline_items(pipeline))
+        status_filter = validated_input(PipelineItemFilterSerializer, request.query_params).get("status")
+        page = self.paginate_queryset(pipeline_items(pipeline, status=status_filter))
         return self.get_paginated_response(PipelineItemSerializer(item_paths(pipeline, page), many=True).data)

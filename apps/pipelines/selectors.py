@@ -47,8 +47,17 @@ def _step_summary(step: PipelineStep, items_in_step: int) -> dict[str, Any]:
     }
 
 
-def pipeline_items(pipeline: Pipeline) -> QuerySet[PipelineItem]:
-    return PipelineItem.objects.filter(pipeline=pipeline).order_by("id")
+def pipelines_list(*, user: Any) -> QuerySet[Pipeline]:
+    """The user's pipelines (staff: everyone's), newest first."""
+    pipelines = Pipeline.objects.all() if user.is_staff else Pipeline.objects.filter(owner=user)
+    return pipelines.order_by("-created_at")
+
+
+def pipeline_items(pipeline: Pipeline, *, status: str | None = None) -> QuerySet[PipelineItem]:
+    items = PipelineItem.objects.filter(pipeline=pipeline)
+    if status:
+        items = items.filter(status=status)
+    return items.order_by("id")
 
 
 def item_paths(pipeline: Pipeline, items: Iterable[PipelineItem] | None = None) -> list[dict[str, Any]]:

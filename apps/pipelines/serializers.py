@@ -48,6 +48,20 @@ class PipelineCreateInputSerializer(StrictSerializer):
                                  help_text="The items: each the first step's block (uid, input, metadata).")
 
 
+class PipelineItemFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=ItemStatus.choices, required=False,
+                                     help_text="Only the items in this state.")
+
+
+class PipelineSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=PipelineStatus.choices)
+    total_items = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+
+
 class PipelineStepSerializer(serializers.Serializer):
     position = serializers.IntegerField()
     name = serializers.CharField()

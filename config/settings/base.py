@@ -421,6 +421,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "apps.runs.models.RunStatus",
         "BlockStatusEnum": "apps.runs.models.BlockStatus",
+        "PipelineStatusEnum": "apps.pipelines.models.PipelineStatus",
+        "PipelineItemStatusEnum": "apps.pipelines.models.ItemStatus",
         "AttemptOutcomeEnum": "apps.runs.models.AttemptOutcome",
         "WebhookDeliveryStatusEnum": "apps.webhooks.models.DeliveryStatus",
     },

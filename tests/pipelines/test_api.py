@@ -122,3 +122,17 @@ def test_more_items_than_a_run_may_have_are_refused_as_too_large(client, offline
     response = client.post("/api/v1/pipelines/", body(offline_key), format="json")
     assert response.status_code == 413
     assert not Pipeline.objects.exists()
+
+
+def test_the_owner_lists_their_pipelines_and_no_one_elses(api, outsider, client, offline_key):  # noqa: F811
+    created = client.post("/api/v1/pipelines/", body(offline_key), format="json").data
+    assert [p["id"] for p in client.get("/api/v1/pipelines/").data["results"]] == [created["id"]]
+    assert api(outsider).get("/api/v1/pipelines/").data["results"] == []
+
+
+def test_items_can_be_listed_by_status(client, offline_key):
+    created = client.post("/api/v1/pipelines/", body(offline_key), format="json").data
+    url = f"/api/v1/pipelines/{created['id']}/items/"
+    assert len(client.get(url, {"status": "moving"}).data["results"]) == 2
+    assert client.get(url, {"status": "done"}).data["results"] == []
+    assert client.get(url, {"status": "lost"}).status_code == 400
