@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/v1/", include("apps.accounts.urls")),
     path("api/v1/", include("apps.keys.urls")),
     path("api/v1/", include("apps.runs.urls")),
+    path("api/v1/", include("apps.pipelines.urls")),
     path("api/v1/", include("apps.failures.urls")),
     path("api/v1/", include("apps.webhooks.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

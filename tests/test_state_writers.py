@@ -47,6 +47,7 @@ WRITERS = {
     "apps/runs/transitions.py": ("runs.Run", "runs.Block"),
     "apps/runs/batching/transitions.py": ("runs.MessageBatch",),
     "apps/webhooks/transitions.py": ("webhooks.WebhookDelivery",),
+    "apps/pipelines/transitions.py": ("pipelines.Pipeline", "pipelines.PipelineItem"),
 }
 GOVERNED = {label for labels in WRITERS.values() for label in labels}
 GOVERNED_NAMES = {label.split(".")[1] for label in GOVERNED}

@@ -122,6 +122,9 @@ class Run(Usage, Reserved):
     paused_cause = models.CharField(max_length=16, choices=PausedCause.choices, blank=True, default="")
     paused_reason = models.TextField(blank=True, default="")
     total_blocks = models.PositiveIntegerField(default=0)
+    # A pipeline step that an earlier step may still hand blocks to (apps.pipelines): it does not
+    # complete while held, even with no block open; the pipeline releases it once no item can reach it.
+    held_open = models.BooleanField(default=False)
     completed_blocks = models.PositiveIntegerField(default=0)
     failed_blocks = models.PositiveIntegerField(default=0)
     canceled_blocks = models.PositiveIntegerField(default=0)

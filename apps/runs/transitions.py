@@ -154,13 +154,18 @@ class RunQuerySet(models.QuerySet["Run"]):
         )
 
     def complete_if_done(self, *, now: datetime) -> int:
-        """running -> complete once no block is open (pending or claimed)."""
+        """running -> complete once no block is open (pending or claimed), unless it is held open:
+        a pipeline step that an earlier step may still hand blocks to (apps.pipelines)."""
         from apps.runs.models import Block
 
         open_blocks = Block.objects.filter(run=OuterRef("pk"), status__in=BLOCK_OPEN)
-        return self.filter(status=RunStatus.RUNNING).filter(~Exists(open_blocks)).update(
+        return self.filter(status=RunStatus.RUNNING, held_open=False).filter(~Exists(open_blocks)).update(
             status=RunStatus.COMPLETE, finished_at=now
         )
+
+    def release_hold(self) -> int:
+        """No more blocks will be handed to these runs: they may complete (run_finalize decides)."""
+        return self.filter(held_open=True).update(held_open=False)
 
     def cancel_if_drained(self, *, now: datetime) -> int:
         """canceling -> canceled once no call is in flight."""

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "apps.keys",
     "apps.lanes",
     "apps.runs",
+    "apps.pipelines",
     "apps.failures",
     "apps.health",
     "apps.webhooks",
@@ -241,6 +242,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Conveyor ------------------------------------------------------------------------------------
 CONVEYOR = {
+    # The most steps a pipeline may have (apps/pipelines/): a longer spec is refused at create.
+    "PIPELINE_MAX_STEPS": env.int("PIPELINE_MAX_STEPS", default=10),
+    # How often beat settles running pipelines (a safety net: the handoff settles after each write).
+    "PIPELINE_SETTLE_SECONDS": env.float("PIPELINE_SETTLE_SECONDS", default=30.0),
     # How often the pump looks for due work, expired leases and finished runs.
     "PUMP_INTERVAL_SECONDS": env.float("PUMP_INTERVAL_SECONDS", default=5.0),
     # How often the dead-letter replay runs.
@@ -416,6 +421,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "apps.runs.models.RunStatus",
         "BlockStatusEnum": "apps.runs.models.BlockStatus",
+        "PipelineStatusEnum": "apps.pipelines.models.PipelineStatus",
+        "PipelineItemStatusEnum": "apps.pipelines.models.ItemStatus",
         "AttemptOutcomeEnum": "apps.runs.models.AttemptOutcome",
         "WebhookDeliveryStatusEnum": "apps.webhooks.models.DeliveryStatus",
     },
@@ -441,6 +448,7 @@ def beat_schedule(conveyor: dict) -> dict:
         "replay-failures": every("conveyor.failures.replay_due", conveyor["REPLAY_INTERVAL_SECONDS"]),
         "batches": every("conveyor.runs.batches", conveyor["BATCH_POLL_SECONDS"]),
         "webhooks": every("conveyor.webhooks.deliver_due", conveyor["WEBHOOK_SWEEP_SECONDS"]),
+        "pipelines": every("conveyor.pipelines.settle", conveyor["PIPELINE_SETTLE_SECONDS"]),
     }
 
 

@@ -36,6 +36,7 @@ from apps.runs.services.budget import spent_reason
 from apps.runs.services.decisions import KEY_EVENT_CODES, KEY_PAUSE_CAUSES, Entry, Outcome, decide, fenced_out
 from apps.runs.services.finalize import run_finalize
 from apps.runs.services.lifecycle import runs_pause_for_key
+from apps.runs.signals import blocks_settled
 from apps.runs.transitions import BLOCK_COUNTER, RunStatus, lock_run
 
 FAILING_FUNCTION = "conveyor.runs.serve"
@@ -228,6 +229,16 @@ def _dead_letter_one(rec: Recording, entry: Entry) -> None:
         )
 
 
+def announce_settled(rec: Recording) -> None:
+    """Blocks this batch ended (succeeded, failed or canceled for good), told in this transaction:
+    a pipeline hands a success on to its next step here, so that the next block exists exactly when
+    the result does (a fenced-out or rolled-back write hands nothing on)."""
+    settled = {entry.block.pk: entry.decision.status for entry in rec.written
+               if entry.block is not None and entry.decision.status in BLOCK_COUNTER}
+    if settled:
+        blocks_settled.send(sender=Run, run_id=rec.run.pk, settled=settled)
+
+
 def finalize(rec: Recording) -> None:
     """End the run if this batch finished it. The run row is locked: when its counts (with this
     batch's) leave blocks open and it is not being canceled, it cannot end now, and the two queries
@@ -243,7 +254,7 @@ def finalize(rec: Recording) -> None:
 
 STEPS: tuple[Callable[[Recording], None], ...] = (
     lock_and_fence, decide_each, write_blocks, write_attempts, resolve_failures, count_on_run,
-    dead_letter, finalize,
+    dead_letter, announce_settled, finalize,
 )
 
 

@@ -356,9 +356,11 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
                name: str = "", idempotency_key: str | None = None, request_fingerprint: str = "",
                priority: int = 5, mode: str = RunMode.LIVE, deadline: datetime | None = None,
                webhook_url: str = "", output_schema: dict[str, Any] | None = None,
-               dispatch: bool = True) -> Run:
+               dispatch: bool = True, held_open: bool = False) -> Run:
     """Create a run and its blocks; a serving loop is asked for once the transaction commits
     (`dispatch=False` leaves that to the caller, e.g. the demo, which serves in its own process).
+    `held_open`: a pipeline's later step, which may start with no block (earlier steps hand them on)
+    and does not complete until released (apps.pipelines).
 
     With an Idempotency-Key already used for the same request, the first run is returned (its blocks
     are never read); for another request, IdempotencyKeyReused. A key whose last validation failed
@@ -386,10 +388,10 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
         prompt_version=prompt_version(system_prompt, prompt_template,
                                       schema_json(output_schema) if output_schema else ""),
         idempotency_key=idempotency_key or None, request_fingerprint=request_fingerprint,
-        webhook_url=webhook_url,
+        webhook_url=webhook_url, held_open=held_open,
     )
     total = _insert_blocks(run, check_metadata_named(_unique(blocks), prompt_template))
-    if total == 0:
+    if total == 0 and not held_open:
         raise SubmissionError("a run needs at least one block", field="blocks")
     sizes = Block.objects.filter(run_id=run.pk).aggregate(chars=Sum(Length("input")),
                                                           bytes=Sum(OctetLength("input")))

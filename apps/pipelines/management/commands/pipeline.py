@@ -1,0 +1,102 @@
+"""`manage.py pipeline submit SPEC ITEMS --user U [--key K] [--follow]` and `pipeline show ID`.
+
+SPEC is a JSON file: `{"name": ..., "key": <id or label>, "steps": [...]}`, each step as the API takes
+it (a run's settings plus `name`, `input`, `filter`); ITEMS is JSONL, one item per line, as a run's
+blocks. Both are checked as the API checks them, and nothing is created if anything is wrong."""
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+from rest_framework import serializers
+
+from apps.core.errors import InvalidInput, StateConflict
+from apps.pipelines.models import Pipeline, PipelineStatus
+from apps.pipelines.selectors import pipeline_rollup
+from apps.pipelines.serializers import PipelineStepInputSerializer
+from apps.pipelines.services.creation import pipeline_create
+from apps.runs.management.commandline import OperatorCommand, key_of, user_named
+from apps.runs.services import parse_jsonl
+
+
+class Command(OperatorCommand):
+    help = "Submit a pipeline (a JSON spec of steps and a JSONL file of items), or show one."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True)
+        submit = actions.add_parser("submit", help="create a pipeline from a spec and items")
+        submit.add_argument("spec", help='JSON: {"name": ..., "key": ..., "steps": [...]}')
+        submit.add_argument("items", help="JSONL: one item per line, {uid?, input, metadata?}")
+        submit.add_argument("--user", required=True, help="username of the pipeline's owner")
+        submit.add_argument("--key", help="the owner's provider key, id or label (else the spec's)")
+        submit.add_argument("--follow", action="store_true", help="show each step's progress until it ends")
+        show = actions.add_parser("show", help="a pipeline's steps and items by where they are")
+        show.add_argument("pipeline_id")
+        show.add_argument("--follow", action="store_true")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] == "submit":
+            pipeline = self.submit(options)
+        else:
+            try:
+                found = Pipeline.objects.filter(pk=uuid.UUID(options["pipeline_id"])).first()
+            except ValueError:
+                found = None
+            if found is None:
+                raise CommandError(f"no pipeline {options['pipeline_id']}")
+            pipeline = found
+        self.show(pipeline, follow=options["follow"])
+
+    def submit(self, options: dict[str, Any]) -> Pipeline:
+        spec_path, items_path = Path(options["spec"]), Path(options["items"])
+        for path in (spec_path, items_path):
+            if not path.is_file():
+                raise CommandError(f"no such file: {path}")
+        try:
+            spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise CommandError(f"{spec_path}: not JSON ({exc})") from None
+        if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list):
+            raise CommandError(f'{spec_path}: expected {{"name": ..., "key": ..., "steps": [...]}}')
+        user = user_named(options["user"])
+        key_ref = options["key"] or spec.get("key")
+        if key_ref is None:
+            raise CommandError("which key? give --key, or \"key\" in the spec")
+        key = key_of(user, str(key_ref))
+        steps = PipelineStepInputSerializer(data=spec["steps"], many=True)
+        try:
+            steps.is_valid(raise_exception=True)
+        except serializers.ValidationError as exc:
+            raise CommandError(f"{spec_path}: steps: {json.dumps(exc.detail)}") from None
+        try:
+            with items_path.open("rb") as lines:
+                pipeline = pipeline_create(owner=user, key=key, name=str(spec.get("name", "")),
+                                           steps=steps.validated_data, items=parse_jsonl(lines))
+        except InvalidInput as exc:
+            where = f"{exc.field}: " if exc.field and exc.line is None else ""
+            raise CommandError(f"{where}{exc}") from None
+        except StateConflict as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(f"pipeline {pipeline.pk}: {pipeline.total_items} item(s) in "
+                          f"{pipeline.steps.count()} step(s)")
+        return pipeline
+
+    def show(self, pipeline: Pipeline, *, follow: bool) -> None:
+        try:
+            while True:
+                pipeline.refresh_from_db()
+                rollup = pipeline_rollup(pipeline)
+                items = ", ".join(f"{n} {status}" for status, n in rollup["items"].items())
+                self.stdout.write(f"{pipeline.status}: items {items}; ${rollup['cost_usd']:.4f}")
+                for s in rollup["steps"]:
+                    self.stdout.write(f"  {s['position']}. {s['name']:<16} {s['status']:<9} "
+                                      f"{s['completed_blocks']} ok, {s['failed_blocks']} failed of "
+                                      f"{s['total_blocks']} (run {s['run_id']})")
+                if not follow or pipeline.status == PipelineStatus.COMPLETE:
+                    return
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            self.stdout.write(f"(the pipeline goes on: manage.py pipeline show {pipeline.pk} --follow)")

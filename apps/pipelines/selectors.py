@@ -1,0 +1,85 @@
+"""Reading pipelines: one a user may see, its steps rolled up, its items with their paths."""
+
+import uuid
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, QuerySet
+
+from apps.pipelines.models import ItemStatus, Pipeline, PipelineItem, PipelineStep
+from apps.runs.models import Block
+
+
+def pipeline_get_visible(*, user: Any, pipeline_id: Any) -> Pipeline | None:
+    """The pipeline if `user` may see it (its owner, or staff); None for a missing one, another
+    user's and a malformed id alike."""
+    try:
+        pipeline_id = uuid.UUID(str(pipeline_id))
+    except ValueError:
+        return None
+    pipelines = Pipeline.objects.all() if user.is_staff else Pipeline.objects.filter(owner=user)
+    return pipelines.filter(pk=pipeline_id).first()
+
+
+def pipeline_rollup(pipeline: Pipeline) -> dict[str, Any]:
+    """Each step's run counts and cost, items by where they are, and the pipeline's whole cost."""
+    steps = list(pipeline.steps.select_related("run").order_by("position"))
+    moving = dict(PipelineItem.objects.filter(pipeline=pipeline, status=ItemStatus.MOVING)
+                  .values_list("position").annotate(n=Count("id")).values_list("position", "n"))
+    by_status = dict(PipelineItem.objects.filter(pipeline=pipeline).values_list("status")
+                     .annotate(n=Count("id")).values_list("status", "n"))
+    return {
+        "items": {status: by_status.get(status, 0) for status in ItemStatus.values},
+        "cost_usd": sum((s.run.cost_usd for s in steps), Decimal(0)),
+        "steps": [_step_summary(step, moving.get(step.position, 0)) for step in steps],
+    }
+
+
+def _step_summary(step: PipelineStep, items_in_step: int) -> dict[str, Any]:
+    run = step.run
+    return {
+        "position": step.position, "name": step.name, "run_id": run.pk, "status": run.status,
+        "input": step.input_template, "filter": step.filter, "items_in_step": items_in_step,
+        "total_blocks": run.total_blocks, "completed_blocks": run.completed_blocks,
+        "failed_blocks": run.failed_blocks, "canceled_blocks": run.canceled_blocks,
+        "cost_usd": run.cost_usd, "started_at": run.started_at, "finished_at": run.finished_at,
+    }
+
+
+def pipelines_list(*, user: Any) -> QuerySet[Pipeline]:
+    """The user's pipelines (staff: everyone's), newest first."""
+    pipelines = Pipeline.objects.all() if user.is_staff else Pipeline.objects.filter(owner=user)
+    return pipelines.order_by("-created_at")
+
+
+def pipeline_items(pipeline: Pipeline, *, status: str | None = None) -> QuerySet[PipelineItem]:
+    items = PipelineItem.objects.filter(pipeline=pipeline)
+    if status:
+        items = items.filter(status=status)
+    return items.order_by("id")
+
+
+def item_paths(pipeline: Pipeline, items: Iterable[PipelineItem] | None = None) -> list[dict[str, Any]]:
+    """Each item (all, or the page given) with its path: the steps it reached, with its block's status
+    in each (`filtered` where a step's filter did not take it), and why it stopped if it did."""
+    items = list(pipeline_items(pipeline) if items is None else items)
+    steps = list(pipeline.steps.order_by("position").values_list("position", "name", "run_id"))
+    names = {run_id: (position, name) for position, name, run_id in steps}
+    blocks: dict[str, dict[int, str]] = {item.uid: {} for item in items}
+    for run_id, uid, block_status in (Block.objects.filter(run_id__in=list(names), uid__in=list(blocks))
+                                      .values_list("run_id", "uid", "status")):
+        blocks[uid][names[run_id][0]] = block_status
+    rows = []
+    for item in items:
+        path = []
+        for position, name, _ in steps:
+            status: str | None = blocks[item.uid].get(position)
+            if status is None and item.status == ItemStatus.FILTERED and item.position == position:
+                status = ItemStatus.FILTERED
+            if status is None:
+                break
+            path.append({"step": name, "status": status})
+        rows.append({"uid": item.uid, "status": item.status, "position": item.position,
+                     "stop_reason": item.stop_reason, "metadata": item.metadata, "path": path})
+    return rows

@@ -1,0 +1,112 @@
+"""What the pipelines API reads and writes. A step takes a run's settings (apps.runs.serializers), less
+the key (the pipeline's), plus its name, input template and filter."""
+
+from typing import Any
+
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from apps.pipelines.models import ItemStatus, PipelineStatus
+from apps.runs.models import BlockStatus, RunStatus
+from apps.runs.serializers.inputs import (
+    BlockInputSerializer,
+    RunSettingsInputSerializer,
+    StrictSerializer,
+    TextField,
+    stored_options,
+)
+
+INPUT_HELP = (
+    "A later step's block input: a template over the item's `{input}`, its `{metadata.<field>}` and "
+    "earlier steps' outputs, `{steps.<step>.output}` (text) or `{steps.<step>.output.<field>}` (a field "
+    "of its output_schema). Default: the previous step's output. Not allowed on the first step.")
+FILTER_HELP = ("Which items this step takes: `<name> <op> <value>` over the same names, e.g. "
+               "`steps.grade.output.score < 60` (op one of < <= > >= == !=). Others are `filtered`.")
+
+
+class PipelineStepInputSerializer(RunSettingsInputSerializer):
+    # DRF's way to drop an inherited field: the pipeline has the key, for every step.
+    key = None  # type: ignore[assignment]
+    name = TextField(max_length=50, validators=[RegexValidator(r"^[a-z][a-z0-9_]*$")],
+                     help_text="1 to 50 of a-z, 0-9 and _, starting with a letter.")
+    input = TextField(required=False, allow_blank=True, default="", trim_whitespace=False,
+                      help_text=INPUT_HELP)
+    filter = TextField(required=False, allow_blank=True, default="", max_length=500, help_text=FILTER_HELP)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        value = super().to_internal_value(data)
+        value["options"] = stored_options(value.get("options"))
+        return value
+
+
+class PipelineCreateInputSerializer(StrictSerializer):
+    key = serializers.IntegerField(min_value=1, max_value=2**63 - 1,
+                                   help_text="Id of one of your provider keys, used by every step.")
+    name = TextField(max_length=200, required=False, allow_blank=True, default="")
+    steps = PipelineStepInputSerializer(many=True, allow_empty=False)
+    items = BlockInputSerializer(many=True, allow_empty=False,
+                                 help_text="The items: each the first step's block (uid, input, metadata).")
+
+
+class PipelineItemFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=ItemStatus.choices, required=False,
+                                     help_text="Only the items in this state.")
+
+
+class PipelineSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=PipelineStatus.choices)
+    total_items = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+
+
+class PipelineStepSerializer(serializers.Serializer):
+    position = serializers.IntegerField()
+    name = serializers.CharField()
+    run_id = serializers.UUIDField(help_text="The run that is this step: every run endpoint works on it.")
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    input = serializers.CharField()
+    filter = serializers.CharField()
+    items_in_step = serializers.IntegerField(help_text="Items moving in this step now.")
+    total_blocks = serializers.IntegerField()
+    completed_blocks = serializers.IntegerField()
+    failed_blocks = serializers.IntegerField()
+    canceled_blocks = serializers.IntegerField()
+    cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8)
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class PipelineItemCountsSerializer(serializers.Serializer):
+    moving = serializers.IntegerField()
+    done = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    filtered = serializers.IntegerField()
+
+
+class PipelineDetailSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=PipelineStatus.choices)
+    total_items = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+    items = PipelineItemCountsSerializer()
+    cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8)
+    steps = PipelineStepSerializer(many=True)
+
+
+class PathStepSerializer(serializers.Serializer):
+    step = serializers.CharField()
+    status = serializers.ChoiceField(choices=[*BlockStatus.choices, (ItemStatus.FILTERED, "Filtered")])
+
+
+class PipelineItemSerializer(serializers.Serializer):
+    uid = serializers.CharField()
+    status = serializers.ChoiceField(choices=ItemStatus.choices)
+    position = serializers.IntegerField(help_text="The step it is in (or stopped in), from 1.")
+    stop_reason = serializers.CharField()
+    metadata = serializers.JSONField(allow_null=True)
+    path = PathStepSerializer(many=True)

@@ -1,0 +1,57 @@
+"""The state machines of a pipeline and of its items, in one place: each move is a queryset method with
+one conditional write that returns how many rows it moved (0: not in the state the move starts from).
+
+::
+
+    pipeline:  running ── end (every step's run ended, no item can move) ──► complete
+
+    item:      moving ── advance (handed to the next step; position + 1) ──► moving
+                 │ ├──── finish (succeeded in the last step) ─────────────► done
+                 │ ├──── stop (its block failed or was canceled for good) ──► failed
+                 │ └──── filter_out (the next step's filter refused it; position + 1) ► filtered
+
+An item is `moving` while a block of it is open in the step at its `position`, or will be: a pipeline
+and its items are created `moving`/`running` (the models' defaults). apps.pipelines.services decide
+when; this module says how.
+"""
+
+from datetime import datetime
+
+from django.db import models
+
+
+class PipelineStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    COMPLETE = "complete", "Complete (every step's run ended; no item can move)"
+
+
+class ItemStatus(models.TextChoices):
+    MOVING = "moving", "Moving (open in its step, or about to be)"
+    DONE = "done", "Done (succeeded in the last step)"
+    FAILED = "failed", "Failed (its block in a step failed or was canceled for good)"
+    FILTERED = "filtered", "Filtered out (a step's filter did not take it)"
+
+
+class PipelineQuerySet(models.QuerySet):
+    def end(self, *, now: datetime) -> int:
+        return self.filter(status=PipelineStatus.RUNNING).update(status=PipelineStatus.COMPLETE, ended_at=now)
+
+
+class PipelineItemQuerySet(models.QuerySet):
+    def moving_at(self, position: int) -> "PipelineItemQuerySet":
+        return self.filter(status=ItemStatus.MOVING, position=position)
+
+    def advance(self, *, position: int, now: datetime) -> int:
+        return self.moving_at(position).update(position=position + 1, updated_at=now)
+
+    def finish(self, *, position: int, now: datetime) -> int:
+        return self.moving_at(position).update(status=ItemStatus.DONE, updated_at=now)
+
+    def stop(self, *, position: int, reason: str, now: datetime) -> int:
+        return self.moving_at(position).update(status=ItemStatus.FAILED, stop_reason=reason[:1000],
+                                               updated_at=now)
+
+    def filter_out(self, *, position: int, reason: str, now: datetime) -> int:
+        """At the step after `position`, whose filter did not take it: it stays there, filtered."""
+        return self.moving_at(position).update(status=ItemStatus.FILTERED, position=position + 1,
+                                               stop_reason=reason[:1000], updated_at=now)
