@@ -49,6 +49,9 @@ class RealisticSettings:
     max_tokens: int = 64
     output_tokens: int = 40  # what each reply writes: an answer that fits in max_tokens
     systems: tuple[str, ...] = SYSTEMS
+    # The tier Conveyor's key declares (the key form's "tier", as a user with a tier-4 key picks it);
+    # "": a key that says nothing, whose lane starts cautiously until the first response's headers.
+    tier: str = "tier_4"
 
     def mock_config(self) -> dict[str, Any]:
         return {"latency_ms": self.latency * 1000, "latency_jitter_ms": self.jitter * 1000, "rpm": self.rpm,
@@ -59,7 +62,7 @@ class RealisticSettings:
                 f"{self.burst_seconds:g} s), calls {self.latency:g} s +- {self.jitter:g} s, {self.blocks:,} "
                 f"blocks of {self.input_tokens} input tokens, {self.output_tokens} output of max_tokens "
                 f"{self.max_tokens}, "
-                f"parallelism {self.parallelism}")
+                f"parallelism {self.parallelism}, Conveyor's key declaring {self.tier or 'no tier'}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--output-tokens", type=int, default=defaults.output_tokens,
                        help="tokens each reply writes (40; below --max-tokens)")
     group.add_argument("--systems", default=",".join(SYSTEMS), help="any of conveyor,plain,litellm")
+    group.add_argument("--tier", default=defaults.tier,
+                       help="the tier Conveyor's key declares (tier_4; '' for none: a cautious start "
+                            "until the first response)")
 
 
 def settings_from(args: argparse.Namespace) -> RealisticSettings:
@@ -92,7 +98,7 @@ def settings_from(args: argparse.Namespace) -> RealisticSettings:
         latency=args.latency, jitter=args.jitter, rpm=args.rpm, itpm=args.itpm, otpm=args.otpm,
         burst_seconds=args.burst_seconds, blocks=args.blocks or RealisticSettings.blocks,
         parallelism=args.parallelism, input_tokens=args.input_tokens, max_tokens=args.max_tokens,
-        output_tokens=args.output_tokens, systems=systems)
+        output_tokens=args.output_tokens, systems=systems, tier=args.tier)
 
 
 def binding_limit(rpm: int, itpm: int, otpm: int, input_per_call: float, output_per_call: float
@@ -229,6 +235,9 @@ def run_conveyor(mock: Any, settings: RealisticSettings, concurrency: int,
 
     user = bench_user()
     key = new_key(user, mock.base_url)
+    if settings.tier:
+        key.tier = settings.tier
+        key.save(update_fields=["tier"])
     with stack(concurrency) as procs:
         mock.reset()
         meter = SessionMeter([proc.pid for proc in procs]).start()

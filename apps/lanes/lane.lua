@@ -154,12 +154,22 @@ local function acquire(now)
   local blocks = redis.call('ZCARD', KEYS[3])
   local lim = limits(h, cfg)
   refill(h, lim, now, safety, burst)
+  -- Limits known, latency not yet (a key that declared its tier, or the first responses still out):
+  -- Little's law cannot size the window before a call has come back, and the buckets already pace
+  -- starts at the rate the limits allow, so the calls in flight grow to rate x latency by themselves.
+  -- Until then the lane can use up to a minute of requests (what it shows as its useful concurrency,
+  -- so a process's ceiling lets them through); the first settle sets both by Little's law.
+  local window = cwnd
+  if lim.r > 0 and num(h.latency, 0) <= 0 then
+    window = math.max(cwnd, lim.r)
+    h.useful = window
+  end
   local granted, wait, why = 0, 0, 'ok'
   for k = 0, n - 1 do
     local at = 21 + 4 * k
     local call, nblocks = ARGV[at], tonumber(ARGV[at + 1])
     local need = {r = 1, i = tonumber(ARGV[at + 2]), o = tonumber(ARGV[at + 3])}
-    if calls >= math.floor(cwnd) then why = 'window' break end
+    if calls >= math.floor(window) then why = 'window' break end
     -- A pack bigger than the run's parallelism still goes, alone.
     if blocks > 0 and blocks + nblocks > parallelism then why = 'parallelism' break end
     for _, d in ipairs(DIMS) do

@@ -77,3 +77,19 @@ def test_dense_overload_still_cuts_the_window_below_its_useful_concurrency_and_i
     known, cut, later = run(body)
     assert cut is not None and known is not None and cut <= known / 2
     assert later == known
+
+
+def test_a_key_that_declared_its_tier_fills_past_the_window_after_headers_before_any_call_returns():
+    # Nothing has come back yet (15 s calls): the buckets pace the starts at the tier's rate, and the
+    # calls in flight grow past LANE_WINDOW_AFTER_HEADERS instead of waiting a latency at 256.
+    tier_4 = Limits(rpm=4000, itpm=2_000_000, otpm=400_000, source="tier")
+
+    async def body(gate: LaneGate) -> int:
+        granted = 0
+        for second in range(10):
+            granted += len(await acquire_many(gate, 100, now=NOW + second, limits=tier_4))
+        return granted
+
+    started = run(body)
+    assert started > settings.CONVEYOR["LANE_WINDOW_AFTER_HEADERS"]
+    assert started <= 10 * 4000 / 60 + 4000 / 60  # never faster than the rate (and one burst)
