@@ -13,7 +13,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.database import postgres_options
-from config.settings.knobs import knob, optional_knob
+from config.settings.knobs import knob
 from config.version import pipeline_version
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -255,7 +255,7 @@ CONVEYOR = {
     # process. Unset (the default): automatic, as many as the lanes its runs use can take (their
     # useful concurrency: rate limit x latency), bounded by the process's open-files limit
     # (apps/runs/serving/capacity.py).
-    "SERVE_MAX_IN_FLIGHT": optional_knob("SERVE_MAX_IN_FLIGHT"),
+    "SERVE_MAX_IN_FLIGHT": knob("SERVE_MAX_IN_FLIGHT", None),
     # How long one serve task runs before it hands over to the next (a warm shutdown waits for it).
     "SERVE_SLICE_SECONDS": knob("SERVE_SLICE_SECONDS", 60.0),
     # How often a loop looks for new work (so a new run's first call waits at most about this).

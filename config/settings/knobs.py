@@ -68,16 +68,9 @@ def _parse(name: str, raw: str) -> int | float:
     return value
 
 
-def knob(name: str, default: int | float) -> Any:
-    """A SERVE_* or LANE_* knob from the environment, `default` when unset or empty."""
-    raw = os.environ.get(name, "")
-    if not raw.strip():
-        return default
-    return _parse(name, raw)
-
-
-def optional_knob(name: str, default: int | float | None = None) -> Any:
-    """A knob that may be left unset (None: automatic)."""
+def knob(name: str, default: int | float | None) -> Any:
+    """A SERVE_* or LANE_* knob from the environment, `default` when unset or empty (None: a knob
+    that may be left unset, meaning automatic)."""
     raw = os.environ.get(name, "")
     if not raw.strip():
         return default

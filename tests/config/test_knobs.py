@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from config.celery_app import refuse_bad_knobs
-from config.settings.knobs import knob, knob_problems, optional_knob
+from config.settings.knobs import knob, knob_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,10 +52,10 @@ def test_an_unset_or_empty_knob_takes_its_default(monkeypatch):
 
 def test_a_knob_that_may_be_unset_means_automatic_when_it_is(monkeypatch):
     monkeypatch.delenv("SERVE_MAX_IN_FLIGHT", raising=False)
-    assert optional_knob("SERVE_MAX_IN_FLIGHT") is None
+    assert knob("SERVE_MAX_IN_FLIGHT", None) is None
     monkeypatch.setenv("SERVE_MAX_IN_FLIGHT", "-3")
     with pytest.raises(ImproperlyConfigured, match=r"SERVE_MAX_IN_FLIGHT='-3'"):
-        optional_knob("SERVE_MAX_IN_FLIGHT")
+        knob("SERVE_MAX_IN_FLIGHT", None)
 
 
 def test_a_share_above_one_is_refused(monkeypatch):
