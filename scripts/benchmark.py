@@ -82,8 +82,9 @@ def stack(concurrency: int) -> Iterator[list[subprocess.Popen]]:
             subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "llm,control",
                  "-c", str(concurrency), "-n", "bench@%h", "--without-gossip", "--without-mingle",
-                 "--without-heartbeat", "-l", "warning"],
-                cwd=ROOT, env=env, stdout=open(Path(tmp) / "worker.log", "w"),  # noqa: SIM115
+                 "--without-heartbeat", "-l", os.environ.get("BENCH_WORKER_LOG_LEVEL", "warning")],
+                cwd=ROOT, env=env,  # BENCH_WORKER_LOG: keep the worker's log there
+                stdout=open(os.environ.get("BENCH_WORKER_LOG") or Path(tmp) / "worker.log", "w"),  # noqa: SIM115
                 stderr=subprocess.STDOUT, start_new_session=True),
             subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "config", "beat", "-s", str(Path(tmp) / "schedule"),

@@ -7,7 +7,11 @@ import pytest
 import redis
 from django.conf import settings
 
-from apps.runs.dispatch import serve_dispatch_rollback_unsafe, server_register
+from apps.runs.dispatch import (
+    serve_dispatch_rollback_unsafe,
+    serve_hand_over_rollback_unsafe,
+    server_register,
+)
 from apps.runs.hosts import host_advertise, host_help_arrived, host_queue, host_with_free_place
 from apps.runs.tasks import serve
 
@@ -100,3 +104,18 @@ def test_a_wake_up_with_no_loop_alive_goes_to_the_shared_queue(broker):
     assert serve_dispatch_rollback_unsafe(reason="run r")
     assert broker.llen("llm") == 1
     assert broker.llen(host_queue("spare")) == 0
+
+
+def test_a_loop_handing_over_frees_its_place_for_the_next_loop_on_its_own_host(
+        broker, one_place_per_host, monkeypatch):
+    """The README's worker has one serving place: the loop at the end of its slice gives it up, so
+    the next loop serves beside its last calls instead of after them."""
+    monkeypatch.setenv("CONVEYOR_HOSTNAME", "only")
+    host_advertise(host="only", places=1)
+    assert server_register(worker="only:1", ttl_seconds=30)
+    assert not server_register(worker="only:2", ttl_seconds=30)
+
+    assert serve_hand_over_rollback_unsafe(worker="only:1", reason="only:1 handing over")
+
+    assert [h["task"] for h in serve_tasks_in(broker, host_queue("only"))] == ["conveyor.runs.serve"]
+    assert server_register(worker="only:2", ttl_seconds=30)

@@ -6,7 +6,8 @@ It is three parts, each in its own module:
 - the loop's life (this module): its slice, its place on the host, asking for help, stopping.
 
 Each turn of `ServingLoop.run`:
-1. stop claiming once the slice is over (or someone asked it to stop), handing over to a new loop;
+1. stop claiming once the slice is over (or someone asked it to stop), handing over to a new loop
+   (its serving place given up first: it only finishes its calls, the next loop starts new ones);
 2. keep this loop's serving place (a heartbeat, never awaited);
 3. settle in the lanes every call that ended since the last turn (one script call per lane and run);
 4. post its uses of its lanes and read the other processes' (lane-wide fair share, lanewide.py),
@@ -40,7 +41,11 @@ from django.db import close_old_connections
 
 from apps.core.redis import async_broker_redis
 from apps.lanes.gate import LaneGate, Settlements
-from apps.runs.dispatch import serve_dispatch_rollback_unsafe, server_register
+from apps.runs.dispatch import (
+    serve_dispatch_rollback_unsafe,
+    serve_hand_over_rollback_unsafe,
+    server_register,
+)
 from apps.runs.serving import capacity, lanewide, rounds
 from apps.runs.serving.calls import ClientPool, PackCaller
 from apps.runs.serving.lanewide import LaneBoard
@@ -110,6 +115,8 @@ class ServingLoop:
         self.place_ttl = self.refresh_seconds * 12
         self.place_until = time.monotonic() + self.place_ttl
         self.place_lost: str | None = None
+        # Stopping with work left: hand over (give up the place, ask for the next loop) when it can.
+        self.hand_over_due = False
         self.messages = BrokerMessages()
         self.report = ServeReport()
         # How late the event loop runs what it was asked to (seconds, smoothed): a loop that is late
@@ -146,6 +153,7 @@ class ServingLoop:
                     self._begin_stopping()
                 if now >= self.next_heartbeat and not self.stopping:                # 2
                     self._heartbeat()
+                self._hand_over_when_due()
                 if self.settlements:                                                # 3
                     await self.settlements.flush(time.time())
                 if not self.stopping:                                               # 4
@@ -167,6 +175,7 @@ class ServingLoop:
     async def _wind_down(self, redis_client: Any) -> None:
         if self.heartbeat is not None:
             await asyncio.gather(self.heartbeat, return_exceptions=True)
+        self._hand_over_when_due()
         for task in list(self.calls):
             task.cancel()
         if self.round is not None:
@@ -301,9 +310,18 @@ class ServingLoop:
         if self.state.demands and self.place_lost != "refused":
             # Work is left: hand over now, so another process takes it while these calls finish.
             # (A loop refused its place hands over to no one: the process that took it serves.)
-            self.report.handed_over = True
-            reason = f"{self.worker} handing over"
-            self.messages.send(reason, serve_dispatch_rollback_unsafe, reason=reason, help_wanted=True)
+            self.hand_over_due = True
+        self._hand_over_when_due()
+
+    def _hand_over_when_due(self) -> None:
+        """Give up the serving place and ask for the next loop, once no renewal of the place is on its
+        way (it would take the place back after it was given up)."""
+        if not self.hand_over_due or (self.heartbeat is not None and not self.heartbeat.done()):
+            return
+        self.hand_over_due = False
+        self.report.handed_over = True
+        reason = f"{self.worker} handing over"
+        self.messages.send(reason, serve_hand_over_rollback_unsafe, worker=self.worker, reason=reason)
 
     # --- database rounds ---------------------------------------------------------------------------
 

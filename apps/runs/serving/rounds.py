@@ -106,7 +106,7 @@ def collect_work(state: LoopState, now: float, *, pack_metrics: dict[RunId, dict
     if state.writes.due(now, batch_seconds=_conf("SERVE_WRITE_BATCH_SECONDS"), stopping=state.stopping,
                         in_flight=state.in_flight):
         work.writes = state.writes.take()
-    work.releases, state.releases = state.releases, []
+    work.releases, state.releases = Release.merged(state.releases), []
     if not state.stopping:
         work.claims = claims_wanted(state, now)
         if refresh:

@@ -42,6 +42,17 @@ class Release:
     def of(cls, run_id: RunId, pack: Pack) -> "Release":
         return cls(run_id=run_id, token=pack.token, block_ids=tuple(b.id for b in pack.blocks))
 
+    @classmethod
+    def merged(cls, releases: list["Release"]) -> list["Release"]:
+        """One release per run and lease (one transaction each), however many packs gave blocks back:
+        a loop stopping with hundreds of single-block packs ready wrote one transaction per block,
+        which held its results unwritten (and their blocks claimed) for tens of seconds."""
+        by_lease: dict[tuple[RunId, LeaseToken], list[int]] = {}
+        for release in releases:
+            by_lease.setdefault((release.run_id, release.token), []).extend(release.block_ids)
+        return [cls(run_id=run_id, token=token, block_ids=tuple(ids))
+                for (run_id, token), ids in by_lease.items()]
+
 
 @dataclass
 class RunSlot:

@@ -19,7 +19,12 @@ def dispatched(monkeypatch) -> list[str]:
         reasons.append(reason)
         return True
 
+    def hand_over(*, worker: str, reason: str) -> bool:
+        reasons.append(reason)
+        return True
+
     monkeypatch.setattr(loop_module, "serve_dispatch_rollback_unsafe", dispatch)
+    monkeypatch.setattr(loop_module, "serve_hand_over_rollback_unsafe", hand_over)
     return reasons
 
 
@@ -63,6 +68,24 @@ def test_stopping_gives_back_what_is_ready_and_hands_over_the_work_left(serving,
     assert dispatched == ["host:1 handing over"]
 
 
+def test_a_hand_over_waits_for_a_renewal_of_the_place_on_its_way(serving, dispatched):
+    """A renewal answered after the place was given up would take it back from the next loop."""
+    renewal = threading.Event()
+
+    async def stop_while_a_renewal_is_on_its_way() -> None:
+        serving.heartbeat = asyncio.create_task(asyncio.to_thread(renewal.wait, 5))
+        serving.state.demands = {"r": demand("r")}
+        serving._begin_stopping()
+        assert not serving.report.handed_over
+        renewal.set()
+        await serving.heartbeat
+        serving._hand_over_when_due()
+
+    asyncio.run(stop_while_a_renewal_is_on_its_way())
+    assert serving.messages.wait(5)
+    assert serving.report.handed_over and dispatched == ["host:1 handing over"]
+
+
 def test_stopping_with_no_work_left_hands_over_to_no_one(serving, dispatched):
     serving._begin_stopping()
     assert not serving.report.handed_over and dispatched == []
@@ -95,11 +118,12 @@ def broker_hangs(monkeypatch) -> threading.Event:
     """Every message to the broker blocks until the event is set (Redis unreachable)."""
     answer = threading.Event()
 
-    def dispatch(*, reason: str = "", help_wanted: bool = False) -> bool:
+    def dispatch(**kwargs: object) -> bool:
         answer.wait(30)
         return True
 
     monkeypatch.setattr(loop_module, "serve_dispatch_rollback_unsafe", dispatch)
+    monkeypatch.setattr(loop_module, "serve_hand_over_rollback_unsafe", dispatch)
     yield answer
     answer.set()
 

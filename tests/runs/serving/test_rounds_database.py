@@ -143,3 +143,24 @@ def test_a_failure_after_a_write_commits_does_not_make_it_look_unwritten(owner, 
 
     assert result.unwritten(work) == {}
     assert attempts_and_cost(run)[0] == 2
+
+
+@pytest.mark.django_db
+def test_blocks_given_back_pack_by_pack_go_back_in_one_transaction(
+        owner, offline_key, django_assert_max_num_queries):
+    """A loop stopping with hundreds of one-block packs ready gave them back one transaction each,
+    holding its results unwritten (and their blocks claimed) behind them for tens of seconds."""
+    from apps.runs.models import Block, BlockStatus
+    from apps.runs.serving.slots import Release
+
+    run = make_run(owner, offline_key, [f"item {i}" for i in range(40)])
+    claim = blocks_claim(run_id=run.pk, limit=100, worker="w")
+    state = LoopState(ceiling=100)
+    state.releases = [Release(run_id=run.pk, token=claim.lease_token, block_ids=(b.id,))
+                      for b in claim.blocks]
+    work = rounds.collect_work(state, now=0.0, pack_metrics={}, refresh=False, recover=False)
+
+    with django_assert_max_num_queries(8):
+        rounds.write_in_database(work, "w", RoundResult())
+
+    assert Block.objects.filter(run=run, status=BlockStatus.PENDING).count() == 40
