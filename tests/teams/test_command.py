@@ -1,0 +1,38 @@
+"""`manage.py teams`: the team admin's operations for an operator, through the same services."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.teams.models import Membership, Role, Team
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command("teams", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_create_add_and_limit(alice, bob):
+    run("create", "initech", "--admin", "alice")
+    run("add", "initech", "bob@example.com", "--role", "viewer")
+    run("limit", "initech", "250", "--period", "rolling_days", "--window-days", "30")
+    team = Team.objects.get(name="initech")
+    assert Membership.objects.get(team=team, user=bob).role == Role.VIEWER
+    assert (str(team.limit_usd), team.period, team.window_days) == ("250.0000", "rolling_days", 30)
+
+
+def test_a_negative_limit_is_refused_naming_the_field(acme):
+    with pytest.raises(CommandError, match="limit_usd: a limit cannot be negative"):
+        run("limit", "acme", "-5")
+    acme.refresh_from_db()
+    assert acme.limit_usd is None
+
+
+def test_a_role_that_does_not_exist_is_refused(acme, dave):
+    with pytest.raises(CommandError, match="role: 'boss' is not a role"):
+        run("add", "acme", "dave", "--role", "boss")
+    assert not Membership.objects.filter(user=dave).exists()
