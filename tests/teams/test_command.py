@@ -36,3 +36,26 @@ def test_a_role_that_does_not_exist_is_refused(acme, dave):
     with pytest.raises(CommandError, match="role: 'boss' is not a role"):
         run("add", "acme", "dave", "--role", "boss")
     assert not Membership.objects.filter(user=dave).exists()
+
+
+def test_submit_names_a_team_and_one_of_its_keys(acme, bob, tmp_path):
+    from apps.runs.models import Run
+    from tests.factories import make_key
+
+    make_key(bob, team=acme, label="shared")
+    path = tmp_path / "blocks.jsonl"
+    path.write_text('{"uid": "a", "input": "hello"}\n')
+    call_command("submit", str(path), "--user", "bob", "--team", "acme", "--key", "shared", stdout=StringIO())
+    assert Run.objects.get().team == acme
+
+
+def test_submit_as_a_viewer_is_refused_saying_why(acme, carol, tmp_path):
+    from apps.runs.models import Run
+    from tests.factories import make_key
+
+    make_key(carol, team=acme, label="shared")
+    path = tmp_path / "blocks.jsonl"
+    path.write_text('{"uid": "a", "input": "hello"}\n')
+    with pytest.raises(CommandError, match="you are a viewer of team acme"):
+        call_command("submit", str(path), "--user", "carol", "--team", "acme", "--key", "shared")
+    assert not Run.objects.exists()

@@ -96,11 +96,16 @@ def team_room(run: Run, *, lock: bool) -> Room | None:
     `lock`: take the team's row first (a claim or a top-up, under the run's lock already)."""
     if run.team_id is None:
         return None
-    teams = Team.objects.select_for_update(no_key=True) if lock else Team.objects.all()
-    team = teams.get(pk=run.team_id)
+    team = Team.objects.get(pk=run.team_id)
+    limits = limits_of(team=team, user_id=run.owner_id)
+    if not limits:  # a team without limits takes no lock: its runs' claims do not take turns
+        return None
+    if lock:
+        team = Team.objects.select_for_update(no_key=True).get(pk=run.team_id)
+        limits = limits_of(team=team, user_id=run.owner_id)
     now = timezone.now()
     rooms = [_room(holder, team=team, user_id=user_id, whose=whose, now=now)
-             for holder, user_id, whose in limits_of(team=team, user_id=run.owner_id)]
+             for holder, user_id, whose in limits]
     return min(rooms, key=lambda room: room.left) if rooms else None
 
 
