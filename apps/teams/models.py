@@ -37,6 +37,13 @@ class SpendLimit(models.Model):
     period = models.CharField(max_length=16, choices=SpendPeriod.choices, default=SpendPeriod.MONTH)
     window_days = models.PositiveSmallIntegerField(null=True, blank=True)
     alert_level = models.PositiveSmallIntegerField(default=0)
+    # What the holder's runs spent from `spent_cache_since` to `spent_cache_until` (a moment at least a
+    # minute old, so every call before it is committed): a claim sums only the calls after it (and
+    # takes off those a rolling window has left behind) instead of the whole period's
+    # (apps/runs/services/team_budget.py). Only a cache: empty, it is computed again.
+    spent_cache_usd = models.DecimalField(max_digits=16, decimal_places=8, null=True, blank=True)
+    spent_cache_since = models.DateTimeField(null=True, blank=True)
+    spent_cache_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         abstract = True

@@ -146,8 +146,7 @@ def test_a_rolling_window_counts_only_the_calls_of_its_days(acme, bob, acme_key)
     )
     team = limited(acme, Decimal("10"), period=SpendPeriod.ROLLING, window_days=7)
     since = period_start(team, datetime.now(tz=UTC))
-    spent, _ = spend_and_reserved(team_id=acme.pk, user_id=None, since=since)
-    assert spent == Decimal("0.25")
+    assert spend_and_reserved(team_id=acme.pk, user_id=None, since=since).spent == Decimal("0.25")
 
 
 def test_a_claim_that_cannot_fit_with_nothing_in_flight_pauses_and_reserves_nothing(acme, bob, acme_key):

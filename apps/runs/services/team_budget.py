@@ -27,11 +27,12 @@ When the next block's worst case does not fit:
   (apps/teams/signals.spend_limit_changed -> apps/runs/receivers.py)."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.formatting import format_usd
@@ -55,29 +56,84 @@ class Room:
     period: str
 
 
-def spend_and_reserved(*, team_id: int, user_id: int | None, since: datetime) -> tuple[Decimal, Decimal]:
+# Calls recorded longer ago than this are committed (a result transaction takes milliseconds), so
+# what they spent may be kept (SpendLimit.spent_cache_*) and only later calls summed at each claim.
+SETTLED = timedelta(seconds=60)
+# The kept sum is moved forward when it is older than this, keeping each claim's sum small.
+REFRESH = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Usage:
+    spent: Decimal
+    reserved: Decimal
+    # What was spent from `since` to `settled_at`, to keep (None: nothing new to keep).
+    settled: Decimal | None = None
+    settled_at: datetime | None = None
+
+
+def spend_and_reserved(*, team_id: int, user_id: int | None, since: datetime,
+                       cache: SpendLimit | None = None, now: datetime | None = None) -> Usage:
     """What the team's runs (a member's, with `user_id`) spent since `since`, and hold reserved now,
-    read in one statement (one snapshot)."""
+    read in ONE statement (one snapshot: a result written meanwhile moves a reservation into an
+    Attempt's cost in one transaction, so it is counted once, never zero times).
+
+    With `cache` (the holder's kept sum, from `spent_cache_since` to `spent_cache_until`, if it
+    still covers `since`): the kept sum, plus the calls after it, less those before `since` (a
+    rolling window that slid). Without: every call since `since`. Either way it also returns what
+    to keep next (up to `now - SETTLED`) when the kept sum is older than REFRESH."""
+    now = now or timezone.now()
+    kept = None
+    if (cache is not None and cache.spent_cache_usd is not None and cache.spent_cache_since is not None
+            and cache.spent_cache_until is not None
+            and cache.spent_cache_since <= since < cache.spent_cache_until):
+        kept = (cache.spent_cache_usd, cache.spent_cache_since, cache.spent_cache_until)
+    live_from = kept[2] if kept else since
+    drop_from = kept[1] if kept else since
+    settle_at = now - SETTLED
+    keep = settle_at > live_from + REFRESH
     runs, attempts = Run._meta.db_table, Attempt._meta.db_table
     owner = "AND r.owner_id = %(user)s" if user_id is not None else ""
+    calls = f"SELECT COALESCE(SUM(a.cost_usd), 0) FROM {attempts} a JOIN {runs} r ON r.id = a.run_id " \
+            f"WHERE r.team_id = %(team)s {owner}"
     sql = f"""
         SELECT
           (SELECT COALESCE(SUM(r.reserved_usd), 0) FROM {runs} r
             WHERE r.team_id = %(team)s {owner} AND r.reserved_usd > 0),
-          (SELECT COALESCE(SUM(a.cost_usd), 0) FROM {attempts} a JOIN {runs} r ON r.id = a.run_id
-            WHERE r.team_id = %(team)s {owner} AND a.created_at >= %(since)s)
+          ({calls} AND a.created_at >= %(live_from)s),
+          ({calls} AND a.created_at >= %(drop_from)s AND a.created_at < %(since)s),
+          ({calls} AND a.created_at >= %(live_from)s AND a.created_at < %(settle_at)s)
     """
+    params = {"team": team_id, "user": user_id, "live_from": live_from, "drop_from": drop_from,
+              "since": since, "settle_at": settle_at if keep else live_from}
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"team": team_id, "user": user_id, "since": since})
-        reserved, spent = cursor.fetchone()
-    return Decimal(spent), Decimal(reserved)
+        cursor.execute(sql, params)
+        reserved, live, dropped, settling = cursor.fetchone()
+    base = (kept[0] if kept else Decimal(0)) - Decimal(dropped)
+    spent = base + Decimal(live)
+    if not keep:
+        return Usage(spent=spent, reserved=Decimal(reserved))
+    return Usage(spent=spent, reserved=Decimal(reserved), settled=base + Decimal(settling),
+                 settled_at=settle_at)
+
+
+def _keep(holder: SpendLimit, usage: Usage, since: datetime) -> None:
+    """Store what the holder spent up to a settled moment (a conditional write: a concurrent claim
+    that kept a later sum wins)."""
+    if usage.settled is None or usage.settled_at is None:
+        return
+    rows = type(holder)._default_manager.filter(pk=holder.pk)
+    rows = rows.filter(Q(spent_cache_until__isnull=True) | Q(spent_cache_until__lt=usage.settled_at))
+    rows.update(spent_cache_usd=usage.settled, spent_cache_since=since, spent_cache_until=usage.settled_at)
 
 
 def _room(holder: SpendLimit, *, team: Team, user_id: int | None, whose: str, now: datetime) -> Room:
     assert holder.limit_usd is not None
-    spent, reserved = spend_and_reserved(team_id=team.pk, user_id=user_id, since=period_start(holder, now))
-    return Room(left=holder.limit_usd - spent - reserved, limit=holder.limit_usd, spent=spent,
-                reserved=reserved, whose=whose, period=period_text(holder))
+    since = period_start(holder, now)
+    usage = spend_and_reserved(team_id=team.pk, user_id=user_id, since=since, cache=holder, now=now)
+    _keep(holder, usage, since)
+    return Room(left=holder.limit_usd - usage.spent - usage.reserved, limit=holder.limit_usd,
+                spent=usage.spent, reserved=usage.reserved, whose=whose, period=period_text(holder))
 
 
 def limits_of(*, team: Team, user_id: int) -> list[tuple[SpendLimit, int | None, str]]:
@@ -154,7 +210,9 @@ def _level(holder: SpendLimit, *, team: Team, user_id: int | None, now: datetime
     reserved, spend itself stops short of the limit)."""
     assert holder.limit_usd is not None
     limit = holder.limit_usd
-    spent, reserved = spend_and_reserved(team_id=team.pk, user_id=user_id, since=period_start(holder, now))
+    usage = spend_and_reserved(team_id=team.pk, user_id=user_id, since=period_start(holder, now),
+                               cache=holder, now=now)
+    spent, reserved = usage.spent, usage.reserved
     if spent >= limit:
         return 100, spent
     paused = Run.objects.paused_by(PausedCause.TEAM_BUDGET).filter(team_id=team.pk)
