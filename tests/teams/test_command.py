@@ -59,3 +59,11 @@ def test_submit_as_a_viewer_is_refused_saying_why(acme, carol, tmp_path):
     with pytest.raises(CommandError, match="you are a viewer of team acme"):
         call_command("submit", str(path), "--user", "carol", "--team", "acme", "--key", "shared")
     assert not Run.objects.exists()
+
+
+def test_the_admin_lists_teams_and_shows_a_team_with_its_members(acme, staff, client):
+    client.force_login(staff)
+    assert client.get("/admin/teams/team/").status_code == 200
+    page = client.get(f"/admin/teams/team/{acme.pk}/change/")
+    assert page.status_code == 200
+    assert "carol in acme (viewer)" in page.content.decode()

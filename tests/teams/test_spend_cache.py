@@ -26,14 +26,21 @@ def run(acme, alice) -> Run:
 
 
 def call(run: Run, cost: str, at: datetime) -> None:
-    attempt = Attempt.objects.create(run=run, block=run.blocks.get(), number=1, outcome="succeeded",
-                                     model=run.model, cost_usd=Decimal(cost))
+    attempt = Attempt.objects.create(
+        run=run,
+        block=run.blocks.get(),
+        number=1,
+        outcome="succeeded",
+        model=run.model,
+        cost_usd=Decimal(cost),
+    )
     Attempt.objects.filter(pk=attempt.pk).update(created_at=at)
 
 
 def truth(run: Run, since: datetime) -> Decimal:
     return Attempt.objects.filter(run__team_id=run.team_id, created_at__gte=since).aggregate(
-        s=Sum("cost_usd"))["s"] or Decimal(0)
+        s=Sum("cost_usd")
+    )["s"] or Decimal(0)
 
 
 def spent_at(run: Run, moment: datetime) -> Decimal:
@@ -50,7 +57,9 @@ def test_the_kept_sum_is_stored_and_later_calls_are_added_to_it(run, acme):
     acme.refresh_from_db()
     assert (acme.spent_cache_usd, acme.spent_cache_until) == (Decimal(3), START - timedelta(seconds=60))
     call(run, "4", START + timedelta(minutes=1))
-    assert spent_at(run, START + timedelta(minutes=2)) == Decimal(7) == truth(run, START.replace(day=1, hour=0))
+    assert (
+        spent_at(run, START + timedelta(minutes=2)) == Decimal(7) == truth(run, START.replace(day=1, hour=0))
+    )
 
 
 def test_a_rolling_window_that_slid_leaves_the_old_calls_behind(run, acme):
