@@ -51,18 +51,24 @@ OPERATIONS = [
     ("team_limit", "post", "teams/{team}/limit/", {"limit_usd": "10"}, ADMIN),
     ("team_member_add", "post", "teams/{team}/members/", {"user": "eve", "role": "viewer"}, ADMIN),
     ("team_member_role", "patch", "teams/{team}/members/{bob}/", {"role": "viewer"}, ADMIN),
+    ("team_member_remove", "delete", "teams/{team}/members/{frank}/", None, ADMIN),
+    ("run_events", "get", "runs/{run}/events/", None, READ),
+    ("key_validate", "post", "keys/{key}/validate/", {}, ADMIN),
+    # The key is used by the paused run: its admin may delete it but is told it is in use (409);
+    # deleting another's key takes keys.delete_providerkey, which operating staff lack.
+    ("key_delete", "delete", "keys/{key}/", None, "delete"),
 ]
 
 # What each of the cast gets, per kind of operation.
 EXPECTED = {
-    "alice": {READ: OK, WRITE: OK, ADMIN: OK},
-    "bob": {READ: OK, WRITE: OK, ADMIN: 403},
-    "carol": {READ: OK, WRITE: 403, ADMIN: 403},
-    "dave": {READ: 404, WRITE: 404, ADMIN: 404},
-    "plain_staff": {READ: 404, WRITE: 404, ADMIN: 404},
-    "reading_staff": {READ: OK, WRITE: 403, ADMIN: 403},
-    "operating_staff": {READ: OK, WRITE: OK, ADMIN: OK},
-    "anonymous": {READ: 401, WRITE: 401, ADMIN: 401},
+    "alice": {READ: OK, WRITE: OK, ADMIN: OK, "delete": 409},
+    "bob": {READ: OK, WRITE: OK, ADMIN: 403, "delete": 403},
+    "carol": {READ: OK, WRITE: 403, ADMIN: 403, "delete": 403},
+    "dave": {READ: 404, WRITE: 404, ADMIN: 404, "delete": 404},
+    "plain_staff": {READ: 404, WRITE: 404, ADMIN: 404, "delete": 404},
+    "reading_staff": {READ: OK, WRITE: 403, ADMIN: 403, "delete": 403},
+    "operating_staff": {READ: OK, WRITE: OK, ADMIN: OK, "delete": 403},
+    "anonymous": {READ: 401, WRITE: 401, ADMIN: 401, "delete": 401},
 }
 
 
@@ -71,6 +77,8 @@ def world(acme, alice, bob, globex, db):
     from django.contrib.auth import get_user_model
 
     get_user_model().objects.create_user("eve", email="eve@example.com")
+    frank = get_user_model().objects.create_user("frank", email="frank@example.com")
+    Membership.objects.create(team=acme, user=frank, role="viewer")
     key = make_key(alice, team=acme, label="acme")
     run = make_run(bob, key, ["one", "two", "three"], team=acme, name="acme's run")
     Run.objects.filter(pk=run.pk).update(status=RunStatus.PAUSED)  # every action would succeed
@@ -102,6 +110,7 @@ def world(acme, alice, bob, globex, db):
         "pipeline": pipeline.pk,
         "team": acme.pk,
         "bob": bob.pk,
+        "frank": frank.pk,
     }
 
 
