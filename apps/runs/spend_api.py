@@ -13,6 +13,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.runs.reporting.spend import GROUPS, month_start, spend_csv, spend_rows, spend_total
+from apps.runs.services.team_budget import limits_status
+from apps.teams.access import teams_visible_to
 from config.api.errors import error_responses, validated_input
 from config.api.renderers import CSVRenderer
 
@@ -91,3 +93,31 @@ class SpendReportApi(APIView):
         body = {"since": since, "until": until, "group_by": params["group_by"], "rows": rows,
                 "total": spend_total(rows)}
         return Response(SpendReportSerializer(body).data)
+
+
+class LimitStatusSerializer(serializers.Serializer):
+    team_id = serializers.IntegerField()
+    team = serializers.CharField()
+    member = serializers.CharField(allow_null=True, help_text="null: the team's own limit.")
+    limit_usd = serializers.DecimalField(max_digits=12, decimal_places=4)
+    period = serializers.CharField()
+    window_days = serializers.IntegerField(allow_null=True)
+    period_start = serializers.DateTimeField()
+    spent_usd = serializers.DecimalField(max_digits=16, decimal_places=8)
+    reserved_usd = serializers.DecimalField(max_digits=16, decimal_places=8,
+                                            help_text="Held for calls in flight (their worst case).")
+    left_usd = serializers.DecimalField(max_digits=16, decimal_places=8)
+    alert_level = serializers.IntegerField(help_text="The last threshold announced: 0, 80 or 100 (%).")
+    paused_runs = serializers.IntegerField(help_text="Runs paused by this team's limits (team_budget).")
+
+
+@extend_schema(tags=["spend"])
+class SpendLimitsApi(APIView):
+    @extend_schema(
+        operation_id="spend_limits",
+        summary="Where each spend limit of your teams stands in its period: spent, in flight, left.",
+        responses={200: LimitStatusSerializer(many=True), **error_responses(401)},
+    )
+    def get(self, request: Request) -> Response:
+        rows = limits_status(teams=teams_visible_to(request.user))
+        return Response(LimitStatusSerializer(rows, many=True).data)

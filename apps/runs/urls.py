@@ -7,6 +7,7 @@ from apps.runs import api, replay_api, spend_api
 urlpatterns = [
     path("runs/", api.RunListCreateApi.as_view(), name="run-list"),
     path("spend/", spend_api.SpendReportApi.as_view(), name="spend-report"),
+    path("spend/limits/", spend_api.SpendLimitsApi.as_view(), name="spend-limits"),
     path("runs/estimate/", api.RunEstimateApi.as_view(), name="run-estimate"),
     path("runs/<str:run_id>/", api.RunDetailApi.as_view(), name="run-detail"),
     path("runs/<str:run_id>/cancel/", api.RunCancelApi.as_view(), name="run-cancel"),

@@ -119,3 +119,20 @@ def test_the_admin_page_is_refused_to_staff_without_the_permission(plain_staff):
     client = Client()
     client.force_login(plain_staff)
     assert client.get("/admin/spend/").status_code == 403
+
+
+def test_the_limits_say_what_each_period_spent_and_what_is_left(usage, alice, acme, bob):
+    from apps.teams.models import Membership, Team
+
+    Team.objects.filter(pk=acme.pk).update(limit_usd=1)
+    Membership.objects.filter(team=acme, user=bob).update(limit_usd="0.5")
+    rows = api(alice).get(f"{SPEND}limits/").json()
+    assert [(r["member"], r["spent_usd"], r["left_usd"]) for r in rows] == [
+        (None, "0.40000000", "0.60000000"), ("bob", "0.30000000", "0.20000000")]
+
+
+def test_another_teams_limits_are_not_listed(usage, dave, acme):
+    from apps.teams.models import Team
+
+    Team.objects.filter(pk=acme.pk).update(limit_usd=1)
+    assert api(dave).get(f"{SPEND}limits/").json() == []

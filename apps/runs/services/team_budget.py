@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apps.core.formatting import format_usd
@@ -255,3 +256,32 @@ def spend_alerts_check(*, now: datetime | None = None) -> int:
             transaction.on_commit(partial(spend_threshold_reached.send, sender=Team, **event), robust=True)
         announced += 1
     return announced
+
+
+# --- where each limit stands ---------------------------------------------------------------------
+
+def limits_status(*, teams: QuerySet[Team], now: datetime | None = None) -> list[dict[str, Any]]:
+    """Each limit set on `teams` (the team's, each member's) with what its period has spent, what is
+    reserved for calls in flight, what is left, and how many runs it holds paused."""
+    now = now or timezone.now()
+    rows: list[dict[str, Any]] = []
+    for team in teams.prefetch_related("memberships__user").order_by("name"):
+        holders: list[tuple[SpendLimit, int | None, str | None]] = []
+        if team.limit_usd is not None:
+            holders.append((team, None, None))
+        holders += [(m, m.user_id, m.user.get_username()) for m in team.memberships.all()
+                    if m.limit_usd is not None]
+        for holder, user_id, member in holders:
+            assert holder.limit_usd is not None
+            since = period_start(holder, now)
+            usage = spend_and_reserved(team_id=team.pk, user_id=user_id, since=since, cache=holder, now=now)
+            paused = Run.objects.paused_by(PausedCause.TEAM_BUDGET).filter(team_id=team.pk)
+            rows.append({
+                "team_id": team.pk, "team": team.name, "member": member, "limit_usd": holder.limit_usd,
+                "period": holder.period, "window_days": holder.window_days, "period_start": since,
+                "spent_usd": usage.spent, "reserved_usd": usage.reserved,
+                "left_usd": max(holder.limit_usd - usage.spent - usage.reserved, Decimal(0)),
+                "alert_level": holder.alert_level,
+                "paused_runs": (paused.filter(owner_id=user_id) if user_id else paused).count(),
+            })
+    return rows
