@@ -21,6 +21,7 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("api/v1/", ApiRootView.as_view(), name="api-root"),
     path("api/v1/", include("apps.accounts.urls")),
+    path("api/v1/", include("apps.teams.urls")),
     path("api/v1/", include("apps.keys.urls")),
     path("api/v1/", include("apps.runs.urls")),
     path("api/v1/", include("apps.pipelines.urls")),

@@ -13,10 +13,11 @@ class ConsoleAdminSite(admin.AdminSite):
     site_url = "/"
 
     def get_urls(self) -> list[URLPattern | URLResolver]:
-        from apps.console import views  # the views read models: imported once the apps are ready
+        from apps.console import spend, views  # the views read models: imported once the apps are ready
 
         return [
             path("overview/", self.admin_view(views.overview), name="overview"),
             path("overview/runs/", self.admin_view(views.overview_runs), name="overview_runs"),
+            path("spend/", self.admin_view(spend.spend_page), name="spend"),
             *super().get_urls(),
         ]

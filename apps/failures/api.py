@@ -1,5 +1,6 @@
-"""`/api/v1/failures/`: the dead-letter table, one thin view per operation. A failure belongs to its
-run's owner (another user's failure is a 404, like a missing one); staff see all. Resolve goes through
+"""`/api/v1/failures/`: the dead-letter table, one thin view per operation. A failure is its run's:
+one the caller may not read is a 404, like a missing one; one they may read but not change is a 403
+for replay and resolve (apps/teams/access.py). Resolve goes through
 the same service as the admin; its state errors are mapped once, in config/api/errors.py. Replay puts
 the block back to work in its run, a run operation: its endpoints are apps/runs/replay_api.py."""
 
@@ -19,18 +20,22 @@ from apps.failures.serializers import (
     FailureResolveInputSerializer,
 )
 from apps.failures.services import failure_resolve
+from apps.teams.access import check_write
 from config.api.errors import error_responses, validated_input
 from config.api.pagination import PagePagination
 from config.api.throttles import WRITES
 
 
-def visible_failure(request: Request, failure_id: str) -> PipelineFailure:
-    """Any id that is not a visible row's is a 404 in the API's error shape, never a database error."""
+def visible_failure(request: Request, failure_id: str, *, write: bool = False) -> PipelineFailure:
+    """Any id that is not a visible row's is a 404 in the API's error shape, never a database error;
+    with `write`, a row the caller may read but not change is a 403 saying why."""
     row = None
     if failure_id.isdigit() and 0 < int(failure_id) <= MAX_ID:
         row = failures_visible_to(user=request.user).filter(pk=int(failure_id)).first()
     if row is None:
         raise NotFound("No such failure.")
+    if write:
+        check_write(request.user, row)
     return row
 
 
@@ -65,10 +70,10 @@ class FailureResolveApi(APIView):
     throttle_scope = WRITES
 
     @extend_schema(operation_id="failures_resolve", request=FailureResolveInputSerializer,
-                   responses={200: FailureOutputSerializer, **error_responses(400, 401, 404, 409, 429)})
+                   responses={200: FailureOutputSerializer, **error_responses(400, 401, 403, 404, 409, 429)})
     def post(self, request: Request, failure_id: str) -> Response:
         """Close the failure with a note; it is never replayed again (the block stays failed)."""
-        row = visible_failure(request, failure_id)
+        row = visible_failure(request, failure_id, write=True)
         data = validated_input(FailureResolveInputSerializer, request.data)
         failure_resolve(failure_id=row.pk, note=data["note"])
         return failure_response(request, row.pk)

@@ -3,6 +3,8 @@ from typing import Any
 from django.db import models
 from django.db.models import Q
 
+from apps.teams.access import AccessRule
+
 
 class EventCode(models.TextChoices):
     """The fixed diagnostic taxonomy; every terminal failure and every retry carries one."""
@@ -47,6 +49,9 @@ def state_filter(state: str) -> Q:
 
 class PipelineFailure(models.Model):
     """The dead-letter row for a block that failed for good; beat replays due rows."""
+
+    # Whoever may see or change its run may see or change it (apps/teams/access.py).
+    access = AccessRule(path="run__", noun="failure")
 
     run = models.ForeignKey("runs.Run", null=True, blank=True, on_delete=models.SET_NULL,
                             related_name="failures")

@@ -1,5 +1,5 @@
-"""Reads of the dead-letter table, shared by the API and the admin. Ownership is enforced here: a
-failure belongs to its run's owner, and staff see every one."""
+"""Reads of the dead-letter table, shared by the API and the admin. A failure is its run's: whoever
+may read (change) the run may read (replay, resolve) it (apps/teams/access.py)."""
 
 from datetime import datetime
 from typing import Any
@@ -7,12 +7,13 @@ from typing import Any
 from django.db.models import Count, F, QuerySet
 
 from apps.failures.models import UNRESOLVED, FailureState, PipelineFailure, state_filter
+from apps.teams.access import visible_to
 
 
-def failures_visible_to(*, user: Any) -> QuerySet[PipelineFailure]:
-    """A user's failures (staff: all). `user=None` is the operator at the command line: every row."""
-    rows = PipelineFailure.objects.annotate(block_uid=F("block__uid"))
-    return rows if user is None or user.is_staff else rows.filter(run__owner_id=user.pk)
+def failures_visible_to(*, user: Any, write: bool = False) -> QuerySet[PipelineFailure]:
+    """The failures `user` may read (or with `write`, replay and resolve). `user=None` is the
+    operator at the command line: every row."""
+    return visible_to(user, PipelineFailure.objects.annotate(block_uid=F("block__uid")), write=write)
 
 
 def failures_list(*, user: Any, run: Any = None, error_code: str | None = None,

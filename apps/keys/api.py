@@ -1,6 +1,7 @@
-"""`/api/v1/keys/`: one thin view per operation over the key services. A user sees only their own
-keys (another user's key is a 404, like a missing one); staff see all, and change or delete another
-user's key only with the model permission (`keys.change_providerkey`, `keys.delete_providerkey`).
+"""`/api/v1/keys/`: one thin view per operation over the key services. Who sees and changes a key
+is apps/teams/access.py's to say: a key the caller may not see is a 404, like a missing one; one they
+see but may not change (a team's member or viewer, staff without `keys.change_providerkey` /
+`keys.delete_providerkey`) is a 403 that says why.
 
 JSON only: the browsable API re-renders a failed form with the submitted values, which for these
 endpoints would put the secret into an HTML page. Every write is throttled (config/api/throttles.py);
@@ -26,7 +27,8 @@ from apps.keys.services import (
     key_set_limits,
     key_update,
 )
-from config.api.errors import error_responses, validated_input
+from apps.teams.access import teams_visible_to, write_refusal
+from config.api.errors import InputError, error_responses, validated_input
 from config.api.throttles import WRITES
 
 
@@ -50,7 +52,7 @@ def changeable_key(request: Request, key_id: str, *, action: str = "change") -> 
     change it only with the model permission: a 403, since they can see it."""
     key = visible_key(request, key_id)
     if not key_user_may_change(user=request.user, key=key, action=action):
-        raise PermissionDenied(f"You may read this key but not {action} it: it belongs to another user.")
+        raise PermissionDenied(write_refusal(request.user, key))
     return key
 
 
@@ -62,9 +64,14 @@ class KeyListCreateApi(KeyApi):
         return Response(KeyOutputSerializer(keys_for_user(user=request.user), many=True).data)
 
     @extend_schema(operation_id="keys_create", request=KeyCreateInputSerializer,
-                   responses={201: KeyOutputSerializer, **error_responses(400, 401, 429)})
+                   responses={201: KeyOutputSerializer, **error_responses(400, 401, 403, 429)})
     def post(self, request: Request) -> Response:
-        key = key_create(owner=request.user, **validated_input(KeyCreateInputSerializer, request.data))
+        data = validated_input(KeyCreateInputSerializer, request.data)
+        team_id = data.pop("team", None)
+        team = teams_visible_to(request.user).filter(pk=team_id).first() if team_id else None
+        if team_id and team is None:
+            raise InputError({"team": ["unknown team: you are not a member of it"]})
+        key = key_create(owner=request.user, team=team, **data)
         return Response(KeyOutputSerializer(key).data, status=status.HTTP_201_CREATED)
 
 

@@ -3,6 +3,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from apps.lanes.limits import tier_choices
+from apps.teams.access import ADMINS, AccessRule
 
 
 class Provider(models.TextChoices):
@@ -10,11 +11,18 @@ class Provider(models.TextChoices):
 
 
 class ProviderKey(models.Model):
-    """A user's own provider API key. The secret is stored only encrypted and shown only by suffix."""
+    """A user's own provider API key, or a team's (`team`: its admins manage it, its members submit
+    runs with it). The secret is stored only encrypted and shown only by suffix."""
+
+    access = AccessRule(write_roles=ADMINS, noun="key")
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_keys"
     )
+    # The team the key belongs to; empty: its owner's alone (apps/teams/access.py says who may do what).
+    # PROTECT: a team goes only after its keys (the team deletion removes them first, in batches).
+    team = models.ForeignKey("teams.Team", on_delete=models.PROTECT, null=True, blank=True,
+                             related_name="keys")
     provider = models.CharField(max_length=32, choices=Provider.choices, default=Provider.ANTHROPIC)
     label = models.CharField(max_length=100)
     # Fernet token of the secret; never the secret itself (see apps.core.crypto).

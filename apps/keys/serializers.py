@@ -44,6 +44,9 @@ class KeyCreateInputSerializer(KeyLimitsInputSerializer):
         help_text="Empty for the provider's official URL.",
     )
     provider = serializers.ChoiceField(choices=Provider.choices, default=Provider.ANTHROPIC)
+    team = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False, allow_null=True,
+                                    default=None, help_text="A team's key (you must be its admin); "
+                                                            "omitted: a personal key.")
 
 
 class KeyUpdateInputSerializer(KeyLimitsInputSerializer):
@@ -68,7 +71,7 @@ class KeyOutputSerializer(serializers.ModelSerializer):
         model = ProviderKey
         # An explicit list, so that a new model field is never published by accident.
         fields = [
-            "id", "owner", "provider", "label", "suffix", "base_url", "is_valid", "validated_at",
+            "id", "owner", "team", "provider", "label", "suffix", "base_url", "is_valid", "validated_at",
             "validation_error", "tier", "rpm_limit", "itpm_limit", "otpm_limit", "lanes",
             "created_at", "updated_at",
         ]

@@ -48,6 +48,10 @@ def database_families(gauges: DatabaseGauges | None) -> list[Metric]:
                                      "(replayed only by hand)", ["state"])
     keys = _gauge("keys", "Provider keys by validity (invalid: the provider refused it)", ["validity"])
     lag = _gauge("pump_lag_seconds", "Seconds since the pump last ran to its end (no sample: never)")
+    alert = _gauge("team_spend_alert_level", "The threshold a team's (member: a member's) spend limit "
+                   "has reached in its period: 0, 80 or 100 (%); 100: its runs pause", ["team", "member"])
+    limit = _gauge("team_spend_limit_usd", "A team's (member: a member's) spend limit per period",
+                   ["team", "member"])
     if gauges is not None:
         for status, n in gauges.runs_by_status.items():
             runs.add_metric([status], n)
@@ -64,7 +68,10 @@ def database_families(gauges: DatabaseGauges | None) -> list[Metric]:
             keys.add_metric([validity], n)
         if gauges.pump_lag_seconds is not None:
             lag.add_metric([], gauges.pump_lag_seconds)
-    return [runs, paused, caching, not_hitting, stalled, blocks, letters, keys, lag]
+        for team, member, level, amount in gauges.team_limits:
+            alert.add_metric([team, member], level)
+            limit.add_metric([team, member], amount)
+    return [runs, paused, caching, not_hitting, stalled, blocks, letters, keys, lag, alert, limit]
 
 
 def lane_families(lanes: list) -> list[Metric]:

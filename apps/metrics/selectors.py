@@ -15,6 +15,7 @@ from apps.keys.models import ProviderKey
 from apps.runs.models import Attempt, Block, BlockStatus, PausedCause, Run, RunMode
 from apps.runs.reporting.costs import NO_HIT_AFTER_CALLS, calls_after_first_reply
 from apps.runs.transitions import RUN_ACTIVE, RUN_ENDED, RunStatus
+from apps.teams.models import Membership, Team
 
 # A run with due work and no call answered for this long counts as stalled.
 STALL_SECONDS = 600
@@ -34,6 +35,8 @@ class DatabaseGauges:
     dead_letters: dict[str, int]
     keys_by_validity: dict[str, int]
     pump_lag_seconds: float | None
+    # (team, member or "", threshold reached 0/80/100, limit in dollars) for every limit that is set.
+    team_limits: list[tuple[str, str, int, float]]
 
 
 def runs_by_status() -> dict[str, int]:
@@ -117,8 +120,19 @@ def database_gauges() -> DatabaseGauges:
         runs_caching=runs_caching(), runs_cache_not_hitting=runs_cache_not_hitting(),
         runs_stalled=runs_stalled(now), blocks_pending=pending,
         blocks_claimed=claimed, dead_letters=dead_letters(), keys_by_validity=keys_by_validity(),
-        pump_lag_seconds=pump_lag_seconds(now),
+        pump_lag_seconds=pump_lag_seconds(now), team_limits=team_limits(),
     )
+
+
+def team_limits() -> list[tuple[str, str, int, float]]:
+    """Each team and member limit that is set, with the threshold its spend last reached (kept on the
+    row by beat's conveyor.teams.spend_alerts): no spend is summed at scrape time."""
+    rows = [(name, "", level, float(limit or 0)) for name, level, limit in
+            Team.objects.filter(limit_usd__isnull=False).values_list("name", "alert_level", "limit_usd")]
+    rows += [(team, user, level, float(limit or 0)) for team, user, level, limit in
+             Membership.objects.filter(limit_usd__isnull=False)
+             .values_list("team__name", "user__username", "alert_level", "limit_usd")]
+    return rows
 
 
 def keys_for_lanes() -> list[Any]:

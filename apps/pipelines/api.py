@@ -1,5 +1,6 @@
-"""`/api/v1/pipelines/`: thin views over the pipeline services and selectors. A pipeline is its
-owner's (another user's is a 404, like a missing one); staff see all. Each step is a run: its blocks,
+"""`/api/v1/pipelines/`: thin views over the pipeline services and selectors. Who may see a
+pipeline is apps/teams/access.py's to say (anything else is a 404, like a missing one); a team's
+pipeline is created by its admins and members, with the team's key. Each step is a run: its blocks,
 results, events and failures are at `/api/v1/runs/<run_id>/...`."""
 
 from typing import Any
@@ -14,7 +15,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.keys.selectors import key_get_for_user
 from apps.pipelines.models import Pipeline
 from apps.pipelines.selectors import (
     item_paths,
@@ -31,6 +31,7 @@ from apps.pipelines.serializers import (
     PipelineSerializer,
 )
 from apps.pipelines.services.creation import PipelineSpecError, pipeline_create
+from apps.runs.api import submission_key, submitting_team
 from apps.runs.services.submission import block_from_object
 from config.api.errors import InputError, PayloadTooLarge, error_responses, validated_input
 from config.api.pagination import PagePagination
@@ -80,14 +81,13 @@ class PipelineListCreateApi(GenericAPIView):
     def post(self, request: Request) -> Response:
         self._check_size(request)
         data = validated_input(PipelineCreateInputSerializer, request.data)
-        key = key_get_for_user(user=request.user, key_id=data["key"])
-        if key is None:
-            raise InputError({"key": ["unknown key"]})
+        team = submitting_team(request, data.pop("team", None))
+        key = submission_key(request, data, team)
         items = [block_from_object({k: v for k, v in item.items() if v is not None}, line=n)
                  for n, item in enumerate(data["items"], start=1)]
         try:
-            pipeline = pipeline_create(owner=request.user, key=key, name=data["name"], steps=data["steps"],
-                                       items=items)
+            pipeline = pipeline_create(owner=request.user, team=team, key=key, name=data["name"],
+                                       steps=data["steps"], items=items)
         except PipelineSpecError as exc:
             raise InputError({exc.field or "non_field_errors": [exc.message]}) from None
         return pipeline_response(pipeline, status_code=status.HTTP_201_CREATED)

@@ -13,13 +13,20 @@ from django.db.models import Q
 
 from apps.pipelines.transitions import ItemStatus, PipelineItemQuerySet, PipelineQuerySet, PipelineStatus
 from apps.runs.models import Run
+from apps.teams.access import AccessRule
 
 __all__ = ["ItemStatus", "Pipeline", "PipelineItem", "PipelineStatus", "PipelineStep"]
 
 
 class Pipeline(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    access = AccessRule(noun="pipeline")
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pipelines")
+    # The team the pipeline belongs to; empty: its owner's alone (apps/teams/access.py says who may do what).
+    # PROTECT: a team goes only after its pipelines (the team deletion removes them first, in batches).
+    team = models.ForeignKey("teams.Team", on_delete=models.PROTECT, null=True, blank=True,
+                             related_name="pipelines")
     name = models.CharField(max_length=200, blank=True, default="")
     status = models.CharField(max_length=16, choices=PipelineStatus.choices, default=PipelineStatus.RUNNING)
     total_items = models.PositiveIntegerField(default=0)

@@ -9,17 +9,17 @@ from django.db.models import Count, QuerySet
 
 from apps.pipelines.models import ItemStatus, Pipeline, PipelineItem, PipelineStep
 from apps.runs.models import Block
+from apps.teams.access import visible_to
 
 
 def pipeline_get_visible(*, user: Any, pipeline_id: Any) -> Pipeline | None:
-    """The pipeline if `user` may see it (its owner, or staff); None for a missing one, another
-    user's and a malformed id alike."""
+    """The pipeline if `user` may see it (apps/teams/access.py); None for a missing one, one they
+    may not see and a malformed id alike."""
     try:
         pipeline_id = uuid.UUID(str(pipeline_id))
     except ValueError:
         return None
-    pipelines = Pipeline.objects.all() if user.is_staff else Pipeline.objects.filter(owner=user)
-    return pipelines.filter(pk=pipeline_id).first()
+    return visible_to(user, Pipeline.objects.all()).filter(pk=pipeline_id).first()
 
 
 def pipeline_rollup(pipeline: Pipeline) -> dict[str, Any]:
@@ -48,9 +48,8 @@ def _step_summary(step: PipelineStep, items_in_step: int) -> dict[str, Any]:
 
 
 def pipelines_list(*, user: Any) -> QuerySet[Pipeline]:
-    """The user's pipelines (staff: everyone's), newest first."""
-    pipelines = Pipeline.objects.all() if user.is_staff else Pipeline.objects.filter(owner=user)
-    return pipelines.order_by("-created_at")
+    """The pipelines `user` may see, newest first."""
+    return visible_to(user, Pipeline.objects.all()).order_by("-created_at")
 
 
 def pipeline_items(pipeline: Pipeline, *, status: str | None = None) -> QuerySet[PipelineItem]:

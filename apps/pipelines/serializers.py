@@ -27,6 +27,7 @@ FILTER_HELP = ("Which items this step takes: `<name> <op> <value>` over the same
 class PipelineStepInputSerializer(RunSettingsInputSerializer):
     # DRF's way to drop an inherited field: the pipeline has the key, for every step.
     key = None  # type: ignore[assignment]
+    team = None  # type: ignore[assignment]  # the pipeline's team is every step's
     name = TextField(max_length=50, validators=[RegexValidator(r"^[a-z][a-z0-9_]*$")],
                      help_text="1 to 50 of a-z, 0-9 and _, starting with a letter.")
     input = TextField(required=False, allow_blank=True, default="", trim_whitespace=False,
@@ -41,7 +42,10 @@ class PipelineStepInputSerializer(RunSettingsInputSerializer):
 
 class PipelineCreateInputSerializer(StrictSerializer):
     key = serializers.IntegerField(min_value=1, max_value=2**63 - 1,
-                                   help_text="Id of one of your provider keys, used by every step.")
+                                   help_text="Id of one of your provider keys (or, with `team`, of the "
+                                             "team's keys), used by every step.")
+    team = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False, allow_null=True,
+                                    default=None, help_text="The team the pipeline (and its runs) is for.")
     name = TextField(max_length=200, required=False, allow_blank=True, default="")
     steps = PipelineStepInputSerializer(many=True, allow_empty=False)
     items = BlockInputSerializer(many=True, allow_empty=False,

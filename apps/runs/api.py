@@ -1,6 +1,8 @@
 """`/api/v1/runs/`: thin views over the run services and selectors.
 
-Every run is scoped to its owner (another user's run is a 404, like a missing one); staff see all.
+Who may read and change which run is apps/teams/access.py's: a run the caller may not read is a 404,
+like a missing one; one they may read but not change (a team's viewer, staff with view_run only) is a
+403 that says why.
 Errors leave in the shared shape (config/api/errors.py); writes are throttled (config/api/throttles.py).
 """
 
@@ -21,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.keys.selectors import key_get_for_user
+from apps.keys.selectors import key_get_for_user, key_usable_for
 from apps.runs.caching import settings_warnings
 from apps.runs.models import Run
 from apps.runs.reporting.compare import runs_compare
@@ -82,6 +84,8 @@ from apps.runs.uploads import (
     json_fingerprint,
     upload_fingerprint,
 )
+from apps.teams.access import check_may_submit, check_write, teams_visible_to
+from apps.teams.models import Team
 from config.api.errors import (
     ErrorSerializer,
     InputError,
@@ -118,11 +122,34 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 
 # --- helpers ---------------------------------------------------------------------------------------
 
-def visible_run(request: Request, run_id: str) -> Run:
+def visible_run(request: Request, run_id: str, *, write: bool = False) -> Run:
+    """The run if the caller may read it (else 404); with `write`, also change it (else 403)."""
     run = run_get_visible(user=request.user, run_id=run_id)
     if run is None:
         raise NotFound("No such run.")
+    if write:
+        check_write(request.user, run)
     return run
+
+
+def submitting_team(request: Request, team_id: int | None) -> Team | None:
+    """The team a run is submitted for: one the caller belongs to (else 400 naming `team`), as an
+    admin or a member (a viewer: 403 saying so)."""
+    if team_id is None:
+        return None
+    team = teams_visible_to(request.user).filter(pk=team_id).first()
+    if team is None or not team.memberships.filter(user_id=request.user.pk or 0).exists():
+        raise InputError({"team": ["unknown team: you are not a member of it"]})
+    check_may_submit(request.user, team)
+    return team
+
+
+def submission_key(request: Request, data: dict[str, Any], team: Team | None) -> Any:
+    key = key_usable_for(user=request.user, key_id=data.pop("key"), team=team)
+    if key is None:
+        raise InputError({"key": ["unknown key: a team's run needs one of the team's keys" if team
+                                  else "unknown key"]})
+    return key
 
 
 def run_response(run: Run, *, status_code: int = status.HTTP_200_OK) -> Response:
@@ -180,7 +207,7 @@ class RunListCreateApi(GenericAPIView):
                                  description="`key_invalid`: the key's last validation failed."),
             422: OpenApiResponse(ErrorSerializer, description="`idempotency_key_reused`: the "
                                  "Idempotency-Key was used with a different body."),
-            **error_responses(400, 401, 413, 415, 429),
+            **error_responses(400, 401, 403, 413, 415, 429),
         },
     )
     def post(self, request: Request) -> Response:
@@ -195,12 +222,11 @@ class RunListCreateApi(GenericAPIView):
             if existing is not None:
                 return run_response(existing)
         data, blocks = self._upload(request) if upload else self._inline(request)
-        key = key_get_for_user(user=request.user, key_id=data.pop("key"))
-        if key is None:
-            raise InputError({"key": ["unknown key"]})
+        team = submitting_team(request, data.pop("team", None))
+        key = submission_key(request, data, team)
         counted = CountedBlocks(blocks, limit=settings.MAX_UPLOAD_BLOCKS)
         try:
-            run = run_create_idempotent(owner=request.user, key=key, blocks=counted,
+            run = run_create_idempotent(owner=request.user, team=team, key=key, blocks=counted,
                                         idempotency_key=idempotency_key, request_fingerprint=fingerprint,
                                         **data)
         except TooManyBlocks as exc:
@@ -288,6 +314,7 @@ class RunEstimateApi(APIView):
         upload = request.content_type.split(";")[0].strip().lower() == "multipart/form-data"
         RunListCreateApi._check_length(request, upload=upload)
         data, blocks = RunListCreateApi._upload(request) if upload else RunListCreateApi._inline(request)
+        data.pop("team", None)
         if key_get_for_user(user=request.user, key_id=data.pop("key")) is None:
             raise InputError({"key": ["unknown key"]})
         try:
@@ -316,10 +343,10 @@ class RunCancelApi(APIView):
     @extend_schema(
         operation_id="runs_cancel",
         description="Pending blocks are canceled at once; calls in flight finish and are recorded.",
-        responses={200: RunDetailSerializer, **error_responses(401, 404, 409, 429)},
+        responses={200: RunDetailSerializer, **error_responses(401, 403, 404, 409, 429)},
     )
     def post(self, request: Request, run_id: str) -> Response:
-        return run_response(run_cancel(run_id=visible_run(request, run_id).pk))
+        return run_response(run_cancel(run_id=visible_run(request, run_id, write=True).pk))
 
 
 @extend_schema(parameters=[RUN_ID], tags=["runs"], request=None)
@@ -327,9 +354,9 @@ class RunResumeApi(APIView):
     throttle_scope = WRITES
 
     @extend_schema(operation_id="runs_resume", description="Resume a paused run.",
-                   responses={200: RunDetailSerializer, **error_responses(401, 404, 409, 429)})
+                   responses={200: RunDetailSerializer, **error_responses(401, 403, 404, 409, 429)})
     def post(self, request: Request, run_id: str) -> Response:
-        return run_response(run_resume(run_id=visible_run(request, run_id).pk))
+        return run_response(run_resume(run_id=visible_run(request, run_id, write=True).pk))
 
 
 @extend_schema(parameters=[RUN_ID], tags=["runs"])
@@ -344,10 +371,10 @@ class RunBudgetApi(APIView):
             "case; otherwise it stays paused, its `paused_reason` saying what that block could cost."
         ),
         request=RunBudgetInputSerializer,
-        responses={200: RunDetailSerializer, **error_responses(400, 401, 404, 429)},
+        responses={200: RunDetailSerializer, **error_responses(400, 401, 403, 404, 429)},
     )
     def post(self, request: Request, run_id: str) -> Response:
-        run = visible_run(request, run_id)
+        run = visible_run(request, run_id, write=True)
         data = validated_input(RunBudgetInputSerializer, request.data)
         return run_response(run_set_budget(run_id=run.pk, max_cost_usd=data["max_cost_usd"]))
 
@@ -365,10 +392,10 @@ class RunReseedApi(APIView):
             "Earlier passes stay readable in each block's attempts. A run still in progress is a 409."
         ),
         request=ReseedInputSerializer,
-        responses={200: RunDetailSerializer, **error_responses(400, 401, 404, 409, 429)},
+        responses={200: RunDetailSerializer, **error_responses(400, 401, 403, 404, 409, 429)},
     )
     def post(self, request: Request, run_id: str) -> Response:
-        run = visible_run(request, run_id)
+        run = visible_run(request, run_id, write=True)
         changes = validated_input(ReseedInputSerializer, request.data)
         return run_response(run_reseed(run_id=run.pk, **changes))
 

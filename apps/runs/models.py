@@ -18,6 +18,7 @@ from apps.runs.transitions import (
     RunQuerySet,
     RunStatus,
 )
+from apps.teams.access import AccessRule
 
 
 class RunMode(models.TextChoices):
@@ -65,7 +66,13 @@ class RunManager(_RunManagerBase):
 
 class Run(Usage, Reserved):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    access = AccessRule(noun="run")
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs")
+    # The team the run belongs to; empty: its owner's alone (apps/teams/access.py says who may do what).
+    # PROTECT: a team goes only after its runs (the team deletion removes them first, in batches).
+    team = models.ForeignKey("teams.Team", on_delete=models.PROTECT, null=True, blank=True,
+                             related_name="runs")
     # SET_NULL: a user must be able to delete a leaked key outright; finished runs keep their history.
     # (Deleting a key that an active run uses is refused by apps.keys.services.key_delete, which asks
     # `key.runs.using_key()`.)

@@ -26,11 +26,11 @@ class FailureReplayApi(APIView):
     throttle_scope = WRITES
 
     @extend_schema(operation_id="failures_replay", request=None,
-                   responses={200: FailureOutputSerializer, **error_responses(401, 404, 409, 429)})
+                   responses={200: FailureOutputSerializer, **error_responses(401, 403, 404, 409, 429)})
     def post(self, request: Request, failure_id: str) -> Response:
         """Put the failed block back to work now, due or not, parked or not. If the block had already
         succeeded, the failure is resolved instead (see `state`)."""
-        row = visible_failure(request, failure_id)
+        row = visible_failure(request, failure_id, write=True)
         failure_replay_now(failure_id=row.pk)
         return failure_response(request, row.pk)
 
@@ -43,20 +43,27 @@ class FailureBulkReplayApi(APIView):
                    responses={200: BulkReplayOutputSerializer, **error_responses(400, 401, 429)})
     def post(self, request: Request) -> Response:
         """Replay failures by `ids`, or every unresolved failure matching the filters (at most 1000 per
-        call). Ids you cannot see are refused as not found."""
+        call). Ids you cannot see are refused as not found, those you may read but not change as not
+        allowed; filters select only among the failures you may change."""
         data = validated_input(FailureBulkReplayInputSerializer, request.data)
         rows = failures_visible_to(user=request.user)
+        changeable = failures_visible_to(user=request.user, write=True)
+        readonly: list[int] = []
         if "ids" in data:
             wanted = list(dict.fromkeys(data["ids"]))
             visible = set(rows.filter(pk__in=wanted).values_list("pk", flat=True))
-            ids = [pk for pk in wanted if pk in visible]
+            allowed = set(changeable.filter(pk__in=wanted).values_list("pk", flat=True))
+            ids = [pk for pk in wanted if pk in allowed]
             hidden = [pk for pk in wanted if pk not in visible]
+            readonly = [pk for pk in wanted if pk in visible and pk not in allowed]
         else:
-            matching = failures_list(user=request.user, resolved=False, **data)
+            matching = failures_list(user=request.user, resolved=False, **data).filter(
+                pk__in=changeable.values("pk"))
             ids = list(matching.values_list("pk", flat=True)[:MAX_BULK_IDS])
             hidden = []
         report = failures_replay_selected(failure_ids=ids)
         refused = [{"id": pk, "reason": "not found"} for pk in hidden]
+        refused += [{"id": pk, "reason": "not allowed: you may read it but not replay it"} for pk in readonly]
         refused += [{"id": pk, "reason": reason} for pk, reason in report.refused.items()]
         body = {"replayed": report.replayed, "resolved": report.resolved, "refused": refused}
         return Response(BulkReplayOutputSerializer(body).data)

@@ -13,6 +13,7 @@ from apps.core.ids import RunId
 from apps.lanes.selectors import ceiling_bound_text, lane_state
 from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, PausedCause, Run
 from apps.runs.transitions import RUN_ACTIVE, RunStatus
+from apps.teams.access import visible_to
 
 RESULT_FIELDS = (
     "uid", "block_index", "status", "output", "output_json", "metadata", "error_code", "error_message",
@@ -21,11 +22,10 @@ RESULT_FIELDS = (
 )
 
 
-def runs_visible_to(*, user: Any) -> QuerySet[Run]:
-    """Staff see every run; everyone else only their own (another user's run is a 404). `user=None`
+def runs_visible_to(*, user: Any, write: bool = False) -> QuerySet[Run]:
+    """The runs `user` may read (or with `write`, change): apps/teams/access.py decides. `user=None`
     is the operator at the command line (`manage.py runs`): every run."""
-    runs = Run.objects.all()
-    return runs if user is None or user.is_staff else runs.filter(owner=user)
+    return visible_to(user, Run.objects.all(), write=write)
 
 
 def run_get_visible(*, user: Any, run_id: RunId) -> Run | None:
@@ -35,7 +35,7 @@ def run_get_visible(*, user: Any, run_id: RunId) -> Run | None:
         pk = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
     except ValueError:
         return None
-    return runs_visible_to(user=user).select_related("owner").filter(pk=pk).first()
+    return runs_visible_to(user=user).select_related("owner", "team").filter(pk=pk).first()
 
 
 def run_for_idempotency_key(*, owner: Any, idempotency_key: str) -> Run | None:
@@ -50,10 +50,12 @@ RUN_ORDERINGS = {
 }
 
 
-def runs_list(*, user: Any, status: str | None = None, model: str | None = None,
+def runs_list(*, user: Any, team: int | None = None, status: str | None = None, model: str | None = None,
               created_after: datetime | None = None, created_before: datetime | None = None,
               ordering: str = "-created_at") -> QuerySet[Run]:
-    runs = runs_visible_to(user=user).select_related("owner")
+    runs = runs_visible_to(user=user).select_related("owner", "team")
+    if team is not None:
+        runs = runs.filter(team_id=team)
     if status:
         runs = runs.filter(status=status)
     if model:

@@ -21,6 +21,7 @@ from apps.runs.dispatch import (
 from apps.runs.hosts import host_help_arrived, host_of
 from apps.runs.services.recovery import pump as pump_service
 from apps.runs.services.replay import failures_replay_sweep
+from apps.runs.services.team_budget import spend_alerts_check
 from apps.runs.serving.loop import ServingLoop
 
 logger = logging.getLogger(__name__)
@@ -79,3 +80,12 @@ def pump() -> dict:
 def replay_due_failures() -> dict:
     """Put dead-lettered blocks whose next_retry_at has come back to work."""
     return {"replayed": failures_replay_sweep()}
+
+
+# Beat runs this every TEAM_SPEND_CHECK_SECONDS; two at once announce each crossing once (a
+# conditional write of the limit's alert_level).
+@shared_task(name="conveyor.teams.spend_alerts", time_limit=120, soft_time_limit=100)
+def team_spend_alerts() -> dict:
+    """Announce the team and member limits whose spend reached 80% or 100% (a webhook event, the
+    metric), once per crossing."""
+    return {"announced": spend_alerts_check()}

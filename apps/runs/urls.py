@@ -1,11 +1,13 @@
 from django.urls import path
 
-from apps.runs import api, replay_api
+from apps.runs import api, replay_api, spend_api
 
 # run_id is matched as text and parsed by the view, so a malformed id is a 404 in the API's error
 # shape rather than Django's HTML page. A uid may contain slashes.
 urlpatterns = [
     path("runs/", api.RunListCreateApi.as_view(), name="run-list"),
+    path("spend/", spend_api.SpendReportApi.as_view(), name="spend-report"),
+    path("spend/limits/", spend_api.SpendLimitsApi.as_view(), name="spend-limits"),
     path("runs/estimate/", api.RunEstimateApi.as_view(), name="run-estimate"),
     path("runs/<str:run_id>/", api.RunDetailApi.as_view(), name="run-detail"),
     path("runs/<str:run_id>/cancel/", api.RunCancelApi.as_view(), name="run-cancel"),

@@ -30,11 +30,15 @@ class WebhookDeliveryAdmin(OperatorActionsMixin, admin.ModelAdmin):
 
     @admin.display(description="run", ordering="run")
     def run_short(self, row: WebhookDelivery) -> str:
+        if row.run_id is None:
+            return f"team {row.team_id}"
         return format_html('<a href="{}">{}</a>', reverse("admin:runs_run_change", args=[row.run_id]),
                            short_id(row.run_id))
 
     @admin.display(description="run")
     def run_link(self, row: WebhookDelivery) -> str:
+        if row.run_id is None:
+            return f"team {row.team_id}"
         return format_html('<a href="{}">{}</a>', reverse("admin:runs_run_change", args=[row.run_id]),
                            row.run_id)
 

@@ -1,7 +1,8 @@
 """`/api/v1/webhooks/`: the signing secret (created or rotated, shown once) and the delivery log.
 
-A delivery belongs to its run's owner (another user's delivery is a 404, like a missing one); staff see
-all. JSON only: the browsable API would put the secret into an HTML page. Writes are throttled."""
+A delivery is its run's: whoever may read (change) the run may read (redeliver) it, anything else is a
+404 (apps/teams/access.py). JSON only: the browsable API would put the secret into an HTML page.
+Writes are throttled."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -12,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.teams.access import check_write
 from apps.webhooks.models import WebhookDelivery
 from apps.webhooks.selectors import deliveries_list, deliveries_visible_to, webhook_secret_get
 from apps.webhooks.serializers import (
@@ -28,12 +30,14 @@ from config.api.pagination import PagePagination
 from config.api.throttles import WRITES
 
 
-def visible_delivery(request: Request, delivery_id: str) -> WebhookDelivery:
+def visible_delivery(request: Request, delivery_id: str, *, write: bool = False) -> WebhookDelivery:
     row = None
     if delivery_id.isdigit() and 0 < int(delivery_id) <= MAX_ID:
         row = deliveries_visible_to(user=request.user).filter(pk=int(delivery_id)).first()
     if row is None:
         raise NotFound("No such delivery.")
+    if write:
+        check_write(request.user, row)
     return row
 
 
@@ -88,9 +92,9 @@ class DeliveryRedeliverApi(APIView):
     throttle_scope = WRITES
 
     @extend_schema(operation_id="webhooks_deliveries_redeliver", request=None,
-                   responses={202: DeliveryDetailSerializer, **error_responses(401, 404, 429)})
+                   responses={202: DeliveryDetailSerializer, **error_responses(401, 403, 404, 429)})
     def post(self, request: Request, delivery_id: str) -> Response:
         """Send the event again now, whatever its state: the same `webhook-id`, a new timestamp and
         signature; its retry window starts again."""
-        row = delivery_redeliver(delivery_id=visible_delivery(request, delivery_id).pk)
+        row = delivery_redeliver(delivery_id=visible_delivery(request, delivery_id, write=True).pk)
         return Response(DeliveryDetailSerializer(row).data, status=status.HTTP_202_ACCEPTED)

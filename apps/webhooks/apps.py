@@ -11,7 +11,9 @@ class WebhooksConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.runs.signals import run_finished
+        from apps.teams.signals import spend_threshold_reached
         from apps.webhooks import tasks  # noqa: F401  (registered in every process: sent by name, eager too)
-        from apps.webhooks.receivers import record_run_finished
+        from apps.webhooks.receivers import record_run_finished, record_team_spend
 
         run_finished.connect(record_run_finished, dispatch_uid="conveyor.webhooks.record_run_finished")
+        spend_threshold_reached.connect(record_team_spend, dispatch_uid="conveyor.webhooks.record_team_spend")

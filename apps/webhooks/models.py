@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from apps.teams.access import AccessRule
 from apps.webhooks.transitions import DeliveryStatus, WebhookDeliveryQuerySet
 
 
@@ -31,7 +32,13 @@ class WebhookDelivery(models.Model):
     its call before sending, so a crashed sender's delivery becomes due again by itself and the beat
     sweep sends it (at least once)."""
 
-    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="webhook_deliveries")
+    access = AccessRule(path="run__", noun="delivery")
+
+    # A run's event (`run.finished`); or, with `team` instead, a team's (`team.spend`: pass_number 0).
+    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, null=True, blank=True,
+                            related_name="webhook_deliveries")
+    team = models.ForeignKey("teams.Team", on_delete=models.CASCADE, null=True, blank=True,
+                             related_name="webhook_deliveries")
     pass_number = models.PositiveIntegerField()
     event_id = models.CharField(max_length=64, unique=True)
     event_type = models.CharField(max_length=64, default="run.finished")
@@ -71,4 +78,6 @@ class WebhookDelivery(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.run_id is None:
+            return f"{self.event_type} {self.event_id} (team {self.team_id})"
         return f"{self.event_type} {self.event_id} (pass {self.pass_number} of {self.run_id})"

@@ -14,6 +14,7 @@ from apps.runs.models import Run, RunPass
 from apps.runs.reporting.exports import FORMATS
 
 EVENT_TYPE = "run.finished"
+TEAM_SPEND_EVENT = "team.spend"
 
 
 def _moment(value: datetime | None) -> str | None:
@@ -76,3 +77,19 @@ def run_finished_event(*, run: Run, run_pass: RunPass | None, pass_number: int, 
 def encode(event: dict[str, Any]) -> str:
     """The body as sent: compact JSON, key order as built (the stored text is what is signed)."""
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+def team_spend_event(*, team_id: int, team_name: str, member: str | None, level: int, spent_usd: Decimal,
+                     limit_usd: Decimal, period: str, window_days: int | None, period_start: datetime,
+                     at: datetime) -> dict[str, Any]:
+    """`team.spend`: a team's limit (or, with `member`, a member's limit in it) reached 80 or 100
+    percent of itself in the period; at 100 its runs pause (or have paused) with cause team_budget."""
+    return {
+        "type": TEAM_SPEND_EVENT,
+        "timestamp": _moment(at),
+        "data": {
+            "team_id": team_id, "team": team_name, "member": member, "threshold_percent": level,
+            "spent_usd": _usd(spent_usd), "limit_usd": _usd(limit_usd), "period": period,
+            "window_days": window_days, "period_start": _moment(period_start),
+        },
+    }

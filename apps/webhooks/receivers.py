@@ -20,3 +20,15 @@ def record_run_finished(sender: Any, *, run_id: RunId, status: str, pass_number:
     except Exception:
         logger.exception("webhook event of run %s pass %d not recorded now; the sweep will record it",
                          run_id, pass_number)
+
+
+def record_team_spend(sender: Any, *, team_id: int, user_id: int | None, level: int, **event: Any) -> None:
+    """`apps.teams.signals.spend_threshold_reached`, after the crossing's commit: the team's
+    `team.spend` event. An error is logged; the crossing stays recorded on the limit."""
+    from apps.webhooks.services import team_spend_record
+
+    event.pop("signal", None)
+    try:
+        team_spend_record(team_id=team_id, user_id=user_id, level=level, **event)
+    except Exception:
+        logger.exception("team.spend event of team %s (%s%%) not recorded", team_id, level)

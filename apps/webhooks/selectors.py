@@ -1,17 +1,18 @@
-"""Reads of the webhooks app. Ownership is enforced here: a delivery belongs to its run's owner, and
-staff see every one."""
+"""Reads of the webhooks app. A delivery is its run's: whoever may read (change) the run may read
+(redeliver) it (apps/teams/access.py); a team's `team.spend` deliveries are read by staff with the
+permission."""
 
 import json
 from typing import Any
 
 from django.db.models import QuerySet
 
+from apps.teams.access import visible_to
 from apps.webhooks.models import WebhookDelivery, WebhookSecret
 
 
-def deliveries_visible_to(*, user: Any) -> QuerySet[WebhookDelivery]:
-    rows = WebhookDelivery.objects.all()
-    return rows if user is None or user.is_staff else rows.filter(run__owner_id=user.pk)
+def deliveries_visible_to(*, user: Any, write: bool = False) -> QuerySet[WebhookDelivery]:
+    return visible_to(user, WebhookDelivery.objects.all(), write=write)
 
 
 def deliveries_list(*, user: Any, run: Any = None, status: str | None = None) -> QuerySet[WebhookDelivery]:

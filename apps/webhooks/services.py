@@ -12,12 +12,15 @@ decides when."""
 
 import logging
 import random
+import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from celery import current_app
 from cryptography.fernet import InvalidToken
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -26,8 +29,9 @@ from apps.core.addresses import url_host
 from apps.core.crypto import RotationResult, decrypt_secret, encrypt_secret, reencrypt_secret
 from apps.core.ids import RunId
 from apps.runs.models import Run, RunPass
+from apps.teams.models import Team
 from apps.webhooks.models import WebhookDelivery, WebhookSecret
-from apps.webhooks.payload import EVENT_TYPE, encode, run_finished_event
+from apps.webhooks.payload import EVENT_TYPE, TEAM_SPEND_EVENT, encode, run_finished_event, team_spend_event
 from apps.webhooks.sending import SendOutcome, post_event
 from apps.webhooks.signing import event_id, generate_secret, signed_headers
 
@@ -129,6 +133,39 @@ def delivery_record(*, run_id: RunId, pass_number: int, status: str | None = Non
     return delivery
 
 
+def team_spend_record(*, team_id: int, user_id: int | None, level: int, spent_usd: Decimal,
+                      limit_usd: Decimal, period: str, window_days: int | None, period_start: datetime
+                      ) -> WebhookDelivery | None:
+    """The `team.spend` event of a threshold crossing, to the team's webhook_url (None: it has none).
+    Its id is fixed by the limit, the threshold and the period, so a crossing recorded twice is one
+    event."""
+    team = Team.objects.filter(pk=team_id).first()
+    if team is None or not team.webhook_url:
+        return None
+    member = None
+    if user_id is not None:
+        member = get_user_model().objects.filter(pk=user_id).values_list("username", flat=True).first()
+    now = timezone.now()
+    body = encode(team_spend_event(team_id=team.pk, team_name=team.name, member=member, level=level,
+                                   spent_usd=spent_usd, limit_usd=limit_usd, period=period,
+                                   window_days=window_days, period_start=period_start, at=now))
+    # A rolling window's start moves with time: its crossings are told apart by the day.
+    moment = period_start.date().isoformat() if window_days else period_start.isoformat()
+    msg_id = "msg_" + uuid.uuid5(uuid.NAMESPACE_URL, f"team:{team.pk}:{user_id}:{level}:{moment}").hex
+    try:
+        with transaction.atomic():
+            delivery = WebhookDelivery.objects.create(
+                team=team, pass_number=0, event_id=msg_id, event_type=TEAM_SPEND_EVENT,
+                url=team.webhook_url, body=body, next_attempt_at=now, give_up_at=now + _give_up_after(),
+                created_at=now)
+            transaction.on_commit(lambda: _enqueue(delivery.pk), robust=True)
+    except IntegrityError:  # this crossing was recorded already
+        return WebhookDelivery.objects.get(event_id=msg_id)
+    logger.info("webhook event %s recorded: team %s spend at %d%%, to %s", msg_id, team.pk, level,
+                url_host(team.webhook_url))
+    return delivery
+
+
 def deliveries_record_missing(*, now: datetime | None = None) -> int:
     """Record the events of recently ended passes that have none: `run_finished` is sent after
     commit, in memory, so a process that died at that moment took it along."""
@@ -164,11 +201,16 @@ def delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
     row = _claim(delivery_id, now=now)
     if row is None:
         return None
-    secret = webhook_secret_of(owner_id=Run.objects.values_list("owner_id", flat=True).get(pk=row.run_id))
+    signer: int | None
+    if row.run_id is not None:
+        signer = Run.objects.values_list("owner_id", flat=True).get(pk=row.run_id)
+    else:  # a team's event: signed by the admin who set the team's webhook_url
+        signer = Team.objects.filter(pk=row.team_id or 0).values_list("webhook_signer_id", flat=True).first()
+    secret = webhook_secret_of(owner_id=signer) if signer is not None else None
     if secret is None:
         outcome = SendOutcome(False, error="no_secret",
-                              detail="the run's owner has no webhook signing secret: create one with "
-                                     "POST /api/v1/webhooks/secret/")
+                              detail=f"the {'run' if row.run_id else 'team webhook'}'s owner has no webhook "
+                                     "signing secret: create one with POST /api/v1/webhooks/secret/")
     else:
         headers = signed_headers(secret=secret, msg_id=row.event_id, body=row.body, at=now)
         outcome = post_event(url=row.url, body=row.body, headers=headers,

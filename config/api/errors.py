@@ -100,7 +100,7 @@ def _as_api_exception(exc: Exception) -> exceptions.APIException | None:
     if isinstance(exc, Http404):
         return exceptions.NotFound()
     if isinstance(exc, DjangoPermissionDenied):
-        return exceptions.PermissionDenied()
+        return exceptions.PermissionDenied(str(exc) or None)
     # Raised by Django's own request parsing (e.g. too many multipart form fields).
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge()

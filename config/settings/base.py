@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "apps.accounts",
     "apps.providers",
+    "apps.teams",
     "apps.keys",
     "apps.lanes",
     "apps.runs",
@@ -345,6 +346,9 @@ CONVEYOR = {
     "WEBHOOK_RETRY_MAX_SECONDS": env.float("WEBHOOK_RETRY_MAX_SECONDS", default=3600.0),
     "WEBHOOK_GIVE_UP_HOURS": env.float("WEBHOOK_GIVE_UP_HOURS", default=24.0),
     "WEBHOOK_SWEEP_SECONDS": env.float("WEBHOOK_SWEEP_SECONDS", default=30.0),
+    # How often the team and member spend limits are checked for their 80% and 100% thresholds (a
+    # signed `team.spend` webhook event and conveyor_team_spend_alert_level, once per crossing).
+    "TEAM_SPEND_CHECK_SECONDS": env.float("TEAM_SPEND_CHECK_SECONDS", default=60.0),
 }
 # Health (apps/health/): readiness fails when the pump has not run to its end for this long (beat,
 # or every worker of the control queue, is gone); each dependency check gives up after the timeout.
@@ -449,6 +453,7 @@ def beat_schedule(conveyor: dict) -> dict:
         "batches": every("conveyor.runs.batches", conveyor["BATCH_POLL_SECONDS"]),
         "webhooks": every("conveyor.webhooks.deliver_due", conveyor["WEBHOOK_SWEEP_SECONDS"]),
         "pipelines": every("conveyor.pipelines.settle", conveyor["PIPELINE_SETTLE_SECONDS"]),
+        "team-spend": every("conveyor.teams.spend_alerts", conveyor["TEAM_SPEND_CHECK_SECONDS"]),
     }
 
 

@@ -15,7 +15,7 @@ ELSEWHERE = "http://127.0.0.1:9"  # allowlisted in the test settings; nothing li
 
 @pytest.fixture
 def plain_staff(django_user_model):
-    """Staff, not a superuser, with no model permissions: may read every key, change none."""
+    """Staff, not a superuser, with no model permissions: may read no one else's key, change none."""
     return django_user_model.objects.create_user("plain-staff", password="plain-staff-pass",
                                                  is_staff=True)
 
@@ -95,13 +95,19 @@ def test_staff_without_the_permission_cannot_change_another_users_key(
     key = make_key(owner)
     with django_capture_on_commit_callbacks() as callbacks:
         response = getattr(api(plain_staff), method)(key_url(key, suffix), body, format="json")
-    assert response.status_code == 403
+    assert response.status_code == 404  # they cannot even see it (apps/teams/access.py)
     assert callbacks == []
     after = ProviderKey.objects.get(pk=key.pk)
     assert (after.label, after.base_url, key_secret(key=after)) == ("Main", "", GOOD_SECRET)
 
 
-def test_staff_without_the_permission_still_read_every_key(owner, plain_staff, api, make_key):
+def test_staff_without_the_permission_do_not_see_another_users_key(owner, plain_staff, api, make_key):
+    key = make_key(owner)
+    assert api(plain_staff).get(key_url(key)).status_code == 404
+
+
+def test_staff_with_the_view_permission_read_another_users_key(owner, plain_staff, api, make_key):
+    plain_staff.user_permissions.add(Permission.objects.get(codename="view_providerkey"))
     key = make_key(owner)
     assert api(plain_staff).get(key_url(key)).status_code == 200
 

@@ -201,3 +201,14 @@ def test_a_lane_held_back_by_a_workers_ceiling_is_shown_while_it_binds(owner, of
     client.hset(board_key(lane), mapping={
         "host-1:1": Post(worker="host-1:1", expires_ms=expires_ms - 60_000, ceiling_bound=256).encode()})
     assert scrape().value("conveyor_lane_ceiling_bound", **labels) == 0
+
+
+def test_a_teams_limit_and_the_threshold_it_reached_are_gauges(scrape):
+    from apps.teams.models import Team
+    from tests.factories import make_team
+
+    team = make_team("acme")
+    Team.objects.filter(pk=team.pk).update(limit_usd=500, alert_level=80)
+    result = scrape()
+    assert result.value("conveyor_team_spend_alert_level", team="acme", member="") == 80
+    assert result.value("conveyor_team_spend_limit_usd", team="acme", member="") == 500

@@ -4,7 +4,7 @@ validation (validation.py)."""
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from apps.core.crypto import encrypt_secret
@@ -18,6 +18,8 @@ from apps.keys.services.rules import (
     clean_secret,
 )
 from apps.keys.services.validation import key_schedule_validation
+from apps.teams.access import team_role
+from apps.teams.models import Role
 
 SECRET_FOR_NEW_BASE_URL = (
     "Changing base_url needs the secret again in the same request: a stored secret is only ever "
@@ -34,7 +36,11 @@ class KeyInUse(StateConflict):
 @transaction.atomic
 def key_create(*, owner: Any, label: str, secret: str, base_url: str = "",
                provider: str = Provider.ANTHROPIC, tier: str = "", rpm_limit: int | None = None,
-               itpm_limit: int | None = None, otpm_limit: int | None = None) -> ProviderKey:
+               itpm_limit: int | None = None, otpm_limit: int | None = None, team: Any = None
+               ) -> ProviderKey:
+    """A new key, personal or (with `team`) the team's: only the team's admins add its keys."""
+    if team is not None and team_role(owner, team.pk) != Role.ADMIN:
+        raise PermissionDenied(f"only the admins of team {team.name} add its keys")
     label = clean_label(label)
     secret = clean_secret(secret)
     base_url = clean_base_url(base_url, provider=provider)
@@ -42,6 +48,7 @@ def key_create(*, owner: Any, label: str, secret: str, base_url: str = "",
     check_label_free(owner_id=owner.pk, label=label)
     key = ProviderKey.objects.create(
         owner=owner,
+        team=team,
         provider=provider,
         label=label,
         secret_ciphertext=encrypt_secret(secret),

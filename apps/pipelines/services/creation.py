@@ -89,7 +89,7 @@ def _check_items_metadata(items: list[BlockSpec], steps: list[dict[str, Any]]) -
 
 @transaction.atomic
 def pipeline_create(*, owner: Any, key: ProviderKey, steps: list[dict[str, Any]], items: Iterable[BlockSpec],
-                    name: str = "", dispatch: bool = True) -> Pipeline:
+                    name: str = "", dispatch: bool = True, team: Any = None) -> Pipeline:
     """A pipeline, a run per step (later steps held open, with no block yet) and its items, which
     start in step 1. `steps`: each a run's settings as run_create takes them, plus `name`, `input`
     (later steps) and `filter`."""
@@ -98,12 +98,12 @@ def pipeline_create(*, owner: Any, key: ProviderKey, steps: list[dict[str, Any]]
     if not items:
         raise PipelineSpecError("a pipeline needs at least one item", field="items")
     _check_items_metadata(items, steps)
-    pipeline = Pipeline.objects.create(owner=owner, name=name, total_items=len(items),
+    pipeline = Pipeline.objects.create(owner=owner, team=team, name=name, total_items=len(items),
                                        spec={"steps": _json_safe(steps)})
     for index, step in enumerate(steps):
         settings_ = {k: v for k, v in step.items() if k not in STEP_FIELDS}
         try:
-            run = run_create(owner=owner, key=key, blocks=items if index == 0 else [],
+            run = run_create(owner=owner, team=team, key=key, blocks=items if index == 0 else [],
                              name=f"{name or 'pipeline'} · {step['name']}"[:200], held_open=index > 0,
                              dispatch=dispatch, **settings_)
         except SubmissionError as exc:

@@ -24,6 +24,7 @@ from apps.failures.models import PipelineFailure
 from apps.keys.models import ProviderKey
 from apps.runs.models import Run
 from apps.runs.reporting.exports import FORMATS, failures_export, results_export
+from apps.teams.models import Team
 from config.api.errors import flatten_errors
 
 # Settings whose command-line option is not simply --the-field-name.
@@ -133,14 +134,25 @@ def user_named(username: str) -> Any:
     return user
 
 
-def key_of(user: Any, ref: str) -> ProviderKey:
-    """One of the user's keys, by id or label."""
-    keys = ProviderKey.objects.filter(owner=user)
+def key_of(user: Any, ref: str, team: Any = None) -> ProviderKey:
+    """One of the user's personal keys (with `team`: one of the team's keys), by id or label."""
+    keys = ProviderKey.objects.filter(team=team) if team is not None else ProviderKey.objects.filter(
+        owner=user, team__isnull=True)
     key = (keys.filter(pk=int(ref)) if ref.isdigit() else keys.filter(label=ref)).first()
     if key is None:
         labels = ", ".join(keys.values_list("label", flat=True)) or "none yet: add one with add_key"
         raise CommandError(f"user {user.get_username()!r} has no key {ref!r} (their keys: {labels})")
     return key
+
+
+def team_named(name: str | None) -> Any:
+    """The team of that name (None: a personal run)."""
+    if not name:
+        return None
+    team = Team.objects.filter(name=name).first()
+    if team is None:
+        raise CommandError(f"no team {name!r}")
+    return team
 
 
 def run_named(run_id: str) -> Run:

@@ -116,8 +116,13 @@ class RunSettingsSerializer(StrictSerializer):
     """The fields shared by an inline create and an upload."""
 
     key = serializers.IntegerField(min_value=1, max_value=2**63 - 1,
-                                   help_text="Id of one of your provider keys. A key whose last "
+                                   help_text="Id of one of your provider keys (or, with `team`, one of "
+                                             "the team's keys). A key whose last "
                                              "validation failed is refused (409 key_invalid).")
+    team = serializers.IntegerField(
+        min_value=1, max_value=2**63 - 1, required=False, allow_null=True, default=None,
+        help_text="The team the run is for (you must be its admin or member: a viewer gets 403); "
+                  "its key must be the team's. Omitted: a personal run.")
     model = TextField(max_length=100, help_text="A model id from the catalog.")
     name = TextField(max_length=200, required=False, allow_blank=True, default="")
     system_prompt = TextField(max_length=PROMPT_MAX_CHARS, required=False, allow_blank=True,
@@ -233,6 +238,8 @@ class RunBudgetInputSerializer(StrictSerializer):
 
 
 class RunFilterSerializer(serializers.Serializer):
+    team = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False,
+                                    help_text="Only this team's runs.")
     status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
     model = serializers.CharField(max_length=100, required=False)
     created_after = serializers.DateTimeField(required=False, help_text="Created at or after.")

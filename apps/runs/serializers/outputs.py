@@ -54,6 +54,8 @@ class RunSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
     owner = serializers.CharField(source="owner.get_username")
+    team = serializers.IntegerField(source="team_id", allow_null=True,
+                                    help_text="The team the run belongs to; null: a personal run.")
     key = serializers.IntegerField(source="key_id", allow_null=True,
                                    help_text="The provider key's id (never its secret); null once deleted.")
     status = serializers.ChoiceField(choices=RunStatus.choices)

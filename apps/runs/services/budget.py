@@ -156,9 +156,12 @@ def budget_reserve_call(*, run_id: RunId, token: UUID, blocks: "list[ClaimedBloc
     one have spent `spent_usd` of it. Only what the call's worst case needs beyond the rest is
     reserved, shared evenly onto the blocks (so that writing their outcome gives it back, and lease
     expiry or a release does too). Returns the blocks with their new reservations."""
+    from apps.runs.services.team_budget import team_room  # it reads this module's amounts
+
     run = lock_run(run_id)
     budget = run_budget(run)
-    if budget is None:
+    room = team_room(run, lock=True) if run.team_id is not None else None
+    if budget is None and room is None:
         return blocks
     texts = [b.input + (str(b.metadata) if b.metadata else "") for b in blocks]
     worst = call_reservation(run.call_spec, texts)
@@ -167,7 +170,9 @@ def budget_reserve_call(*, run_id: RunId, token: UUID, blocks: "list[ClaimedBloc
     if short <= 0:
         return blocks
     share = (short / len(blocks)).quantize(MONEY, rounding=ROUND_CEILING)
-    if run.cost_usd + run.reserved_usd + share * len(blocks) > budget:
+    if budget is not None and run.cost_usd + run.reserved_usd + share * len(blocks) > budget:
+        return None
+    if room is not None and share * len(blocks) > room.left:
         return None
     topped = Block.objects.filter(id__in=[b.id for b in blocks], status=BlockStatus.CLAIMED,
                                   lease_token=token).update(reserved_usd=F("reserved_usd") + share)

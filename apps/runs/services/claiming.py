@@ -1,5 +1,6 @@
 """Claiming blocks: in block_index order, under a lease, never the same block twice at once, and never
-more money reserved than the run's budget has left.
+more money reserved than the run's budget, or its team's spend limits, have left
+(services/team_budget.py: a team run's claim locks the team's row after the run's).
 
 Lock order everywhere in the engine is run row first, then its blocks: claims, result writes,
 cancellation and lease expiry all start with `SELECT ... FROM runs_run FOR NO KEY UPDATE`, which
@@ -27,6 +28,7 @@ from apps.runs.estimates import block_reservation
 from apps.runs.models import Block, BlockStatus, PausedCause, Run, RunStatus
 from apps.runs.services.budget import block_worst_usd, paused_reason, prompt_bytes
 from apps.runs.services.finalize import run_finalize
+from apps.runs.services.team_budget import Room, team_paused_reason, team_room
 from apps.runs.transitions import RUN_ENDING, lock_run
 
 
@@ -59,10 +61,14 @@ def lease_seconds() -> float:
     return seconds
 
 
-def _within_budget(run: Run, rows: list[tuple[int, int]]) -> list[int]:
-    """The leading blocks whose worst-case cost fits what the budget has left, in order."""
-    budget = Decimal(str(run.options["max_cost_usd"]))
-    remaining = budget - run.cost_usd - run.reserved_usd
+def _within_budget(run: Run, rows: list[tuple[int, int]], room: Room | None = None) -> list[int]:
+    """The leading blocks whose worst-case cost fits what the budget (and the team's limits) have
+    left, in order."""
+    budget = run.options.get("max_cost_usd")
+    remaining = Decimal(str(budget)) - run.cost_usd - run.reserved_usd if budget is not None else None
+    if room is not None:
+        remaining = room.left if remaining is None else min(remaining, room.left)
+    assert remaining is not None
     reservation = block_reservation(run.call_spec, pack_size=run.pack_size, batch=run.in_batch_mode)
     taken = []
     for block_id, nbytes in rows:
@@ -106,7 +112,17 @@ def blocks_claim(*, run_id: RunId, limit: int, worker: str, ahead: int = 0, answ
     if not rows:
         return Claim(run_status=status)
     budgeted = run.options.get("max_cost_usd") is not None
-    ids = _within_budget(run, rows) if budgeted else [block_id for block_id, _ in rows]
+    room = team_room(run, lock=True) if run.team_id is not None else None
+    reserving = budgeted or room is not None
+    ids = _within_budget(run, rows, room) if reserving else [block_id for block_id, _ in rows]
+    if not ids and room is not None and (not budgeted or _within_budget(run, rows[:1])):
+        # The team's limit is what stops it: wait for this run's calls in flight, else pause.
+        worst = block_worst_usd(run, rows[0][1])
+        if run.reserved_usd == 0 and Run.objects.filter(pk=run.pk).pause(
+            cause=PausedCause.TEAM_BUDGET, reason=team_paused_reason(room, next_worst=worst),
+        ):
+            return Claim(run_status=RunStatus.PAUSED)
+        return Claim(run_status=status, budget_wait=True)
     if not ids:
         budget = Decimal(str(run.options["max_cost_usd"]))
         worst = block_worst_usd(run, rows[0][1])
@@ -120,13 +136,13 @@ def blocks_claim(*, run_id: RunId, limit: int, worker: str, ahead: int = 0, answ
     # whoever held it before.
     token = uuid.uuid4()
     changes: dict[str, Any] = {}
-    if budgeted:
+    if reserving:
         reservation = block_reservation(run.call_spec, pack_size=run.pack_size, batch=run.in_batch_mode)
         changes["reserved_usd"] = reservation.fixed_usd + reservation.per_byte_usd * prompt_bytes(run)
     chosen = Block.objects.filter(id__in=ids)
     chosen.claim(token=token, lease_expires_at=now + timedelta(seconds=lease_seconds()), worker=worker,
                  **changes)
-    if budgeted:
+    if reserving:
         reserved = chosen.aggregate(total=Sum("reserved_usd"))["total"] or 0
         Run.objects.filter(pk=run.pk).update(reserved_usd=F("reserved_usd") + reserved)
     blocks = chosen.order_by("block_index").values_list("id", "uid", "input", "attempts", "pass_attempts",

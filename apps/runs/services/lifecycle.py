@@ -14,6 +14,7 @@ from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, PausedCause, Run
 from apps.runs.services.budget import next_block_worst_usd, paused_reason, resume_refusal
 from apps.runs.services.finalize import run_finalize
+from apps.runs.services.team_budget import team_resume_refusal
 from apps.runs.transitions import RUN_CANCELABLE, RunStatus, lock_run
 
 
@@ -58,6 +59,8 @@ def run_resume(*, run_id: RunId) -> Run:
         if run.status != RunStatus.PAUSED:
             raise RunStateError(f"a {run.status} run cannot be resumed")
         refusal = resume_refusal(run) if run.paused_cause == PausedCause.BUDGET else None
+        if run.paused_cause == PausedCause.TEAM_BUDGET:
+            refusal = team_resume_refusal(run)
         if refusal:
             raise RunStateError(f"cannot resume: {refusal}")
         Run.objects.filter(pk=run.pk).resume()

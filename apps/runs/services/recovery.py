@@ -18,6 +18,7 @@ from apps.failures.services import failure_record
 from apps.runs.dispatch import serve_dispatch_rollback_unsafe
 from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, Run, RunMode
 from apps.runs.services.finalize import run_finalize
+from apps.runs.services.team_budget import runs_resume_for_team_budget
 from apps.runs.transitions import BLOCK_COUNTER, LEASE_EXPIRED, RUN_ACTIVE, RunStatus, lock_run
 
 logger = logging.getLogger(__name__)
@@ -100,9 +101,11 @@ def pump() -> dict[str, int]:
     schedule, so it goes on while every worker process is busy serving."""
     expired = leases_expire()
     ended = runs_finalize_stragglers()
+    resumed = runs_resume_for_team_budget()
     dispatched = int(any_run_has_due_work() and serve_dispatch_rollback_unsafe(reason="pump"))
     metrics_flush()  # the blocks that expired leases ended
-    if expired or ended or dispatched:
-        logger.info("pump: %d expired lease(s), %d run(s) ended, %d serving loop(s) woken",
-                    expired, ended, dispatched)
-    return {"expired_leases": expired, "ended_runs": ended, "dispatched": dispatched}
+    if expired or ended or dispatched or resumed:
+        logger.info("pump: %d expired lease(s), %d run(s) ended, %d run(s) resumed by their team's limit, "
+                    "%d serving loop(s) woken", expired, ended, resumed, dispatched)
+    return {"expired_leases": expired, "ended_runs": ended, "dispatched": dispatched,
+            "team_budget_resumed": resumed}

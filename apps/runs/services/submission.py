@@ -36,6 +36,7 @@ from apps.runs.estimates import RunEstimate, run_estimate
 from apps.runs.models import Block, PassScope, Run, RunMode, RunPass
 from apps.runs.selectors import run_for_idempotency_key
 from apps.runs.services.budget import below_one_block, budget_below_one_block, spec_block_worst_usd
+from apps.teams.access import check_may_submit
 
 CHUNK_SIZE = 2000
 MAX_UID_LENGTH = 200
@@ -356,7 +357,7 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
                name: str = "", idempotency_key: str | None = None, request_fingerprint: str = "",
                priority: int = 5, mode: str = RunMode.LIVE, deadline: datetime | None = None,
                webhook_url: str = "", output_schema: dict[str, Any] | None = None,
-               dispatch: bool = True, held_open: bool = False) -> Run:
+               dispatch: bool = True, held_open: bool = False, team: Any = None) -> Run:
     """Create a run and its blocks; a serving loop is asked for once the transaction commits
     (`dispatch=False` leaves that to the caller, e.g. the demo, which serves in its own process).
     `held_open`: a pipeline's later step, which may start with no block (earlier steps hand them on)
@@ -364,9 +365,17 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
 
     With an Idempotency-Key already used for the same request, the first run is returned (its blocks
     are never read); for another request, IdempotencyKeyReused. A key whose last validation failed
-    is a KeyInvalid."""
+    is a KeyInvalid.
+
+    `team`: the team the run is for (None: a personal run). The owner must be its admin or member
+    (a viewer is refused: PermissionDenied) and the key the team's; a personal run takes one of the
+    owner's personal keys."""
     options = dict(options or {})
-    if key.owner_id != owner.pk:
+    if team is not None:
+        check_may_submit(owner, team)
+        if key.team_id != team.pk:
+            raise SubmissionError("unknown key: a team's run needs one of the team's keys", field="key")
+    elif key.owner_id != owner.pk or key.team_id is not None:
         raise SubmissionError("unknown key", field="key")
     if idempotency_key:
         existing = run_for_repeated_request(owner=owner, idempotency_key=idempotency_key,
@@ -379,7 +388,7 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
     webhook_url = checked_webhook_url(webhook_url, owner=owner)
     check_key_usable(key)
     run = Run.objects.create(
-        owner=owner, key=key, name=name, model=model, system_prompt=system_prompt,
+        owner=owner, team=team, key=key, name=name, model=model, system_prompt=system_prompt,
         prompt_template=prompt_template, max_tokens=max_tokens, max_attempts=max_attempts,
         parallelism=parallelism, priority=priority, temperature=temperature, options=options,
         mode=mode, effective_mode=RunMode.BATCH if mode == RunMode.BATCH else RunMode.LIVE,

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.core.management.base import CommandError, CommandParser
 
 from apps.core.errors import StateConflict
@@ -18,6 +19,7 @@ from apps.runs.management.commandline import (
     json_option,
     key_of,
     refusal,
+    team_named,
     text_option,
     user_named,
     validated,
@@ -73,13 +75,16 @@ class Command(OperatorCommand):
         parser.add_argument("--webhook-url", help="POST a signed run.finished event here when each pass "
                             "ends (https, public host; create your secret first: manage.py "
                             "webhook_secret --user U --rotate)")
+        parser.add_argument("--team", help="the team the run is for (the user must be its admin or member; "
+                            "--key then names one of the team's keys)")
         parser.add_argument("--follow", action="store_true", help="show progress until it settles")
         parser.add_argument("--estimate", action="store_true",
                             help="print what the run would take (tokens, cost range) and submit nothing")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         user = user_named(opts["user"])
-        key = key_of(user, opts["key"])
+        team = team_named(opts["team"])
+        key = key_of(user, opts["key"], team)
         settings = self._settings(key.pk, opts)
         source = self._open(opts["file"])
         if opts["estimate"]:
@@ -93,9 +98,11 @@ class Command(OperatorCommand):
             self._warn(settings_warnings(blocks=estimate.blocks, **settings))
             return
         try:
-            run = run_create(owner=user, key=key, blocks=parse_jsonl(source), **settings)
+            run = run_create(owner=user, team=team, key=key, blocks=parse_jsonl(source), **settings)
         except SubmissionError as exc:
             raise refusal(exc) from None
+        except PermissionDenied as exc:
+            raise CommandError(str(exc)) from None
         except StateConflict as exc:
             raise CommandError(str(exc)) from None
         finally:
@@ -127,6 +134,7 @@ class Command(OperatorCommand):
             data["options"] = options
         checked = validated(RunSettingsInputSerializer, data)
         checked.pop("key")
+        checked.pop("team", None)
         checked["options"] = stored_options(checked.get("options"))
         return checked
 
