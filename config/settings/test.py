@@ -18,7 +18,24 @@ DATABASES = {
 }
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"]["OPTIONS"] = postgres_options(env, prefix="TEST_")
-REDIS_URL = env.str("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
+def _redis_url_of_this_test_process(url: str) -> str:
+    """The suite runs in two processes (pytest-xdist, `-n 2` in pyproject.toml): each has a test
+    database of its own (pytest-django adds `_gw0`, `_gw1`) and, here, a Redis db of its own, the
+    configured one for the first and the one below it for the next (15, 14), since tests flush theirs
+    and the end-to-end tests' workers consume its queues."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit() or os.environ.get(_OWN_REDIS_DB):
+        return url  # one process, or a process the test process started (it passes its own URL on)
+    base, _, db = url.rpartition("/")
+    if not db.isdigit():
+        return url
+    url = f"{base}/{(int(db) - int(worker[2:])) % 16}"
+    os.environ["TEST_REDIS_URL"], os.environ[_OWN_REDIS_DB] = url, "1"  # what processes it starts see
+    return url
+
+
+_OWN_REDIS_DB = "CONVEYOR_TEST_OWN_REDIS_DB"
+REDIS_URL = _redis_url_of_this_test_process(env.str("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15"))
 CELERY_BROKER_URL = REDIS_URL
 # Throttle counters in the test Redis db, under their own prefix (tests/conftest.py clears them).
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
