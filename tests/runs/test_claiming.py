@@ -27,6 +27,22 @@ def test_a_claim_never_exceeds_the_runs_parallelism(owner, offline_key):
 
 
 @pytest.mark.django_db
+def test_a_claim_cut_short_by_the_runs_parallelism_says_so(owner, offline_key):
+    run = make_run(owner, offline_key, [f"text {i}" for i in range(10)], parallelism=3)
+    assert blocks_claim(run_id=run.pk, limit=2, worker="w").at_parallelism is False
+    cut = blocks_claim(run_id=run.pk, limit=5, worker="w")
+    assert (len(cut.blocks), cut.at_parallelism) == (1, True)
+    assert blocks_claim(run_id=run.pk, limit=5, worker="w").at_parallelism is True
+
+
+@pytest.mark.django_db
+def test_a_claim_short_of_due_blocks_is_not_at_the_runs_parallelism(owner, offline_key):
+    run = make_run(owner, offline_key, [f"text {i}" for i in range(2)], parallelism=3)
+    short = blocks_claim(run_id=run.pk, limit=5, worker="w")
+    assert (len(short.blocks), short.at_parallelism) == (2, False)
+
+
+@pytest.mark.django_db
 def test_a_claim_counts_an_attempt_and_starts_the_run(owner, offline_key):
     run = make_run(owner, offline_key, ["x"])
     claimed = blocks_claim(run_id=run.pk, limit=1, worker="w").blocks[0]

@@ -53,6 +53,9 @@ class Claim:
     lease_token: uuid.UUID | None = None
     # The budget has no room for the next block until calls in flight settle.
     budget_wait: bool = False
+    # The run's parallelism (plus what may be claimed ahead) is what cut the claim short, not a lack
+    # of due blocks: there is more to claim once blocks claimed now are answered.
+    at_parallelism: bool = False
 
 
 def lease_seconds() -> float:
@@ -97,11 +100,14 @@ def blocks_claim(*, run_id: RunId, limit: int, worker: str, ahead: int = 0, answ
         status = RunStatus.RUNNING
     if status != RunStatus.RUNNING:
         return Claim(run_status=status)
+    at_parallelism = False
     if not batch:
         claimed = Block.objects.filter(run_id=run.pk, status=BlockStatus.CLAIMED).count()
-        limit = min(limit, run.parallelism + ahead + answered - claimed)
+        room = run.parallelism + ahead + answered - claimed
+        if room < limit:
+            limit, at_parallelism = room, True
     if limit <= 0:
-        return Claim(run_status=status)
+        return Claim(run_status=status, at_parallelism=at_parallelism)
     rows = list(
         Block.objects.due(now)
         .filter(run_id=run.pk)
@@ -111,6 +117,7 @@ def blocks_claim(*, run_id: RunId, limit: int, worker: str, ahead: int = 0, answ
     )
     if not rows:
         return Claim(run_status=status)
+    at_parallelism = at_parallelism and len(rows) == limit  # fewer: no more due blocks either
     budgeted = run.options.get("max_cost_usd") is not None
     room = team_room(run, lock=True) if run.team_id is not None else None
     reserving = budgeted or room is not None
@@ -154,6 +161,7 @@ def blocks_claim(*, run_id: RunId, limit: int, worker: str, ahead: int = 0, answ
                              reserved_usd=r)
                 for i, u, t, a, n, r in blocks],
         lease_token=token,
+        at_parallelism=at_parallelism and len(ids) == len(rows),
     )
 
 

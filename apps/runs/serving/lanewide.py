@@ -12,10 +12,11 @@ start that would take an owner above its share while another owner waiting on th
 its own is refused (`fair_share`): the room goes to the one below.
 
 The lane's capacity here is its useful concurrency (board.lane_concurrency) while the lane has room,
-and the most it held in flight lately when it is saturated (some process was refused by its window
-or a rate bucket lately): then that is all the lane allows, and that is what owners share (useful
-concurrency has headroom above the rate limit, so a share of it would let one owner take more than
-its part of what the lane really admits).
+and, when it is saturated (some process was refused by its window or a rate bucket lately), what it
+admits: the most it held in flight lately, never more than its rate limit times its latency (the
+useful concurrency without its headroom). That is what owners share: a share of more (the headroom,
+or a peak that the calls in flight of a rate-bound lane reach only now and then) lets the owners who
+hold their share take the difference from the one who waits below its own.
 
 An owner holding less than LANE_FAIR_RESERVE of the lane (at least one call) is never refused: a
 view a moment old must not stop anyone from starting something."""
@@ -26,6 +27,8 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.conf import settings
 
 from apps.lanes.board import BOARD_KEY_TTL_MS, OwnerUse, Post, board_key, lane_concurrency, read_posts
 from apps.lanes.gate import LaneRef
@@ -47,6 +50,9 @@ class LaneView:
     """A lane as the last sync saw it: its concurrency and the other processes' live posts."""
 
     concurrency: float
+    # The calls in flight the lane's limits admit at its latency (its useful concurrency less the
+    # headroom); 0 while the lane has not measured it.
+    sustained: float = 0.0
     others: Uses = field(default_factory=dict)
     # Another process was refused by the lane lately.
     saturated: bool = False
@@ -63,14 +69,21 @@ def lane_shares(capacity: float, demand: dict[str, float]) -> dict[str, float]:
 def fair_room(owner: str, uses: Uses, *, capacity: float, reserve: float) -> int | None:
     """How many more blocks `owner` may start on the lane now by lane-wide fair share, from every
     process's uses of it (`uses`, this one's included) and what the lane can hold (`capacity`);
-    None: fair share does not limit it."""
+    None: fair share does not limit it.
+
+    Shares are fractions and calls are whole: with 10.5 each, an owner at 10 is below its share and
+    one at 11 is not above its own by a whole call. So an owner waiting anywhere below its share is
+    starved, and while one is, the others may hold up to their share rounded up. (Rounded down, with
+    "starved" only a whole call below, an owner who kept losing the races for the lane's room could
+    sit a call below its share while the others sat a call above: a tenth of a share at ~10 calls
+    each.)"""
     shares = lane_shares(capacity, {o: float(max(u.demand, u.held)) for o, u in uses.items()})
-    starved = any(other != owner and u.waiting > 0 and u.held + 1 <= shares.get(other, 0.0) + EPSILON
+    starved = any(other != owner and u.waiting > 0 and u.held + EPSILON < shares.get(other, 0.0)
                   for other, u in uses.items())
     if not starved:
         return None
     allowed = max(shares.get(owner, 0.0), float(max(1, math.ceil(reserve * capacity))))
-    return max(0, math.floor(allowed + EPSILON) - uses.get(owner, OwnerUse()).held)
+    return max(0, math.ceil(allowed - EPSILON) - uses.get(owner, OwnerUse()).held)
 
 
 def lane_capacity(view: "LaneView", uses: Uses, *, saturated: bool, now: float) -> float:
@@ -80,10 +93,19 @@ def lane_capacity(view: "LaneView", uses: Uses, *, saturated: bool, now: float) 
     if total >= view.peak_held or now - view.peak_at > RECENT_SECONDS:
         view.peak_held, view.peak_at = total, now
     if saturated:
-        # Never more than the lane's useful concurrency: other processes' counts are up to a sync old,
-        # so their calls that just ended still count and the peak runs high.
-        return min(view.peak_held, view.concurrency) if view.concurrency > 0 else view.peak_held
+        # Never more than what the limits admit: the peak of a rate-bound lane's calls in flight runs
+        # above their mean (calls start as the buckets refill and end as their latency varies), and
+        # other processes' counts are up to a sync old (their calls that just ended still count).
+        bounds = [b for b in (view.concurrency, view.sustained) if b > 0]
+        return min([view.peak_held, *bounds])
     return max(view.concurrency, total)
+
+
+def sustained_concurrency(useful: Any) -> float:
+    """The calls in flight a lane's limits admit at its latency: its useful concurrency (lane.lua:
+    rate x latency x LANE_CONCURRENCY_HEADROOM) without the headroom; 0 when it has none yet."""
+    number = lane_concurrency(useful, None, 0.0)
+    return number / settings.CONVEYOR["LANE_CONCURRENCY_HEADROOM"] if number > 0 else 0.0
 
 
 def owner_key(owner_id: Any) -> str:
@@ -175,6 +197,7 @@ class LaneBoard:
             if view is None:
                 view = self.views[lane.name] = LaneView(concurrency=0.0)
             view.concurrency = lane_concurrency(useful, cwnd, view.concurrency)
+            view.sustained = sustained_concurrency(useful)
             view.others, view.saturated = uses, any(p.saturated for p in others)
 
     async def withdraw(self) -> None:

@@ -44,6 +44,9 @@ WRITE_ATTEMPTS = 3
 # A lane that says "wait" for longer than this gets its claimed-but-unstarted blocks back in the
 # database, so they hold no lease, no slot and no parallelism while it is shut.
 RELEASE_AFTER_SECONDS = 2.0
+# A run whose claim found its parallelism held claims again when one of its calls here ends, or after
+# this long (its calls may be on other processes), rather than in every round.
+CLAIM_RECHECK_SECONDS = 0.1
 SERVING_FUNCTION = "conveyor.runs.serve"
 
 
@@ -124,7 +127,7 @@ def claims_wanted(state: LoopState, now: float) -> list[ClaimRequest]:
     shares = fairshare.targets(state.ceiling, contenders) if contenders else {}
     wanted = []
     for slot in state.slots.values():
-        if slot.ended or slot.exhausted or slot.budget_wait or slot.claim_pending:
+        if slot.ended or slot.exhausted or slot.budget_wait or slot.claim_pending or slot.claim_at > now:
             continue
         lane = state.lanes.get(slot.ctx.lane.name)
         if lane is not None and lane.closed_until - now > RELEASE_AFTER_SECONDS:
@@ -243,11 +246,18 @@ def take_claim(state: LoopState, request: ClaimRequest, claim: Claim, now: float
         state.end_run(request.run_id)
         return
     slot.budget_wait = claim.budget_wait
+    # Short of what was asked because the run's parallelism is held (by calls here whose answers the
+    # claim did not know of yet, or by other processes): not exhausted. The run still has work and
+    # claims again next round; an exhausted run would wait for the next refresh, and post on its
+    # lanes' boards no more than it holds (so an owner kept below its share by its own claims looked
+    # content, and the others took its part of the lane: lanewide.py).
     if not claim.blocks:
-        slot.exhausted = not claim.budget_wait
+        slot.exhausted = not (claim.budget_wait or claim.at_parallelism)
+        if claim.at_parallelism:  # nothing frees before one of its calls ends (starting.py)
+            slot.claim_at = now + CLAIM_RECHECK_SECONDS
         return
     assert claim.lease_token is not None  # a claim that took blocks has its token
-    if len(claim.blocks) < request.limit:
+    if len(claim.blocks) < request.limit and not claim.at_parallelism:
         slot.exhausted = True
     if state.stopping or slot.ended:
         state.releases.append(Release(run_id=request.run_id, token=claim.lease_token,

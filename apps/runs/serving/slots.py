@@ -73,6 +73,8 @@ class RunSlot:
     elsewhere: int = 0
     # The gate said the run's parallelism is used (by calls here or elsewhere): not before then.
     room_at: float = 0.0
+    # A claim found the run's parallelism held: claim again once a call of it ends here, or then.
+    claim_at: float = 0.0
     # Start pacing (starting.pace): calls the run may start at once, as of pace_at.
     pace_tokens: float = 0.0
     pace_at: float = 0.0

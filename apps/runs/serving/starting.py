@@ -241,7 +241,7 @@ class CallStarter:
             slot.in_flight -= pack.size
             self.state.in_flight -= pack.size
             self.calls.discard(asyncio.current_task())  # type: ignore[arg-type]
-            slot.room_at = 0.0
+            slot.room_at = slot.claim_at = 0.0
             lane = self.state.lanes.get(slot.ctx.lane.name)
             if lane is not None:
                 lane.call_ended(time.monotonic() - started)

@@ -33,8 +33,10 @@ def blocks(n: int, *, first_id: int = 1) -> list[ClaimedBlock]:
     return [ClaimedBlock(id=i, uid=f"b{i}", input="text", attempt=1) for i in range(first_id, first_id + n)]
 
 
-def claim(n: int, *, status: str = "running", budget_wait: bool = False) -> Claim:
-    return Claim(run_status=status, blocks=blocks(n), lease_token=uuid.uuid4(), budget_wait=budget_wait)
+def claim(n: int, *, status: str = "running", budget_wait: bool = False, at_parallelism: bool = False
+          ) -> Claim:
+    return Claim(run_status=status, blocks=blocks(n), lease_token=uuid.uuid4(), budget_wait=budget_wait,
+                 at_parallelism=at_parallelism)
 
 
 def state_with(*slots: RunSlot, ceiling: int = 100) -> LoopState:

@@ -42,6 +42,21 @@ def test_a_saturated_lane_shares_the_most_it_held_lately():
     assert lanewide.lane_capacity(view, uses(a=(20, 100, 5), b=(20, 100, 5)), saturated=True, now=11) == 30
 
 
+def test_a_saturated_lane_shares_no_more_than_its_limits_admit_at_its_latency():
+    # Useful concurrency 30 is rate x latency x 1.25 of headroom: the limits admit 24 in flight, and a
+    # peak of 28 (calls in flight swing above their mean; others' counts are a sync old) is not shared.
+    view = lanewide.LaneView(concurrency=30, sustained=lanewide.sustained_concurrency(b"30"))
+    assert view.sustained == 24
+    assert lanewide.lane_capacity(view, uses(a=(14, 100, 5), b=(14, 100, 5)), saturated=True, now=10.0) == 24
+
+
+def test_an_owner_a_fraction_below_its_share_is_starved_and_the_others_keep_their_share_rounded_up():
+    # 31.5 shared by three is 10.5 each: "c" at 10 waits below it, so "a" may reach 11 and no more.
+    lane = uses(a=(10, 100, 5), b=(11, 100, 5), c=(10, 100, 5))
+    assert lanewide.fair_room("a", lane, capacity=31.5, reserve=0.05) == 1
+    assert lanewide.fair_room("b", lane, capacity=31.5, reserve=0.05) == 0
+
+
 def test_a_lane_with_room_shares_its_useful_concurrency():
     view = lanewide.LaneView(concurrency=300)
     assert lanewide.lane_capacity(view, uses(a=(6, 100, 5)), saturated=False, now=10.0) == 300

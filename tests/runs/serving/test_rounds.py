@@ -75,6 +75,24 @@ def test_a_claim_short_of_what_was_asked_means_the_run_has_no_more_due_blocks():
     assert state.slots["r"].exhausted
 
 
+def test_a_claim_cut_short_by_the_runs_parallelism_leaves_the_run_with_work():
+    # The run still wants blocks (and says so on its lanes' boards); it claims again next round.
+    state = state_with(slot("r"))
+    rounds.take_claim(state, ClaimRequest("r", limit=5, ahead=1, answered=0), claim(3, at_parallelism=True),
+                      now=0.0)
+    assert not state.slots["r"].exhausted
+    assert len(rounds.claims_wanted(state, now=0.0)) == 1
+
+
+def test_a_run_at_its_parallelism_waits_a_moment_before_claiming_again():
+    state = state_with(slot("r"))
+    rounds.take_claim(state, ClaimRequest("r", limit=5, ahead=1, answered=0), claim(0, at_parallelism=True),
+                      now=10.0)
+    assert not state.slots["r"].exhausted
+    assert rounds.claims_wanted(state, now=10.0) == []
+    assert len(rounds.claims_wanted(state, now=10.0 + rounds.CLAIM_RECHECK_SECONDS)) == 1
+
+
 def test_a_claim_with_no_room_in_the_budget_waits_instead_of_calling_the_run_exhausted():
     state = state_with(slot("r"))
     rounds.take_claim(state, ClaimRequest("r", limit=5, ahead=1, answered=0), claim(0, budget_wait=True),
