@@ -4,11 +4,14 @@ one conditional write that returns how many rows it moved (0: not in the state t
 ::
 
     pipeline:  running ── end (every step's run ended, no item can move) ──► complete
+               complete ── reopen (a replay or reseed sent an item on again) ──► running
+
 
     item:      moving ── advance (handed to the next step; position + 1) ──► moving
                  │ ├──── finish (succeeded in the last step) ─────────────► done
                  │ ├──── stop (its block failed or was canceled for good) ──► failed
                  │ └──── filter_out (the next step's filter refused it; position + 1) ► filtered
+    failed ── revive (its block in the step it stopped at succeeded after a dead-letter replay) ──► moving
 
 An item is `moving` while a block of it is open in the step at its `position`, or will be: a pipeline
 and its items are created `moving`/`running` (the models' defaults). apps.pipelines.services decide
@@ -36,6 +39,10 @@ class PipelineQuerySet(models.QuerySet):
     def end(self, *, now: datetime) -> int:
         return self.filter(status=PipelineStatus.RUNNING).update(status=PipelineStatus.COMPLETE, ended_at=now)
 
+    def reopen(self) -> int:
+        return self.filter(status=PipelineStatus.COMPLETE).update(status=PipelineStatus.RUNNING,
+                                                                  ended_at=None)
+
 
 class PipelineItemQuerySet(models.QuerySet):
     def moving_at(self, position: int) -> "PipelineItemQuerySet":
@@ -50,6 +57,11 @@ class PipelineItemQuerySet(models.QuerySet):
     def stop(self, *, position: int, reason: str, now: datetime) -> int:
         return self.moving_at(position).update(status=ItemStatus.FAILED, stop_reason=reason[:1000],
                                                updated_at=now)
+
+    def revive(self, *, position: int, now: datetime) -> int:
+        """An item stopped at `position` whose block there succeeded after all (a dead-letter replay)."""
+        return self.filter(status=ItemStatus.FAILED, position=position).update(
+            status=ItemStatus.MOVING, stop_reason="", updated_at=now)
 
     def filter_out(self, *, position: int, reason: str, now: datetime) -> int:
         """At the step after `position`, whose filter did not take it: it stays there, filtered."""

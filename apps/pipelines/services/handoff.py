@@ -14,12 +14,11 @@ import logging
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from apps.pipelines.models import ItemStatus, Pipeline, PipelineItem, PipelineStatus, PipelineStep
+from apps.pipelines.services.placement import place_blocks
 from apps.pipelines.templates import ItemContext, StepOutput, TemplateProblem, parse_filter, render
-from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, BlockStatus, Run
 from apps.runs.services import run_finalize
 from apps.runs.transitions import BLOCK_TERMINAL, RUN_ENDED, RUN_ENDING, lock_run
@@ -42,17 +41,22 @@ def step_hand_on(*, run_id: Any, settled: dict[int, str]) -> None:
             items.filter(uid=uid).stop(position=step.position, now=now,
                                        reason=f"step {step.name}: {settled[pk]}: {code}: {message}")
     if succeeded:
+        # An item stopped here whose block succeeded after all (a dead-letter replay, in this pass or
+        # as a new pass of an ended run) moves on like any other: this write is its block's one
+        # success (the lease fence), so it is revived once.
+        if items.filter(uid__in=succeeded).revive(position=step.position, now=now):
+            Pipeline.objects.filter(pk=step.pipeline_id).reopen()
         next_step = (PipelineStep.objects.filter(pipeline_id=step.pipeline_id, position=step.position + 1)
                      .first())
         if next_step is None:
             items.filter(uid__in=succeeded).finish(position=step.position, now=now)
         else:
-            _hand_to(next_step, uids=succeeded, now=now)
+            _hand_to(next_step, uids=succeeded, now=now, source=step.name)
     pipeline_id = step.pipeline_id
     transaction.on_commit(lambda: pipeline_settle(pipeline_id=pipeline_id), robust=True)
 
 
-def _hand_to(step: PipelineStep, *, uids: list[str], now: Any) -> None:
+def _hand_to(step: PipelineStep, *, uids: list[str], now: Any, source: str) -> None:
     """Blocks in `step` for the items of `uids` that are in the step before it (each once), in the
     caller's transaction."""
     before = step.position - 1
@@ -63,13 +67,17 @@ def _hand_to(step: PipelineStep, *, uids: list[str], now: Any) -> None:
     if not ready:
         return
     run = lock_run(step.run_id)
-    if run.status in (*RUN_ENDING, *RUN_ENDED):
+    if run.status in RUN_ENDING:
         items.filter(uid__in=[uid for uid, _, _ in ready]).stop(
             position=before, now=now, reason=f"step {step.name} was {run.status} before the item reached it")
         return
     contexts = item_contexts(step, ready)
     check = parse_filter(step.filter) if step.filter else None
+    # Items that went through this step before (a reseed sent them back): their block runs again.
+    existing = dict(Block.objects.filter(run_id=run.pk, uid__in=[uid for uid, _, _ in ready])
+                    .values_list("uid", "pk"))
     blocks: list[Block] = []
+    rerun: dict[int, str] = {}
     filtered: list[str] = []
     broken: dict[str, str] = {}
     for uid, _, metadata in ready:
@@ -85,14 +93,16 @@ def _hand_to(step: PipelineStep, *, uids: list[str], now: Any) -> None:
         if not text.strip():
             broken[uid] = "its input is empty"
             continue
+        if uid in existing:
+            rerun[existing[uid]] = text
+            continue
         blocks.append(Block(run_id=run.pk, block_index=run.total_blocks + len(blocks), uid=uid, input=text,
                             metadata=metadata, model=run.model, pipeline_version=run.pipeline_version,
-                            prompt_version=run.prompt_version))
-    if blocks:
-        Block.objects.bulk_create(blocks)
-        Run.objects.filter(pk=run.pk).update(total_blocks=F("total_blocks") + len(blocks))
-        items.filter(uid__in=[b.uid for b in blocks]).advance(position=before, now=now)
-        run_dispatch_on_commit(run_id=run.pk)
+                            prompt_version=run.prompt_version, pass_number=run.current_pass))
+    if blocks or rerun:
+        place_blocks(run, new=blocks, rerun=rerun, source=source)
+        moved = [b.uid for b in blocks] + [uid for uid, pk in existing.items() if pk in rerun]
+        items.filter(uid__in=moved).advance(position=before, now=now)
     if filtered:
         items.filter(uid__in=filtered).filter_out(position=before, now=now,
                                                   reason=f"step {step.name}: not taken by {step.filter}")
