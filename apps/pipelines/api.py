@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.keys.selectors import key_get_for_user
-from apps.pipelines.models import Pipeline
+from apps.pipelines.models import Pipeline, PipelineStep
 from apps.pipelines.selectors import (
     item_paths,
     pipeline_get_visible,
@@ -30,12 +30,18 @@ from apps.pipelines.serializers import (
     PipelineItemSerializer,
     PipelineSerializer,
 )
+from apps.pipelines.services.control import (
+    pipeline_cancel,
+    pipeline_pause,
+    pipeline_resume,
+    pipeline_step_act,
+)
 from apps.pipelines.services.creation import PipelineSpecError, pipeline_create
 from apps.runs.services.submission import block_from_object
 from config.api.errors import InputError, PayloadTooLarge, error_responses, validated_input
 from config.api.pagination import PagePagination
 from config.api.parsers import JSONParser
-from config.api.throttles import UPLOADS
+from config.api.throttles import UPLOADS, WRITES
 
 PIPELINE_ID = OpenApiParameter("pipeline_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
@@ -47,8 +53,10 @@ def visible_pipeline(request: Request, pipeline_id: str) -> Pipeline:
     return pipeline
 
 
-def pipeline_response(pipeline: Pipeline, *, status_code: int = status.HTTP_200_OK) -> Response:
+def pipeline_response(pipeline: Pipeline, *, status_code: int = status.HTTP_200_OK,
+                      still_paused: dict[str, str] | None = None) -> Response:
     data: dict[str, Any] = {
+        "still_paused": still_paused or {},
         "id": pipeline.pk, "name": pipeline.name, "status": pipeline.status,
         "total_items": pipeline.total_items, "created_at": pipeline.created_at,
         "ended_at": pipeline.ended_at, **pipeline_rollup(pipeline),
@@ -131,3 +139,91 @@ class PipelineItemListApi(GenericAPIView):
         status_filter = validated_input(PipelineItemFilterSerializer, request.query_params).get("status")
         page = self.paginate_queryset(pipeline_items(pipeline, status=status_filter))
         return self.get_paginated_response(PipelineItemSerializer(item_paths(pipeline, page), many=True).data)
+
+
+STEP_NAME = OpenApiParameter("step", OpenApiTypes.STR, OpenApiParameter.PATH, description="The step's name.")
+
+
+@extend_schema(tags=["pipelines"], parameters=[PIPELINE_ID], request=None)
+class PipelineCancelApi(APIView):
+    throttle_scope = WRITES
+
+    @extend_schema(operation_id="pipelines_cancel",
+                   description="Every step's run is canceled: pending blocks at once, calls in flight "
+                               "finish and are recorded. The pipeline is `canceling`, then `canceled` "
+                               "(once) when its last step's run has ended.",
+                   responses={200: PipelineDetailSerializer, **error_responses(401, 404, 409, 429)})
+    def post(self, request: Request, pipeline_id: str) -> Response:
+        return pipeline_response(pipeline_cancel(pipeline_id=visible_pipeline(request, pipeline_id).pk))
+
+
+@extend_schema(tags=["pipelines"], parameters=[PIPELINE_ID], request=None)
+class PipelinePauseApi(APIView):
+    throttle_scope = WRITES
+
+    @extend_schema(operation_id="pipelines_pause",
+                   description="Every queued or running step pauses; calls in flight finish and their "
+                               "items wait in the next (paused) step.",
+                   responses={200: PipelineDetailSerializer, **error_responses(401, 404, 409, 429)})
+    def post(self, request: Request, pipeline_id: str) -> Response:
+        return pipeline_response(pipeline_pause(pipeline_id=visible_pipeline(request, pipeline_id).pk))
+
+
+@extend_schema(tags=["pipelines"], parameters=[PIPELINE_ID], request=None)
+class PipelineResumeApi(APIView):
+    throttle_scope = WRITES
+
+    @extend_schema(operation_id="pipelines_resume",
+                   description="Every paused step resumes; `still_paused` names those that cannot (a "
+                               "budget that cannot pay for the next block) and why.",
+                   responses={200: PipelineDetailSerializer, **error_responses(401, 404, 409, 429)})
+    def post(self, request: Request, pipeline_id: str) -> Response:
+        pipeline, refused = pipeline_resume(pipeline_id=visible_pipeline(request, pipeline_id).pk)
+        return pipeline_response(pipeline, still_paused=refused)
+
+
+class _PipelineStepActionApi(APIView):
+    throttle_scope = WRITES
+    action = ""
+
+    def post(self, request: Request, pipeline_id: str, step: str) -> Response:
+        pipeline = visible_pipeline(request, pipeline_id)
+        try:
+            pipeline_step_act(pipeline_id=pipeline.pk, step_name=step, action=self.action)
+        except PipelineStep.DoesNotExist:
+            raise NotFound(f"The pipeline has no step {step!r}.") from None
+        pipeline.refresh_from_db()
+        return pipeline_response(pipeline)
+
+
+STEP_RESPONSES = {200: PipelineDetailSerializer, **error_responses(401, 404, 409, 429)}
+
+
+@extend_schema(tags=["pipelines"], parameters=[PIPELINE_ID, STEP_NAME], request=None)
+class PipelineStepCancelApi(_PipelineStepActionApi):
+    action = "cancel"
+
+    @extend_schema(operation_id="pipelines_steps_cancel", responses=STEP_RESPONSES,
+                   description="Cancel one step's run: its items, and those still coming, stop there.")
+    def post(self, request: Request, pipeline_id: str, step: str) -> Response:
+        return super().post(request, pipeline_id, step)
+
+
+@extend_schema(tags=["pipelines"], parameters=[PIPELINE_ID, STEP_NAME], request=None)
+class PipelineStepPauseApi(_PipelineStepActionApi):
+    action = "pause"
+
+    @extend_schema(operation_id="pipelines_steps_pause", responses=STEP_RESPONSES,
+                   description="Pause one step's run; earlier steps go on handing it blocks, which wait.")
+    def post(self, request: Request, pipeline_id: str, step: str) -> Response:
+        return super().post(request, pipeline_id, step)
+
+
+@extend_schema(tags=["pipelines"], parameters=[PIPELINE_ID, STEP_NAME], request=None)
+class PipelineStepResumeApi(_PipelineStepActionApi):
+    action = "resume"
+
+    @extend_schema(operation_id="pipelines_steps_resume", responses=STEP_RESPONSES,
+                   description="Resume one paused step's run.")
+    def post(self, request: Request, pipeline_id: str, step: str) -> Response:
+        return super().post(request, pipeline_id, step)

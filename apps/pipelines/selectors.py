@@ -40,6 +40,7 @@ def _step_summary(step: PipelineStep, items_in_step: int) -> dict[str, Any]:
     run = step.run
     return {
         "position": step.position, "name": step.name, "run_id": run.pk, "status": run.status,
+        "paused_reason": run.paused_reason,
         "input": step.input_template, "filter": step.filter, "items_in_step": items_in_step,
         "total_blocks": run.total_blocks, "completed_blocks": run.completed_blocks,
         "failed_blocks": run.failed_blocks, "canceled_blocks": run.canceled_blocks,

@@ -67,6 +67,7 @@ class PipelineStepSerializer(serializers.Serializer):
     name = serializers.CharField()
     run_id = serializers.UUIDField(help_text="The run that is this step: every run endpoint works on it.")
     status = serializers.ChoiceField(choices=RunStatus.choices)
+    paused_reason = serializers.CharField(help_text="Why the step's run is paused (empty if it is not).")
     input = serializers.CharField()
     filter = serializers.CharField()
     items_in_step = serializers.IntegerField(help_text="Items moving in this step now.")
@@ -96,6 +97,8 @@ class PipelineDetailSerializer(serializers.Serializer):
     items = PipelineItemCountsSerializer()
     cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8)
     steps = PipelineStepSerializer(many=True)
+    still_paused = serializers.DictField(child=serializers.CharField(), required=False,
+                                         help_text="After a resume: the steps that stay paused, and why.")
 
 
 class PathStepSerializer(serializers.Serializer):

@@ -3,8 +3,11 @@ one conditional write that returns how many rows it moved (0: not in the state t
 
 ::
 
-    pipeline:  running ── end (every step's run ended, no item can move) ──► complete
+    pipeline:  running / paused ── end (every step's run ended, no item can move) ──► complete
                complete ── reopen (a replay or reseed sent an item on again) ──► running
+               running ── pause (its active steps' runs paused) ──► paused ── resume ──► running
+               running / paused ── cancel (every step's run canceled) ──► canceling
+               canceling ── end (every step's run ended) ──► canceled
 
 
     item:      moving ── advance (handed to the next step; position + 1) ──► moving
@@ -25,7 +28,15 @@ from django.db import models
 
 class PipelineStatus(models.TextChoices):
     RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused (its steps' runs paused by a person; resume to go on)"
+    CANCELING = "canceling", "Canceling (its steps' runs are canceling; calls in flight finish)"
+    CANCELED = "canceled", "Canceled (every step's run ended after a cancel)"
     COMPLETE = "complete", "Complete (every step's run ended; no item can move)"
+
+
+# A pipeline that may still move (settle ends it when no item can).
+PIPELINE_OPEN = (PipelineStatus.RUNNING, PipelineStatus.PAUSED, PipelineStatus.CANCELING)
+PIPELINE_ENDED = (PipelineStatus.COMPLETE, PipelineStatus.CANCELED)
 
 
 class ItemStatus(models.TextChoices):
@@ -37,7 +48,22 @@ class ItemStatus(models.TextChoices):
 
 class PipelineQuerySet(models.QuerySet):
     def end(self, *, now: datetime) -> int:
-        return self.filter(status=PipelineStatus.RUNNING).update(status=PipelineStatus.COMPLETE, ended_at=now)
+        """running -> complete (paused too: its steps may have been resumed one by one and ended)
+        or canceling -> canceled. At most one of the two UPDATEs matches, once."""
+        running = (PipelineStatus.RUNNING, PipelineStatus.PAUSED)
+        return (self.filter(status__in=running).update(status=PipelineStatus.COMPLETE, ended_at=now)
+                or self.filter(status=PipelineStatus.CANCELING).update(status=PipelineStatus.CANCELED,
+                                                                       ended_at=now))
+
+    def pause(self) -> int:
+        return self.filter(status=PipelineStatus.RUNNING).update(status=PipelineStatus.PAUSED)
+
+    def resume(self) -> int:
+        return self.filter(status=PipelineStatus.PAUSED).update(status=PipelineStatus.RUNNING)
+
+    def begin_canceling(self) -> int:
+        return self.filter(status__in=(PipelineStatus.RUNNING, PipelineStatus.PAUSED)).update(
+            status=PipelineStatus.CANCELING)
 
     def reopen(self) -> int:
         return self.filter(status=PipelineStatus.COMPLETE).update(status=PipelineStatus.RUNNING,

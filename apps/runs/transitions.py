@@ -83,6 +83,7 @@ class PausedCause(models.TextChoices):
     KEY_UNSAFE = "key_unsafe", "The key's base_url broke an address rule at call time"
     BUDGET = "budget", "The run's budget is spent"
     BATCH_REFUSED = "batch_refused", "The provider refused the run's Message Batch as a whole"
+    REQUESTED = "requested", "Paused by a person (resume by hand)"
 
 
 # --- named sets: the only place these tuples are spelled out ---------------------------------------

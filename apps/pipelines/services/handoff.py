@@ -19,7 +19,8 @@ from django.utils import timezone
 from apps.pipelines.models import ItemStatus, Pipeline, PipelineItem, PipelineStatus, PipelineStep
 from apps.pipelines.services.placement import place_blocks
 from apps.pipelines.templates import ItemContext, StepOutput, TemplateProblem, parse_filter, render
-from apps.runs.models import Block, BlockStatus, Run
+from apps.pipelines.transitions import PIPELINE_OPEN
+from apps.runs.models import Block, BlockStatus, PausedCause, Run
 from apps.runs.services import run_finalize
 from apps.runs.transitions import BLOCK_TERMINAL, RUN_ENDED, RUN_ENDING, lock_run
 
@@ -67,9 +68,12 @@ def _hand_to(step: PipelineStep, *, uids: list[str], now: Any, source: str) -> N
     if not ready:
         return
     run = lock_run(step.run_id)
-    if run.status in RUN_ENDING:
+    pipeline_status = Pipeline.objects.filter(pk=step.pipeline_id).values_list("status", flat=True).get()
+    if run.status in RUN_ENDING or pipeline_status in (PipelineStatus.CANCELING, PipelineStatus.CANCELED):
+        what = (f"step {step.name} was {run.status}" if run.status in RUN_ENDING
+                else "the pipeline was canceled")
         items.filter(uid__in=[uid for uid, _, _ in ready]).stop(
-            position=before, now=now, reason=f"step {step.name} was {run.status} before the item reached it")
+            position=before, now=now, reason=f"{what} before the item reached it")
         return
     contexts = item_contexts(step, ready)
     check = parse_filter(step.filter) if step.filter else None
@@ -101,6 +105,9 @@ def _hand_to(step: PipelineStep, *, uids: list[str], now: Any, source: str) -> N
                             prompt_version=run.prompt_version, pass_number=run.current_pass))
     if blocks or rerun:
         place_blocks(run, new=blocks, rerun=rerun, source=source)
+        if pipeline_status == PipelineStatus.PAUSED:
+            # An ended step that took them as a new pass waits with the rest of the pipeline.
+            Run.objects.filter(pk=run.pk).pause(cause=PausedCause.REQUESTED, reason="its pipeline was paused")
         moved = [b.uid for b in blocks] + [uid for uid, pk in existing.items() if pk in rerun]
         items.filter(uid__in=moved).advance(position=before, now=now)
     if filtered:
@@ -152,18 +159,24 @@ def step_ended(*, run_id: Any) -> None:
     step = PipelineStep.objects.filter(run_id=run_id).first()
     if step is None:
         return
-    now = timezone.now()
     with transaction.atomic():
-        stuck = (Block.objects.filter(run_id=run_id, status__in=BLOCK_TERMINAL)
-                 .exclude(status=BlockStatus.SUCCEEDED)
-                 .filter(uid__in=PipelineItem.objects.filter(pipeline_id=step.pipeline_id)
-                         .moving_at(step.position).values("uid"))
-                 .values_list("uid", "status", "error_code"))
-        items = PipelineItem.objects.filter(pipeline_id=step.pipeline_id)
-        for uid, status, code in stuck:
-            items.filter(uid=uid).stop(position=step.position, now=now,
-                                       reason=f"step {step.name}: {status}: {code}")
+        items_stop_stuck(step)
     pipeline_settle(pipeline_id=step.pipeline_id)
+
+
+def items_stop_stuck(step: PipelineStep) -> None:
+    """Items `moving` in `step` whose block there ended outside a result write (canceled, or failed
+    on a lease lost at its last attempt) stop, with why. Their block will never announce itself."""
+    now = timezone.now()
+    stuck = (Block.objects.filter(run_id=step.run_id, status__in=BLOCK_TERMINAL)
+             .exclude(status=BlockStatus.SUCCEEDED)
+             .filter(uid__in=PipelineItem.objects.filter(pipeline_id=step.pipeline_id)
+                     .moving_at(step.position).values("uid"))
+             .values_list("uid", "status", "error_code"))
+    items = PipelineItem.objects.filter(pipeline_id=step.pipeline_id)
+    for uid, status, code in stuck:
+        items.filter(uid=uid).stop(position=step.position, now=now,
+                                   reason=f"step {step.name}: {status}: {code}")
 
 
 def pipelines_settle_running() -> int:
@@ -171,6 +184,6 @@ def pipelines_settle_running() -> int:
     a process that dies right then never does; this finds what it left (a later step still held open
     that no item can reach). Returns how many pipelines it ended."""
     ended = 0
-    for pipeline_id in Pipeline.objects.filter(status=PipelineStatus.RUNNING).values_list("pk", flat=True):
+    for pipeline_id in Pipeline.objects.filter(status__in=PIPELINE_OPEN).values_list("pk", flat=True):
         ended += pipeline_settle(pipeline_id=pipeline_id)
     return ended

@@ -1,4 +1,5 @@
-"""`manage.py pipeline submit SPEC ITEMS --user U [--key K] [--follow]` and `pipeline show ID`.
+"""`manage.py pipeline submit SPEC ITEMS --user U [--key K] [--follow]`, `pipeline show ID`, and
+`pipeline cancel|pause|resume ID [--step NAME]` (the whole pipeline, or one step's run).
 
 SPEC is a JSON file: `{"name": ..., "key": <id or label>, "steps": [...]}`, each step as the API takes
 it (a run's settings plus `name`, `input`, `filter`); ITEMS is JSONL, one item per line, as a run's
@@ -14,10 +15,18 @@ from django.core.management.base import CommandError, CommandParser
 from rest_framework import serializers
 
 from apps.core.errors import InvalidInput, StateConflict
-from apps.pipelines.models import Pipeline, PipelineStatus
+from apps.pipelines.models import Pipeline, PipelineStep
 from apps.pipelines.selectors import pipeline_rollup
 from apps.pipelines.serializers import PipelineStepInputSerializer
+from apps.pipelines.services.control import (
+    ACTIONS,
+    pipeline_cancel,
+    pipeline_pause,
+    pipeline_resume,
+    pipeline_step_act,
+)
 from apps.pipelines.services.creation import pipeline_create
+from apps.pipelines.transitions import PIPELINE_ENDED
 from apps.runs.management.commandline import OperatorCommand, key_of, user_named
 from apps.runs.services import parse_jsonl
 
@@ -36,6 +45,11 @@ class Command(OperatorCommand):
         show = actions.add_parser("show", help="a pipeline's steps and items by where they are")
         show.add_argument("pipeline_id")
         show.add_argument("--follow", action="store_true")
+        for action in ACTIONS:
+            act = actions.add_parser(action, help=f"{action} the whole pipeline, or one step (--step)")
+            act.add_argument("pipeline_id")
+            act.add_argument("--step", help="the step's name: act on its run only")
+            act.add_argument("--follow", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "submit":
@@ -48,7 +62,26 @@ class Command(OperatorCommand):
             if found is None:
                 raise CommandError(f"no pipeline {options['pipeline_id']}")
             pipeline = found
+            if options["action"] in ACTIONS:
+                self.act(pipeline, options["action"], step=options["step"])
         self.show(pipeline, follow=options["follow"])
+
+    def act(self, pipeline: Pipeline, action: str, *, step: str | None) -> None:
+        try:
+            if step:
+                pipeline_step_act(pipeline_id=pipeline.pk, step_name=step, action=action)
+            elif action == "cancel":
+                pipeline_cancel(pipeline_id=pipeline.pk)
+            elif action == "pause":
+                pipeline_pause(pipeline_id=pipeline.pk)
+            else:
+                _, refused = pipeline_resume(pipeline_id=pipeline.pk)
+                for name, reason in refused.items():
+                    self.stdout.write(f"step {name} stays paused: {reason}")
+        except StateConflict as exc:
+            raise CommandError(exc.message) from None
+        except PipelineStep.DoesNotExist:
+            raise CommandError(f"the pipeline has no step {step!r}") from None
 
     def submit(self, options: dict[str, Any]) -> Pipeline:
         spec_path, items_path = Path(options["spec"]), Path(options["items"])
@@ -95,7 +128,7 @@ class Command(OperatorCommand):
                     self.stdout.write(f"  {s['position']}. {s['name']:<16} {s['status']:<9} "
                                       f"{s['completed_blocks']} ok, {s['failed_blocks']} failed of "
                                       f"{s['total_blocks']} (run {s['run_id']})")
-                if not follow or pipeline.status == PipelineStatus.COMPLETE:
+                if not follow or pipeline.status in PIPELINE_ENDED:
                     return
                 time.sleep(1.0)
         except KeyboardInterrupt:
