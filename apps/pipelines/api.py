@@ -37,6 +37,8 @@ from apps.pipelines.services.control import (
     pipeline_step_act,
 )
 from apps.pipelines.services.creation import PipelineSpecError, pipeline_create
+from apps.pipelines.services.reseed import pipeline_reseed_step
+from apps.runs.serializers.inputs import ReseedInputSerializer
 from apps.runs.services.submission import block_from_object
 from config.api.errors import InputError, PayloadTooLarge, error_responses, validated_input
 from config.api.pagination import PagePagination
@@ -227,3 +229,29 @@ class PipelineStepResumeApi(_PipelineStepActionApi):
                    description="Resume one paused step's run.")
     def post(self, request: Request, pipeline_id: str, step: str) -> Response:
         return super().post(request, pipeline_id, step)
+
+
+@extend_schema(tags=["pipelines"], parameters=[PIPELINE_ID, STEP_NAME])
+class PipelineStepReseedApi(APIView):
+    throttle_scope = WRITES
+
+    @extend_schema(
+        operation_id="pipelines_steps_reseed",
+        description="Reseed one step (as `POST /runs/<id>/reseed/` does its run: all blocks, the failed "
+                    "ones, or a filter; optionally a new model or prompt) and send the items it takes "
+                    "back through the later steps again: their later results are marked stale "
+                    "(`stale` in the items' paths) until rewritten. Other items are not touched. A 409 "
+                    "while an affected item is still moving in a later step, or the pipeline is paused "
+                    "or canceled.",
+        request=ReseedInputSerializer,
+        responses={200: PipelineDetailSerializer, **error_responses(400, 401, 404, 409, 429)},
+    )
+    def post(self, request: Request, pipeline_id: str, step: str) -> Response:
+        pipeline = visible_pipeline(request, pipeline_id)
+        changes = validated_input(ReseedInputSerializer, request.data)
+        try:
+            pipeline_reseed_step(pipeline_id=pipeline.pk, step_name=step, **changes)
+        except PipelineStep.DoesNotExist:
+            raise NotFound(f"The pipeline has no step {step!r}.") from None
+        pipeline.refresh_from_db()
+        return pipeline_response(pipeline)

@@ -77,6 +77,9 @@ class PipelineItem(models.Model):
     position = models.PositiveSmallIntegerField(default=1)
     # Why a failed or filtered item stopped (the block's error, or the filter that refused it).
     stop_reason = models.TextField(blank=True, default="")
+    # Positions of later steps whose result for this item was produced from an earlier step's output
+    # that has since been reseeded (stale), each cleared when the item's new result there is written.
+    stale_steps = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = PipelineItemQuerySet.as_manager()

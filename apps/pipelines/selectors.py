@@ -63,24 +63,31 @@ def pipeline_items(pipeline: Pipeline, *, status: str | None = None) -> QuerySet
 
 def item_paths(pipeline: Pipeline, items: Iterable[PipelineItem] | None = None) -> list[dict[str, Any]]:
     """Each item (all, or the page given) with its path: the steps it reached, with its block's status
-    in each (`filtered` where a step's filter did not take it), and why it stopped if it did."""
+    in each (`filtered` where a step's filter did not take it), the result's version stamp (model,
+    prompt_version, pipeline_version: the build, pass_number), `stale` where that result was produced
+    from an earlier output since reseeded, and why the item stopped if it did."""
     items = list(pipeline_items(pipeline) if items is None else items)
     steps = list(pipeline.steps.order_by("position").values_list("position", "name", "run_id"))
     names = {run_id: (position, name) for position, name, run_id in steps}
-    blocks: dict[str, dict[int, str]] = {item.uid: {} for item in items}
-    for run_id, uid, block_status in (Block.objects.filter(run_id__in=list(names), uid__in=list(blocks))
-                                      .values_list("run_id", "uid", "status")):
-        blocks[uid][names[run_id][0]] = block_status
+    blocks: dict[str, dict[int, dict[str, Any]]] = {item.uid: {} for item in items}
+    for run_id, uid, *stamp in (Block.objects.filter(run_id__in=list(names), uid__in=list(blocks))
+                                .values_list("run_id", "uid", *BLOCK_STAMP)):
+        blocks[uid][names[run_id][0]] = dict(zip(BLOCK_STAMP, stamp, strict=True))
     rows = []
     for item in items:
         path = []
+        stale = set(item.stale_steps or [])
         for position, name, _ in steps:
-            status: str | None = blocks[item.uid].get(position)
-            if status is None and item.status == ItemStatus.FILTERED and item.position == position:
-                status = ItemStatus.FILTERED
-            if status is None:
+            block = blocks[item.uid].get(position)
+            if item.status == ItemStatus.FILTERED and item.position == position:
+                block = {**dict.fromkeys(BLOCK_STAMP, ""), "pass_number": None, "status": ItemStatus.FILTERED}
+            if block is None:
                 break
-            path.append({"step": name, "status": status})
+            path.append({"step": name, **block, "stale": position in stale})
         rows.append({"uid": item.uid, "status": item.status, "position": item.position,
                      "stop_reason": item.stop_reason, "metadata": item.metadata, "path": path})
     return rows
+
+
+# What a path shows of an item's block in a step: its status and its result's version stamp.
+BLOCK_STAMP = ("status", "model", "prompt_version", "pipeline_version", "pass_number")

@@ -104,6 +104,13 @@ class PipelineDetailSerializer(serializers.Serializer):
 class PathStepSerializer(serializers.Serializer):
     step = serializers.CharField()
     status = serializers.ChoiceField(choices=[*BlockStatus.choices, (ItemStatus.FILTERED, "Filtered")])
+    stale = serializers.BooleanField(help_text="This result was produced from an earlier step's output "
+                                               "that has since been reseeded; it is rewritten when the "
+                                               "item reaches this step again.")
+    model = serializers.CharField(help_text="The model that wrote this result (the step's version).")
+    prompt_version = serializers.CharField(help_text="The hash of the prompt that wrote this result.")
+    pipeline_version = serializers.CharField(help_text="The build that wrote this result.")
+    pass_number = serializers.IntegerField(allow_null=True, help_text="The pass of the step's run.")
 
 
 class PipelineItemSerializer(serializers.Serializer):

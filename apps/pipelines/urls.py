@@ -15,4 +15,6 @@ urlpatterns = [
          name="pipeline-step-pause"),
     path("pipelines/<str:pipeline_id>/steps/<str:step>/resume/", api.PipelineStepResumeApi.as_view(),
          name="pipeline-step-resume"),
+    path("pipelines/<str:pipeline_id>/steps/<str:step>/reseed/", api.PipelineStepReseedApi.as_view(),
+         name="pipeline-step-reseed"),
 ]

@@ -49,10 +49,12 @@ def test_the_pipeline_reads_back_with_its_items_paths(client, offline_key):
     detail = client.get(f"/api/v1/pipelines/{created['id']}/")
     items = client.get(f"/api/v1/pipelines/{created['id']}/items/")
     assert detail.status_code == 200 and detail.data["total_items"] == 2
-    assert [(i["uid"], i["status"], i["path"]) for i in items.data["results"]] == [
-        ("a", "moving", [{"step": "grade", "status": "pending"}]),
-        ("line-2", "moving", [{"step": "grade", "status": "pending"}]),
+    assert [(i["uid"], i["status"], [(p["step"], p["status"], p["stale"]) for p in i["path"]])
+            for i in items.data["results"]] == [
+        ("a", "moving", [("grade", "pending", False)]),
+        ("line-2", "moving", [("grade", "pending", False)]),
     ]
+    assert items.data["results"][0]["path"][0]["model"] == MODEL
 
 
 def test_another_users_pipeline_is_not_found(api, outsider, client, offline_key):  # noqa: F811

@@ -47,6 +47,7 @@ def step_hand_on(*, run_id: Any, settled: dict[int, str]) -> None:
         # success (the lease fence), so it is revived once.
         if items.filter(uid__in=succeeded).revive(position=step.position, now=now):
             Pipeline.objects.filter(pk=step.pipeline_id).reopen()
+        _freshen(items.filter(uid__in=succeeded), position=step.position)
         next_step = (PipelineStep.objects.filter(pipeline_id=step.pipeline_id, position=step.position + 1)
                      .first())
         if next_step is None:
@@ -55,6 +56,12 @@ def step_hand_on(*, run_id: Any, settled: dict[int, str]) -> None:
             _hand_to(next_step, uids=succeeded, now=now, source=step.name)
     pipeline_id = step.pipeline_id
     transaction.on_commit(lambda: pipeline_settle(pipeline_id=pipeline_id), robust=True)
+
+
+def _freshen(items: Any, *, position: int) -> None:
+    """Items whose result at `position` was stale (a reseed upstream) have a new one: no longer."""
+    for pk, stale in items.filter(stale_steps__contains=[position]).values_list("pk", "stale_steps"):
+        PipelineItem.objects.filter(pk=pk).update(stale_steps=[p for p in stale if p != position])
 
 
 def _hand_to(step: PipelineStep, *, uids: list[str], now: Any, source: str) -> None:

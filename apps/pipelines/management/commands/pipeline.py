@@ -1,5 +1,6 @@
 """`manage.py pipeline submit SPEC ITEMS --user U [--key K] [--follow]`, `pipeline show ID`, and
-`pipeline cancel|pause|resume ID [--step NAME]` (the whole pipeline, or one step's run).
+`pipeline cancel|pause|resume ID [--step NAME]` (the whole pipeline, or one step's run), and
+`pipeline reseed ID --step NAME [--scope all|failed|filter] [--pipeline-version V ...]`.
 
 SPEC is a JSON file: `{"name": ..., "key": <id or label>, "steps": [...]}`, each step as the API takes
 it (a run's settings plus `name`, `input`, `filter`); ITEMS is JSONL, one item per line, as a run's
@@ -26,6 +27,7 @@ from apps.pipelines.services.control import (
     pipeline_step_act,
 )
 from apps.pipelines.services.creation import pipeline_create
+from apps.pipelines.services.reseed import pipeline_reseed_step
 from apps.pipelines.transitions import PIPELINE_ENDED
 from apps.runs.management.commandline import OperatorCommand, key_of, user_named
 from apps.runs.services import parse_jsonl
@@ -45,6 +47,13 @@ class Command(OperatorCommand):
         show = actions.add_parser("show", help="a pipeline's steps and items by where they are")
         show.add_argument("pipeline_id")
         show.add_argument("--follow", action="store_true")
+        reseed = actions.add_parser("reseed", help="reseed one step; its items go through later steps again")
+        reseed.add_argument("pipeline_id")
+        reseed.add_argument("--step", required=True)
+        reseed.add_argument("--scope", choices=["all", "failed", "filter"], default="all")
+        for name in ("status", "error-code", "prompt-version", "pipeline-version", "model"):
+            reseed.add_argument(f"--{name}")
+        reseed.add_argument("--follow", action="store_true")
         for action in ACTIONS:
             act = actions.add_parser(action, help=f"{action} the whole pipeline, or one step (--step)")
             act.add_argument("pipeline_id")
@@ -64,7 +73,20 @@ class Command(OperatorCommand):
             pipeline = found
             if options["action"] in ACTIONS:
                 self.act(pipeline, options["action"], step=options["step"])
+            elif options["action"] == "reseed":
+                self.reseed(pipeline, options)
         self.show(pipeline, follow=options["follow"])
+
+    def reseed(self, pipeline: Pipeline, options: dict[str, Any]) -> None:
+        changes = {name: options[name] for name in ("status", "error_code", "prompt_version",
+                                                    "pipeline_version", "model") if options[name]}
+        try:
+            pipeline_reseed_step(pipeline_id=pipeline.pk, step_name=options["step"], scope=options["scope"],
+                                 **changes)
+        except (StateConflict, InvalidInput) as exc:
+            raise CommandError(exc.message) from None
+        except PipelineStep.DoesNotExist:
+            raise CommandError(f"the pipeline has no step {options['step']!r}") from None
 
     def act(self, pipeline: Pipeline, action: str, *, step: str | None) -> None:
         try:
