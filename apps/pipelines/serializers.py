@@ -32,6 +32,16 @@ class PipelineStepInputSerializer(RunSettingsInputSerializer):
     input = TextField(required=False, allow_blank=True, default="", trim_whitespace=False,
                       help_text=INPUT_HELP)
     filter = TextField(required=False, allow_blank=True, default="", max_length=500, help_text=FILTER_HELP)
+    fan_out = TextField(required=False, allow_blank=True, default="", max_length=200,
+                        help_text="An array field of this step's output_schema (`segments`, `a.b`): each "
+                                  "element becomes a child item (uid `<parent>#<index>`, its input the "
+                                  "element) that goes on to the next step alone. At most "
+                                  "PIPELINE_MAX_CHILDREN per item.")
+    gather = serializers.BooleanField(required=False, default=False,
+                                      help_text="Take each item back from its children (of the fan-out "
+                                                "before it) once every child has settled; the input reads "
+                                                "their outputs of the step before as `{children}` (a JSON "
+                                                "array; the default input).")
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         value = super().to_internal_value(data)
@@ -68,6 +78,8 @@ class PipelineStepSerializer(serializers.Serializer):
     run_id = serializers.UUIDField(help_text="The run that is this step: every run endpoint works on it.")
     status = serializers.ChoiceField(choices=RunStatus.choices)
     paused_reason = serializers.CharField(help_text="Why the step's run is paused (empty if it is not).")
+    fan_out = serializers.CharField(help_text="The array field this step fans out (empty: none).")
+    gather = serializers.BooleanField(help_text="Whether this step gathers items back from their children.")
     input = serializers.CharField()
     filter = serializers.CharField()
     items_in_step = serializers.IntegerField(help_text="Items moving in this step now.")
@@ -119,4 +131,5 @@ class PipelineItemSerializer(serializers.Serializer):
     position = serializers.IntegerField(help_text="The step it is in (or stopped in), from 1.")
     stop_reason = serializers.CharField()
     metadata = serializers.JSONField(allow_null=True)
+    parent_uid = serializers.CharField(allow_null=True, help_text="A child item's parent's uid (a fan-out).")
     path = PathStepSerializer(many=True)

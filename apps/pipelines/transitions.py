@@ -14,6 +14,9 @@ one conditional write that returns how many rows it moved (0: not in the state t
                  │ ├──── finish (succeeded in the last step) ─────────────► done
                  │ ├──── stop (its block failed or was canceled for good) ──► failed
                  │ └──── filter_out (the next step's filter refused it; position + 1) ► filtered
+    moving ── fan_out (its step's array field became child items, `moving` in the next step) ──► fanned_out
+    fanned_out ── gather (every child settled; one or more done: the gather step takes it) ──► moving
+    fanned_out ── stop (every child settled, none done) ──► failed
     failed ── revive (its block in the step it stopped at succeeded after a dead-letter replay) ──► moving
 
 An item is `moving` while a block of it is open in the step at its `position`, or will be: a pipeline
@@ -44,6 +47,7 @@ class ItemStatus(models.TextChoices):
     DONE = "done", "Done (succeeded in the last step)"
     FAILED = "failed", "Failed (its block in a step failed or was canceled for good)"
     FILTERED = "filtered", "Filtered out (a step's filter did not take it)"
+    FANNED_OUT = "fanned_out", "Fanned out (into child items; a later gather step takes it on from them)"
 
 
 class PipelineQuerySet(models.QuerySet):
@@ -83,6 +87,15 @@ class PipelineItemQuerySet(models.QuerySet):
     def stop(self, *, position: int, reason: str, now: datetime) -> int:
         return self.moving_at(position).update(status=ItemStatus.FAILED, stop_reason=reason[:1000],
                                                updated_at=now)
+
+    def fan_out(self, *, position: int, now: datetime) -> int:
+        return self.moving_at(position).update(status=ItemStatus.FANNED_OUT, updated_at=now)
+
+    def gather(self, *, position: int, now: datetime) -> int:
+        """Back from its children, into the step before the gather step (which the handoff takes it
+        from, as from any step)."""
+        return self.filter(status=ItemStatus.FANNED_OUT).update(status=ItemStatus.MOVING, position=position,
+                                                                updated_at=now)
 
     def revive(self, *, position: int, now: datetime) -> int:
         """An item stopped at `position` whose block there succeeded after all (a dead-letter replay)."""

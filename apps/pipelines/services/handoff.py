@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.pipelines.models import ItemStatus, Pipeline, PipelineItem, PipelineStatus, PipelineStep
+from apps.pipelines.services.fanning import fan_out, gather_ready, gathered_outputs
 from apps.pipelines.services.placement import place_blocks
 from apps.pipelines.templates import ItemContext, StepOutput, TemplateProblem, parse_filter, render
 from apps.pipelines.transitions import PIPELINE_OPEN
@@ -50,10 +51,16 @@ def step_hand_on(*, run_id: Any, settled: dict[int, str]) -> None:
         _freshen(items.filter(uid__in=succeeded), position=step.position)
         next_step = (PipelineStep.objects.filter(pipeline_id=step.pipeline_id, position=step.position + 1)
                      .first())
-        if next_step is None:
+        if step.fan_out and next_step is not None:
+            fan_out(step, next_step, uids=succeeded, now=now)
+        elif next_step is None or next_step.gather:
+            # The last step, or the last a child runs before its parent is gathered: done here.
             items.filter(uid__in=succeeded).finish(position=step.position, now=now)
         else:
-            _hand_to(next_step, uids=succeeded, now=now, source=step.name)
+            hand_to(next_step, uids=succeeded, now=now, source=step.name)
+    # Children that settled here (succeeded, failed, filtered or stopped at the next step): their
+    # parents may now be gathered.
+    gather_ready(step.pipeline_id, child_uids=[uid for _, uid, _, _ in rows], now=now)
     pipeline_id = step.pipeline_id
     transaction.on_commit(lambda: pipeline_settle(pipeline_id=pipeline_id), robust=True)
 
@@ -64,7 +71,7 @@ def _freshen(items: Any, *, position: int) -> None:
         PipelineItem.objects.filter(pk=pk).update(stale_steps=[p for p in stale if p != position])
 
 
-def _hand_to(step: PipelineStep, *, uids: list[str], now: Any, source: str) -> None:
+def hand_to(step: PipelineStep, *, uids: list[str], now: Any, source: str) -> None:
     """Blocks in `step` for the items of `uids` that are in the step before it (each once), in the
     caller's transaction."""
     before = step.position - 1
@@ -125,16 +132,22 @@ def _hand_to(step: PipelineStep, *, uids: list[str], now: Any, source: str) -> N
 
 
 def item_contexts(step: PipelineStep, ready: list[tuple[str, str, Any]]) -> dict[str, ItemContext]:
-    """What `step`'s template and filter read of each item: input, metadata, earlier steps' outputs."""
+    """What `step`'s template and filter read of each item: input, metadata, earlier steps' outputs
+    (a child item reads its parent's for the steps up to the fan-out), and for a gather step the
+    item's children's outputs of the step before."""
     earlier = dict(PipelineStep.objects.filter(pipeline_id=step.pipeline_id, position__lt=step.position)
                    .values_list("run_id", "name"))
     uids = [uid for uid, _, _ in ready]
-    outputs: dict[str, dict[str, StepOutput]] = {uid: {} for uid in uids}
-    for run_id, uid, text, document in (Block.objects.filter(run_id__in=list(earlier), uid__in=uids,
+    parents = dict(PipelineItem.objects.filter(pipeline_id=step.pipeline_id, uid__in=uids,
+                                               parent__isnull=False).values_list("uid", "parent__uid"))
+    found: dict[str, dict[str, StepOutput]] = {uid: {} for uid in [*uids, *parents.values()]}
+    for run_id, uid, text, document in (Block.objects.filter(run_id__in=list(earlier), uid__in=list(found),
                                                              status=BlockStatus.SUCCEEDED)
                                         .values_list("run_id", "uid", "output", "output_json")):
-        outputs[uid][earlier[run_id]] = StepOutput(text=text, document=document)
-    return {uid: ItemContext(input=text, metadata=metadata, outputs=outputs[uid])
+        found[uid][earlier[run_id]] = StepOutput(text=text, document=document)
+    outputs = {uid: {**found.get(parents.get(uid, ""), {}), **found[uid]} for uid in uids}
+    children = gathered_outputs(step, uids) if step.gather else {}
+    return {uid: ItemContext(input=text, metadata=metadata, outputs=outputs[uid], children=children.get(uid))
             for uid, text, metadata in ready}
 
 
@@ -181,9 +194,12 @@ def items_stop_stuck(step: PipelineStep) -> None:
                      .moving_at(step.position).values("uid"))
              .values_list("uid", "status", "error_code"))
     items = PipelineItem.objects.filter(pipeline_id=step.pipeline_id)
+    stopped = []
     for uid, status, code in stuck:
         items.filter(uid=uid).stop(position=step.position, now=now,
                                    reason=f"step {step.name}: {status}: {code}")
+        stopped.append(uid)
+    gather_ready(step.pipeline_id, child_uids=stopped, now=now)
 
 
 def pipelines_settle_running() -> int:

@@ -35,6 +35,9 @@ def pipeline_reseed_step(*, pipeline_id: Any, step_name: str, **reseed: Any) -> 
         pipeline = Pipeline.objects.get(pk=pipeline_id)
         if pipeline.status not in (PipelineStatus.RUNNING, PipelineStatus.COMPLETE):
             raise PipelineStateError(f"a {pipeline.status} pipeline cannot be reseeded")
+        if PipelineStep.objects.filter(pipeline_id=pipeline_id).exclude(fan_out="").exists():
+            raise PipelineStateError("reseeding a pipeline that fans out is not supported yet; reseed its "
+                                     "steps' runs one by one (each re-runs that step only)")
         # The engine's reseed locks the step's run first (the handoff's order: run, items, next run).
         run = run_reseed(run_id=step.run_id, **reseed)
         later = dict(

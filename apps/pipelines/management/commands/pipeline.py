@@ -16,7 +16,7 @@ from django.core.management.base import CommandError, CommandParser
 from rest_framework import serializers
 
 from apps.core.errors import InvalidInput, StateConflict
-from apps.pipelines.models import Pipeline, PipelineStep
+from apps.pipelines.models import ItemStatus, Pipeline, PipelineStep
 from apps.pipelines.selectors import pipeline_rollup
 from apps.pipelines.serializers import PipelineStepInputSerializer
 from apps.pipelines.services.control import (
@@ -144,7 +144,8 @@ class Command(OperatorCommand):
             while True:
                 pipeline.refresh_from_db()
                 rollup = pipeline_rollup(pipeline)
-                items = ", ".join(f"{n} {status}" for status, n in rollup["items"].items())
+                items = ", ".join(f"{n} {status}" for status, n in rollup["items"].items()
+                                  if n or status != ItemStatus.FANNED_OUT)
                 self.stdout.write(f"{pipeline.status}: items {items}; ${rollup['cost_usd']:.4f}")
                 for s in rollup["steps"]:
                     self.stdout.write(f"  {s['position']}. {s['name']:<16} {s['status']:<9} "
