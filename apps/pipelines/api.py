@@ -5,17 +5,21 @@ results, events and failures are at `/api/v1/runs/<run_id>/...`."""
 from typing import Any
 
 from django.conf import settings
+from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.keys.selectors import key_get_for_user
 from apps.pipelines.models import Pipeline, PipelineStep
+from apps.pipelines.results import CONTENT_TYPES, FORMATS, joined_export
 from apps.pipelines.selectors import (
     item_paths,
     pipeline_get_visible,
@@ -29,6 +33,7 @@ from apps.pipelines.serializers import (
     PipelineItemFilterSerializer,
     PipelineItemSerializer,
     PipelineSerializer,
+    PipelineUploadInputSerializer,
 )
 from apps.pipelines.services.control import (
     pipeline_cancel,
@@ -38,11 +43,14 @@ from apps.pipelines.services.control import (
 )
 from apps.pipelines.services.creation import PipelineSpecError, pipeline_create
 from apps.pipelines.services.reseed import pipeline_reseed_step
+from apps.pipelines.specs import spec_load, spec_steps
 from apps.runs.serializers.inputs import ReseedInputSerializer
-from apps.runs.services.submission import block_from_object
+from apps.runs.services.submission import SubmissionError, block_from_object, parse_jsonl
+from apps.runs.uploads import CountedBlocks, LineReader, TooManyBlocks
 from config.api.errors import InputError, PayloadTooLarge, error_responses, validated_input
 from config.api.pagination import PagePagination
 from config.api.parsers import JSONParser
+from config.api.renderers import CSVRenderer, NDJSONRenderer
 from config.api.throttles import UPLOADS, WRITES
 
 PIPELINE_ID = OpenApiParameter("pipeline_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
@@ -68,7 +76,7 @@ def pipeline_response(pipeline: Pipeline, *, status_code: int = status.HTTP_200_
 
 @extend_schema(tags=["pipelines"])
 class PipelineListCreateApi(GenericAPIView):
-    parser_classes = [JSONParser]
+    parser_classes = [JSONParser, MultiPartParser]
     throttle_scope = UPLOADS
     pagination_class = PagePagination
     serializer_class = PipelineSerializer
@@ -82,25 +90,51 @@ class PipelineListCreateApi(GenericAPIView):
     @extend_schema(
         operation_id="pipelines_create",
         summary="Create a pipeline: its steps (each a run) and its items, which start in the first step.",
-        description="A bad step or item is a 400 naming it (`steps.1.input`, `items.3.uid`); nothing is "
-                    "created.",
-        request=PipelineCreateInputSerializer,
+        description="JSON: key, name, steps and items inline. Multipart: `spec`, a YAML (or JSON) file "
+                    "of name, key and steps (docs/pipelines.md), and `items`, a JSONL file of one item "
+                    "per line; `key` as a form field overrides the spec's. A bad step or item is a 400 "
+                    "naming it (`steps.1.input`, `items.3.uid`); nothing is created.",
+        request={"application/json": PipelineCreateInputSerializer,
+                 "multipart/form-data": PipelineUploadInputSerializer},
         responses={201: PipelineDetailSerializer, **error_responses(400, 401, 409, 413, 415, 429)},
     )
     def post(self, request: Request) -> Response:
-        self._check_size(request)
-        data = validated_input(PipelineCreateInputSerializer, request.data)
-        key = key_get_for_user(user=request.user, key_id=data["key"])
-        if key is None:
-            raise InputError({"key": ["unknown key"]})
-        items = [block_from_object({k: v for k, v in item.items() if v is not None}, line=n)
-                 for n, item in enumerate(data["items"], start=1)]
+        upload = request.content_type.split(";")[0].strip().lower() == "multipart/form-data"
         try:
+            if upload:
+                data, items = self._upload(request)
+            else:
+                self._check_size(request)
+                data = validated_input(PipelineCreateInputSerializer, request.data)
+                items = [block_from_object({k: v for k, v in item.items() if v is not None}, line=n)
+                         for n, item in enumerate(data["items"], start=1)]
+            key = key_get_for_user(user=request.user, key_id=data["key"])
+            if key is None:
+                raise InputError({"key": ["unknown key"]})
             pipeline = pipeline_create(owner=request.user, key=key, name=data["name"], steps=data["steps"],
-                                       items=items)
+                                       items=CountedBlocks(items, limit=settings.MAX_UPLOAD_BLOCKS))
+        except TooManyBlocks:
+            raise PayloadTooLarge(f"more than {settings.MAX_UPLOAD_BLOCKS:,} items") from None
+        except SubmissionError as exc:
+            where = f"items.{exc.line - 1}" + (f".{exc.field}" if exc.field else "") if exc.line else "items"
+            raise InputError({where: [exc.message]}) from None
         except PipelineSpecError as exc:
             raise InputError({exc.field or "non_field_errors": [exc.message]}) from None
         return pipeline_response(pipeline, status_code=status.HTTP_201_CREATED)
+
+    @staticmethod
+    def _upload(request: Request) -> tuple[dict[str, Any], Any]:
+        """A multipart create: the spec as a YAML (or JSON) file, the items as a JSONL file, read
+        line by line; the key as a form field or the spec's `key` (an id)."""
+        form = validated_input(PipelineUploadInputSerializer, request.data)
+        if form["items"].size > settings.MAX_UPLOAD_BYTES:
+            raise PayloadTooLarge(f"the items file is larger than {settings.MAX_UPLOAD_BYTES:,} bytes")
+        document = spec_load(form["spec"].read())
+        key = form.get("key") or document.get("key")
+        if not isinstance(key, int) or isinstance(key, bool):
+            raise InputError({"key": ["give the id of one of your keys, as a form field or the spec's key"]})
+        data = {"key": key, "name": str(document.get("name") or "")[:200], "steps": spec_steps(document)}
+        return data, parse_jsonl(LineReader(form["items"]))
 
     @staticmethod
     def _check_size(request: Request) -> None:
@@ -255,3 +289,35 @@ class PipelineStepReseedApi(APIView):
             raise NotFound(f"The pipeline has no step {step!r}.") from None
         pipeline.refresh_from_db()
         return pipeline_response(pipeline)
+
+
+RESULTS_FORMAT = OpenApiParameter(
+    "format", OpenApiTypes.STR, OpenApiParameter.QUERY, required=False, enum=list(FORMATS),
+    description="json (the default: an array of rows), jsonl or csv (a header row); or ask with Accept: "
+                "application/x-ndjson, text/csv.")
+
+
+@extend_schema(tags=["pipelines"], parameters=[PIPELINE_ID, RESULTS_FORMAT])
+class PipelineResultsApi(APIView):
+    renderer_classes = [JSONRenderer, NDJSONRenderer, CSVRenderer]
+
+    @extend_schema(
+        operation_id="pipelines_results",
+        description="The results joined, streamed: one row per item (children of a fan-out too, with "
+                    "`parent_uid`), its `status` and `step`, then per step a column per top-level field "
+                    "of its output_schema (`<step>.<field>`; a free-text step's `<step>.output`) and "
+                    "`<step>.stale`. Each step's own results, with their version stamps, are its run's "
+                    "(`/runs/<run_id>/results/`).",
+        responses={(200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="Rows."),
+                   (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.OBJECT,
+                                                                  description="One row per line."),
+                   (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV with a header row."),
+                   **error_responses(401, 404)},
+    )
+    def get(self, request: Request, pipeline_id: str) -> StreamingHttpResponse:
+        pipeline = visible_pipeline(request, pipeline_id)
+        fmt = request.accepted_renderer.format
+        fmt = fmt if fmt in FORMATS else "json"
+        response = StreamingHttpResponse(joined_export(pipeline, fmt), content_type=CONTENT_TYPES[fmt])
+        response["Content-Disposition"] = f'attachment; filename="pipeline-{pipeline.pk}-results.{fmt}"'
+        return response

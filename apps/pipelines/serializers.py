@@ -58,6 +58,17 @@ class PipelineCreateInputSerializer(StrictSerializer):
                                  help_text="The items: each the first step's block (uid, input, metadata).")
 
 
+class PipelineUploadInputSerializer(serializers.Serializer):
+    spec = serializers.FileField(allow_empty_file=False,
+                                 help_text="YAML (or JSON): name, key (an id) and steps, each as the JSON "
+                                           "body's steps (docs/pipelines.md).")
+    items = serializers.FileField(allow_empty_file=False,
+                                  help_text='JSONL: one item per line, `{"uid": ..., "input": ..., '
+                                            '"metadata": {...}}` (uid and metadata optional).')
+    key = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False,
+                                   help_text="Id of one of your provider keys (else the spec's `key`).")
+
+
 class PipelineItemFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=ItemStatus.choices, required=False,
                                      help_text="Only the items in this state.")

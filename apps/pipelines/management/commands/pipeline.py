@@ -2,23 +2,21 @@
 `pipeline cancel|pause|resume ID [--step NAME]` (the whole pipeline, or one step's run), and
 `pipeline reseed ID --step NAME [--scope all|failed|filter] [--pipeline-version V ...]`.
 
-SPEC is a JSON file: `{"name": ..., "key": <id or label>, "steps": [...]}`, each step as the API takes
-it (a run's settings plus `name`, `input`, `filter`); ITEMS is JSONL, one item per line, as a run's
-blocks. Both are checked as the API checks them, and nothing is created if anything is wrong."""
+SPEC is a YAML (or JSON) file: `{name, key: <id or label>, steps: [...]}` (docs/pipelines.md), each
+step as the API takes it (a run's settings plus `name`, `input`, `filter`, `fan_out`, `gather`); ITEMS
+is JSONL, one item per line, as a run's blocks. Both are checked as the API checks them, and nothing
+is created if anything is wrong."""
 
-import json
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
-from rest_framework import serializers
 
 from apps.core.errors import InvalidInput, StateConflict
 from apps.pipelines.models import ItemStatus, Pipeline, PipelineStep
 from apps.pipelines.selectors import pipeline_rollup
-from apps.pipelines.serializers import PipelineStepInputSerializer
 from apps.pipelines.services.control import (
     ACTIONS,
     pipeline_cancel,
@@ -28,6 +26,7 @@ from apps.pipelines.services.control import (
 )
 from apps.pipelines.services.creation import pipeline_create
 from apps.pipelines.services.reseed import pipeline_reseed_step
+from apps.pipelines.specs import spec_load, spec_steps
 from apps.pipelines.transitions import PIPELINE_ENDED
 from apps.runs.management.commandline import OperatorCommand, key_of, user_named
 from apps.runs.services import parse_jsonl
@@ -39,7 +38,7 @@ class Command(OperatorCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True)
         submit = actions.add_parser("submit", help="create a pipeline from a spec and items")
-        submit.add_argument("spec", help='JSON: {"name": ..., "key": ..., "steps": [...]}')
+        submit.add_argument("spec", help="YAML or JSON: name, key, steps (docs/pipelines.md)")
         submit.add_argument("items", help="JSONL: one item per line, {uid?, input, metadata?}")
         submit.add_argument("--user", required=True, help="username of the pipeline's owner")
         submit.add_argument("--key", help="the owner's provider key, id or label (else the spec's)")
@@ -111,25 +110,19 @@ class Command(OperatorCommand):
             if not path.is_file():
                 raise CommandError(f"no such file: {path}")
         try:
-            spec = json.loads(spec_path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise CommandError(f"{spec_path}: not JSON ({exc})") from None
-        if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list):
-            raise CommandError(f'{spec_path}: expected {{"name": ..., "key": ..., "steps": [...]}}')
+            spec = spec_load(spec_path.read_bytes())
+            steps = spec_steps(spec)
+        except InvalidInput as exc:
+            raise CommandError(f"{spec_path}: {exc.field}: {exc.message}") from None
         user = user_named(options["user"])
         key_ref = options["key"] or spec.get("key")
         if key_ref is None:
             raise CommandError("which key? give --key, or \"key\" in the spec")
         key = key_of(user, str(key_ref))
-        steps = PipelineStepInputSerializer(data=spec["steps"], many=True)
-        try:
-            steps.is_valid(raise_exception=True)
-        except serializers.ValidationError as exc:
-            raise CommandError(f"{spec_path}: steps: {json.dumps(exc.detail)}") from None
         try:
             with items_path.open("rb") as lines:
                 pipeline = pipeline_create(owner=user, key=key, name=str(spec.get("name", "")),
-                                           steps=steps.validated_data, items=parse_jsonl(lines))
+                                           steps=steps, items=parse_jsonl(lines))
         except InvalidInput as exc:
             where = f"{exc.field}: " if exc.field and exc.line is None else ""
             raise CommandError(f"{where}{exc}") from None
