@@ -123,3 +123,20 @@ def test_a_worker_killed_mid_pipeline_loses_nothing_and_hands_nothing_on_twice(
     )
     assert_every_item_went_through_every_step_exactly_once(pipeline, 300)
     assert Attempt.objects.filter(run_id__in=list(steps.values()), outcome="lease_expired").exists()
+
+
+def test_fan_out_and_gather_count_right_with_real_workers(owner, e2e_key, mock_process, stack):
+    from tests.pipelines.test_flow_fanning import assert_fan_out_and_gather_counted_right, submit_calls
+
+    mock_process.configure(latency_ms=20, rpm=100_000, burst_seconds=60)
+    stack.worker("w1")
+    stack.beat()
+    pipeline = submit_calls(owner, fast_key(e2e_key))
+
+    wait_for(
+        lambda: pipeline_status(pipeline) == "complete",
+        timeout=120,
+        what="the pipeline to complete",
+        stack=stack,
+    )
+    assert_fan_out_and_gather_counted_right(pipeline)
