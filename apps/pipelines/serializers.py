@@ -108,6 +108,7 @@ class PipelineItemCountsSerializer(serializers.Serializer):
     done = serializers.IntegerField()
     failed = serializers.IntegerField()
     filtered = serializers.IntegerField()
+    fanned_out = serializers.IntegerField(help_text="Items fanned out into children (counted too).")
 
 
 class PipelineDetailSerializer(serializers.Serializer):

@@ -39,7 +39,7 @@ def test_a_pipeline_is_created_with_a_run_per_step_and_its_items_in_step_one(cli
     data = response.data
     assert [(s["position"], s["name"], s["total_blocks"], s["items_in_step"]) for s in data["steps"]] == [
         (1, "grade", 2, 2), (2, "feedback", 0, 0)]
-    assert data["items"] == {"moving": 2, "done": 0, "failed": 0, "filtered": 0}
+    assert data["items"] == {"moving": 2, "done": 0, "failed": 0, "filtered": 0, "fanned_out": 0}
     first = Run.objects.get(pk=data["steps"][0]["run_id"])
     assert sorted(first.blocks.values_list("uid", flat=True)) == ["a", "line-2"]
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from apps.pipelines.models import PipelineItem
-from apps.pipelines.selectors import item_paths
+from apps.pipelines.selectors import item_paths, pipeline_rollup
 from apps.providers.errors import FailureKind, ProviderFailure
 from apps.runs.models import Block, Run
 from apps.runs.services import Outcome, blocks_claim, outcomes_record
@@ -131,6 +131,8 @@ def test_fan_out_makes_a_child_per_element_and_gather_takes_each_parent_back_onc
     write(extract, {"a": "claims a", "b": "claims b"})
     pipeline.refresh_from_db()
     assert pipeline.status == "complete"
+    assert pipeline_rollup(pipeline)["items"] == {
+        "moving": 0, "done": 6, "failed": 2, "filtered": 0, "fanned_out": 0}
     assert {
         name: (r.total_blocks, r.completed_blocks, r.failed_blocks) for name, r in runs(pipeline).items()
     } == {"segment": (3, 3, 0), "summarise": (5, 4, 1), "extract": (2, 2, 0)}

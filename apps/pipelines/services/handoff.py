@@ -67,8 +67,10 @@ def step_hand_on(*, run_id: Any, settled: dict[int, str]) -> None:
 
 def _freshen(items: Any, *, position: int) -> None:
     """Items whose result at `position` was stale (a reseed upstream) have a new one: no longer."""
-    for pk, stale in items.filter(stale_steps__contains=[position]).values_list("pk", "stale_steps"):
-        PipelineItem.objects.filter(pk=pk).update(stale_steps=[p for p in stale if p != position])
+    # (Read and filtered here rather than by a jsonb `contains`, which SQLite, the demo's, lacks.)
+    for pk, stale in items.exclude(stale_steps=[]).values_list("pk", "stale_steps"):
+        if position in (stale or []):
+            PipelineItem.objects.filter(pk=pk).update(stale_steps=[p for p in stale if p != position])
 
 
 def hand_to(step: PipelineStep, *, uids: list[str], now: Any, source: str) -> None:
