@@ -131,7 +131,7 @@ class PipelineListCreateApi(GenericAPIView):
             raise PayloadTooLarge(f"the items file is larger than {settings.MAX_UPLOAD_BYTES:,} bytes")
         document = spec_load(form["spec"].read())
         key = form.get("key") or document.get("key")
-        if not isinstance(key, int) or isinstance(key, bool):
+        if not isinstance(key, int) or isinstance(key, bool) or not 1 <= key < 2**63:
             raise InputError({"key": ["give the id of one of your keys, as a form field or the spec's key"]})
         data = {"key": key, "name": str(document.get("name") or "")[:200], "steps": spec_steps(document)}
         return data, parse_jsonl(LineReader(form["items"]))

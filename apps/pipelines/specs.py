@@ -2,6 +2,7 @@
 upload: `{name, key, steps: [...]}`, each step as the API's JSON body takes it. Checked as the JSON
 API checks it; a problem is a PipelineSpecError naming `spec` or `steps.<i>.<field>`."""
 
+import json
 from typing import Any
 
 import yaml
@@ -24,6 +25,11 @@ def spec_load(raw: bytes) -> dict[str, Any]:
         raise PipelineSpecError("the spec is not UTF-8 text", field="spec") from None
     except yaml.YAMLError as exc:
         raise PipelineSpecError(f"the spec is not YAML or JSON: {exc}", field="spec") from None
+    try:
+        json.dumps(document)
+    except (TypeError, ValueError):
+        raise PipelineSpecError("the spec holds a value JSON cannot (a date, a set, a non-text key): quote "
+                                "it", field="spec") from None
     if not isinstance(document, dict) or not isinstance(document.get("steps"), list):
         raise PipelineSpecError(
             'expected a mapping with "steps": a list of steps (and "name", "key")', field="spec"
