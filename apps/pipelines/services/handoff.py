@@ -35,7 +35,8 @@ def step_hand_on(*, run_id: Any, settled: dict[int, str]) -> None:
     if step is None:
         return
     now = timezone.now()
-    rows = Block.objects.filter(pk__in=list(settled)).values_list("pk", "uid", "error_code", "error_message")
+    rows = list(Block.objects.filter(pk__in=list(settled)).values_list("pk", "uid", "error_code",
+                                                                       "error_message"))
     succeeded = [uid for pk, uid, _, _ in rows if settled[pk] == BlockStatus.SUCCEEDED]
     items = PipelineItem.objects.filter(pipeline_id=step.pipeline_id)
     for pk, uid, code, message in rows:
