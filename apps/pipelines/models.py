@@ -61,6 +61,12 @@ class PipelineStep(models.Model):
     input_template = models.TextField(blank=True, default="")
     # Which items this step takes, over earlier outputs (`steps.grade.output.score < 60`); empty: all.
     filter = models.CharField(max_length=500, blank=True, default="")
+    # Fan-out: a field of this step's structured output (an array, `segments` or `a.b`) whose elements
+    # become child items of the item, each going on to the next step alone. Empty: no fan-out.
+    fan_out = models.CharField(max_length=200, blank=True, default="")
+    # Gather: this step takes an item back from its children (of the nearest fan-out before it) once
+    # every child has settled, reading their outputs of the step before as `{children}`.
+    gather = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["pipeline", "position"]
@@ -84,6 +90,14 @@ class PipelineItem(models.Model):
     position = models.PositiveSmallIntegerField(default=1)
     # Why a failed or filtered item stopped (the block's error, or the filter that refused it).
     stop_reason = models.TextField(blank=True, default="")
+    # Positions of later steps whose result for this item was produced from an earlier step's output
+    # that has since been reseeded (stale), each cleared when the item's new result there is written.
+    stale_steps = models.JSONField(default=list, blank=True)
+    # A child item (from a fan-out): its parent, and its place among its siblings (from 0). Its uid is
+    # `<parent uid>#<index>`.
+    parent = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True,
+                               related_name="children")
+    index = models.PositiveIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = PipelineItemQuerySet.as_manager()

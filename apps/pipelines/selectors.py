@@ -40,6 +40,7 @@ def _step_summary(step: PipelineStep, items_in_step: int) -> dict[str, Any]:
     run = step.run
     return {
         "position": step.position, "name": step.name, "run_id": run.pk, "status": run.status,
+        "paused_reason": run.paused_reason, "fan_out": step.fan_out, "gather": step.gather,
         "input": step.input_template, "filter": step.filter, "items_in_step": items_in_step,
         "total_blocks": run.total_blocks, "completed_blocks": run.completed_blocks,
         "failed_blocks": run.failed_blocks, "canceled_blocks": run.canceled_blocks,
@@ -61,24 +62,54 @@ def pipeline_items(pipeline: Pipeline, *, status: str | None = None) -> QuerySet
 
 def item_paths(pipeline: Pipeline, items: Iterable[PipelineItem] | None = None) -> list[dict[str, Any]]:
     """Each item (all, or the page given) with its path: the steps it reached, with its block's status
-    in each (`filtered` where a step's filter did not take it), and why it stopped if it did."""
+    in each (`filtered` where a step's filter did not take it), the result's version stamp (model,
+    prompt_version, pipeline_version: the build, pass_number), `stale` where that result was produced
+    from an earlier output since reseeded, and why the item stopped if it did."""
     items = list(pipeline_items(pipeline) if items is None else items)
     steps = list(pipeline.steps.order_by("position").values_list("position", "name", "run_id"))
+    inside = children_steps(pipeline)
+    parents = dict(PipelineItem.objects.filter(pk__in={i.parent_id for i in items if i.parent_id})
+                   .values_list("pk", "uid"))
     names = {run_id: (position, name) for position, name, run_id in steps}
-    blocks: dict[str, dict[int, str]] = {item.uid: {} for item in items}
-    for run_id, uid, block_status in (Block.objects.filter(run_id__in=list(names), uid__in=list(blocks))
-                                      .values_list("run_id", "uid", "status")):
-        blocks[uid][names[run_id][0]] = block_status
+    blocks: dict[str, dict[int, dict[str, Any]]] = {item.uid: {} for item in items}
+    for run_id, uid, *stamp in (Block.objects.filter(run_id__in=list(names), uid__in=list(blocks))
+                                .values_list("run_id", "uid", *BLOCK_STAMP)):
+        blocks[uid][names[run_id][0]] = dict(zip(BLOCK_STAMP, stamp, strict=True))
     rows = []
     for item in items:
         path = []
+        stale = set(item.stale_steps or [])
         for position, name, _ in steps:
-            status: str | None = blocks[item.uid].get(position)
-            if status is None and item.status == ItemStatus.FILTERED and item.position == position:
-                status = ItemStatus.FILTERED
-            if status is None:
+            # A child's path is its steps between the fan-out and the gather; a parent's, the others.
+            if (position in inside) != (item.parent_id is not None):
+                continue
+            block = blocks[item.uid].get(position)
+            if item.status == ItemStatus.FILTERED and item.position == position:
+                block = {**dict.fromkeys(BLOCK_STAMP, ""), "pass_number": None, "status": ItemStatus.FILTERED}
+            if block is None:
                 break
-            path.append({"step": name, "status": status})
+            path.append({"step": name, **block, "stale": position in stale})
         rows.append({"uid": item.uid, "status": item.status, "position": item.position,
-                     "stop_reason": item.stop_reason, "metadata": item.metadata, "path": path})
+                     "stop_reason": item.stop_reason, "metadata": item.metadata, "path": path,
+                     "parent_uid": parents.get(item.parent_id) if item.parent_id else None})
     return rows
+
+
+def children_steps(pipeline: Pipeline) -> set[int]:
+    """The positions of the steps that run on child items: after a fan-out, up to (not including)
+    the step that gathers them, or to the end."""
+    inside: set[int] = set()
+    start = None
+    for position, fan_out, gather in pipeline.steps.order_by("position").values_list("position", "fan_out",
+                                                                                     "gather"):
+        if gather:
+            start = None
+        elif start is not None:
+            inside.add(position)
+        if fan_out:
+            start = position
+    return inside
+
+
+# What a path shows of an item's block in a step: its status and its result's version stamp.
+BLOCK_STAMP = ("status", "model", "prompt_version", "pipeline_version", "pass_number")

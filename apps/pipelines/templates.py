@@ -2,7 +2,8 @@
 
 A step's input template names the item's input (`{input}`), its metadata (`{metadata.title}`) and any
 earlier step's output: its text (`{steps.grade.output}`) or a field of its structured output
-(`{steps.grade.output.score}`, nested: `{steps.grade.output.author.name}`). Other braces are text.
+(`{steps.grade.output.score}`, nested: `{steps.grade.output.author.name}`). A gather step also reads
+`{children}`: its item's children's outputs of the step before, as a JSON array. Other braces are text.
 
 A filter is one comparison, `<name> <op> <literal>`: a name as above without braces, an operator of
 `< <= > >= == !=`, a JSON literal (`60`, `"spam"`, `true`, `null`). It is parsed, never evaluated as
@@ -16,8 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-PLACEHOLDER_RE = re.compile(r"\{(input|metadata\.[^{}\s]+|steps\.[A-Za-z0-9_]+\.output(?:\.[^{}\s]+)?)\}")
-NAME_RE = re.compile(r"^(input|metadata\.[^\s]+|steps\.[A-Za-z0-9_]+\.output(?:\.[^\s]+)?)$")
+PLACEHOLDER_RE = re.compile(
+    r"\{(input|children|metadata\.[^{}\s]+|steps\.[A-Za-z0-9_]+\.output(?:\.[^{}\s]+)?)\}")
+NAME_RE = re.compile(r"^(input|children|metadata\.[^\s]+|steps\.[A-Za-z0-9_]+\.output(?:\.[^\s]+)?)$")
 FILTER_RE = re.compile(r"^\s*(\S+)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
 OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
@@ -43,13 +45,16 @@ class ItemContext:
     input: str
     metadata: dict[str, Any] | None
     outputs: Mapping[str, StepOutput] = field(default_factory=dict)
+    # A gather step's item: its children's outputs of the step before, in their order (each the
+    # structured document, or the text).
+    children: list[Any] | None = None
 
 
 @dataclass(frozen=True)
 class Reference:
     """A parsed name: `steps.grade.output.score` is step "grade", path ["score"]."""
 
-    root: str  # "input", "metadata" or "steps"
+    root: str  # "input", "children", "metadata" or "steps"
     step: str = ""
     path: tuple[str, ...] = ()
 
@@ -58,8 +63,8 @@ def parse_name(name: str) -> Reference:
     if not NAME_RE.match(name):
         raise TemplateProblem(f"{name!r} is not a name a step may read: use input, metadata.<field>, "
                               "steps.<step>.output or steps.<step>.output.<field>")
-    if name == "input":
-        return Reference("input")
+    if name in ("input", "children"):
+        return Reference(name)
     if name.startswith("metadata."):
         return Reference("metadata", path=tuple(name.split(".")[1:]))
     parts = name.split(".")
@@ -114,6 +119,8 @@ def parse_filter(text: str) -> Filter:
 def resolve(reference: Reference, context: ItemContext) -> Any:
     if reference.root == "input":
         return context.input
+    if reference.root == "children":
+        return _MISSING if context.children is None else context.children
     if reference.root == "metadata":
         return _walk(context.metadata, reference.path)
     output = context.outputs.get(reference.step)

@@ -84,6 +84,7 @@ class PausedCause(models.TextChoices):
     BUDGET = "budget", "The run's budget is spent"
     BATCH_REFUSED = "batch_refused", "The provider refused the run's Message Batch as a whole"
     TEAM_BUDGET = "team_budget", "Its team's (or member's) spend limit for the period is reached"
+    REQUESTED = "requested", "Paused by a person (resume by hand)"
 
 
 # --- named sets: the only place these tuples are spelled out ---------------------------------------

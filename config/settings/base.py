@@ -245,6 +245,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CONVEYOR = {
     # The most steps a pipeline may have (apps/pipelines/): a longer spec is refused at create.
     "PIPELINE_MAX_STEPS": env.int("PIPELINE_MAX_STEPS", default=10),
+    # The most child items one item may fan out into (a step's `fan_out` array): a schema that allows
+    # more (maxItems) is refused at create; an answer with more stops its item.
+    "PIPELINE_MAX_CHILDREN": env.int("PIPELINE_MAX_CHILDREN", default=100),
     # How often beat settles running pipelines (a safety net: the handoff settles after each write).
     "PIPELINE_SETTLE_SECONDS": env.float("PIPELINE_SETTLE_SECONDS", default=30.0),
     # How often the pump looks for due work, expired leases and finished runs.

@@ -1,8 +1,9 @@
 import asyncio
 from typing import Any
 
-from apps.pipelines.models import Pipeline, PipelineStatus
+from apps.pipelines.models import Pipeline
 from apps.pipelines.services.creation import pipeline_create
+from apps.pipelines.transitions import PIPELINE_ENDED
 from apps.runs.services.submission import BlockSpec
 from apps.runs.serving.loop import ServingLoop
 from tests.factories import MODEL
@@ -16,7 +17,7 @@ def serve_pipeline(pipeline: Pipeline, *, rounds: int = 20) -> Pipeline:
                            refresh_seconds=0.05)
         asyncio.run(loop.run())
         pipeline.refresh_from_db()
-        if pipeline.status == PipelineStatus.COMPLETE:
+        if pipeline.status in PIPELINE_ENDED:
             break
     return pipeline
 

@@ -39,7 +39,7 @@ def test_a_pipeline_is_created_with_a_run_per_step_and_its_items_in_step_one(cli
     data = response.data
     assert [(s["position"], s["name"], s["total_blocks"], s["items_in_step"]) for s in data["steps"]] == [
         (1, "grade", 2, 2), (2, "feedback", 0, 0)]
-    assert data["items"] == {"moving": 2, "done": 0, "failed": 0, "filtered": 0}
+    assert data["items"] == {"moving": 2, "done": 0, "failed": 0, "filtered": 0, "fanned_out": 0}
     first = Run.objects.get(pk=data["steps"][0]["run_id"])
     assert sorted(first.blocks.values_list("uid", flat=True)) == ["a", "line-2"]
 
@@ -49,10 +49,12 @@ def test_the_pipeline_reads_back_with_its_items_paths(client, offline_key):
     detail = client.get(f"/api/v1/pipelines/{created['id']}/")
     items = client.get(f"/api/v1/pipelines/{created['id']}/items/")
     assert detail.status_code == 200 and detail.data["total_items"] == 2
-    assert [(i["uid"], i["status"], i["path"]) for i in items.data["results"]] == [
-        ("a", "moving", [{"step": "grade", "status": "pending"}]),
-        ("line-2", "moving", [{"step": "grade", "status": "pending"}]),
+    assert [(i["uid"], i["status"], [(p["step"], p["status"], p["stale"]) for p in i["path"]])
+            for i in items.data["results"]] == [
+        ("a", "moving", [("grade", "pending", False)]),
+        ("line-2", "moving", [("grade", "pending", False)]),
     ]
+    assert items.data["results"][0]["path"][0]["model"] == MODEL
 
 
 def test_another_users_pipeline_is_not_found(api, outsider, client, offline_key):  # noqa: F811

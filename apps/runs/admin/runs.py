@@ -66,6 +66,7 @@ PAUSED_SHORT: dict[str, str] = {
     PausedCause.KEY_UNSAFE: "key unsafe",
     PausedCause.BUDGET: "by its budget",
     PausedCause.TEAM_BUDGET: "by its team's limit",
+    PausedCause.REQUESTED: "by a person",
 }
 BAR_COLOURS = (("completed_blocks", "#5cb85c"), ("failed_blocks", "#d9534f"),
                ("canceled_blocks", "#999"))

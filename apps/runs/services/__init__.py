@@ -6,6 +6,7 @@ from apps.runs.services.finalize import run_finalize
 from apps.runs.services.lifecycle import (
     RunStateError,
     run_cancel,
+    run_pause,
     run_resume,
     run_set_budget,
     runs_pause_for_key,
@@ -36,6 +37,7 @@ __all__ = [
     "run_create",
     "run_create_idempotent",
     "run_finalize",
+    "run_pause",
     "run_resume",
     "run_set_budget",
     "runs_pause_for_key",

@@ -103,9 +103,9 @@ def blocks_claim(*, run_id: RunId, limit: int, worker: str, ahead: int = 0, answ
     at_parallelism = False
     if not batch:
         claimed = Block.objects.filter(run_id=run.pk, status=BlockStatus.CLAIMED).count()
-        room = run.parallelism + ahead + answered - claimed
-        if room < limit:
-            limit, at_parallelism = room, True
+        free = run.parallelism + ahead + answered - claimed
+        if free < limit:
+            limit, at_parallelism = free, True
     if limit <= 0:
         return Claim(run_status=status, at_parallelism=at_parallelism)
     rows = list(

@@ -39,6 +39,17 @@ def run_cancel(*, run_id: RunId) -> Run:
     return run
 
 
+@transaction.atomic
+def run_pause(*, run_id: RunId, reason: str = "paused by its owner") -> Run:
+    """A person pauses a queued or running run: nothing more is claimed; calls in flight finish and
+    are recorded. run_resume starts it again."""
+    run = lock_run(run_id)
+    if not Run.objects.filter(pk=run.pk).pause(cause=PausedCause.REQUESTED, reason=reason):
+        raise RunStateError(f"a {run.status} run cannot be paused")
+    run.refresh_from_db()
+    return run
+
+
 def run_pause_for_deleted_key(*, run_id: RunId) -> None:
     """The run's key is gone (deleted while the run was queued): nothing can call for it."""
     Run.objects.filter(pk=run_id).pause(cause=PausedCause.KEY_DELETED,

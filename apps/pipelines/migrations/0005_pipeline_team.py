@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pipelines', '0001_initial'),
+        ('pipelines', '0004_pipeline_fan_out_and_gather'),
         ('teams', '0001_teams_memberships_limits'),
     ]
 
