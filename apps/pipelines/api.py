@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.audit.services import actor_from_request, record
 from apps.keys.selectors import key_get_for_user
 from apps.pipelines.models import Pipeline
 from apps.pipelines.selectors import (
@@ -90,6 +91,9 @@ class PipelineListCreateApi(GenericAPIView):
                                        items=items)
         except PipelineSpecError as exc:
             raise InputError({exc.field or "non_field_errors": [exc.message]}) from None
+        record(actor=actor_from_request(request), action="pipeline.create", object_type="pipeline",
+               object_id=pipeline.pk, after={"name": pipeline.name, "key_id": key.pk, "items": len(items),
+                                             "steps": [step.get("name") for step in data["steps"]]})
         return pipeline_response(pipeline, status_code=status.HTTP_201_CREATED)
 
     @staticmethod

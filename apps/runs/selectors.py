@@ -24,7 +24,8 @@ RESULT_FIELDS = (
 def runs_visible_to(*, user: Any) -> QuerySet[Run]:
     """Staff see every run; everyone else only their own (another user's run is a 404). `user=None`
     is the operator at the command line (`manage.py runs`): every run."""
-    runs = Run.objects.all()
+    # A run being deleted is gone for everyone at once (its rows go in the background).
+    runs = Run.objects.filter(deleting_at__isnull=True)
     return runs if user is None or user.is_staff else runs.filter(owner=user)
 
 
