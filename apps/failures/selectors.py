@@ -11,7 +11,8 @@ from apps.failures.models import UNRESOLVED, FailureState, PipelineFailure, stat
 
 def failures_visible_to(*, user: Any) -> QuerySet[PipelineFailure]:
     """A user's failures (staff: all). `user=None` is the operator at the command line: every row."""
-    rows = PipelineFailure.objects.annotate(block_uid=F("block__uid"))
+    # A run being deleted is gone at once (its rows go in the background), its failures with it.
+    rows = PipelineFailure.objects.filter(run__deleting_at__isnull=True).annotate(block_uid=F("block__uid"))
     return rows if user is None or user.is_staff else rows.filter(run__owner_id=user.pk)
 
 

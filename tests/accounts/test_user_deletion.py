@@ -59,3 +59,13 @@ def test_a_user_with_a_working_run_is_refused_and_nothing_changes(owner, offline
     owner.refresh_from_db()
     assert owner.is_active and Run.objects.get(pk=run.pk).deleting_at is None
     assert not AuditRecord.objects.exists()
+
+
+def test_the_command_deletes_a_user_and_records_who_asked(owner, staff, offline_key):
+    ended_run(owner, offline_key, 2)
+    call_command("delete_user", "owner", "--as", "staff")
+    row = AuditRecord.objects.get(action="user.delete")
+    assert (row.channel, row.actor_name, row.object_id) == ("command", "staff", str(owner.pk))
+    assert row.changes["after"]["runs_deleted"] == 1
+    user_rows_delete(user_id=owner.pk)
+    assert not get_user_model().objects.filter(pk=owner.pk).exists()

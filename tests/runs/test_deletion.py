@@ -102,3 +102,11 @@ def test_a_deletion_left_half_way_is_queued_again_by_the_sweep(owner, offline_ke
     )
     assert runs_delete_stalled() == 1
     assert sent == [(str(run.pk),)]
+
+
+def test_a_deleting_runs_failures_are_gone_from_the_api_at_once(owner, offline_key):
+    run = ended_run(owner, offline_key, 3)
+    client = client_for(owner)
+    assert client.get(reverse("failure-list")).json()["count"] == 1
+    run_delete(run_id=run.pk)
+    assert client.get(reverse("failure-list")).json()["count"] == 0

@@ -1,13 +1,13 @@
 """`manage.py delete_user USERNAME [--as ADMIN]`: delete a user and everything they own (keys, runs,
 pipelines, webhook secret) in the background; their audit records stay. Refused while any of their
-runs may still work. Run it again to finish a deletion a lost worker left half-way."""
+runs may still work. Run it again to finish a deletion a lost worker left half-way (recorded again)."""
 
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.accounts.deletion import DELETE_USER_TASK, user_delete
+from apps.accounts.deletion import user_delete
 from apps.audit.services import actor_for_command
 from apps.core.errors import StateConflict
 
@@ -33,13 +33,6 @@ class Command(BaseCommand):
             actor = actor_for_command(opts.get("as_user"))
         except LookupError as exc:
             raise CommandError(str(exc)) from None
-        if not user.is_active:
-            # Asked before: queue the background part again (a lost worker), without a second record.
-            from celery import current_app
-
-            current_app.signature(DELETE_USER_TASK, args=(user.pk,)).apply_async()
-            self.stdout.write(f"{user.get_username()}: deletion queued again")
-            return
         try:
             user_delete(user_id=user.pk, actor=actor)
         except StateConflict as exc:
