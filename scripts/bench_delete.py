@@ -259,7 +259,11 @@ def main() -> None:
 
     out, stop = f"/tmp/bench_delete_{os.getpid()}.txt", f"/tmp/bench_delete_{os.getpid()}.stop"
     child = subprocess.Popen([sys.executable, __file__, "--claimer", str(other.pk), out, stop])
-    time.sleep(2.0)  # the claimer's start (Django setup) is not part of the baseline
+    # The claimer's start (Django setup, seconds on a loaded machine) is not part of the baseline.
+    for _ in range(600):
+        if Path(out).exists() and Path(out).read_text().count("\n") >= 5:
+            break
+        time.sleep(0.1)
     baseline_from = time.time()
     time.sleep(args.baseline)
     samples: list[float] = []
