@@ -288,3 +288,16 @@ def test_the_admin_shows_the_trail_read_only(client, staff):
         == 403
     )
     assert AuditRecord.objects.filter(pk=row.pk).exists()
+
+
+def test_a_key_saved_in_the_admin_is_recorded_without_the_secret(client, staff, owner):
+    client.force_login(staff)
+    response = client.post(
+        reverse("admin:keys_providerkey_add"),
+        {"owner": owner.pk, "label": "from the admin", "provider": "anthropic", "secret": NEW_SECRET,
+         "base_url": "", "tier": ""},
+    )
+    assert response.status_code == 302, response.content[:2000]
+    row = last()
+    assert (row.action, row.channel, row.changes["after"]["label"]) == ("key.create", "admin", "from the admin")
+    assert NEW_SECRET not in str(row.changes)
