@@ -299,5 +299,6 @@ def test_a_key_saved_in_the_admin_is_recorded_without_the_secret(client, staff, 
     )
     assert response.status_code == 302, response.content[:2000]
     row = last()
-    assert (row.action, row.channel, row.changes["after"]["label"]) == ("key.create", "admin", "from the admin")
+    assert (row.action, row.channel) == ("key.create", "admin")
+    assert row.changes["after"]["label"] == "from the admin"
     assert NEW_SECRET not in str(row.changes)
