@@ -27,6 +27,7 @@ urlpatterns = [
     path("api/v1/", include("apps.pipelines.urls")),
     path("api/v1/", include("apps.failures.urls")),
     path("api/v1/", include("apps.webhooks.urls")),
+    path("api/v1/", include("apps.audit.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -10,3 +10,4 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         import config.api.schema  # noqa: F401  (registers the auth schemes with drf-spectacular)
+        from apps.accounts import tasks  # noqa: F401

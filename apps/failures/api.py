@@ -11,6 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.audit.services import actor_from_request
+from apps.failures.auditing import failure_audited
 from apps.failures.models import PipelineFailure
 from apps.failures.selectors import failures_list, failures_visible_to
 from apps.failures.serializers import (
@@ -75,5 +77,6 @@ class FailureResolveApi(APIView):
         """Close the failure with a note; it is never replayed again (the block stays failed)."""
         row = visible_failure(request, failure_id, write=True)
         data = validated_input(FailureResolveInputSerializer, request.data)
-        failure_resolve(failure_id=row.pk, note=data["note"])
+        failure_audited(actor_from_request(request), "resolve", row.pk,
+                        lambda: failure_resolve(failure_id=row.pk, note=data["note"]))
         return failure_response(request, row.pk)

@@ -55,8 +55,12 @@ class PipelineFailure(models.Model):
 
     run = models.ForeignKey("runs.Run", null=True, blank=True, on_delete=models.SET_NULL,
                             related_name="failures")
+    # No database constraint (db_constraint=False): checking it made each deleted block cost a
+    # foreign-key probe here, at commit, ~45% of deleting a run (docs/architecture.md, "Deletion").
+    # Whatever deletes blocks deletes their failures first (apps/runs/services/deletion.py); the ORM
+    # still sets it NULL when a block is deleted through it.
     block = models.ForeignKey("runs.Block", null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="failures")
+                              related_name="failures", db_constraint=False)
     failing_function = models.CharField(max_length=200)
     caller_function = models.CharField(max_length=200, blank=True, default="")
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -123,8 +127,9 @@ class DiagnosticLog(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     run = models.ForeignKey("runs.Run", null=True, blank=True, on_delete=models.SET_NULL,
                             related_name="diagnostics")
+    # No database constraint, for the same reason as PipelineFailure.block.
     block = models.ForeignKey("runs.Block", null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="diagnostics")
+                              related_name="diagnostics", db_constraint=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -12,8 +12,10 @@ from apps.teams.access import visible_to
 
 def failures_visible_to(*, user: Any, write: bool = False) -> QuerySet[PipelineFailure]:
     """The failures `user` may read (or with `write`, replay and resolve). `user=None` is the
-    operator at the command line: every row."""
-    return visible_to(user, PipelineFailure.objects.annotate(block_uid=F("block__uid")), write=write)
+    operator at the command line: every row. A run being deleted is gone at once (its rows go in
+    the background), its failures with it."""
+    rows = PipelineFailure.objects.filter(run__deleting_at__isnull=True).annotate(block_uid=F("block__uid"))
+    return visible_to(user, rows, write=write)
 
 
 def failures_list(*, user: Any, run: Any = None, error_code: str | None = None,

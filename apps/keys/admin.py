@@ -5,11 +5,14 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
+from apps.audit.services import actor_from_admin, record
 from apps.core.addresses import BaseUrlError
+from apps.keys.auditing import key_fields
 from apps.keys.base_url import validate_base_url
 from apps.keys.models import ProviderKey
 from apps.keys.services import (
@@ -110,25 +113,40 @@ class ProviderKeyAdmin(admin.ModelAdmin):
                    change: bool) -> None:
         data = form.cleaned_data
         limits: dict[str, Any] = {name: data.get(name) for name in ("tier", *LIMIT_FIELDS)}
-        if change:
-            saved = key_update(key=obj, label=data["label"], base_url=data["base_url"],
-                               secret=data["secret"] or None)
-            saved = key_set_limits(key=saved, **limits)
-        else:
-            saved = key_create(owner=data["owner"], label=data["label"], secret=data["secret"],
-                               base_url=data["base_url"], provider=data["provider"], **limits)
+        with transaction.atomic():
+            if change:
+                before = key_fields(ProviderKey.objects.get(pk=obj.pk))
+                saved = key_update(key=obj, label=data["label"], base_url=data["base_url"],
+                                   secret=data["secret"] or None)
+                saved = key_set_limits(key=saved, **limits)
+                action = "key.rotate" if data["secret"] else "key.update"
+            else:
+                before = {}
+                saved = key_create(owner=data["owner"], label=data["label"], secret=data["secret"],
+                                   base_url=data["base_url"], provider=data["provider"], **limits)
+                action = "key.create"
+            record(actor=actor_from_admin(request), action=action, object_type="key", object_id=saved.pk,
+                   before=before, after=key_fields(saved))
         # The admin goes on with `obj` (log entry, redirect): give it the saved row's state.
         for field in ProviderKey._meta.concrete_fields:
             setattr(obj, field.attname, getattr(saved, field.attname))
         obj._state.adding = False
 
     def delete_model(self, request: HttpRequest, obj: ProviderKey) -> None:
-        key_delete(key=obj)
+        self._delete(request, obj)
+
+    @staticmethod
+    def _delete(request: HttpRequest, key: ProviderKey) -> None:
+        key_id, before = key.pk, key_fields(key)
+        with transaction.atomic():
+            key_delete(key=key)
+            record(actor=actor_from_admin(request), action="key.delete", object_type="key",
+                   object_id=key_id, before=before)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ProviderKey]) -> None:
         for key in queryset:
             try:
-                key_delete(key=key)
+                self._delete(request, key)
             except KeyInUse as exc:
                 self.message_user(request, f"{key}: {exc}", messages.ERROR)
 

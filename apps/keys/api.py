@@ -8,6 +8,7 @@ endpoints would put the secret into an HTML page. Every write is throttled (conf
 service errors (bad input, a key in use) are mapped once, in config/api/errors.py.
 """
 
+from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, PermissionDenied
@@ -16,6 +17,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.audit.services import actor_from_request, record
+from apps.keys.auditing import key_fields
 from apps.keys.models import ProviderKey
 from apps.keys.selectors import key_get_for_user, key_user_may_change, keys_for_user
 from apps.keys.serializers import KeyCreateInputSerializer, KeyOutputSerializer, KeyUpdateInputSerializer
@@ -71,7 +74,10 @@ class KeyListCreateApi(KeyApi):
         team = teams_visible_to(request.user).filter(pk=team_id).first() if team_id else None
         if team_id and team is None:
             raise InputError({"team": ["unknown team: you are not a member of it"]})
-        key = key_create(owner=request.user, team=team, **data)
+        with transaction.atomic():
+            key = key_create(owner=request.user, team=team, **data)
+            record(actor=actor_from_request(request), action="key.create", object_type="key",
+                   object_id=key.pk, after=key_fields(key), team_id=team.pk if team else None)
         return Response(KeyOutputSerializer(key).data, status=status.HTTP_201_CREATED)
 
 
@@ -88,15 +94,25 @@ class KeyDetailApi(KeyApi):
         key = changeable_key(request, key_id)
         data = validated_input(KeyUpdateInputSerializer, request.data)
         limits = {name: data.pop(name) for name in ("tier", *LIMIT_FIELDS) if name in data}
-        key = key_update(key=key, **data)
-        if limits:
-            key = key_set_limits(key=key, **limits)
+        before = key_fields(key)
+        with transaction.atomic():
+            key = key_update(key=key, **data)
+            if limits:
+                key = key_set_limits(key=key, **limits)
+            action = "key.rotate" if "secret" in data else "key.update"
+            record(actor=actor_from_request(request), action=action, object_type="key", object_id=key.pk,
+                   before=before, after=key_fields(key))
         return Response(KeyOutputSerializer(key).data)
 
     @extend_schema(operation_id="keys_destroy",
                    responses={204: None, **error_responses(401, 403, 404, 409, 429)})
     def delete(self, request: Request, key_id: str) -> Response:
-        key_delete(key=changeable_key(request, key_id, action="delete"))
+        key = changeable_key(request, key_id, action="delete")
+        key_id_deleted, before = key.pk, key_fields(key)
+        with transaction.atomic():
+            key_delete(key=key)
+            record(actor=actor_from_request(request), action="key.delete", object_type="key",
+                   object_id=key_id_deleted, before=before)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.audit.services import actor_from_request, record
 from apps.pipelines.models import Pipeline, PipelineStep
 from apps.pipelines.results import CONTENT_TYPES, FORMATS, joined_export
 from apps.pipelines.selectors import (
@@ -121,6 +122,10 @@ class PipelineListCreateApi(GenericAPIView):
             raise InputError({where: [exc.message]}) from None
         except PipelineSpecError as exc:
             raise InputError({exc.field or "non_field_errors": [exc.message]}) from None
+        record(actor=actor_from_request(request), action="pipeline.create", object_type="pipeline",
+               object_id=pipeline.pk, team_id=team.pk if team else None,
+               after={"name": pipeline.name, "key_id": key.pk, "items": pipeline.total_items,
+                      "steps": [step.get("name") for step in data["steps"]]})
         return pipeline_response(pipeline, status_code=status.HTTP_201_CREATED)
 
     @staticmethod

@@ -102,6 +102,17 @@ class PipelineItemQuerySet(models.QuerySet):
         return self.filter(status=ItemStatus.FAILED, position=position).update(
             status=ItemStatus.MOVING, stop_reason="", updated_at=now)
 
+    def childless(self, *, reason: str, now: datetime) -> int:
+        """fanned out -> failed: no child reached the step before its gather, nothing to gather."""
+        return self.filter(status=ItemStatus.FANNED_OUT).update(status=ItemStatus.FAILED,
+                                                                stop_reason=reason[:1000], updated_at=now)
+
+    def send_back(self, *, position: int, stale_steps: list[int], now: datetime) -> int:
+        """Any state -> moving at `position` (a reseed of that step took its block back); the later
+        steps' results it had are stale until rewritten."""
+        return self.update(status=ItemStatus.MOVING, position=position, stop_reason="",
+                           stale_steps=stale_steps, updated_at=now)
+
     def filter_out(self, *, position: int, reason: str, now: datetime) -> int:
         """At the step after `position`, whose filter did not take it: it stays there, filtered."""
         return self.moving_at(position).update(status=ItemStatus.FILTERED, position=position + 1,

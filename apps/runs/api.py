@@ -23,7 +23,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.audit.services import actor_from_request
 from apps.keys.selectors import key_get_for_user, key_usable_for
+from apps.runs.auditing import run_audited, run_created
 from apps.runs.caching import settings_warnings
 from apps.runs.models import Run
 from apps.runs.reporting.compare import runs_compare
@@ -73,6 +75,7 @@ from apps.runs.services import (
     run_resume,
     run_set_budget,
 )
+from apps.runs.services.deletion import run_delete
 from apps.runs.services.reseed import run_reseed
 from apps.runs.services.submission import run_for_repeated_request, run_preflight
 from apps.runs.transitions import RUN_SETTLED
@@ -235,6 +238,8 @@ class RunListCreateApi(GenericAPIView):
             raise submission_error(exc, upload=upload) from None
         # Blocks never read: a concurrent create with this Idempotency-Key won, and this is its run.
         created = counted.count > 0
+        if created:
+            run_created(actor_from_request(request), run)
         return run_response(run, status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @staticmethod
@@ -328,12 +333,31 @@ class RunEstimateApi(APIView):
         return Response(RunEstimateOutputSerializer({**estimate.as_dict(), "warnings": warnings}).data)
 
 
+class RunDeletingSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    deleting_at = serializers.DateTimeField(help_text="When the deletion was asked for.")
+
+
 @extend_schema(parameters=[RUN_ID], tags=["runs"])
 class RunDetailApi(APIView):
+    throttle_scope = WRITES  # its DELETE; reads are not throttled
+
     @extend_schema(operation_id="runs_retrieve",
                    responses={200: RunDetailSerializer, **error_responses(401, 404)})
     def get(self, request: Request, run_id: str) -> Response:
         return run_response(visible_run(request, run_id))
+
+    @extend_schema(
+        operation_id="runs_destroy",
+        description="Delete an ended run and everything of it (blocks, attempts, failures, logs), in the "
+                    "background: it is gone from every list at once. A run that may still work is a 409: "
+                    "cancel it first. Audit records of it stay.",
+        request=None, responses={202: RunDeletingSerializer, **error_responses(401, 404, 409, 429)},
+    )
+    def delete(self, request: Request, run_id: str) -> Response:
+        pk = visible_run(request, run_id).pk
+        run = run_audited(actor_from_request(request), "delete", pk, lambda: run_delete(run_id=pk))
+        return Response({"id": str(run.pk), "deleting_at": run.deleting_at}, status=status.HTTP_202_ACCEPTED)
 
 
 @extend_schema(parameters=[RUN_ID], tags=["runs"], request=None)
@@ -346,7 +370,9 @@ class RunCancelApi(APIView):
         responses={200: RunDetailSerializer, **error_responses(401, 403, 404, 409, 429)},
     )
     def post(self, request: Request, run_id: str) -> Response:
-        return run_response(run_cancel(run_id=visible_run(request, run_id, write=True).pk))
+        pk = visible_run(request, run_id, write=True).pk
+        return run_response(run_audited(actor_from_request(request), "cancel", pk,
+                                        lambda: run_cancel(run_id=pk)))
 
 
 @extend_schema(parameters=[RUN_ID], tags=["runs"], request=None)
@@ -356,7 +382,9 @@ class RunResumeApi(APIView):
     @extend_schema(operation_id="runs_resume", description="Resume a paused run.",
                    responses={200: RunDetailSerializer, **error_responses(401, 403, 404, 409, 429)})
     def post(self, request: Request, run_id: str) -> Response:
-        return run_response(run_resume(run_id=visible_run(request, run_id, write=True).pk))
+        pk = visible_run(request, run_id, write=True).pk
+        return run_response(run_audited(actor_from_request(request), "resume", pk,
+                                        lambda: run_resume(run_id=pk)))
 
 
 @extend_schema(parameters=[RUN_ID], tags=["runs"])
@@ -376,7 +404,9 @@ class RunBudgetApi(APIView):
     def post(self, request: Request, run_id: str) -> Response:
         run = visible_run(request, run_id, write=True)
         data = validated_input(RunBudgetInputSerializer, request.data)
-        return run_response(run_set_budget(run_id=run.pk, max_cost_usd=data["max_cost_usd"]))
+        budget = data["max_cost_usd"]
+        return run_response(run_audited(actor_from_request(request), "budget", run.pk,
+                                        lambda: run_set_budget(run_id=run.pk, max_cost_usd=budget)))
 
 
 @extend_schema(parameters=[RUN_ID], tags=["runs"])
@@ -397,7 +427,9 @@ class RunReseedApi(APIView):
     def post(self, request: Request, run_id: str) -> Response:
         run = visible_run(request, run_id, write=True)
         changes = validated_input(ReseedInputSerializer, request.data)
-        return run_response(run_reseed(run_id=run.pk, **changes))
+        return run_response(run_audited(actor_from_request(request), "reseed", run.pk,
+                                        lambda: run_reseed(run_id=run.pk, **changes),
+                                        scope=changes.get("scope")))
 
 
 @extend_schema(parameters=[RUN_ID, OTHER_RUN_ID], tags=["runs"])

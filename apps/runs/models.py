@@ -152,6 +152,15 @@ class Run(Usage, Reserved):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # How many days after it ended the run's text is kept (inputs, outputs, attempt bodies, dead-letter
+    # snapshots, diagnostic payloads); NULL: the RUN_RETENTION_DAYS default (unset: kept). Counts,
+    # tokens, cost, timings and hashes stay (apps/runs/services/retention.py).
+    retention_days = models.PositiveIntegerField(null=True, blank=True)
+    # When the retention purge emptied the run's text; NULL: not purged.
+    purged_at = models.DateTimeField(null=True, blank=True)
+    # Set when a person asked for the run to be deleted: it is gone from every list at once, and a
+    # background task deletes its rows in batches, then the run (apps/runs/services/deletion.py).
+    deleting_at = models.DateTimeField(null=True, blank=True)
 
     objects = RunManager()
 
@@ -247,6 +256,9 @@ class Block(Usage, Reserved):
     # A structured run's answer as the JSON document it is (validated against the run's schema), beside
     # its text in `output`: queryable (`output_json__label="spam"`), exported as fields.
     output_json = models.JSONField(null=True, blank=True)
+    # sha256 (hex) of `output`, written with it: what compare reads once a retention purge has emptied
+    # the text ("same answer" still holds for purged runs). Empty until the block succeeds.
+    output_sha256 = models.CharField(max_length=64, blank=True, default="")
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -357,9 +369,12 @@ class Attempt(Usage):
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
     request_id = models.CharField(max_length=100, blank=True, default="")
-    # The reply of an accepted success: earlier passes' results stay readable after a reseed.
+    # A block's output is stored once. The current result lives on the block (Block.output); an
+    # accepted success's reply is moved here only when a later pass reopens the block
+    # (BlockQuerySet.reopen: `keep_superseded_outputs`), so earlier passes' results stay readable
+    # after a reseed. NULL on the attempt whose result is still the block's (read it from the block).
     output = models.TextField(null=True, blank=True)  # noqa: DJ001
-    # Its document, for a structured run.
+    # Its document, for a structured run (the same rule).
     output_json = models.JSONField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     model = models.CharField(max_length=100, blank=True, default="")

@@ -3,12 +3,15 @@ their blocks back to work in their runs, so these views live with the run engine
 (apps/runs/services/replay.py, also behind the admin's replay and the beat task); the rest of
 `/api/v1/failures/` is apps/failures/api.py. Same ownership rules: another user's failure is a 404."""
 
+from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.audit.services import actor_from_request
 from apps.failures.api import failure_response, visible_failure
+from apps.failures.auditing import failure_audited, failures_bulk_recorded
 from apps.failures.selectors import failures_list, failures_visible_to
 from apps.failures.serializers import (
     MAX_BULK_IDS,
@@ -31,7 +34,8 @@ class FailureReplayApi(APIView):
         """Put the failed block back to work now, due or not, parked or not. If the block had already
         succeeded, the failure is resolved instead (see `state`)."""
         row = visible_failure(request, failure_id, write=True)
-        failure_replay_now(failure_id=row.pk)
+        failure_audited(actor_from_request(request), "replay", row.pk,
+                        lambda: failure_replay_now(failure_id=row.pk))
         return failure_response(request, row.pk)
 
 
@@ -61,7 +65,11 @@ class FailureBulkReplayApi(APIView):
                 pk__in=changeable.values("pk"))
             ids = list(matching.values_list("pk", flat=True)[:MAX_BULK_IDS])
             hidden = []
-        report = failures_replay_selected(failure_ids=ids)
+        with transaction.atomic():
+            report = failures_replay_selected(failure_ids=ids)
+            failures_bulk_recorded(actor_from_request(request), "replay",
+                                   done=[pk for pk in ids if pk not in report.refused],
+                                   refused=report.refused)
         refused = [{"id": pk, "reason": "not found"} for pk in hidden]
         refused += [{"id": pk, "reason": "not allowed: you may read it but not replay it"} for pk in readonly]
         refused += [{"id": pk, "reason": reason} for pk, reason in report.refused.items()]

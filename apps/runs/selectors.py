@@ -25,7 +25,8 @@ RESULT_FIELDS = (
 def runs_visible_to(*, user: Any, write: bool = False) -> QuerySet[Run]:
     """The runs `user` may read (or with `write`, change): apps/teams/access.py decides. `user=None`
     is the operator at the command line (`manage.py runs`): every run."""
-    return visible_to(user, Run.objects.all(), write=write)
+    # A run being deleted is gone for everyone at once (its rows go in the background).
+    return visible_to(user, Run.objects.filter(deleting_at__isnull=True), write=write)
 
 
 def run_get_visible(*, user: Any, run_id: RunId) -> Run | None:

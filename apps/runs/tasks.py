@@ -19,8 +19,10 @@ from apps.runs.dispatch import (
     worker_name,
 )
 from apps.runs.hosts import host_help_arrived, host_of
+from apps.runs.services.deletion import DELETE_RUN_TASK, run_rows_delete
 from apps.runs.services.recovery import pump as pump_service
 from apps.runs.services.replay import failures_replay_sweep
+from apps.runs.services.retention import runs_retention_sweep
 from apps.runs.services.team_budget import spend_alerts_check
 from apps.runs.serving.loop import ServingLoop
 
@@ -89,3 +91,16 @@ def team_spend_alerts() -> dict:
     """Announce the team and member limits whose spend reached 80% or 100% (a webhook event, the
     metric), once per crossing."""
     return {"announced": spend_alerts_check()}
+
+
+@shared_task(name=DELETE_RUN_TASK, acks_late=True, time_limit=3600, soft_time_limit=3500)
+def delete_run(run_id: str) -> dict:
+    """Delete a run marked `deleting` and all of it, in short batched transactions. Twice is harmless."""
+    return run_rows_delete(run_id=run_id)
+
+
+@shared_task(name="conveyor.runs.retention", time_limit=3600, soft_time_limit=3500)
+def retention() -> dict:
+    """Beat, every RETENTION_SWEEP_SECONDS: purge the text of runs whose retention has passed; queue
+    again a deletion left half-way by a lost worker."""
+    return runs_retention_sweep()

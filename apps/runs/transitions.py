@@ -35,6 +35,7 @@ blocks': one lock order everywhere keeps cancellation, results, releases, replay
 free of deadlocks, and serialises the run's counts.
 """
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 
 from apps.core.db import write_connection
 from apps.core.ids import RunId
@@ -53,6 +54,12 @@ from apps.core.ids import RunId
 if TYPE_CHECKING:
     from apps.runs.models import Block, Run
     from apps.runs.services.decisions import Entry
+
+
+def output_sha256(output: str | None) -> str:
+    """The hash kept beside a block's output (and after a purge, instead of it): sha256 of its UTF-8
+    text, hex; PostgreSQL computes the same with encode(sha256(convert_to(output, 'UTF8')), 'hex')."""
+    return hashlib.sha256(output.encode()).hexdigest() if output is not None else ""
 
 
 class RunStatus(models.TextChoices):
@@ -192,8 +199,8 @@ BLOCK_WRITE_FIELDS = (
 )
 # Only a success replaces the result and its version stamp; a failure keeps the last good output.
 SUCCESS_WRITE_FIELDS = (
-    *BLOCK_WRITE_FIELDS, "output", "output_json", "latency_ms", "model", "pass_number", "pipeline_version",
-    "prompt_version",
+    *BLOCK_WRITE_FIELDS, "output", "output_json", "output_sha256", "latency_ms", "model", "pass_number",
+    "pipeline_version", "prompt_version",
 )
 
 LEASE_EXPIRED = "lease_expired"
@@ -306,11 +313,26 @@ class BlockQuerySet(models.QuerySet["Block"]):
         replay as a new pass; a replay within the current pass keeps numbering its attempts on).
         Its last output stays until the new pass overwrites it."""
         changes: dict[str, Any] = {"pass_attempts": 0} if new_pass else {}
+        self.keep_superseded_outputs()
         return self.exclude(status=BlockStatus.CLAIMED).update(
             status=BlockStatus.PENDING, attempts=0, throttle_waits=0, next_attempt_at=None,
             lease_token=None, lease_expires_at=None, claimed_by="", error_code="", error_message="",
             finished_at=None, **changes,
         )
+
+    def keep_superseded_outputs(self) -> int:
+        """A block's output is stored once, on the block. Before blocks go back to work (and a new
+        success overwrites their output), each one's current result moves onto the attempt that
+        produced it (the accepted success of the block's result pass), so earlier passes' results stay
+        readable. One UPDATE ... FROM over the selected blocks; a block with no output moves nothing."""
+        from apps.runs.models import Attempt  # models imports this module
+
+        blocks = self.exclude(status=BlockStatus.CLAIMED).filter(output__isnull=False)
+        return (Attempt.objects.filter(block__in=blocks, outcome="succeeded", accepted=True,
+                                       output__isnull=True, pass_number=F("block__pass_number"))
+                .update(output=Subquery(self.model.objects.filter(pk=OuterRef("block_id")).values("output")[:1]),
+                        output_json=Subquery(self.model.objects.filter(pk=OuterRef("block_id"))
+                                             .values("output_json")[:1])))
 
     def lock_held(self, tokens: dict[int, Any]) -> dict[int, "Block"]:
         """The fence: lock the blocks still claimed under the lease each call was given and return
@@ -391,6 +413,7 @@ def _apply_decision(block: "Block", entry: "Entry", run: "Run", now: datetime) -
     if decision.status == BlockStatus.SUCCEEDED:
         block.output = outcome.output
         block.output_json = outcome.output_json
+        block.output_sha256 = output_sha256(outcome.output)
         block.latency_ms = outcome.latency_ms
         block.model = outcome.model or run.model
         block.pass_number = run.current_pass

@@ -4,11 +4,13 @@ and the users' signing secrets, of which only the suffix is ever shown."""
 import json
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from apps.audit.services import actor_from_admin, record
 from apps.core.admin import OperatorActionsMixin, cut, moment, nowrap, short_id
 from apps.webhooks.models import WebhookDelivery, WebhookSecret
 from apps.webhooks.selectors import delivery_payload
@@ -62,8 +64,13 @@ class WebhookDeliveryAdmin(OperatorActionsMixin, admin.ModelAdmin):
     @admin.action(description="Redeliver now (same event id, new signature)", permissions=["operate"])
     def redeliver_now(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         count = 0
+        actor = actor_from_admin(request)
         for pk in queryset.values_list("pk", flat=True):
-            delivery_redeliver(delivery_id=pk)
+            with transaction.atomic():
+                row = delivery_redeliver(delivery_id=pk)
+                record(actor=actor, action="webhook_delivery.redeliver", object_type="webhook_delivery",
+                       object_id=row.pk, after={"run_id": str(row.run_id), "pass_number": row.pass_number,
+                                                "status": row.status})
             count += 1
         self.message_user(request, f"{count} delivery(ies) queued again; refresh to see the outcome.",
                           messages.SUCCESS)

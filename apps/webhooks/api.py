@@ -4,6 +4,7 @@ A delivery is its run's: whoever may read (change) the run may read (redeliver) 
 404 (apps/teams/access.py). JSON only: the browsable API would put the secret into an HTML page.
 Writes are throttled."""
 
+from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
@@ -13,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.audit.services import actor_from_request, record
 from apps.teams.access import check_write
 from apps.webhooks.models import WebhookDelivery
 from apps.webhooks.selectors import deliveries_list, deliveries_visible_to, webhook_secret_get
@@ -60,7 +62,13 @@ class WebhookSecretApi(APIView):
     def post(self, request: Request) -> Response:
         """Create your signing secret, or replace it: the answer carries the secret this once. Every
         delivery from now on, retries of older events included, is signed with the new secret."""
-        row, secret = webhook_secret_rotate(owner=request.user)
+        with transaction.atomic():
+            existed = webhook_secret_get(owner=request.user)
+            before = {"suffix": existed.suffix} if existed else {}
+            row, secret = webhook_secret_rotate(owner=request.user)
+            record(actor=actor_from_request(request), action="webhook_secret.rotate",
+                   object_type="webhook_secret", object_id=request.user.pk,
+                   before=before, after={"suffix": row.suffix})
         body = WebhookSecretCreatedSerializer({"secret": secret, "suffix": row.suffix,
                                                "created_at": row.created_at}).data
         return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
@@ -96,5 +104,9 @@ class DeliveryRedeliverApi(APIView):
     def post(self, request: Request, delivery_id: str) -> Response:
         """Send the event again now, whatever its state: the same `webhook-id`, a new timestamp and
         signature; its retry window starts again."""
-        row = delivery_redeliver(delivery_id=visible_delivery(request, delivery_id, write=True).pk)
+        with transaction.atomic():
+            row = delivery_redeliver(delivery_id=visible_delivery(request, delivery_id, write=True).pk)
+            record(actor=actor_from_request(request), action="webhook_delivery.redeliver",
+                   object_type="webhook_delivery", object_id=row.pk,
+                   after={"run_id": str(row.run_id), "pass_number": row.pass_number, "status": row.status})
         return Response(DeliveryDetailSerializer(row).data, status=status.HTTP_202_ACCEPTED)

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "apps.accounts",
+    "apps.audit",
     "apps.providers",
     "apps.teams",
     "apps.keys",
@@ -254,6 +255,12 @@ CONVEYOR = {
     "PUMP_INTERVAL_SECONDS": env.float("PUMP_INTERVAL_SECONDS", default=5.0),
     # How often the dead-letter replay runs.
     "REPLAY_INTERVAL_SECONDS": env.float("REPLAY_INTERVAL_SECONDS", default=60.0),
+    # Retention (apps/runs/services/retention.py): the days a run's text (inputs, outputs, attempt
+    # replies, dead-letter snapshots, diagnostic payloads) is kept after it ended, for runs that set no
+    # `retention_days` of their own; unset: kept. How often beat purges expired runs (and queues again a
+    # deletion that stalled).
+    "RUN_RETENTION_DAYS": env.int("RUN_RETENTION_DAYS", default=None),
+    "RETENTION_SWEEP_SECONDS": env.float("RETENTION_SWEEP_SECONDS", default=300.0),
     # The serving loop (one per worker process, serving every active run; apps/runs/serving/):
     # A safety bound an operator sets on purpose: the most blocks in provider calls at once in one
     # process. Unset (the default): automatic, as many as the lanes its runs use can take (their
@@ -457,6 +464,7 @@ def beat_schedule(conveyor: dict) -> dict:
         "webhooks": every("conveyor.webhooks.deliver_due", conveyor["WEBHOOK_SWEEP_SECONDS"]),
         "pipelines": every("conveyor.pipelines.settle", conveyor["PIPELINE_SETTLE_SECONDS"]),
         "team-spend": every("conveyor.teams.spend_alerts", conveyor["TEAM_SPEND_CHECK_SECONDS"]),
+        "retention": every("conveyor.runs.retention", conveyor["RETENTION_SWEEP_SECONDS"]),
     }
 
 

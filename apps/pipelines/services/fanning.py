@@ -131,10 +131,9 @@ def _gather_parents(pipeline_id: Any, parent_ids: list[int], *, now: Any) -> Non
             continue
         before = steps[gather.position - 2]
         if not items.filter(parent_id=pk, status=ItemStatus.DONE, position=before.position).exists():
-            items.filter(pk=pk, status=ItemStatus.FANNED_OUT).update(
-                status=ItemStatus.FAILED,
-                updated_at=now,
-                stop_reason=f"step {gather.name}: no child of the item reached the end of step {before.name}",
+            items.filter(pk=pk).childless(
+                reason=f"step {gather.name}: no child of the item reached the end of step {before.name}",
+                now=now,
             )
             continue
         if items.filter(pk=pk).gather(position=before.position, now=now):

@@ -76,13 +76,8 @@ def pipeline_reseed_step(*, pipeline_id: Any, step_name: str, **reseed: Any) -> 
         now = timezone.now()
         for uid, positions in stale.items():
             current = set(items.filter(uid=uid).values_list("stale_steps", flat=True).get() or [])
-            items.filter(uid=uid).update(
-                status=ItemStatus.MOVING,
-                position=step.position,
-                stop_reason="",
-                stale_steps=sorted(current | positions),
-                updated_at=now,
-            )
+            items.filter(uid=uid).send_back(position=step.position, stale_steps=sorted(current | positions),
+                                            now=now)
         if uids:
             Pipeline.objects.filter(pk=pipeline_id).reopen()
     return run

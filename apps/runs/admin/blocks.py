@@ -22,9 +22,19 @@ class AttemptInline(admin.TabularInline):
     can_delete = False
     fields = ["number", "pass_number", "outcome", "accepted", "http_status", "error_code",
               "error_message", "model", "latency_ms", "input_tokens", "output_tokens", "cost_usd",
-              "request_id", "worker", "created_at", "output"]
+              "request_id", "worker", "created_at", "reply"]
     readonly_fields = fields  # type: ignore[assignment]  # (the stubs allow field groups in `fields`)
     ordering = ["created_at", "pk"]
+
+    @admin.display(description="output")
+    def reply(self, attempt: Attempt) -> str:
+        """An output is stored once: the block holds its current result, the attempt only a result a
+        later pass superseded."""
+        block = attempt.block
+        current = (attempt.output is None and attempt.accepted and attempt.outcome == "succeeded"
+                   and attempt.pass_number == block.pass_number)
+        text = block.output if current else attempt.output
+        return text if text is not None else "-"
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

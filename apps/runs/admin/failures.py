@@ -7,6 +7,7 @@ its run); the diagnostic log's page is apps/failures/admin.py. Snapshots and mes
 when written, so no page can show a secret.
 """
 
+from functools import partial
 from typing import Any
 
 from django import forms
@@ -14,13 +15,16 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import F, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from apps.audit.services import actor_from_admin
 from apps.core.admin import OperatorActionsMixin, cut, moment, nowrap, pretty_json, short_id
+from apps.failures.auditing import failure_audited, failures_bulk_recorded
 from apps.failures.models import (
     UNRESOLVED,
     FailureState,
@@ -163,7 +167,11 @@ class PipelineFailureAdmin(OperatorActionsMixin, admin.ModelAdmin):
 
     @admin.action(description="Replay now (the block goes back to work)", permissions=["operate"])
     def replay_now(self, request: HttpRequest, queryset: QuerySet[PipelineFailure]) -> None:
-        report = failures_replay_selected(failure_ids=list(queryset.values_list("pk", flat=True)))
+        ids = list(queryset.values_list("pk", flat=True))
+        with transaction.atomic():
+            report = failures_replay_selected(failure_ids=ids)
+            done = [pk for pk in ids if pk not in report.refused]
+            failures_bulk_recorded(actor_from_admin(request), "replay", done=done, refused=report.refused)
         if report.replayed:
             self.message_user(request, f"{len(report.replayed)} failure(s) replayed.", messages.SUCCESS)
         if report.resolved:
@@ -186,7 +194,9 @@ class PipelineFailureAdmin(OperatorActionsMixin, admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         row = self._operable(request, object_id)
         try:
-            row = failure_replay_now(failure_id=row.pk)
+            pk = row.pk
+            row = failure_audited(actor_from_admin(request), "replay", pk,
+                                  lambda: failure_replay_now(failure_id=pk))
         except (FailureStateError, PipelineFailure.DoesNotExist) as exc:
             self.message_user(request, f"Not replayed: {exc}", messages.WARNING)
         else:
@@ -217,7 +227,8 @@ class PipelineFailureAdmin(OperatorActionsMixin, admin.ModelAdmin):
         resolved = 0
         for pk in ids:
             try:
-                failure_resolve(failure_id=pk, note=note)
+                failure_audited(actor_from_admin(request), "resolve", pk,
+                                partial(failure_resolve, failure_id=pk, note=note))
             except (FailureStateError, PipelineFailure.DoesNotExist) as exc:
                 self.message_user(request, f"Failure {pk} not resolved: {exc}", messages.WARNING)
             else:

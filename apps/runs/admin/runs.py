@@ -13,6 +13,7 @@ JavaScript).
 import json
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django import forms
@@ -36,17 +37,20 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from rest_framework.renderers import JSONRenderer
 
+from apps.audit.services import actor_from_admin
 from apps.core.admin import OperatorActionsMixin, moment, pretty_json, short_id
 from apps.core.errors import InvalidInput, StateConflict
 from apps.core.formatting import format_usd
 from apps.failures.models import PipelineFailure, failure_state
 from apps.failures.selectors import failures_list
 from apps.failures.serializers import FailureOutputSerializer
+from apps.runs.auditing import run_audited
 from apps.runs.models import BlockStatus, PassScope, PausedCause, Run, RunPass, RunStatus
 from apps.runs.reporting.costs import NO_HIT_AFTER_CALLS, CostReport, run_cost_report
 from apps.runs.reporting.exports import CONTENT_TYPES, failures_export, jsonl_chunks, results_export
 from apps.runs.reporting.live import run_progress
 from apps.runs.selectors import run_block_status_counts, run_status_text
+from apps.runs.services.deletion import run_delete
 from apps.runs.services.lifecycle import run_cancel, run_resume, run_set_budget
 from apps.runs.services.reseed import run_reseed
 from apps.runs.transitions import RUN_CANCELABLE, RUN_RESEEDABLE
@@ -176,7 +180,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
     list_select_related = ["owner"]
     date_hierarchy = "created_at"
     show_full_result_count = False
-    actions = ["cancel_runs", "resume_runs", "set_budget", "reseed_failed", "reseed_all"]
+    actions = ["cancel_runs", "resume_runs", "set_budget", "reseed_failed", "reseed_all", "delete_runs"]
     inlines = [RunPassInline]
     # Under the summary at the top of the page (summary.html): the run's details, its prompt folded.
     fieldsets = [
@@ -429,11 +433,14 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
             self.message_user(request, f"Run {run_id} still {run.paused_reason}", messages.WARNING)
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Run], verb: str,
-              operation: Callable[[Any], Any]) -> None:
+              operation: Callable[[Any], Any], *, audit: str) -> None:
+        """The operation on each run, each recorded in the audit trail as `run.<audit>` (with the
+        operation, in one transaction: a refused one records nothing)."""
         done = 0
+        actor = actor_from_admin(request)
         for run_id in queryset.values_list("pk", flat=True):
             try:
-                operation(run_id)
+                run_audited(actor, audit, run_id, partial(self._ran, operation, run_id))
             except (StateConflict, InvalidInput) as exc:
                 self.message_user(request, f"Run {run_id} not {verb}: {exc}", messages.WARNING)
             else:
@@ -441,13 +448,20 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         if done:
             self.message_user(request, f"{done} run(s) {verb}.", messages.SUCCESS)
 
+    @staticmethod
+    def _ran(operation: Callable[[Any], Any], run_id: Any) -> Run:
+        operation(run_id)
+        return Run.objects.get(pk=run_id)
+
     @admin.action(description="Cancel selected runs", permissions=["operate"])
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        self._each(request, queryset, "canceled", lambda run_id: run_cancel(run_id=run_id))
+        self._each(request, queryset, "canceled", lambda run_id: run_cancel(run_id=run_id),
+                   audit="cancel")
 
     @admin.action(description="Resume selected paused runs", permissions=["operate"])
     def resume_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        self._each(request, queryset, "resumed", lambda run_id: run_resume(run_id=run_id))
+        self._each(request, queryset, "resumed", lambda run_id: run_resume(run_id=run_id),
+                   audit="resume")
 
     @admin.action(description="Set the budget of selected runs…", permissions=["operate"])
     def set_budget(self, request: HttpRequest, queryset: QuerySet[Run]) -> TemplateResponse | None:
@@ -455,7 +469,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             budget = form.cleaned_data["max_cost_usd"]
             self._each(request, queryset, "given the new budget",
-                       lambda run_id: self._set_budget(request, run_id, budget))
+                       lambda run_id: self._set_budget(request, run_id, budget), audit="budget")
             return None
         return self._budget_page(request, form, queryset, action="set_budget")
 
@@ -463,18 +477,32 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
                   permissions=["operate"])
     def reseed_failed(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
         self._each(request, queryset, "reseeded",
-                   lambda run_id: run_reseed(run_id=run_id, scope="failed"))
+                   lambda run_id: run_reseed(run_id=run_id, scope="failed"), audit="reseed")
 
     @admin.action(description="Reseed all blocks of selected runs (new pass)", permissions=["operate"])
     def reseed_all(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        self._each(request, queryset, "reseeded", lambda run_id: run_reseed(run_id=run_id, scope="all"))
+        self._each(request, queryset, "reseeded", lambda run_id: run_reseed(run_id=run_id, scope="all"),
+                   audit="reseed")
+
+    def has_erase_permission(self, request: HttpRequest) -> bool:
+        """Deleting runs (their rows go in the background) needs the model's delete permission; the
+        admin's own delete (Django's collector, one long transaction) stays off."""
+        return request.user.has_perm("runs.delete_run")
+
+    @admin.action(description="Delete selected ended runs (in the background)", permissions=["erase"])
+    def delete_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        self._each(request, queryset, "deleted", lambda run_id: run_delete(run_id=run_id), audit="delete")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
+        # A run being deleted is gone at once, here as in the API.
+        return super().get_queryset(request).filter(deleting_at__isnull=True)
 
     def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         run = self._operable(request, object_id)
         self._each(request, self.get_queryset(request).filter(pk=run.pk), "resumed",
-                   lambda run_id: run_resume(run_id=run_id))
+                   lambda run_id: run_resume(run_id=run_id), audit="resume")
         return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
 
     def budget_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -486,7 +514,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             budget = form.cleaned_data["max_cost_usd"]
             self._each(request, runs, "given the new budget",
-                       lambda run_id: self._set_budget(request, run_id, budget))
+                       lambda run_id: self._set_budget(request, run_id, budget), audit="budget")
             return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
         return self._budget_page(request, form, runs)
 
@@ -495,7 +523,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         run = self._operable(request, object_id)
         if request.method == "POST":
             self._each(request, self.get_queryset(request).filter(pk=run.pk), "canceled",
-                       lambda run_id: run_cancel(run_id=run_id))
+                       lambda run_id: run_cancel(run_id=run_id), audit="cancel")
             return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
         open_blocks = run.total_blocks - run.terminal_blocks
         return self._confirm_page(
@@ -510,7 +538,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             scope = form.cleaned_data["scope"]
             self._each(request, self.get_queryset(request).filter(pk=run.pk), "reseeded",
-                       lambda run_id: run_reseed(run_id=run_id, scope=scope))
+                       lambda run_id: run_reseed(run_id=run_id, scope=scope), audit="reseed")
             return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
         return self._confirm_page(
             request, run, title="Reseed this run", button="Start the new pass", form=form,

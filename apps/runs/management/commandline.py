@@ -157,7 +157,7 @@ def team_named(name: str | None) -> Any:
 
 def run_named(run_id: str) -> Run:
     try:
-        run = Run.objects.select_related("owner", "key").filter(pk=run_id).first()
+        run = Run.objects.select_related("owner", "key").filter(pk=run_id, deleting_at__isnull=True).first()
     except ValidationError:  # a malformed id reads as "no such run" too
         run = None
     if run is None:

@@ -155,6 +155,11 @@ class RunSettingsSerializer(StrictSerializer):
         help_text="Where a signed `run.finished` event is POSTed when each pass of the run ends "
                   "(Standard Webhooks; see webhooks/secret/). https and a public host, as a key's "
                   "base_url; your webhook secret must exist first.")
+    retention_days = serializers.IntegerField(
+        min_value=0, max_value=36500, required=False, allow_null=True, default=None,
+        help_text="Days the run's text (inputs, outputs, attempt replies, dead-letter snapshots) is kept "
+                  "after it ends; then it is purged, keeping counts, tokens, cost, timings and output "
+                  "hashes. Null: the server's RUN_RETENTION_DAYS (unset: kept).")
 
 
 class RunSettingsInputSerializer(RunSettingsSerializer):

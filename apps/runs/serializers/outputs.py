@@ -332,9 +332,26 @@ class AttemptSerializer(serializers.Serializer):
     latency_ms = serializers.IntegerField(allow_null=True)
     model = serializers.CharField()
     usage = UsageSerializer(source="*")
-    output = serializers.CharField(allow_null=True)
-    output_json = serializers.JSONField(allow_null=True, help_text="Its document, for a structured run.")
+    output = serializers.SerializerMethodField(help_text="The reply of an accepted success.")
+    output_json = serializers.SerializerMethodField(help_text="Its document, for a structured run.")
     created_at = serializers.DateTimeField()
+
+    @staticmethod
+    def _holder(attempt: Any) -> Any:
+        """Where this attempt's reply is stored: the block while it is still the block's result
+        (an output is stored once: Attempt.output holds only results a later pass superseded)."""
+        block = attempt.block  # cached by the prefetch of the block's attempt_set
+        current = (attempt.output is None and attempt.accepted and attempt.outcome == AttemptOutcome.SUCCEEDED
+                   and attempt.pass_number == block.pass_number)
+        return block if current else attempt
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_output(self, attempt: Any) -> str | None:
+        return self._holder(attempt).output
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_output_json(self, attempt: Any) -> Any:
+        return self._holder(attempt).output_json
 
 
 class BlockDetailSerializer(BlockSerializer):

@@ -117,7 +117,6 @@ def write_attempts(rec: Recording) -> None:
     attempts = []
     for entry in rec.entries:
         outcome, decision, failure = entry.outcome, entry.decision, entry.outcome.failure
-        accepted_success = entry.block is not None and decision.status == BlockStatus.SUCCEEDED
         attempts.append(Attempt(
             run_id=run.pk, block_id=outcome.block_id, number=outcome.number or outcome.attempt,
             pass_number=run.current_pass, outcome=decision.attempt_outcome,
@@ -128,8 +127,7 @@ def write_attempts(rec: Recording) -> None:
             input_tokens=outcome.usage.input_tokens, output_tokens=outcome.usage.output_tokens,
             cache_creation_input_tokens=outcome.usage.cache_creation_input_tokens,
             cache_read_input_tokens=outcome.usage.cache_read_input_tokens,
-            cost_usd=outcome.cost_usd, output=outcome.output if accepted_success else None,
-            output_json=outcome.output_json if accepted_success else None,
+            cost_usd=outcome.cost_usd,
             started_at=outcome.started_at, batch_id=outcome.batch_id,
         ))
     insert_instances(attempts)

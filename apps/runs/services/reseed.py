@@ -21,6 +21,7 @@ from apps.runs.caching import needs_warm_up
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.models import Block, BlockStatus, PassScope, Run, RunPass
 from apps.runs.services.lifecycle import RunStateError
+from apps.runs.services.retention import retention_expired
 from apps.runs.services.submission import SubmissionError, validate_run_options
 from apps.runs.transitions import BLOCK_COUNTER, RUN_RESEEDABLE, BlockQuerySet, lock_run
 
@@ -139,6 +140,10 @@ def start_pass(run: Run, selected: BlockQuerySet, *, scope: str, filters: dict[s
     the blocks back to pending numbering their attempts from 1, the run's counters lowered by exactly
     the blocks taken back, the run reopened and a worker woken. Returns the new pass's number.
     The run's earlier passes keep their RunPass rows as they ended."""
+    if run.deleting_at is not None:
+        raise RunStateError("this run is being deleted")
+    if retention_expired(run):
+        raise RunStateError("this run's retention has passed: its inputs are purged, nothing can run again")
     counts = selected.aggregate(
         total=Count("id"),
         in_flight=Count("id", filter=Q(status=BlockStatus.CLAIMED)),

@@ -357,7 +357,8 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
                name: str = "", idempotency_key: str | None = None, request_fingerprint: str = "",
                priority: int = 5, mode: str = RunMode.LIVE, deadline: datetime | None = None,
                webhook_url: str = "", output_schema: dict[str, Any] | None = None,
-               dispatch: bool = True, held_open: bool = False, team: Any = None) -> Run:
+               dispatch: bool = True, held_open: bool = False, team: Any = None,
+               retention_days: int | None = None) -> Run:
     """Create a run and its blocks; a serving loop is asked for once the transaction commits
     (`dispatch=False` leaves that to the caller, e.g. the demo, which serves in its own process).
     `held_open`: a pipeline's later step, which may start with no block (earlier steps hand them on)
@@ -397,7 +398,7 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
         prompt_version=prompt_version(system_prompt, prompt_template,
                                       schema_json(output_schema) if output_schema else ""),
         idempotency_key=idempotency_key or None, request_fingerprint=request_fingerprint,
-        webhook_url=webhook_url, held_open=held_open,
+        webhook_url=webhook_url, held_open=held_open, retention_days=retention_days,
     )
     total = _insert_blocks(run, check_metadata_named(_unique(blocks), prompt_template))
     if total == 0 and not held_open:

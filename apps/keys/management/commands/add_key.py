@@ -11,7 +11,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
+from apps.audit.services import actor_for_command, record
+from apps.keys.auditing import key_fields
 from apps.keys.models import Provider
 from apps.keys.serializers import KeyLimitsInputSerializer
 from apps.keys.services import key_create
@@ -30,6 +33,8 @@ class Command(BaseCommand):
         parser.add_argument("--rpm-limit", help="requests per minute at most (a cap that always applies)")
         parser.add_argument("--itpm-limit", help="input tokens per minute at most")
         parser.add_argument("--otpm-limit", help="output tokens per minute at most")
+        parser.add_argument("--as", dest="as_user", metavar="USER",
+                            help="the Conveyor user the audit trail records (default: the OS user)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         User = get_user_model()
@@ -40,8 +45,15 @@ class Command(BaseCommand):
         limits = self._limits(options)
         secret = self._read_secret()
         try:
-            key = key_create(owner=owner, label=options["label"], secret=secret,
-                             base_url=options["base_url"], provider=options["provider"], **limits)
+            actor = actor_for_command(options.get("as_user"))
+        except LookupError as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            with transaction.atomic():
+                key = key_create(owner=owner, label=options["label"], secret=secret,
+                                 base_url=options["base_url"], provider=options["provider"], **limits)
+                record(actor=actor, action="key.create", object_type="key", object_id=key.pk,
+                       after=key_fields(key))
         except ValidationError as exc:
             problems = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
             raise CommandError(problems) from None

@@ -10,21 +10,28 @@
     runs export RUN [--format jsonl|csv|parquet] [--failures] [--output FILE]
                                      results (or failures) as JSONL, CSV or Parquet
     runs budget RUN --max-cost-usd 1.50 | --no-budget
+    runs delete RUN                  delete an ended run and all of it, in the background
+
+Every change (cancel, resume, reseed, budget, delete) is recorded in the audit trail as the user named
+by `--as USER`, else as the OS user (channel "command").
 
 Each action calls the same services and selectors as the API, and checks its input with the API's
 serializers; the command runs as the operator, so it sees every user's runs.
 """
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
+from apps.audit.services import actor_for_command
 from apps.core.errors import InvalidInput, StateConflict
 from apps.core.formatting import format_usd
 from apps.failures.models import failure_state
 from apps.failures.selectors import failures_list
+from apps.runs.auditing import run_audited
 from apps.runs.management.commandline import (
     OperatorCommand,
     add_export_arguments,
@@ -43,6 +50,7 @@ from apps.runs.reporting.progress import MANAGE, follow_command, follow_run, sum
 from apps.runs.selectors import run_block_status_counts, run_status_text, runs_list
 from apps.runs.serializers.inputs import ReseedInputSerializer, RunBudgetInputSerializer, RunFilterSerializer
 from apps.runs.services import run_cancel, run_resume, run_set_budget
+from apps.runs.services.deletion import run_delete
 from apps.runs.services.reseed import run_reseed
 
 RECENT_FAILURES = 5
@@ -51,7 +59,7 @@ LIST_COLUMNS = ("{id:<36}  {status:<20}  {done:>13}  {failed:>6}  {cost:>10}  {m
 
 
 class Command(OperatorCommand):
-    help = "List, show, follow, cancel, resume, reseed, export runs and change their budget."
+    help = "List, show, follow, cancel, resume, reseed, export and delete runs and change their budget."
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -62,10 +70,14 @@ class Command(OperatorCommand):
         listing.add_argument("--limit", type=at_least_one, default=20, help="at most this many (default 20)")
 
         for name, text in (("show", "what a run did and why it is not moving"),
-                           ("follow", "its progress until it settles; Ctrl-C detaches"),
-                           ("cancel", "cancel pending blocks; calls in flight finish"),
-                           ("resume", "resume a paused run")):
+                           ("follow", "its progress until it settles; Ctrl-C detaches")):
             actions.add_parser(name, help=text).add_argument("run_id")
+        acting = {}
+        for name, text in (("cancel", "cancel pending blocks; calls in flight finish"),
+                           ("resume", "resume a paused run"),
+                           ("delete", "delete an ended run and all of it (in the background)")):
+            acting[name] = actions.add_parser(name, help=text)
+            acting[name].add_argument("run_id")
 
         reseed = actions.add_parser("reseed", help="a new pass over some of an ended run's blocks")
         reseed.add_argument("run_id")
@@ -79,6 +91,7 @@ class Command(OperatorCommand):
         reseed.add_argument("--system", help=r"another system prompt (\n read as newline; @path)")
         reseed.add_argument("--prompt", help=r"another prompt template (\n read as newline; @path)")
         reseed.add_argument("--follow", action="store_true", help="follow the new pass")
+        acting["reseed"] = reseed
 
         export = actions.add_parser("export", help="results (or failures) as JSONL, CSV or Parquet")
         export.add_argument("run_id")
@@ -89,6 +102,10 @@ class Command(OperatorCommand):
         amount = budget.add_mutually_exclusive_group(required=True)
         amount.add_argument("--max-cost-usd", help="the new budget in dollars, e.g. 1.50")
         amount.add_argument("--no-budget", action="store_true", help="remove the budget")
+        acting["budget"] = budget
+        for parser_ in acting.values():
+            parser_.add_argument("--as", dest="as_user", metavar="USER",
+                                 help="the Conveyor user the audit trail records (default: the OS user)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         action = getattr(self, f"_{opts['action']}")
@@ -162,11 +179,27 @@ class Command(OperatorCommand):
     def _report(self, run: Run, what: str) -> None:
         self.stdout.write(f"run {run.pk}: {what}; now {run.status}")
 
+    @staticmethod
+    def _audited(opts: dict[str, Any], action: str, run_id: Any, operation: Callable[[], Run],
+                 **extra: Any) -> Run:
+        try:
+            actor = actor_for_command(opts.get("as_user"))
+        except LookupError as exc:
+            raise CommandError(str(exc)) from None
+        return run_audited(actor, action, run_id, operation, **extra)
+
     def _cancel(self, opts: dict[str, Any]) -> None:
-        self._report(run_cancel(run_id=run_named(opts["run_id"]).pk), "cancel requested")
+        pk = run_named(opts["run_id"]).pk
+        self._report(self._audited(opts, "cancel", pk, lambda: run_cancel(run_id=pk)), "cancel requested")
+
+    def _delete(self, opts: dict[str, Any]) -> None:
+        pk = run_named(opts["run_id"]).pk
+        self._audited(opts, "delete", pk, lambda: run_delete(run_id=pk))
+        self.stdout.write(f"run {pk}: deleting in the background (gone from every list now)")
 
     def _resume(self, opts: dict[str, Any]) -> None:
-        run = run_resume(run_id=run_named(opts["run_id"]).pk)
+        pk = run_named(opts["run_id"]).pk
+        run = self._audited(opts, "resume", pk, lambda: run_resume(run_id=pk))
         self._report(run, "resumed")
         self.stdout.write(f"follow it with: {follow_command(run.pk)}")
 
@@ -178,7 +211,9 @@ class Command(OperatorCommand):
                  "system_prompt": None if opts["system"] is None else text_option(opts["system"]),
                  "prompt_template": None if opts["prompt"] is None else text_option(opts["prompt"])}
         changes = validated(ReseedInputSerializer, {k: v for k, v in given.items() if v is not None})
-        run = run_reseed(run_id=run.pk, **changes)
+        pk = run.pk
+        run = self._audited(opts, "reseed", pk, lambda: run_reseed(run_id=pk, **changes),
+                            scope=changes.get("scope"))
         self._report(run, f"pass {run.current_pass} started")
         if opts["follow"]:
             followed = follow_run(run.pk, out=wrapped_stream(self.stderr))
@@ -192,7 +227,8 @@ class Command(OperatorCommand):
         value = None if opts["no_budget"] else opts["max_cost_usd"]
         checked = validated(RunBudgetInputSerializer, {"max_cost_usd": value})
         budget: Decimal | None = checked["max_cost_usd"]
-        run = run_set_budget(run_id=run.pk, max_cost_usd=budget)
+        pk = run.pk
+        run = self._audited(opts, "budget", pk, lambda: run_set_budget(run_id=pk, max_cost_usd=budget))
         spent = f"spent {format_usd(run.cost_usd)}"
         self._report(run, f"budget {format_usd(budget) if budget is not None else 'removed'} ({spent})")
         if run.status == RunStatus.PAUSED:

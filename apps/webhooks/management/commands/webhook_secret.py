@@ -5,8 +5,10 @@ and prints the secret, once, on standard output (nothing else goes there, so it 
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
+from apps.audit.services import actor_for_command, record
 from apps.runs.management.commandline import user_named
 from apps.webhooks.selectors import webhook_secret_get
 from apps.webhooks.services import webhook_secret_rotate
@@ -19,11 +21,22 @@ class Command(BaseCommand):
         parser.add_argument("--user", required=True, help="username")
         parser.add_argument("--rotate", action="store_true",
                             help="create or replace the secret and print it (the old one stops at once)")
+        parser.add_argument("--as", dest="as_user", metavar="USER",
+                            help="the Conveyor user the audit trail records (default: the OS user)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         user = user_named(opts["user"])
         if opts["rotate"]:
-            row, secret = webhook_secret_rotate(owner=user)
+            try:
+                actor = actor_for_command(opts.get("as_user"))
+            except LookupError as exc:
+                raise CommandError(str(exc)) from None
+            with transaction.atomic():
+                existed = webhook_secret_get(owner=user)
+                row, secret = webhook_secret_rotate(owner=user)
+                record(actor=actor, action="webhook_secret.rotate", object_type="webhook_secret",
+                       object_id=user.pk, before={"suffix": existed.suffix} if existed else {},
+                       after={"suffix": row.suffix})
             self.stdout.write(secret)
             self.stderr.write(f"webhook secret of {user.get_username()} set (…{row.suffix}); it is not "
                               "shown again")
