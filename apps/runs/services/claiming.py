@@ -42,6 +42,8 @@ class ClaimedBlock:
     metadata: dict[str, Any] | None = None
     # What the budget holds for it (its claim's worst case, and a split's top-ups); 0 without a budget.
     reserved_usd: Decimal = Decimal(0)
+    # Which of the run's models it is on (Run.models; a fallback moves it on).
+    model_index: int = 0
 
 
 @dataclass
@@ -63,7 +65,7 @@ def _within_budget(run: Run, rows: list[tuple[int, int]]) -> list[int]:
     """The leading blocks whose worst-case cost fits what the budget has left, in order."""
     budget = Decimal(str(run.options["max_cost_usd"]))
     remaining = budget - run.cost_usd - run.reserved_usd
-    reservation = block_reservation(run.call_spec, pack_size=run.pack_size, batch=run.in_batch_mode)
+    reservation = block_reservation(run.budget_spec, pack_size=run.pack_size, batch=run.in_batch_mode)
     taken = []
     for block_id, nbytes in rows:
         worst = reservation.fixed_usd + reservation.per_byte_usd * nbytes
@@ -121,7 +123,7 @@ def blocks_claim(*, run_id: RunId, limit: int, worker: str, ahead: int = 0, answ
     token = uuid.uuid4()
     changes: dict[str, Any] = {}
     if budgeted:
-        reservation = block_reservation(run.call_spec, pack_size=run.pack_size, batch=run.in_batch_mode)
+        reservation = block_reservation(run.budget_spec, pack_size=run.pack_size, batch=run.in_batch_mode)
         changes["reserved_usd"] = reservation.fixed_usd + reservation.per_byte_usd * prompt_bytes(run)
     chosen = Block.objects.filter(id__in=ids)
     chosen.claim(token=token, lease_expires_at=now + timedelta(seconds=lease_seconds()), worker=worker,
@@ -130,13 +132,13 @@ def blocks_claim(*, run_id: RunId, limit: int, worker: str, ahead: int = 0, answ
         reserved = chosen.aggregate(total=Sum("reserved_usd"))["total"] or 0
         Run.objects.filter(pk=run.pk).update(reserved_usd=F("reserved_usd") + reserved)
     blocks = chosen.order_by("block_index").values_list("id", "uid", "input", "attempts", "pass_attempts",
-                                                        "reserved_usd")
+                                                        "reserved_usd", "model_index")
     metadata = dict(chosen.values_list("id", "metadata")) if metadata_fields(run.prompt_template) else {}
     return Claim(
         run_status=status,
         blocks=[ClaimedBlock(id=i, uid=u, input=t, attempt=a, number=n, metadata=metadata.get(i),
-                             reserved_usd=r)
-                for i, u, t, a, n, r in blocks],
+                             reserved_usd=r, model_index=m)
+                for i, u, t, a, n, r, m in blocks],
         lease_token=token,
     )
 
