@@ -136,7 +136,8 @@ class RunSettingsSerializer(StrictSerializer):
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         """`key` or `keys` is required: said together with every other error of the input."""
-        named = hasattr(data, "get") and (data.get("key") not in (None, "") or bool(data.get("keys")))
+        named = "key" not in self.fields or (  # (a pipeline's step takes the pipeline's key)
+            hasattr(data, "get") and (data.get("key") not in (None, "") or bool(data.get("keys"))))
         try:
             value = super().to_internal_value(data)
         except serializers.ValidationError as exc:

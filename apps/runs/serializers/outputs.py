@@ -457,6 +457,10 @@ class ParitySerializer(serializers.Serializer):
     fields_untracked = serializers.IntegerField(help_text="Pairs with fields beyond the first 100 names.")
     metadata = serializers.DictField(child=serializers.JSONField(), help_text="uid -> the block's metadata "
                                      "(from A, else B), for every uid listed above that has metadata.")
+    by_models = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField()),
+        help_text="\"A's model | B's model\" -> compared pairs and exact matches: how answers of a run's "
+                  "fallback model compare with another run's primary model over the same blocks.")
 
 
 class CompareBlocksSerializer(serializers.Serializer):

@@ -347,7 +347,8 @@ def count_in_metrics(rec: Recording) -> None:
     caller's flush sends them to Redis (apps.counters.recording)."""
     model = rec.run.model
     for outcome in rec.outcomes:
-        record_usage(model=model, usage=outcome.usage, cost=outcome.cost_usd)
+        # Under the model called (a fallback's tokens are its own), else the run's.
+        record_usage(model=outcome.model or model, usage=outcome.usage, cost=outcome.cost_usd)
         failure = outcome.failure
         if outcome.batch_id is not None and not (failure and failure.code in UNANSWERED_BATCH_CODES):
             record_call(model=model, failure=failure, latency_seconds=None)
