@@ -194,3 +194,16 @@ def test_a_pool_whose_warm_key_is_full_warms_each_other_key_once(owner, keys, po
         assert writing.count() == 1, row
         assert RunKey.objects.get(run=run, key_id=row["key"]).cache_warmed
     assert run.cache_read_input_tokens > 0
+
+
+def test_a_run_resumed_by_hand_takes_its_keys_back_into_the_pool(owner, keys, pool_mock):
+    from apps.runs.services.lifecycle import run_resume
+
+    pool_mock.configure(api_keys=["sk-ant-nobody-0000"])
+    run = serve_until_settled(make_run(owner, None, ["a", "b"], keys=keys[:2], parallelism=2))
+    assert run.status == "paused"
+    pool_mock.configure(api_keys=list(SECRETS))
+    run_resume(run_id=run.pk)
+    assert RunKey.objects.filter(run=run, state="active").count() == 2
+    run = serve_until_settled(run)
+    assert (run.status, run.completed_blocks) == ("complete", 2)
