@@ -97,12 +97,13 @@ def run_resume(*, run_id: RunId) -> Run:
         if refusal:
             raise RunStateError(f"cannot resume: {refusal}")
         Run.objects.filter(pk=run.pk).resume()
-        if run.paused_cause in (PausedCause.KEY_REJECTED, PausedCause.KEY_BLOCKED, PausedCause.KEY_UNSAFE):
-            # A person says the keys are fixed: the pool's keys that left come back (a key still
-            # refused leaves again at its next call, as a run on one key pauses again).
-            if RunKey.objects.filter(run_id=run.pk, state=RunKeyState.LEFT).update(
-                    state=RunKeyState.ACTIVE, left_cause="", left_reason="", left_at=None):
-                Run.objects.filter(pk=run.pk).update(pool_revision=F("pool_revision") + 1)
+        # A person says the keys are fixed: the pool's keys that left come back (a key still refused
+        # leaves again at its next call, as a run on one key pauses again).
+        key_causes = (PausedCause.KEY_REJECTED, PausedCause.KEY_BLOCKED, PausedCause.KEY_UNSAFE)
+        if run.paused_cause in key_causes and RunKey.objects.filter(
+                run_id=run.pk, state=RunKeyState.LEFT).update(
+                state=RunKeyState.ACTIVE, left_cause="", left_reason="", left_at=None):
+            Run.objects.filter(pk=run.pk).update(pool_revision=F("pool_revision") + 1)
         run_dispatch_on_commit(run_id=run.pk)
     run.refresh_from_db()
     return run
