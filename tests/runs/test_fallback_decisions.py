@@ -87,3 +87,10 @@ def test_invalid_output_on_every_attempt_moves_the_block_only_when_the_run_asks(
     assert decide(refused, Block(), opted_in, NOW).model_index == 1
     early = outcome(FailureKind.OUTPUT_INVALID, "output_invalid", attempt=1)
     assert decide(early, Block(), opted_in, NOW).model_index is None
+
+
+def test_a_block_out_of_overload_waits_moves_on_rather_than_failing(settings):
+    settings.CONVEYOR = {**settings.CONVEYOR, "MAX_THROTTLE_WAITS": 3}
+    overloaded = outcome(FailureKind.OVERLOADED, "overloaded_error", http_status=529)
+    decision = decide(overloaded, Block(throttle_waits=3, overloaded_since=NOW), run(), NOW)
+    assert (decision.status, decision.model_index) == ("pending", 1)

@@ -154,9 +154,12 @@ def fallback(outcome: Outcome, block: Block, run: Run, now: datetime) -> Decisio
         return None
     options = run.options or {}
     moving = about_the_model(failure)
-    if failure.kind == FailureKind.OVERLOADED and block.overloaded_since is not None:
+    if failure.kind == FailureKind.OVERLOADED:
         limit = float(options.get("fallback_overload_seconds") or FALLBACK_OVERLOAD_SECONDS)
-        moving = (now - block.overloaded_since).total_seconds() >= limit
+        moving = (block.overloaded_since is not None
+                  and (now - block.overloaded_since).total_seconds() >= limit)
+        # Out of overload waits on this model before the time is up: the next model, not a failure.
+        moving = moving or block.throttle_waits + 1 > settings.CONVEYOR["MAX_THROTTLE_WAITS"]
     if (failure.kind == FailureKind.OUTPUT_INVALID and options.get("fallback_on_invalid_output")
             and outcome.attempt >= run.max_attempts):
         moving = True
