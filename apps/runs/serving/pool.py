@@ -81,8 +81,8 @@ def assign(
     over its lane's useful concurrency) would be lowest. Cold routes are left for what the warm
     ones refuse (starting.py offers them the rest, one pack each)."""
     warm = [route for route in routes if not is_cold(slot, route)]
-    if not warm:
-        return []
+    if len(warm) <= 1:  # (a run on one key: no sharing to do)
+        return [(warm[0], packs)] if warm else []
     assigned: dict[int, list[Pack]] = {route.key_id: [] for route in warm}
     load = {route.key_id: float(slot.key_in_flight[route.key_id]) for route in warm}
     room = {route.key_id: max((concurrency or {}).get(route.lane.name, 0.0), 1.0) for route in warm}

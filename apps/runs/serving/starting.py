@@ -186,8 +186,14 @@ class CallStarter:
         packs = self._take_ready(slot, room, now)
         if not packs:
             return True
+        alone = slot.ctx.routes_for(0)
+        if len(slot.ctx.routes) <= 1 and len(alone) == 1 and not pool.is_cold(slot, alone[0]):
+            # One key, one model (most runs): its lane, as before pools.
+            started = {id(pack) for pack in await self._offer(slot, alone[0], packs, set())}
+            return self._put_back(slot, packs, [pack for pack in packs if id(pack) not in started])
         concurrency = ({name: view.concurrency for name, view in self.board.views.items()}
-                       if self.board is not None else None)
+                       if self.board is not None and slot.ctx.routes and len(slot.ctx.routes[0]) > 1
+                       else None)
         left: list[Pack] = []
         for model_index in sorted({pack.model_index for pack in packs}):
             waiting = [pack for pack in packs if pack.model_index == model_index]
@@ -212,8 +218,13 @@ class CallStarter:
                     slot.warming.add(route.key_id)
                 waiting = [pack for pack in waiting if id(pack) not in started]
             left.extend(waiting)
-        if slot.ended or state.stopping:
-            state.releases.extend(Release.of(slot.run_id, pack) for pack in left)
+        return self._put_back(slot, packs, left)
+
+    def _put_back(self, slot: RunSlot, packs: list[Pack], left: list[Pack]) -> bool:
+        """The packs no lane took go back to the front of the slot's queue (given back if the run
+        ended or the loop is stopping); True when every pack started."""
+        if slot.ended or self.state.stopping:
+            self.state.releases.extend(Release.of(slot.run_id, pack) for pack in left)
             return False
         if len(left) < len(packs):
             slot.waiting_since = time.monotonic()
