@@ -218,6 +218,9 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     record = request[RECORD]
     parsed = parse_request(await read_json(request, state.config.max_body_bytes), version=version)
     record.model, record.stream = parsed.model_name, parsed.stream
+    if {parsed.model_name, parsed.model.id} & state.config.models_not_found:
+        # A model retired, or not enabled for this key: the API's 404 names it.
+        raise MockAPIError(404, f"model: {parsed.model_name}")
     record.structured = parsed.output_schema is not None
     directives = find_directives(parsed)
 

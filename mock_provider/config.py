@@ -93,6 +93,9 @@ class MockConfig:
     seed: int = 0
     # Valid API keys; empty = any non-empty key is valid.
     api_keys: frozenset[str] = frozenset()
+    # Models answered 404 `not_found_error` ("model: <id>") on /v1/messages, as a retired model or one
+    # not enabled for the key would be: ids or aliases, as the request names them.
+    models_not_found: frozenset[str] = frozenset()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # How long a `hang` fault waits before answering anyway (clients time out well before this).
     hang_seconds: float = 3600.0
@@ -124,6 +127,8 @@ class MockConfig:
         if isinstance(keys, str):
             keys = [keys]
         set_(self, "api_keys", frozenset(str(k) for k in keys if k))
+        missing = [self.models_not_found] if isinstance(self.models_not_found, str) else self.models_not_found
+        set_(self, "models_not_found", frozenset(str(m) for m in missing if m))
         set_(self, "max_body_bytes", int(self.max_body_bytes))
         if self.max_body_bytes <= 0:
             raise ValueError("max_body_bytes must be > 0")
@@ -151,5 +156,6 @@ class MockConfig:
         data = dataclasses.asdict(self)
         data["fault_rates"] = dict(self.fault_rates)
         data["api_keys"] = sorted(self.api_keys)
+        data["models_not_found"] = sorted(self.models_not_found)
         return data
 

@@ -1,6 +1,6 @@
 """The scheduler's scenarios against the mock provider, each reported as a ratio measured in this run.
 
-    uv run python scripts/benchmark.py [--scenarios latency,overhead,limit,overload,fair,realistic]
+    uv run python scripts/benchmark.py [--scenarios latency,overhead,limit,overload,fair,pool,realistic]
                                        [--blocks 3000] [--concurrency 2] [--plot out.png]
                                        [--database-url URL] [--redis-url URL] [--burst-seconds 1]
                                        [realistic: --latency 15 --jitter 5 --rpm 4000 --itpm 2000000
@@ -14,6 +14,8 @@
             buckets' initial burst, against the binding limit, and the share of calls refused (429)
   overload  2% of calls answered 529: the time to finish against the same run fault-free
   fair      six runs of three owners submitted together: when each gets its first result
+  pool      one run over a pool of three keys, the mock enforcing 300 RPM per key: the rate it
+            sustains against the pool's 900 RPM, the calls per key and the share refused (429)
   realistic a tier-4 key at 15 s +- 5 s calls, 10,000 blocks, parallelism 1,000: Conveyor beside a
             plain AsyncAnthropic loop and LiteLLM's Router, one table (scripts/bench_realistic.py)
   --cost    the cost report instead (scripts/cost_report.py): 240 essays uncached, cached, cached and
@@ -126,7 +128,8 @@ def bench_mock(args: argparse.Namespace, **config: Any) -> Iterator[Any]:
     from mock_provider.testing import running_mock_process
 
     sampler = getattr(args, "sampler", None)
-    with running_mock_process(api_keys=[SECRET], **config) as mock:
+    api_keys = config.pop("api_keys", [SECRET])
+    with running_mock_process(api_keys=api_keys, **config) as mock:
         if sampler is not None:
             sampler.watch(mock)
         try:
@@ -288,6 +291,42 @@ def scenario_fair(args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def scenario_pool(args: argparse.Namespace) -> list[str]:
+    """A run over three keys of 300 RPM each (issue 22): the sum of their limits is what it can reach."""
+    from django.db.models import Count
+
+    from apps.runs.models import Attempt
+    from apps.runs.services import BlockSpec, run_create
+    from tests.factories import make_key
+
+    rpm, pool, latency_ms = 300, 3, 500
+    blocks = min(args.blocks, 1200)  # ~80 s at 900 RPM
+    secrets = [f"{SECRET}-pool-{i}" for i in range(pool)]
+    binding = rpm * pool / 60  # calls per second
+    with bench_mock(args, latency_ms=latency_ms, rpm=rpm, burst_seconds=args.burst_seconds,
+                    api_keys=secrets) as mock:
+        user = bench_user()
+        keys = [make_key(user, base_url=mock.base_url, secret=secret,
+                         label=f"bench-pool-{i}-{time.time_ns()}") for i, secret in enumerate(secrets)]
+        with stack(args.concurrency):
+            run = run_create(owner=user, keys=keys, model=MODEL, max_tokens=300, parallelism=100,
+                             blocks=(BlockSpec(uid=str(i), input=f"pool essay {i}") for i in range(blocks)))
+            wait_until_ended(run)
+        log = [r for r in mock.stats(limit=20_000)["log"] if r["path"] == "/v1/messages"]
+    admitted = sorted(r["t"] for r in log if r["status"] == 200)
+    refused = sum(r["status"] == 429 for r in log)
+    burst = int(rpm * pool * args.burst_seconds / 60)  # the buckets' initial burst, then the steady rate
+    steady = admitted[burst:]
+    sustained = (len(steady) - 1) / (steady[-1] - steady[0]) if steady[-1] > steady[0] else 0.0
+    per_key = dict(Attempt.objects.filter(run=run, outcome="succeeded").values_list("key__label")
+                   .annotate(n=Count("id")).values_list("key__label", "n"))
+    spread = ", ".join(f"{per_key.get(key.label, 0)}" for key in keys)
+    return [f"pool      {pool} keys x {rpm} RPM (binding {binding:.1f} calls/s), {latency_ms} ms calls, "
+            f"{blocks} blocks: sustained {sustained:.2f} calls/s = {sustained / binding:.2f} of the "
+            f"pool's limit; answers per key {spread}; refused {refused} of {len(log)} calls "
+            f"({100 * refused / max(len(log), 1):.2f}%)"]
+
+
 def scenario_realistic(args: argparse.Namespace) -> list[str]:
     """A tier-4 key at 15 s calls: Conveyor, the plain loop and LiteLLM's Router, one after the other."""
     settings = args.realistic
@@ -309,7 +348,8 @@ def scenario_realistic(args: argparse.Namespace) -> list[str]:
 
 
 SCENARIOS = {"latency": scenario_latency, "overhead": scenario_overhead, "limit": scenario_limit,
-             "overload": scenario_overload, "fair": scenario_fair, "realistic": scenario_realistic}
+             "overload": scenario_overload, "fair": scenario_fair, "pool": scenario_pool,
+             "realistic": scenario_realistic}
 
 
 def build_parser() -> argparse.ArgumentParser:

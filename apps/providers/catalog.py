@@ -76,3 +76,12 @@ def catalog() -> Catalog:
 
 def get_model(model_id: str) -> ModelInfo | None:
     return catalog().get(model_id)
+
+
+def priciest_model(model_ids: list[str]) -> str:
+    """The model of these whose calls cost the most (output price first, then input): what a budget
+    reserves by when a block may be answered by any of them. Unknown models count as free."""
+    def price(model_id: str) -> tuple[Decimal, Decimal]:
+        info = get_model(model_id)
+        return (info.output, info.input) if info is not None else (Decimal(0), Decimal(0))
+    return max(model_ids, key=price)

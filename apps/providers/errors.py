@@ -205,3 +205,13 @@ def classify_error_body(body: dict | None, *, secrets: tuple[str, ...] = ()) -> 
                                request_id=str((body or {}).get("request_id") or ""))
     kind = ERROR_TYPE_KIND.get(error_type, FailureKind.RETRYABLE)
     return ProviderFailure(kind, error_type, message, request_id=str((body or {}).get("request_id") or ""))
+
+
+def about_the_model(failure: ProviderFailure) -> bool:
+    """The model, not the key or the request, is what cannot serve: `not_found_error` (retired, or
+    not enabled for the key: the API names the model, `model: <id>`), or a `permission_error` that
+    names the model. A run with fallback models moves the block on to the next one."""
+    if failure.code == "not_found_error" or (
+            failure.http_status == 404 and failure.kind == FailureKind.BLOCK_FATAL):
+        return True
+    return failure.code == "permission_error" and "model" in failure.message.lower()

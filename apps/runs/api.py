@@ -24,7 +24,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.audit.services import actor_from_request
-from apps.keys.selectors import key_get_for_user, key_usable_for
+from apps.keys.models import ProviderKey
+from apps.keys.selectors import key_usable_for
 from apps.runs.auditing import run_audited, run_created
 from apps.runs.caching import settings_warnings
 from apps.runs.models import Run
@@ -226,10 +227,10 @@ class RunListCreateApi(GenericAPIView):
                 return run_response(existing)
         data, blocks = self._upload(request) if upload else self._inline(request)
         team = submitting_team(request, data.pop("team", None))
-        key = submission_key(request, data, team)
+        keys = pool_of(request, data, team)
         counted = CountedBlocks(blocks, limit=settings.MAX_UPLOAD_BLOCKS)
         try:
-            run = run_create_idempotent(owner=request.user, team=team, key=key, blocks=counted,
+            run = run_create_idempotent(owner=request.user, team=team, keys=keys, blocks=counted,
                                         idempotency_key=idempotency_key, request_fingerprint=fingerprint,
                                         **data)
         except TooManyBlocks as exc:
@@ -286,6 +287,27 @@ class RunListCreateApi(GenericAPIView):
         return data, parse_jsonl(LineReader(uploaded))
 
 
+def pool_of(request: Request, data: dict[str, Any], team: Team | None = None) -> list[ProviderKey]:
+    """The run's pool of keys from `key` and `keys` (popped from `data`): each one of the user's
+    personal keys (a team's run: the team's keys), each once. Refused before anything is created,
+    naming the field and nothing about the key."""
+    named = data.pop("keys", None) or []
+    first = data.pop("key", None)
+    ids = ([first] if first is not None else []) + list(named)
+    if not ids:
+        raise InputError({"key": ["This field is required (or `keys`)."]})
+    if len(set(ids)) != len(ids):
+        raise InputError({"keys": ["the same key is named twice"]})
+    keys = []
+    for key_id in ids:
+        key = key_usable_for(user=request.user, key_id=key_id, team=team)
+        if key is None:
+            raise InputError({"key" if key_id == first else "keys": [
+                "unknown key: a team's run needs one of the team's keys" if team else "unknown key"]})
+        keys.append(key)
+    return keys
+
+
 class RunEstimateOutputSerializer(serializers.Serializer):
     blocks = serializers.IntegerField()
     calls = serializers.IntegerField()
@@ -319,9 +341,7 @@ class RunEstimateApi(APIView):
         upload = request.content_type.split(";")[0].strip().lower() == "multipart/form-data"
         RunListCreateApi._check_length(request, upload=upload)
         data, blocks = RunListCreateApi._upload(request) if upload else RunListCreateApi._inline(request)
-        data.pop("team", None)
-        if key_get_for_user(user=request.user, key_id=data.pop("key")) is None:
-            raise InputError({"key": ["unknown key"]})
+        pool_of(request, data, submitting_team(request, data.pop("team", None)))
         try:
             estimate = run_preflight(blocks=CountedBlocks(blocks, limit=settings.MAX_UPLOAD_BLOCKS),
                                      **data)

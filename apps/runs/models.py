@@ -1,4 +1,5 @@
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
@@ -7,6 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.keys.models import ProviderKey
+from apps.providers.catalog import priciest_model
 from apps.providers.prompts import CallSpec
 from apps.providers.structured import schema_of
 from apps.runs.batching.transitions import MessageBatchQuerySet, MessageBatchStatus
@@ -27,7 +29,7 @@ class RunMode(models.TextChoices):
     AUTO = "auto", "Batch when the deadline allows, else live"
 
 __all__ = ["Attempt", "AttemptOutcome", "Block", "BlockStatus", "MessageBatch", "MessageBatchStatus",
-           "PassScope", "PausedCause", "Run", "RunMode", "RunPass", "RunStatus"]
+           "PassScope", "PausedCause", "Run", "RunKey", "RunKeyState", "RunMode", "RunPass", "RunStatus"]
 
 
 class Usage(models.Model):
@@ -79,6 +81,13 @@ class Run(Usage, Reserved):
     key = models.ForeignKey(ProviderKey, on_delete=models.SET_NULL, null=True, related_name="runs")
     name = models.CharField(max_length=200, blank=True, default="")
     model = models.CharField(max_length=100)
+    # Models a block moves on to, in order, when the one it is on cannot serve it (not found or not
+    # permitted, overloaded past options.fallback_overload_seconds, or, with
+    # options.fallback_on_invalid_output, an answer its checks refused on every attempt). Only these.
+    fallback_models = models.JSONField(default=list, blank=True)
+    # Bumped whenever a key leaves or rejoins the run's pool (RunKey): serving loops reload the run's
+    # keys when it changes.
+    pool_revision = models.PositiveIntegerField(default=0)
     system_prompt = models.TextField(blank=True, default="")
     # `{input}` is replaced by the block's input; the rest is the stable, cacheable instruction.
     prompt_template = models.TextField(default="{input}")
@@ -226,6 +235,17 @@ class Run(Usage, Reserved):
         )
 
     @property
+    def budget_spec(self) -> CallSpec:
+        """The call spec a budget reserves by: the most expensive of the run's models (a block may
+        move to any of them), so the budget holds whichever model answers."""
+        return replace(self.call_spec, model=priciest_model(self.models))
+
+    @property
+    def models(self) -> list[str]:
+        """The primary model, then the fallbacks in order: a block's `model_index` points in here."""
+        return [self.model, *(self.fallback_models or [])]
+
+    @property
     def output_schema(self) -> dict[str, Any] | None:
         """The output schema as a JSON object (shared: never modify it), or None for free text."""
         return schema_of(self.output_schema_text) if self.output_schema_text else None
@@ -244,6 +264,11 @@ class Block(Usage, Reserved):
     attempts = models.PositiveSmallIntegerField(default=0)
     # 429/529 waits: not the block's fault, so not attempts; bounded by MAX_THROTTLE_WAITS.
     throttle_waits = models.PositiveIntegerField(default=0)
+    # Which of the run's models (Run.models) the block is on: 0 the primary, then its fallbacks.
+    model_index = models.PositiveSmallIntegerField(default=0)
+    # Since when its calls on that model have come back overloaded (529), without an answer between:
+    # past options.fallback_overload_seconds it moves to the next model.
+    overloaded_since = models.DateTimeField(null=True, blank=True)
     # Calls claimed for it in the current pass, never given back (unlike `attempts`, the budget a
     # replay refills): what numbers its Attempt rows, so a pass never shows two "attempt 1".
     pass_attempts = models.PositiveIntegerField(default=0)
@@ -378,6 +403,9 @@ class Attempt(Usage):
     output_json = models.JSONField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     model = models.CharField(max_length=100, blank=True, default="")
+    # The key the call was made with (a run may call with a pool of keys); SET_NULL as Run.key.
+    key = models.ForeignKey(ProviderKey, null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="+")
     worker = models.CharField(max_length=200, blank=True, default="")
     # When the call went out (after its lane granted it); created_at is when it was recorded.
     started_at = models.DateTimeField(null=True, blank=True)
@@ -398,6 +426,42 @@ class Attempt(Usage):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.block_id}: {self.outcome}"
+
+
+class RunKeyState(models.TextChoices):
+    ACTIVE = "active", "In the pool"
+    LEFT = "left", "Left the pool"
+
+
+class RunKey(models.Model):
+    """One key of a run's pool (issue 22): the run's calls are spread over its active keys' lanes.
+    A key the provider refuses (401/403), or whose address turned unsafe, leaves the pool of every
+    run it is in (`left_cause`, `left_reason`); the run pauses only when no key is left, and the key
+    comes back when it validates again. `Run.key` is the pool's first key (position 0)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="pool")
+    # CASCADE: a deleted key simply leaves the pools it was in (the first key is Run.key, which
+    # key_delete refuses while the run is active).
+    key = models.ForeignKey(ProviderKey, on_delete=models.CASCADE, related_name="run_pools")
+    position = models.PositiveSmallIntegerField()
+    state = models.CharField(max_length=8, choices=RunKeyState.choices, default=RunKeyState.ACTIVE)
+    left_cause = models.CharField(max_length=16, choices=PausedCause.choices, blank=True, default="")
+    left_reason = models.TextField(blank=True, default="")
+    left_at = models.DateTimeField(null=True, blank=True)
+    # A call on this key has answered with the run's cacheable prefix: its workspace's cache is warm.
+    cache_warmed = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "key"], name="run_key_once_per_run"),
+            models.UniqueConstraint(fields=["run", "position"], name="run_key_position_unique"),
+            models.CheckConstraint(condition=Q(state__in=RunKeyState.values), name="run_key_state_valid"),
+        ]
+        indexes = [models.Index(fields=["key", "state"], name="run_key_key_state_idx")]
+
+    def __str__(self) -> str:
+        return f"key {self.key_id} of {self.run_id} ({self.state})"
 
 
 class PassScope(models.TextChoices):

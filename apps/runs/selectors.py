@@ -3,15 +3,16 @@
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Min, Prefetch, Q, QuerySet
+from django.db.models import Count, Min, Prefetch, Q, QuerySet, Sum
 from django.utils import timezone
 
 from apps.core.formatting import format_moment
 from apps.core.ids import RunId
 from apps.lanes.selectors import ceiling_bound_text, lane_state
-from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, PausedCause, Run
+from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, PausedCause, Run, RunKey
 from apps.runs.transitions import RUN_ACTIVE, RunStatus
 from apps.teams.access import visible_to
 
@@ -174,3 +175,54 @@ def run_waiting_reason(run: Run) -> str | None:
     if state["open"] and not state["ready"] and state["next_retry"] is not None:
         return f"waiting for retries until {format_moment(state['next_retry'])}"
     return None
+
+
+# Attempts that were no provider call: a split's call the budget held back, a claim whose lease expired.
+NOT_CALLS = (AttemptOutcome.BUDGET_WAIT, AttemptOutcome.LEASE_EXPIRED)
+
+
+def run_keys_usage(*, run: Run) -> list[dict[str, Any]]:
+    """The run's pool of keys (issue 22), in order, each with its state and what the run did with it:
+    calls, blocks answered, spend, and the cache writes (its workspace's prefix; warming each key's
+    cache once is what a pool costs in caching). One aggregate over the run's attempts by key."""
+    members = list(RunKey.objects.filter(run_id=run.pk).select_related("key").order_by("position"))
+    if not members and run.key is not None:  # a run made before pools: its key alone
+        members = [RunKey(run=run, key=run.key, position=0, cache_warmed=run.cache_warmed)]
+    usage = {
+        row["key_id"]: row
+        for row in Attempt.objects.filter(run_id=run.pk).exclude(outcome__in=NOT_CALLS)
+        .values("key_id").order_by("key_id").annotate(
+            calls=Count("id"),
+            answered=Count("id", filter=Q(outcome=AttemptOutcome.SUCCEEDED, accepted=True)),
+            cost_usd=Sum("cost_usd"), cache_creation_input_tokens=Sum("cache_creation_input_tokens"),
+            cache_read_input_tokens=Sum("cache_read_input_tokens"))
+    }
+    rows = []
+    for member in members:
+        used = usage.get(member.key_id, {})
+        rows.append({
+            "key": member.key_id, "label": member.key.label, "suffix": member.key.suffix,
+            "state": member.state, "left_cause": member.left_cause, "left_reason": member.left_reason,
+            "left_at": member.left_at, "cache_warmed": member.cache_warmed,
+            "calls": used.get("calls", 0), "blocks_answered": used.get("answered", 0),
+            "cost_usd": used.get("cost_usd") or Decimal(0),
+            "cache_creation_input_tokens": used.get("cache_creation_input_tokens") or 0,
+            "cache_read_input_tokens": used.get("cache_read_input_tokens") or 0,
+        })
+    return rows
+
+
+def run_models_usage(*, run: Run) -> list[dict[str, Any]]:
+    """Per model that was called for the run: calls, blocks answered, spend (each call priced at its
+    own model's prices). The primary and its fallbacks come first, in order, then any other model
+    the provider named in its answers (a dated id for an alias)."""
+    rows = list(
+        Attempt.objects.filter(run_id=run.pk).exclude(outcome__in=NOT_CALLS)
+        .values("model").order_by("model").annotate(
+            calls=Count("id"),
+            blocks_answered=Count("id", filter=Q(outcome=AttemptOutcome.SUCCEEDED, accepted=True)),
+            cost_usd=Sum("cost_usd"))
+    )
+    order = {model: i for i, model in enumerate(run.models)}
+    rows.sort(key=lambda row: (order.get(row["model"], len(order)), row["model"]))
+    return [{**row, "cost_usd": row["cost_usd"] or Decimal(0)} for row in rows]

@@ -189,13 +189,15 @@ class RunQuerySet(models.QuerySet["Run"]):
 # The fenced result write: what lock_held reads of a held block, and what write_outcomes writes back.
 BLOCK_READ_FIELDS = (
     "id", "run_id", "uid", "block_index", "lease_token", "attempts", "throttle_waits",
+    "model_index", "overloaded_since",
     "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
     "cost_usd", "reserved_usd",
 )
 BLOCK_WRITE_FIELDS = (
     "status", "lease_token", "lease_expires_at", "next_attempt_at", "error_code", "error_message",
     "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
-    "cost_usd", "attempts", "throttle_waits", "finished_at", "reserved_usd",
+    "cost_usd", "attempts", "throttle_waits", "finished_at", "reserved_usd", "model_index",
+    "overloaded_since",
 )
 # Only a success replaces the result and its version stamp; a failure keeps the last good output.
 SUCCESS_WRITE_FIELDS = (
@@ -311,13 +313,14 @@ class BlockQuerySet(models.QuerySet["Block"]):
     def reopen(self, *, new_pass: bool) -> int:
         """Any block not in flight goes back to pending with a fresh attempt budget (a reseed or a
         replay as a new pass; a replay within the current pass keeps numbering its attempts on).
-        Its last output stays until the new pass overwrites it."""
-        changes: dict[str, Any] = {"pass_attempts": 0} if new_pass else {}
+        Its last output stays until the new pass overwrites it. A new pass starts again on the run's
+        primary model (a fallback was for the pass that needed it)."""
+        changes: dict[str, Any] = {"pass_attempts": 0, "model_index": 0} if new_pass else {}
         self.keep_superseded_outputs()
         return self.exclude(status=BlockStatus.CLAIMED).update(
             status=BlockStatus.PENDING, attempts=0, throttle_waits=0, next_attempt_at=None,
             lease_token=None, lease_expires_at=None, claimed_by="", error_code="", error_message="",
-            finished_at=None, **changes,
+            finished_at=None, overloaded_since=None, **changes,
         )
 
     def keep_superseded_outputs(self) -> int:
@@ -410,6 +413,13 @@ def _apply_decision(block: "Block", entry: "Entry", run: "Run", now: datetime) -
         block.attempts -= 1
     if decision.throttle_wait:
         block.throttle_waits += 1
+    # Overloaded since its first 529 on this model without an answer between (decisions.fallback).
+    block.overloaded_since = (block.overloaded_since or now) if decision.overloaded else None
+    if decision.model_index is not None:
+        # On to the next model, afresh: the last model's failures were not this block's.
+        block.model_index = decision.model_index
+        block.attempts = 0
+        block.throttle_waits = 0
     if decision.status == BlockStatus.SUCCEEDED:
         block.output = outcome.output
         block.output_json = outcome.output_json

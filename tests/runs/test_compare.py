@@ -178,3 +178,18 @@ def test_listed_uids_come_with_their_blocks_metadata(owner, offline_key):
     parity = outputs_parity(a, b)
     assert parity.metadata == {"y": {"record": 2}}  # y differs; z is only in A and has none
     assert parity.as_dict()["metadata"] == {"y": {"record": 2}}
+
+
+def test_pairs_are_counted_by_the_models_that_answered_them(owner, offline_key):
+    """A run whose fallback model answered some blocks, against a run of the primary model: the
+    fallback's answers are compared apart (issue 22)."""
+    a = run_with(owner, offline_key, {"x": "one", "y": "two", "z": "three"})
+    b = run_with(owner, offline_key, {"x": "one", "y": "TWO", "z": "three"})
+    Block.objects.filter(run=a, uid__in=["y", "z"]).update(model="claude-sonnet-4-6")
+    Block.objects.filter(run__in=[a, b], model="").update(model="claude-haiku-4-5")
+    Block.objects.filter(run=a, uid="x").update(model="claude-haiku-4-5")
+    parity = outputs_parity(a, b)
+    assert parity.as_dict()["by_models"] == {
+        "claude-haiku-4-5 | claude-haiku-4-5": {"compared": 1, "exact_matches": 1},
+        "claude-sonnet-4-6 | claude-haiku-4-5": {"compared": 2, "exact_matches": 1},
+    }

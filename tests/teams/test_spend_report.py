@@ -26,6 +26,7 @@ def billed(run: Run, cost: str, *, model: str | None = None, days_ago: int = 0) 
     attempt = Attempt.objects.create(
         run=run,
         block=run.blocks.first(),
+        key=run.key,  # the key the call was made with (pools: one of the run's)
         number=1,
         outcome="succeeded",
         model=model or run.model,

@@ -49,7 +49,7 @@ from apps.runs.models import BlockStatus, PassScope, PausedCause, Run, RunPass, 
 from apps.runs.reporting.costs import NO_HIT_AFTER_CALLS, CostReport, run_cost_report
 from apps.runs.reporting.exports import CONTENT_TYPES, failures_export, jsonl_chunks, results_export
 from apps.runs.reporting.live import run_progress
-from apps.runs.selectors import run_block_status_counts, run_status_text
+from apps.runs.selectors import run_block_status_counts, run_keys_usage, run_models_usage, run_status_text
 from apps.runs.services.deletion import run_delete
 from apps.runs.services.lifecycle import run_cancel, run_resume, run_set_budget
 from apps.runs.services.reseed import run_reseed
@@ -189,6 +189,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         ("Recent failures", {"fields": ["recent_failures"]}),
         ("Usage", {"fields": ["cost", "savings_table", "cache_hit_rate", "input_tokens", "output_tokens",
                               "cache_creation_input_tokens", "cache_read_input_tokens"]}),
+        ("Keys and models", {"fields": ["keys_table", "models_table", "fallback_models"]}),
         ("Engine", {"fields": ["options_list", "max_attempts", "parallelism", "priority", "budget",
                                "idempotency_key", "webhook_url"]}),
         ("Model and prompt", {"classes": ["collapse"],
@@ -199,7 +200,7 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
     ]
     readonly_fields = ["warnings_list", "progress_bar", "block_breakdown", "recent_failures",
                        "budget", "cost", "savings_table", "cache_hit_rate", "options_list",
-                       "output_schema_display"]
+                       "output_schema_display", "keys_table", "models_table"]
     change_form_template = "admin/runs/run/change_form.html"
 
     def get_urls(self) -> list[URLPattern]:
@@ -334,6 +335,30 @@ class RunAdmin(OperatorActionsMixin, admin.ModelAdmin):
         note = "" if savings.packing_measured else format_html(
             "<p>{}</p>", "Nothing was cached, so packing's saving cannot be measured from the usage.")
         return format_html("<table><tbody>{}</tbody></table>{}", body, note)
+
+    @admin.display(description="keys")
+    def keys_table(self, run: Run) -> str:
+        """The run's pool: each key's state, calls, blocks answered, spend and cache writes."""
+        head = format_html("<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+                           "key", "state", "calls", "answered", "spent", "cache writes (tokens)")
+        body = format_html_join("", "<tr><td>{} …{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+                                "<td>{}</td></tr>", (
+            (row["label"], row["suffix"],
+             row["state"] + (f": {row['left_reason']}" if row["left_reason"] else ""),
+             row["calls"], row["blocks_answered"], format_usd(row["cost_usd"]),
+             row["cache_creation_input_tokens"])
+            for row in run_keys_usage(run=run)))
+        return format_html("<table><thead>{}</thead><tbody>{}</tbody></table>", head, body)
+
+    @admin.display(description="models")
+    def models_table(self, run: Run) -> str:
+        """Per model called: calls, blocks answered, spend at its own prices."""
+        head = format_html("<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+                           "model", "calls", "answered", "spent")
+        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (row["model"], row["calls"], row["blocks_answered"], format_usd(row["cost_usd"]))
+            for row in run_models_usage(run=run)))
+        return format_html("<table><thead>{}</thead><tbody>{}</tbody></table>", head, body)
 
     @admin.display(description="cache hit rate")
     def cache_hit_rate(self, run: Run) -> str:

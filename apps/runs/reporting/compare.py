@@ -86,6 +86,9 @@ class Parity:
     fields_untracked: int = 0
     # The metadata of every uid listed, by uid (blocks that have metadata).
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Compared pairs by the models that answered them ("A's model | B's model"): how a run's fallback
+    # answers (issue 22) compare with a run of the primary model over the same blocks.
+    by_models: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for uid_list in (self.mismatches, self.not_compared, self.only_in_a, self.only_in_b):
@@ -105,6 +108,7 @@ class Parity:
             "identical": self.identical, "json_objects": self.json_objects,
             "fields": {name: f.as_dict() for name, f in sorted(self.fields.items())},
             "fields_untracked": self.fields_untracked, "metadata": self.metadata,
+            "by_models": {pair: dict(counts) for pair, counts in sorted(self.by_models.items())},
         }
 
     def note(self, listed: bool, uid: str, metadata: Any) -> None:
@@ -245,6 +249,8 @@ class Side:
     # sha256 of the output text: after a retention purge emptied either side, "same answer" is
     # decided by the hashes (exact text), and fields are no longer compared.
     output_sha256: str = ""
+    # The model that answered it (Block.model).
+    model: str = ""
 
 
 def _compare_pair(parity: Parity, uid: str, a: Side, b: Side) -> None:
@@ -261,8 +267,11 @@ def _compare_pair(parity: Parity, uid: str, a: Side, b: Side) -> None:
     structured = a.output_json is not None and b.output_json is not None
     same = _canonical(a.output_json) == _canonical(b.output_json) if structured else a.output == b.output
     listed = False
+    pair = parity.by_models.setdefault(f"{a.model} | {b.model}", {"compared": 0, "exact_matches": 0})
+    pair["compared"] += 1
     if same:
         parity.exact_matches += 1
+        pair["exact_matches"] += 1
     else:
         listed = parity.mismatches.add(uid)
     if structured:
@@ -281,7 +290,7 @@ def outputs_parity(run_a: Run, run_b: Run, *, limit: int = UID_LIMIT, chunk_size
                    ) -> Parity:
     """Output parity by uid between two runs, streamed over their blocks (see the module's doc)."""
     parity = Parity(limit=limit)
-    fields = ("status", "output", "output_json", "metadata", "output_sha256")
+    fields = ("status", "output", "output_json", "metadata", "output_sha256", "model")
     last_index = -1
     while True:
         chunk = list(Block.objects.filter(run_id=run_a.pk, block_index__gt=last_index)

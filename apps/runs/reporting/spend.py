@@ -56,7 +56,7 @@ def spend_rows(*, user: Any, group_by: Sequence[str] = ("day",), team: int | Non
     fields = [field for g in groups for field in GROUP_FIELDS[g]]
     annotations = {
         "team_id": F("run__team_id"), "team_name": F("run__team__name"),
-        "member": F("run__owner__username"), "key_id": F("run__key_id"), "key_label": F("run__key__label"),
+        "member": F("run__owner__username"), "key_label": F("key__label"),
         "day": TruncDate("created_at", tzinfo=UTC),
     }
     rows = (spend_attempts(user=user, team=team, since=since, until=until)

@@ -77,6 +77,14 @@ class RunOptionsSerializer(StrictSerializer):
         max_digits=12, decimal_places=4, min_value=Decimal("0.0001"), required=False, allow_null=True,
         default=None, help_text="The run pauses once it has spent this much.",
     )
+    fallback_overload_seconds = serializers.FloatField(
+        min_value=1, required=False,
+        help_text="With fallback_models: how long a block's calls may come back overloaded (529) before "
+                  "it moves to the next model (default 300).")
+    fallback_on_invalid_output = serializers.BooleanField(
+        required=False,
+        help_text="With fallback_models: a block whose answers failed the output checks on every "
+                  "attempt moves to the next model instead of failing.")
 
 
 def stored_options(validated: dict[str, Any] | None) -> dict[str, Any]:
@@ -115,15 +123,45 @@ class BlockInputSerializer(StrictSerializer):
 class RunSettingsSerializer(StrictSerializer):
     """The fields shared by an inline create and an upload."""
 
-    key = serializers.IntegerField(min_value=1, max_value=2**63 - 1,
-                                   help_text="Id of one of your provider keys (or, with `team`, one of "
-                                             "the team's keys). A key whose last "
-                                             "validation failed is refused (409 key_invalid).")
+    key = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False,
+                                   help_text="Id of one of your provider keys (or, with `team`, one of the "
+                                             "team's keys). A key whose last "
+                                             "validation failed is refused (409 key_invalid). "
+                                             "`key` or `keys` is required.")
     team = serializers.IntegerField(
         min_value=1, max_value=2**63 - 1, required=False, allow_null=True, default=None,
         help_text="The team the run is for (you must be its admin or member: a viewer gets 403); "
                   "its key must be the team's. Omitted: a personal run.")
+    keys = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), required=False,
+        allow_empty=False, max_length=20,
+        help_text="A pool of your provider keys (ids, each once): the run's calls are spread over "
+                  "their lanes, so it can reach the sum of their limits; a key the provider refuses "
+                  "leaves the pool and the run goes on with the others. With `key`, `key` comes first.")
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        """`key` or `keys` is required: said together with every other error of the input."""
+        named = "key" not in self.fields or (  # (a pipeline's step takes the pipeline's key)
+            hasattr(data, "get") and (data.get("key") not in (None, "") or bool(data.get("keys"))))
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            missing = {} if named else {"key": [serializers.ErrorDetail("This field is required.",
+                                                                        code="required")]}
+            raise serializers.ValidationError({**missing, **detail}) from None
+        if not named:
+            raise serializers.ValidationError({"key": ["This field is required."]})
+        return value
+
     model = TextField(max_length=100, help_text="A model id from the catalog.")
+    fallback_models = serializers.ListField(
+        child=TextField(max_length=100), required=False, max_length=5,
+        help_text="Models a block moves on to, in order, when the one it is on cannot serve it: not "
+                  "found or not permitted, overloaded past `options.fallback_overload_seconds`, or "
+                  "(with `options.fallback_on_invalid_output`) answers that failed the output checks on "
+                  "every attempt. Each a catalog model, none twice, each able to write `max_tokens`. "
+                  "A budget reserves at the most expensive of them. Batch mode uses the primary only.")
     name = TextField(max_length=200, required=False, allow_blank=True, default="")
     system_prompt = TextField(max_length=PROMPT_MAX_CHARS, required=False, allow_blank=True,
                               default="", trim_whitespace=False)

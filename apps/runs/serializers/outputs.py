@@ -14,7 +14,7 @@ from rest_framework import serializers
 from apps.lanes.selectors import lane_state, run_blocks_in_flight
 from apps.lanes.serializers import LaneStateSerializer
 from apps.runs.models import AttemptOutcome, BlockStatus, PassScope, PausedCause, Run, RunMode, RunStatus
-from apps.runs.selectors import run_waiting_reason
+from apps.runs.selectors import run_keys_usage, run_models_usage, run_waiting_reason
 from apps.runs.serializers.inputs import DEFAULT_OPTIONS
 
 
@@ -267,6 +267,32 @@ class RunProgressSerializer(RunLiveStateSerializer):
         return self.context.get("rate")
 
 
+class RunKeyUsageSerializer(serializers.Serializer):
+    key = serializers.IntegerField(help_text="The key's id (never its secret).")
+    label = serializers.CharField()  # type: ignore[assignment]
+    suffix = serializers.CharField(help_text="Its last four characters.")
+    state = serializers.CharField(help_text="active, or left (refused by the provider, or unsafe).")
+    left_cause = serializers.CharField(
+        help_text="key_rejected, key_blocked or key_unsafe; empty while active.")
+    left_reason = serializers.CharField()
+    left_at = serializers.DateTimeField(allow_null=True)
+    cache_warmed = serializers.BooleanField(help_text="Its workspace's cache holds the run's prefix.")
+    calls = serializers.IntegerField()
+    blocks_answered = serializers.IntegerField()
+    cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8)
+    cache_creation_input_tokens = serializers.IntegerField(
+        help_text="Prefix tokens written to this key's cache: each key of a pool is warmed once.")
+    cache_read_input_tokens = serializers.IntegerField()
+
+
+class RunModelUsageSerializer(serializers.Serializer):
+    model = serializers.CharField(help_text="The model called (as the provider named it in its answer).")
+    calls = serializers.IntegerField()
+    blocks_answered = serializers.IntegerField()
+    cost_usd = serializers.DecimalField(max_digits=16, decimal_places=8,
+                                        help_text="Priced at this model's prices.")
+
+
 class RunDetailSerializer(RunSerializer, RunLiveStateSerializer):
     """A run with what it cost and saved; `context["cost"]` is its apps.runs.reporting.costs.CostReport."""
 
@@ -280,6 +306,13 @@ class RunDetailSerializer(RunSerializer, RunLiveStateSerializer):
     warnings = serializers.SerializerMethodField(
         help_text="Stored at create (cache_prefix_too_short), then found in the usage since "
                   "(cache_not_hitting).")
+    keys = serializers.SerializerMethodField(
+        help_text="The run's pool of keys, in order: state, calls, blocks answered, spend and cache "
+                  "writes per key.")
+    models = serializers.SerializerMethodField(
+        help_text="Per model called (the primary, then fallbacks): calls, blocks answered, spend.")
+    fallback_models = serializers.ListField(child=serializers.CharField(),
+                                            help_text="Where a block moves on to, in order.")
     passes = RunPassSerializer(
         many=True, source="passes.all",
         help_text="The run's passes, oldest first: its submission (pass 1), then one per reseed or "
@@ -289,6 +322,14 @@ class RunDetailSerializer(RunSerializer, RunLiveStateSerializer):
     @extend_schema_field(BlockStatusCountsSerializer)
     def get_block_statuses(self, run: Run) -> dict[str, int]:
         return self.context["block_statuses"]
+
+    @extend_schema_field(RunKeyUsageSerializer(many=True))
+    def get_keys(self, run: Run) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], RunKeyUsageSerializer(run_keys_usage(run=run), many=True).data)
+
+    @extend_schema_field(RunModelUsageSerializer(many=True))
+    def get_models(self, run: Run) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], RunModelUsageSerializer(run_models_usage(run=run), many=True).data)
 
     @extend_schema_field(SavingsSerializer)
     def get_savings(self, run: Run) -> dict[str, Any]:
@@ -435,6 +476,10 @@ class ParitySerializer(serializers.Serializer):
     fields_untracked = serializers.IntegerField(help_text="Pairs with fields beyond the first 100 names.")
     metadata = serializers.DictField(child=serializers.JSONField(), help_text="uid -> the block's metadata "
                                      "(from A, else B), for every uid listed above that has metadata.")
+    by_models = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField()),
+        help_text="\"A's model | B's model\" -> compared pairs and exact matches: how answers of a run's "
+                  "fallback model compare with another run's primary model over the same blocks.")
 
 
 class CompareBlocksSerializer(serializers.Serializer):

@@ -77,7 +77,7 @@ def prompt_bytes(run: Run) -> Expression:
 def block_worst_usd(run: Run, nbytes: int) -> Decimal:
     """What the call of a block of `nbytes` prompt bytes (its input, and metadata it names) could
     cost at most: what a claim reserves for it."""
-    return spec_block_worst_usd(run.call_spec, pack_size=run.pack_size, batch=run.in_batch_mode,
+    return spec_block_worst_usd(run.budget_spec, pack_size=run.pack_size, batch=run.in_batch_mode,
                                 nbytes=nbytes)
 
 
@@ -164,7 +164,7 @@ def budget_reserve_call(*, run_id: RunId, token: UUID, blocks: "list[ClaimedBloc
     if budget is None and room is None:
         return blocks
     texts = [b.input + (str(b.metadata) if b.metadata else "") for b in blocks]
-    worst = call_reservation(run.call_spec, texts)
+    worst = call_reservation(run.budget_spec, texts)
     held = sum((b.reserved_usd for b in blocks), Decimal(0)) - spent_usd
     short = worst - held
     if short <= 0:

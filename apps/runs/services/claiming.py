@@ -44,6 +44,8 @@ class ClaimedBlock:
     metadata: dict[str, Any] | None = None
     # What the budget holds for it (its claim's worst case, and a split's top-ups); 0 without a budget.
     reserved_usd: Decimal = Decimal(0)
+    # Which of the run's models it is on (Run.models; a fallback moves it on).
+    model_index: int = 0
 
 
 @dataclass
@@ -66,13 +68,13 @@ def lease_seconds() -> float:
 
 def _within_budget(run: Run, rows: list[tuple[int, int]], room: Room | None = None) -> list[int]:
     """The leading blocks whose worst-case cost fits what the budget (and the team's limits) have
-    left, in order."""
+    left, in order (at the priciest model the run may fall back to)."""
     budget = run.options.get("max_cost_usd")
     remaining = Decimal(str(budget)) - run.cost_usd - run.reserved_usd if budget is not None else None
     if room is not None:
         remaining = room.left if remaining is None else min(remaining, room.left)
     assert remaining is not None
-    reservation = block_reservation(run.call_spec, pack_size=run.pack_size, batch=run.in_batch_mode)
+    reservation = block_reservation(run.budget_spec, pack_size=run.pack_size, batch=run.in_batch_mode)
     taken = []
     for block_id, nbytes in rows:
         worst = reservation.fixed_usd + reservation.per_byte_usd * nbytes
@@ -144,7 +146,7 @@ def blocks_claim(*, run_id: RunId, limit: int, worker: str, ahead: int = 0, answ
     token = uuid.uuid4()
     changes: dict[str, Any] = {}
     if reserving:
-        reservation = block_reservation(run.call_spec, pack_size=run.pack_size, batch=run.in_batch_mode)
+        reservation = block_reservation(run.budget_spec, pack_size=run.pack_size, batch=run.in_batch_mode)
         changes["reserved_usd"] = reservation.fixed_usd + reservation.per_byte_usd * prompt_bytes(run)
     chosen = Block.objects.filter(id__in=ids)
     chosen.claim(token=token, lease_expires_at=now + timedelta(seconds=lease_seconds()), worker=worker,
@@ -153,13 +155,13 @@ def blocks_claim(*, run_id: RunId, limit: int, worker: str, ahead: int = 0, answ
         reserved = chosen.aggregate(total=Sum("reserved_usd"))["total"] or 0
         Run.objects.filter(pk=run.pk).update(reserved_usd=F("reserved_usd") + reserved)
     blocks = chosen.order_by("block_index").values_list("id", "uid", "input", "attempts", "pass_attempts",
-                                                        "reserved_usd")
+                                                        "reserved_usd", "model_index")
     metadata = dict(chosen.values_list("id", "metadata")) if metadata_fields(run.prompt_template) else {}
     return Claim(
         run_status=status,
         blocks=[ClaimedBlock(id=i, uid=u, input=t, attempt=a, number=n, metadata=metadata.get(i),
-                             reserved_usd=r)
-                for i, u, t, a, n, r in blocks],
+                             reserved_usd=r, model_index=m)
+                for i, u, t, a, n, r, m in blocks],
         lease_token=token,
         at_parallelism=at_parallelism and len(ids) == len(rows),
     )

@@ -20,7 +20,7 @@ from django.conf import settings
 
 from apps.core.formatting import counted
 from apps.failures.models import EventCode
-from apps.providers.errors import FailureKind, ProviderFailure
+from apps.providers.errors import FailureKind, ProviderFailure, about_the_model
 from apps.providers.usage import TokenUsage
 from apps.runs.models import AttemptOutcome, Block, BlockStatus, PausedCause, Run
 from apps.runs.transitions import RUN_ENDING
@@ -67,6 +67,10 @@ class Outcome:
     # A split's call that was never made: the run's budget could not hold its worst case
     # (apps.runs.services.budget); `usage` is what the calls above it spent.
     budget_wait: bool = False
+    # The key the call was made with (a run may have a pool of keys) and its revision when read;
+    # None: the run's key (a Message Batch, an outcome made without a call).
+    key_id: int | None = None
+    key_revision: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,10 @@ class Decision:
     throttle_wait: bool = False
     error_code: str = ""
     error_message: str = ""
+    # The block moves on to this of the run's models (Run.models) with its attempts afresh.
+    model_index: int | None = None
+    # Its call came back overloaded: the block's overloaded_since starts (or goes on).
+    overloaded: bool = False
 
 
 @dataclass
@@ -130,10 +138,47 @@ def decide(outcome: Outcome, block: Block, run: Run, now: datetime) -> Decision:
     return decision
 
 
+# How long a block's calls on one model may come back overloaded before it moves to the next model
+# (a run's options.fallback_overload_seconds, when it has fallback models).
+FALLBACK_OVERLOAD_SECONDS = 300.0
+
+
+def fallback(outcome: Outcome, block: Block, run: Run, now: datetime) -> Decision | None:
+    """The block moves to the run's next model when the one it is on cannot serve it: the model is
+    not found or not permitted; it has been overloaded for longer than the run allows; or (opt-in,
+    options.fallback_on_invalid_output) its answers failed the run's checks on every attempt. Never
+    past the models the run lists, and never in batch mode (batches use the primary model)."""
+    failure = outcome.failure
+    models = run.models
+    if failure is None or outcome.batch_id is not None or block.model_index + 1 >= len(models):
+        return None
+    options = run.options or {}
+    moving = about_the_model(failure)
+    if failure.kind == FailureKind.OVERLOADED:
+        limit = float(options.get("fallback_overload_seconds") or FALLBACK_OVERLOAD_SECONDS)
+        moving = (block.overloaded_since is not None
+                  and (now - block.overloaded_since).total_seconds() >= limit)
+        # Out of overload waits on this model before the time is up: the next model, not a failure.
+        moving = moving or block.throttle_waits + 1 > settings.CONVEYOR["MAX_THROTTLE_WAITS"]
+    if (failure.kind == FailureKind.OUTPUT_INVALID and options.get("fallback_on_invalid_output")
+            and outcome.attempt >= run.max_attempts):
+        moving = True
+    if not moving:
+        return None
+    current, following = models[block.model_index], models[block.model_index + 1]
+    return Decision(BlockStatus.PENDING, AttemptOutcome.RETRY, next_attempt_at=now,
+                    model_index=block.model_index + 1, error_code=failure.code,
+                    error_message=f"{current} could not serve it ({failure.code}: {failure.message}); "
+                                  f"moved to {following}")
+
+
 def _by_failure_class(outcome: Outcome, block: Block, run: Run, now: datetime) -> Decision:
     failure = outcome.failure
     if failure is None:
         return Decision(BlockStatus.SUCCEEDED, AttemptOutcome.SUCCEEDED)
+    moved = fallback(outcome, block, run, now)
+    if moved is not None:
+        return moved
     code, message = failure.code, failure.message
     kind = failure.kind
     if kind in (FailureKind.THROTTLED, FailureKind.OVERLOADED):
@@ -151,7 +196,8 @@ def _by_failure_class(outcome: Outcome, block: Block, run: Run, now: datetime) -
             wait = overload_delay(block.throttle_waits, failure.retry_after)
         return Decision(BlockStatus.PENDING, AttemptOutcome.THROTTLED,
                         next_attempt_at=now + timedelta(seconds=wait), refund_attempt=True,
-                        throttle_wait=True, error_code=code, error_message=message)
+                        throttle_wait=True, error_code=code, error_message=message,
+                        overloaded=kind == FailureKind.OVERLOADED)
     if kind in KEY_PAUSE_CAUSES:
         # The key's fault, not the block's: the block waits, unharmed, for the key to be fixed.
         return Decision(BlockStatus.PENDING, AttemptOutcome.KEY_REJECTED, next_attempt_at=now,

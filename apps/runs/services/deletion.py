@@ -88,6 +88,7 @@ RUN_STATEMENTS = (
     "DELETE FROM runs_block WHERE run_id = %s",
     "DELETE FROM runs_messagebatch WHERE run_id = %s",
     "DELETE FROM runs_runpass WHERE run_id = %s",
+    "DELETE FROM runs_runkey WHERE run_id = %s",
     "DELETE FROM webhooks_webhookdelivery WHERE run_id = %s",
     "DELETE FROM runs_run WHERE id = %s AND deleting_at IS NOT NULL",
 )

@@ -5,17 +5,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from apps.core.errors import InvalidInput, StateConflict
 from apps.core.ids import RunId
 from apps.runs.dispatch import run_dispatch_on_commit
-from apps.runs.models import Block, PausedCause, Run
+from apps.runs.models import Block, PausedCause, Run, RunKey, RunKeyState
 from apps.runs.services.budget import next_block_worst_usd, paused_reason, resume_refusal
 from apps.runs.services.finalize import run_finalize
 from apps.runs.services.team_budget import team_resume_refusal
-from apps.runs.transitions import RUN_CANCELABLE, RunStatus, lock_run
+from apps.runs.transitions import RUN_CANCELABLE, RUN_USING_KEY, RunQuerySet, RunStatus, lock_run
 
 
 class RunStateError(StateConflict):
@@ -56,9 +56,45 @@ def run_pause_for_deleted_key(*, run_id: RunId) -> None:
                                         reason="its provider key was deleted")
 
 
+def pool_key_leave(*, key_id: int, cause: str, reason: str,
+                   run_ids: list[RunId] | None = None) -> set[RunId]:
+    """The key leaves the pool of every run still using it (or of `run_ids`): it cannot be used
+    (rejected, blocked, unsafe). Returns the runs it left."""
+    members = RunKey.objects.filter(key_id=key_id, state=RunKeyState.ACTIVE, run__status__in=RUN_USING_KEY)
+    if run_ids is not None:
+        members = members.filter(run_id__in=run_ids)
+    left: set[RunId] = set(members.values_list("run_id", flat=True))
+    if left:
+        RunKey.objects.filter(key_id=key_id, run_id__in=left, state=RunKeyState.ACTIVE).update(
+            state=RunKeyState.LEFT, left_cause=cause, left_reason=reason[:1000], left_at=timezone.now())
+        Run.objects.filter(pk__in=left).update(pool_revision=F("pool_revision") + 1)
+    return left
+
+
+def pool_key_rejoin(*, key_id: int, run_id: RunId) -> None:
+    """The key is back in the run's pool (its refusal was about a secret since replaced)."""
+    if RunKey.objects.filter(key_id=key_id, run_id=run_id, state=RunKeyState.LEFT).update(
+            state=RunKeyState.ACTIVE, left_cause="", left_reason="", left_at=None):
+        Run.objects.filter(pk=run_id).update(pool_revision=F("pool_revision") + 1)
+
+
+def runs_without_keys(runs: RunQuerySet) -> RunQuerySet:
+    """Of these runs, those with no key left to call with: a pool with no active key, or (a run made
+    before pools) no pool and no key."""
+    active = RunKey.objects.filter(run=OuterRef("pk"), state=RunKeyState.ACTIVE)
+    any_member = RunKey.objects.filter(run=OuterRef("pk"))
+    return runs.filter(~Exists(active) & (Exists(any_member) | Q(key__isnull=True)))
+
+
 def runs_pause_for_key(*, key_id: int, cause: str, reason: str) -> int:
-    """Every active run on a key that cannot be used (rejected, blocked, unsafe) pauses."""
-    return Run.objects.filter(key_id=key_id).pause(cause=cause, reason=reason)
+    """A key that cannot be used (rejected, blocked, unsafe) leaves the pool of every run on it; a
+    run pauses only when no key of its pool is left (a run without a pool: when it is its key)."""
+    with transaction.atomic():
+        left = pool_key_leave(key_id=key_id, cause=cause, reason=reason)
+        pooled = RunKey.objects.filter(run=OuterRef("pk"))
+        alone = Run.objects.filter(key_id=key_id).filter(~Exists(pooled))
+        emptied = runs_without_keys(Run.objects.filter(pk__in=left))
+        return alone.pause(cause=cause, reason=reason) + emptied.pause(cause=cause, reason=reason)
 
 
 def run_resume(*, run_id: RunId) -> Run:
@@ -75,6 +111,13 @@ def run_resume(*, run_id: RunId) -> Run:
         if refusal:
             raise RunStateError(f"cannot resume: {refusal}")
         Run.objects.filter(pk=run.pk).resume()
+        # A person says the keys are fixed: the pool's keys that left come back (a key still refused
+        # leaves again at its next call, as a run on one key pauses again).
+        key_causes = (PausedCause.KEY_REJECTED, PausedCause.KEY_BLOCKED, PausedCause.KEY_UNSAFE)
+        if run.paused_cause in key_causes and RunKey.objects.filter(
+                run_id=run.pk, state=RunKeyState.LEFT).update(
+                state=RunKeyState.ACTIVE, left_cause="", left_reason="", left_at=None):
+            Run.objects.filter(pk=run.pk).update(pool_revision=F("pool_revision") + 1)
         run_dispatch_on_commit(run_id=run.pk)
     run.refresh_from_db()
     return run
@@ -84,8 +127,14 @@ def runs_resume_for_key(*, key_id: int) -> int:
     """Once a key validates again, the runs it paused by being rejected, or by a base_url that broke
     the address rules at call time, resume by themselves (validation passed those rules just now)."""
     with transaction.atomic():
-        paused = Run.objects.filter(key_id=key_id).paused_by(PausedCause.KEY_REJECTED,
-                                                             PausedCause.KEY_UNSAFE)
+        rejoin = RunKey.objects.filter(key_id=key_id, state=RunKeyState.LEFT,
+                                       left_cause__in=(PausedCause.KEY_REJECTED, PausedCause.KEY_UNSAFE))
+        pooled = set(rejoin.values_list("run_id", flat=True))
+        if pooled:  # the key is back in the pools it left for being refused
+            rejoin.update(state=RunKeyState.ACTIVE, left_cause="", left_reason="", left_at=None)
+            Run.objects.filter(pk__in=pooled).update(pool_revision=F("pool_revision") + 1)
+        paused = Run.objects.filter(Q(key_id=key_id) | Q(pk__in=pooled)).paused_by(
+            PausedCause.KEY_REJECTED, PausedCause.KEY_UNSAFE)
         ids = list(paused.values_list("pk", flat=True))
         Run.objects.filter(pk__in=ids).resume()
         for run_id in ids:

@@ -31,11 +31,16 @@ from apps.providers.errors import FailureKind, ProviderFailure
 from apps.providers.usage import TokenUsage
 from apps.runs.caching import prefix_sha256
 from apps.runs.dispatch import run_dispatch_on_commit
-from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, PausedCause, Run
+from apps.runs.models import Attempt, AttemptOutcome, Block, BlockStatus, PausedCause, Run, RunKey
 from apps.runs.services.budget import spent_reason
 from apps.runs.services.decisions import KEY_EVENT_CODES, KEY_PAUSE_CAUSES, Entry, Outcome, decide, fenced_out
 from apps.runs.services.finalize import run_finalize
-from apps.runs.services.lifecycle import runs_pause_for_key
+from apps.runs.services.lifecycle import (
+    pool_key_leave,
+    pool_key_rejoin,
+    runs_pause_for_key,
+    runs_without_keys,
+)
 from apps.runs.signals import blocks_settled
 from apps.runs.transitions import BLOCK_COUNTER, RunStatus, lock_run
 
@@ -124,6 +129,7 @@ def write_attempts(rec: Recording) -> None:
             error_code=decision.error_code, error_message=decision.error_message,
             request_id=(failure.request_id if failure else outcome.request_id)[:100],
             latency_ms=outcome.latency_ms, model=outcome.model or run.model, worker=rec.worker[:200],
+            key_id=outcome.key_id if outcome.key_id is not None else run.key_id,
             input_tokens=outcome.usage.input_tokens, output_tokens=outcome.usage.output_tokens,
             cache_creation_input_tokens=outcome.usage.cache_creation_input_tokens,
             cache_read_input_tokens=outcome.usage.cache_read_input_tokens,
@@ -168,7 +174,7 @@ def count_on_run(rec: Recording) -> None:
     )
     budget = run.options.get("max_cost_usd")
     paused = 0
-    if rec.key_failures:
+    if rec.key_failures and _keys_left_pool(rec):
         failure = rec.key_failures[0]
         paused = runs.pause(cause=KEY_PAUSE_CAUSES[failure.kind],
                             reason=f"provider refused the key: {failure.code}: {failure.message}")
@@ -181,6 +187,27 @@ def count_on_run(rec: Recording) -> None:
         # A call has answered: its prefix is in the cache, the rest of the pass may fan out.
         runs.update(cache_warmed=True,
                     cache_prefix_sha256=prefix_sha256(run.call_spec, packed=run.pack_size > 1))
+    if (run.options or {}).get("cache"):
+        # Each key's workspace has its own cache: the keys that answered are warm now.
+        warmed = {entry.outcome.key_id for entry in rec.written
+                  if entry.decision.status == BlockStatus.SUCCEEDED and entry.outcome.key_id is not None}
+        if warmed:
+            RunKey.objects.filter(run_id=run.pk, key_id__in=warmed,
+                                  cache_warmed=False).update(cache_warmed=True)
+
+
+def _keys_left_pool(rec: Recording) -> bool:
+    """The keys refused in this batch leave the run's pool; True when no key is left (the run must
+    pause). A run without a pool (made before pools) has only its key: True."""
+    run = rec.run
+    for entry in rec.key_rejections:
+        failure = entry.outcome.failure
+        assert failure is not None  # a key rejection is a failure
+        key_id = entry.outcome.key_id if entry.outcome.key_id is not None else run.key_id
+        if key_id is not None:
+            pool_key_leave(key_id=key_id, cause=KEY_PAUSE_CAUSES[failure.kind], run_ids=[run.pk],
+                           reason=f"provider refused the key: {failure.code}: {failure.message}")
+    return runs_without_keys(Run.objects.filter(pk=run.pk)).exists()
 
 
 def dead_letter(rec: Recording) -> None:
@@ -318,7 +345,8 @@ def count_in_metrics(rec: Recording) -> None:
     caller's flush sends them to Redis (apps.counters.recording)."""
     model = rec.run.model
     for outcome in rec.outcomes:
-        record_usage(model=model, usage=outcome.usage, cost=outcome.cost_usd)
+        # Under the model called (a fallback's tokens are its own), else the run's.
+        record_usage(model=outcome.model or model, usage=outcome.usage, cost=outcome.cost_usd)
         failure = outcome.failure
         if outcome.batch_id is not None and not (failure and failure.code in UNANSWERED_BATCH_CODES):
             record_call(model=model, failure=failure, latency_seconds=None)
@@ -329,44 +357,58 @@ def count_in_metrics(rec: Recording) -> None:
 
 def apply_key_effects(rec: Recording, *, key_revision: int | None) -> None:
     """After the run's transaction (key rows are locked after run rows, never inside them): a
-    rejected key is marked invalid and every run on it pauses. If the key was changed since the call
-    read it (its owner fixed it meanwhile), the rejection is about the old secret: the run it paused
-    resumes instead. (Throttling is the lanes' business: apps.lanes.gate, in the serving loop.)
+    rejected key is marked invalid and leaves the pool of every run on it (a run pauses when no key
+    of its pool is left). If the key was changed since the call read it (its owner fixed it
+    meanwhile), the rejection is about the old secret: it rejoins this run's pool and the run resumes
+    if that paused it. (Throttling is the lanes' business: apps.lanes.gate, in the serving loop.)
 
     The rejection fails no block (they wait, attempts refunded), so this is where it is told:
-    AUTH_FAILED in the log and in diagnostic_logs, once per batch of outcomes."""
-    key_id = rec.run.key_id
-    if key_id is None or not rec.key_failures:
-        return
-    failure = rec.key_failures[0]
-    first = rec.key_rejections[0]
+    AUTH_FAILED in the log and in diagnostic_logs, once per key per batch of outcomes."""
+    by_key: dict[int, list[Entry]] = {}
+    for entry in rec.key_rejections:
+        key_id = entry.outcome.key_id if entry.outcome.key_id is not None else rec.run.key_id
+        if key_id is not None:
+            by_key.setdefault(key_id, []).append(entry)
+    for key_id, entries in by_key.items():
+        first = entries[0]
+        revision = first.outcome.key_revision if first.outcome.key_revision is not None else key_revision
+        _apply_key_effect(rec, key_id, first, len(entries), revision)
+
+
+def _apply_key_effect(rec: Recording, key_id: int, first: Entry, calls: int,
+                      key_revision: int | None) -> None:
+    failure = first.outcome.failure
+    assert failure is not None  # a key rejection is a failure
     error = f"{failure.code}: {failure.message}"
     with log_context(key_id=key_id, block_uid=first.block.uid if first.block else None,
                      attempt=first.outcome.attempt, correlation_id=first.outcome.correlation_id or None):
         if failure.kind == FailureKind.KEY_INVALID and not key_mark_invalid(
             key_id=key_id, error=error, revision=key_revision
         ):
+            pool_key_rejoin(key_id=key_id, run_id=rec.run.pk)
             resumed = Run.objects.filter(pk=rec.run.pk).paused_by(PausedCause.KEY_REJECTED).resume()
             if resumed:
                 run_dispatch_on_commit(run_id=rec.run.pk)
-            _key_diagnostic(rec, failure, first, level=LogLevel.WARNING,
+            _key_diagnostic(rec, failure, first, key_id, calls, level=LogLevel.WARNING,
                             message=f"the provider rejected key {key_id} ({error}), but the key was "
                                     "changed since the call read it: the run goes on", paused=0)
             return
         paused = runs_pause_for_key(key_id=key_id, cause=KEY_PAUSE_CAUSES[failure.kind],
                                     reason=f"provider refused the key: {error}")
-        _key_diagnostic(rec, failure, first, level=LogLevel.ERROR,
-                        message=f"the provider refused key {key_id} ({error}): its runs are paused "
-                                f"({KEY_PAUSE_CAUSES[failure.kind]})", paused=paused)
+        _key_diagnostic(rec, failure, first, key_id, calls, level=LogLevel.ERROR,
+                        message=f"the provider refused key {key_id} ({error}): it left the pools of "
+                                "its runs; runs with no key left are paused "
+                                f"({KEY_PAUSE_CAUSES[failure.kind]})",
+                        paused=paused)
 
 
-def _key_diagnostic(rec: Recording, failure: ProviderFailure, first: Entry, *, level: LogLevel, message: str,
-                    paused: int) -> None:
+def _key_diagnostic(rec: Recording, failure: ProviderFailure, first: Entry, key_id: int, calls: int, *,
+                    level: LogLevel, message: str, paused: int) -> None:
     diagnostic_log(
         function_name=FAILING_FUNCTION, event_code=KEY_EVENT_CODES[failure.kind], level=level,
         message=message,
-        metadata={"key_id": rec.run.key_id, "http_status": failure.http_status, "error_code": failure.code,
+        metadata={"key_id": key_id, "http_status": failure.http_status, "error_code": failure.code,
                   "cause": KEY_PAUSE_CAUSES[failure.kind], "request_id": failure.request_id,
-                  "calls_rejected": len(rec.key_failures), "other_runs_paused": paused},
+                  "calls_rejected": calls, "other_runs_paused": paused},
         run_id=rec.run.pk, block_id=first.outcome.block_id, secrets=rec.secrets,
     )

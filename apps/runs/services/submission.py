@@ -5,7 +5,7 @@ transaction, so a bad line anywhere leaves nothing half-created and a big file i
 import json
 import unicodedata
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -21,7 +21,7 @@ from apps.core.addresses import WebhookUrlError, validate_webhook_url
 from apps.core.db import OctetLength, copy_into, write_connection
 from apps.core.errors import InvalidInput, StateConflict, Unprocessable
 from apps.keys.models import ProviderKey
-from apps.providers.catalog import catalog, get_model
+from apps.providers.catalog import catalog, get_model, priciest_model
 from apps.providers.prompts import (
     INPUT_PLACEHOLDER,
     CallSpec,
@@ -33,7 +33,7 @@ from apps.providers.structured import SchemaProblem, check_output_schema, schema
 from apps.runs.caching import prefix_warnings
 from apps.runs.dispatch import run_dispatch_on_commit
 from apps.runs.estimates import RunEstimate, run_estimate
-from apps.runs.models import Block, PassScope, Run, RunMode, RunPass
+from apps.runs.models import Block, PassScope, Run, RunKey, RunMode, RunPass
 from apps.runs.selectors import run_for_idempotency_key
 from apps.runs.services.budget import below_one_block, budget_below_one_block, spec_block_worst_usd
 from apps.teams.access import check_may_submit
@@ -43,6 +43,11 @@ MAX_UID_LENGTH = 200
 BLOCK_FIELDS = {"uid", "input", "metadata"}
 # A block's metadata, as compact JSON: record ids and fields to join on, not documents.
 MAX_METADATA_BYTES = 8 * 1024
+
+
+# A run's pool of keys and its list of fallback models (issue 22).
+MAX_POOL_KEYS = 20
+MAX_FALLBACK_MODELS = 5
 
 
 class SubmissionError(InvalidInput):
@@ -197,14 +202,65 @@ def resolve_mode(mode: str, deadline: datetime | None, *, estimate: dict[str, An
                           f"{horizon.total_seconds() / 3600:.0f} h): live calls")
 
 
+def checked_fallback_models(fallback_models: Any, *, model: str, max_tokens: int) -> list[str]:
+    """The run's fallback models, in order: each a catalog model, none twice (nor the primary), and
+    each able to write the run's `max_tokens` (a fallback that could not would fail every block it
+    took). Refused with a 400 naming `fallback_models`."""
+    if fallback_models is None:
+        return []
+    if not isinstance(fallback_models, list) or not all(isinstance(m, str) for m in fallback_models):
+        raise SubmissionError("must be a list of model ids", field="fallback_models")
+    if len(fallback_models) > MAX_FALLBACK_MODELS:
+        raise SubmissionError(f"at most {MAX_FALLBACK_MODELS} fallback models", field="fallback_models")
+    seen = {model}
+    for fallback in fallback_models:
+        info = get_model(fallback)
+        if info is None:
+            raise SubmissionError(f"unknown model {fallback!r}; known: {', '.join(catalog().ids())}",
+                                  field="fallback_models")
+        if fallback in seen:
+            raise SubmissionError(f"{fallback!r} is named twice (the primary model counts)",
+                                  field="fallback_models")
+        seen.add(fallback)
+        if info.max_output_tokens is not None and max_tokens > info.max_output_tokens:
+            raise SubmissionError(f"{fallback} can write at most {info.max_output_tokens} output tokens, "
+                                  f"less than the run's max_tokens {max_tokens}", field="fallback_models")
+    return list(fallback_models)
+
+
+def checked_pool(owner: Any, keys: list[ProviderKey], team: Any = None) -> list[ProviderKey]:
+    """A run's pool of keys: the owner's personal keys (a team's run: the team's keys), each once."""
+    if not keys:
+        raise SubmissionError("a run needs a key", field="key")
+    ids = [key.pk for key in keys]
+    if len(set(ids)) != len(ids):
+        raise SubmissionError("the same key is named twice", field="keys")
+    if len(keys) > MAX_POOL_KEYS:
+        raise SubmissionError(f"at most {MAX_POOL_KEYS} keys", field="keys")
+    field = "keys" if len(keys) > 1 else "key"
+    for key in keys:
+        if team is not None and key.team_id != team.pk:
+            raise SubmissionError("unknown key: a team's run needs one of the team's keys", field=field)
+        if team is None and (key.owner_id != owner.pk or key.team_id is not None):
+            raise SubmissionError("unknown key", field=field)
+    return keys
+
+
 def validate_run_options(*, model: str, max_tokens: int, max_attempts: int, parallelism: int,
                          prompt_template: str, options: dict[str, Any], priority: int = 5,
                          mode: str = "live", deadline: datetime | None = None,
-                         output_schema: dict[str, Any] | None = None) -> None:
+                         output_schema: dict[str, Any] | None = None,
+                         fallback_models: list[str] | None = None) -> None:
     info = get_model(model)
     if info is None:
         raise SubmissionError(f"unknown model {model!r}; known: {', '.join(catalog().ids())}",
                               field="model")
+    checked_fallback_models(fallback_models, model=model, max_tokens=max_tokens)
+    overload = options.get("fallback_overload_seconds")
+    if overload is not None and (isinstance(overload, bool) or not isinstance(overload, (int, float))
+                                 or overload <= 0):
+        raise SubmissionError("must be a positive number of seconds",
+                              field="options.fallback_overload_seconds")
     if not 1 <= max_tokens <= 128_000:
         raise SubmissionError("must be between 1 and 128000", field="max_tokens")
     # Checked here, not by the provider: over the model's limit, every call would be a 400.
@@ -294,13 +350,15 @@ def run_preflight(*, blocks: Iterable[BlockSpec], model: str, system_prompt: str
                   max_attempts: int = 3, parallelism: int = 16, priority: int = 5,
                   temperature: float | None = None, options: dict[str, Any] | None = None,
                   mode: str = RunMode.LIVE, deadline: datetime | None = None, webhook_url: str = "",
-                  output_schema: dict[str, Any] | None = None, **ignored: Any) -> RunEstimate:
+                  output_schema: dict[str, Any] | None = None, fallback_models: list[str] | None = None,
+                  **ignored: Any) -> RunEstimate:
     """What a run of these blocks and settings would take (tokens and cost, as a range), checked as
     a create is checked, without creating anything or calling the provider."""
     options = dict(options or {})
     validate_run_options(model=model, max_tokens=max_tokens, max_attempts=max_attempts,
                          parallelism=parallelism, prompt_template=prompt_template, options=options,
-                         priority=priority, mode=mode, deadline=deadline, output_schema=output_schema)
+                         priority=priority, mode=mode, deadline=deadline, output_schema=output_schema,
+                         fallback_models=fallback_models)
     checked_webhook_url(webhook_url)
     count = chars = nbytes = largest = 0
     named = bool(metadata_fields(prompt_template))
@@ -322,7 +380,8 @@ def run_preflight(*, blocks: Iterable[BlockSpec], model: str, system_prompt: str
     batch = resolve_mode(mode, deadline)[0] == RunMode.BATCH
     pack_size = 1 if batch else int(options.get("pack_size", 1))
     if options.get("max_cost_usd") is not None:
-        worst = spec_block_worst_usd(call_spec, pack_size=pack_size, batch=batch, nbytes=largest)
+        budget_spec = replace(call_spec, model=priciest_model([model, *(fallback_models or [])]))
+        worst = spec_block_worst_usd(budget_spec, pack_size=pack_size, batch=batch, nbytes=largest)
         too_small = below_one_block(budget=Decimal(str(options["max_cost_usd"])), worst=worst, model=model)
         if too_small:
             raise SubmissionError(too_small, field="options.max_cost_usd")
@@ -350,7 +409,7 @@ def check_key_usable(key: ProviderKey) -> None:
 
 
 @transaction.atomic
-def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], model: str,
+def run_create(*, owner: Any, key: ProviderKey | None = None, blocks: Iterable[BlockSpec], model: str,
                system_prompt: str = "", prompt_template: str = INPUT_PLACEHOLDER,
                max_tokens: int = 1024, max_attempts: int = 3, parallelism: int = 16,
                temperature: float | None = None, options: dict[str, Any] | None = None,
@@ -358,7 +417,8 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
                priority: int = 5, mode: str = RunMode.LIVE, deadline: datetime | None = None,
                webhook_url: str = "", output_schema: dict[str, Any] | None = None,
                dispatch: bool = True, held_open: bool = False, team: Any = None,
-               retention_days: int | None = None) -> Run:
+               retention_days: int | None = None, keys: list[ProviderKey] | None = None,
+               fallback_models: list[str] | None = None) -> Run:
     """Create a run and its blocks; a serving loop is asked for once the transaction commits
     (`dispatch=False` leaves that to the caller, e.g. the demo, which serves in its own process).
     `held_open`: a pipeline's later step, which may start with no block (earlier steps hand them on)
@@ -369,15 +429,17 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
     is a KeyInvalid.
 
     `team`: the team the run is for (None: a personal run). The owner must be its admin or member
-    (a viewer is refused: PermissionDenied) and the key the team's; a personal run takes one of the
-    owner's personal keys."""
+    (a viewer is refused: PermissionDenied) and the keys the team's; a personal run takes the
+    owner's personal keys.
+
+    `keys`: a pool of keys (the run's calls are spread over them; `key` alone is a pool of one, and
+    with both, `key` comes first). `fallback_models`: models a block moves on to when the one it is
+    on cannot serve it (decisions.py)."""
     options = dict(options or {})
     if team is not None:
         check_may_submit(owner, team)
-        if key.team_id != team.pk:
-            raise SubmissionError("unknown key: a team's run needs one of the team's keys", field="key")
-    elif key.owner_id != owner.pk or key.team_id is not None:
-        raise SubmissionError("unknown key", field="key")
+    pool = checked_pool(owner, [*([key] if key is not None else []), *(keys or [])], team)
+    key = pool[0]
     if idempotency_key:
         existing = run_for_repeated_request(owner=owner, idempotency_key=idempotency_key,
                                             request_fingerprint=request_fingerprint)
@@ -385,11 +447,14 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
             return existing
     validate_run_options(model=model, max_tokens=max_tokens, max_attempts=max_attempts,
                          parallelism=parallelism, prompt_template=prompt_template, options=options,
-                         priority=priority, mode=mode, deadline=deadline, output_schema=output_schema)
+                         priority=priority, mode=mode, deadline=deadline, output_schema=output_schema,
+                         fallback_models=fallback_models)
     webhook_url = checked_webhook_url(webhook_url, owner=owner)
-    check_key_usable(key)
+    for member in pool:
+        check_key_usable(member)
     run = Run.objects.create(
         owner=owner, team=team, key=key, name=name, model=model, system_prompt=system_prompt,
+        fallback_models=list(fallback_models or []),
         prompt_template=prompt_template, max_tokens=max_tokens, max_attempts=max_attempts,
         parallelism=parallelism, priority=priority, temperature=temperature, options=options,
         mode=mode, effective_mode=RunMode.BATCH if mode == RunMode.BATCH else RunMode.LIVE,
@@ -400,6 +465,7 @@ def run_create(*, owner: Any, key: ProviderKey, blocks: Iterable[BlockSpec], mod
         idempotency_key=idempotency_key or None, request_fingerprint=request_fingerprint,
         webhook_url=webhook_url, held_open=held_open, retention_days=retention_days,
     )
+    RunKey.objects.bulk_create([RunKey(run=run, key=member, position=i) for i, member in enumerate(pool)])
     total = _insert_blocks(run, check_metadata_named(_unique(blocks), prompt_template))
     if total == 0 and not held_open:
         raise SubmissionError("a run needs at least one block", field="blocks")

@@ -185,13 +185,16 @@ class PackCaller:
             record_pack(model=ctx.spec.model)
         try:
             with log_context(run_id=ctx.run_id, key_id=ctx.key_id, secrets=(ctx.api_key,)):
-                return await self._call(ctx, blocks, token, grant, need, carried=TokenUsage())
+                outcomes = await self._call(ctx, blocks, token, grant, need, carried=TokenUsage())
         except Exception as exc:  # a bug must not lose the blocks: they retry like any error
             logger.exception("call for run %s: unexpected error", ctx.run_id)
             failure = ProviderFailure(FailureKind.RETRYABLE, "internal_error",
                                       redact(f"{type(exc).__name__}: {exc}", (ctx.api_key,)))
-            return [Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, number=b.number,
-                            failure=failure) for b in blocks]
+            outcomes = [Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, number=b.number,
+                                failure=failure) for b in blocks]
+        for outcome in outcomes:  # the key of the pool they were called with (Attempt.key)
+            outcome.key_id, outcome.key_revision = ctx.key_id, ctx.key_revision
+        return outcomes
 
     async def _call(self, ctx: RunContext, blocks: list[ClaimedBlock], token: UUID, grant: Grant,
                     need: Need, carried: TokenUsage) -> list[Outcome]:
@@ -339,7 +342,8 @@ class PackCaller:
                                           retry_after=grant.wait_seconds, usage=carried)
                 shares = carried.split(len(blocks))
                 return [Outcome(block_id=b.id, lease_token=token, attempt=b.attempt, number=b.number,
-                                usage=share, cost_usd=cost_usd(ctx.spec.model, share), failure=failure)
+                                usage=share, cost_usd=cost_usd(ctx.spec.model, share), model=ctx.spec.model,
+                                failure=failure)
                         for b, share in zip(blocks, shares, strict=True)]
             await asyncio.sleep(min(max(grant.wait_seconds, 0.05), 1.0))
 

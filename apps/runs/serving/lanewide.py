@@ -33,6 +33,7 @@ from django.conf import settings
 from apps.lanes.board import BOARD_KEY_TTL_MS, OwnerUse, Post, board_key, lane_concurrency, read_posts
 from apps.lanes.gate import LaneRef
 from apps.runs.serving import capacity, fairshare
+from apps.runs.serving.pool import lanes_of
 from apps.runs.serving.slots import LoopState, RunSlot
 
 logger = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ def posts_of(state: LoopState, *, worker: str, now: float, expires_ms: int) -> d
     """This loop's post for each lane its runs use: its uses per owner, whether the lane refused it
     lately, and whether its ceiling held the lane's runs back lately (and what sets that ceiling)."""
     uses = my_uses(state)
-    lanes = {slot.ctx.lane.name: slot.ctx.lane for slot in state.slots.values()}
+    lanes = {route.lane.name: route.lane for slot in state.slots.values() for route in lanes_of(slot)}
     posts = {}
     for name, ref in lanes.items():
         lane = state.lanes.get(name)
@@ -243,7 +244,8 @@ def concurrency_in_use(state: LoopState, board: LaneBoard | None, *, initial_win
                        window_after_headers: int) -> dict[LaneRef, float]:
     """The concurrency of each lane the loop's active runs use: as the lanes' boards last read it,
     else what a fresh lane starts with."""
-    lanes = {slot.ctx.lane: slot.ctx.limits for slot in state.slots.values() if not slot.ended}
+    lanes = {route.lane: route.limits for slot in state.slots.values() if not slot.ended
+             for route in lanes_of(slot)}
     result = {}
     for lane, limits in lanes.items():
         view = board.views.get(lane.name) if board is not None else None

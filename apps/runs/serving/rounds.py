@@ -29,10 +29,10 @@ from django.conf import settings
 from apps.core.ids import RunId
 from apps.core.logcontext import log_context
 from apps.counters.recording import metrics_flush
-from apps.runs.services.claiming import Claim, blocks_claim, blocks_release
+from apps.runs.services.claiming import Claim, ClaimedBlock, blocks_claim, blocks_release
 from apps.runs.services.outcomes import RecordReport, outcomes_record, outcomes_write_failed, run_count_packs
 from apps.runs.services.recovery import leases_expire, runs_finalize_stragglers
-from apps.runs.serving import fairshare
+from apps.runs.serving import fairshare, pool
 from apps.runs.serving.context import Demand, RunContext, load_context, runs_with_due_work
 from apps.runs.serving.slots import HeldWrite, LoopState, Pack, Release, RunSlot
 from apps.runs.transitions import RunStatus
@@ -74,7 +74,7 @@ class RoundWork:
     refresh: bool = False
     # With a refresh: the pass and key revision of each run the loop knows, so that the round loads
     # a context only for runs that are new or changed.
-    known: dict[RunId, tuple[int, int]] = field(default_factory=dict)
+    known: dict[RunId, tuple[int, int, int]] = field(default_factory=dict)
     recover: bool = False
 
     def __bool__(self) -> bool:
@@ -114,7 +114,7 @@ def collect_work(state: LoopState, now: float, *, pack_metrics: dict[RunId, dict
         work.claims = claims_wanted(state, now)
         if refresh:
             work.refresh = True
-            work.known = {run_id: (slot.ctx.current_pass, slot.ctx.key_revision)
+            work.known = {run_id: (slot.ctx.current_pass, slot.ctx.key_revision, slot.demand.pool_revision)
                           for run_id, slot in state.slots.items()}
         work.recover = recover
     return work
@@ -129,8 +129,7 @@ def claims_wanted(state: LoopState, now: float) -> list[ClaimRequest]:
     for slot in state.slots.values():
         if slot.ended or slot.exhausted or slot.budget_wait or slot.claim_pending or slot.claim_at > now:
             continue
-        lane = state.lanes.get(slot.ctx.lane.name)
-        if lane is not None and lane.closed_until - now > RELEASE_AFTER_SECONDS:
+        if pool.all_closed(state, slot, now, longer_than=RELEASE_AFTER_SECONDS):
             continue
         share = math.ceil(shares.get(slot.run_id, 0))
         pack = slot.ctx.pack_size
@@ -167,7 +166,8 @@ def write_in_database(work: RoundWork, worker: str, result: RoundResult) -> None
     for run_id, held in work.writes.items():
         try:
             result.reports[run_id] = outcomes_record(
-                run_id=run_id, outcomes=held.outcomes, worker=worker, secrets=(held.ctx.api_key,),
+                run_id=run_id, outcomes=held.outcomes, worker=worker,
+                secrets=held.ctx.secrets or (held.ctx.api_key,),
                 key_revision=held.ctx.key_revision)
         except Exception as exc:
             result.failed_writes[run_id] = held
@@ -216,7 +216,7 @@ def _refresh_in_database(work: RoundWork, result: RoundResult) -> None:
         logger.exception("could not read the runs with due work")
         return
     for demand in result.demands:
-        if work.known.get(demand.run_id) != (demand.current_pass, demand.key_revision):
+        if work.known.get(demand.run_id) != (demand.current_pass, demand.key_revision, demand.pool_revision):
             try:
                 result.contexts[demand.run_id] = load_context(demand.run_id)
             except Exception:
@@ -265,8 +265,14 @@ def take_claim(state: LoopState, request: ClaimRequest, claim: Claim, now: float
         return
     size = slot.ctx.pack_size
     start_by = now + _conf("LEASE_MARGIN_SECONDS") / 2
-    for i in range(0, len(claim.blocks), size):
-        slot.ready.append(Pack(blocks=claim.blocks[i:i + size], token=claim.lease_token, start_by=start_by))
+    # A pack goes to one model: blocks moved on to a fallback model are packed apart.
+    by_model: dict[int, list[ClaimedBlock]] = {}
+    for block in claim.blocks:
+        by_model.setdefault(block.model_index, []).append(block)
+    for model_index, blocks in sorted(by_model.items()):
+        for i in range(0, len(blocks), size):
+            slot.ready.append(Pack(blocks=blocks[i:i + size], token=claim.lease_token, start_by=start_by,
+                                   model_index=model_index))
 
 
 def apply_result(state: LoopState, work: RoundWork, result: RoundResult, now: float) -> int:
@@ -312,8 +318,10 @@ def refresh(state: LoopState, demands: list[Demand], contexts: dict[RunId, RunCo
                 continue
             if slot is None:
                 slot = state.slots[demand.run_id] = RunSlot(ctx=ctx, demand=demand)
-            elif not slot.held:
+            elif not slot.held or slot.ctx.current_pass == ctx.current_pass:
+                # (A pool that changed takes effect at once: calls in flight keep their own route.)
                 slot.ctx = ctx
+                slot.keys_out.clear()
         if slot is None:
             continue
         slot.demand = demand

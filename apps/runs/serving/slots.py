@@ -3,7 +3,7 @@ results waiting for the next write. The database stays the truth: everything her
 the process (leases expire, lane entries expire) and nothing is lost with it."""
 
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -24,6 +24,8 @@ class Pack:
     token: LeaseToken
     # After this (monotonic) a call could outlive the lease: the pack is given back, never started.
     start_by: float = float("inf")
+    # Which of the run's models its blocks are on (Run.models; packs never mix models).
+    model_index: int = 0
 
     @property
     def size(self) -> int:
@@ -78,6 +80,16 @@ class RunSlot:
     # Start pacing (starting.pace): calls the run may start at once, as of pace_at.
     pace_tokens: float = 0.0
     pace_at: float = 0.0
+    # The run's pool (pool.py): blocks in calls per key; keys whose workspace's cache holds the
+    # prefix, and keys with a first (warming) call out; keys refused during a call, skipped until
+    # the run's context is loaded again without them.
+    key_in_flight: Counter[int] = field(default_factory=Counter)
+    warm: set[int] = field(default_factory=set)
+    warming: set[int] = field(default_factory=set)
+    keys_out: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.warm |= self.ctx.warm_keys
 
     @property
     def run_id(self) -> RunId:

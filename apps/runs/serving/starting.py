@@ -16,10 +16,12 @@ from dataclasses import replace
 
 from django.conf import settings
 
-from apps.lanes.gate import Grant, LaneGate, Need, Settlements
+from apps.lanes.gate import Grant, LaneGate, LaneRef, Need, Settlements
 from apps.runs.services.claiming import lease_seconds
-from apps.runs.serving import capacity, fairshare, lanewide
+from apps.runs.services.decisions import KEY_PAUSE_CAUSES
+from apps.runs.serving import capacity, fairshare, lanewide, pool
 from apps.runs.serving.calls import PackCaller, call_need
+from apps.runs.serving.context import RunContext
 from apps.runs.serving.rounds import RELEASE_AFTER_SECONDS
 from apps.runs.serving.slots import LaneSlot, LoopState, Pack, Release, RunSlot
 
@@ -53,15 +55,18 @@ def pace(slot: RunSlot, lane: LaneSlot, now: float) -> int:
     return 0
 
 
-def lane_refused(state: LoopState, slot: RunSlot, reason: str, wait: float, now: float) -> None:
-    """What a refusal by the lane means for this loop. `parallelism`: only this run waits a moment
-    (its calls on other workers count too). `window`: the lane is full; a call of ours ending reopens
-    it, others' are polled for. Anything else (a 429 hold, overload, a bucket): the lane shuts for
-    the wait, and if that is long, every run on it gives back what it holds."""
+def lane_refused(state: LoopState, slot: RunSlot, reason: str, wait: float, now: float,
+                 lane_ref: LaneRef | None = None) -> None:
+    """What a refusal by the lane (`lane_ref`; default the run's first) means for this loop.
+    `parallelism`: only this run waits a moment (its calls on other workers count too). `window`: the
+    lane is full; a call of ours ending reopens it, others' are polled for. Anything else (a 429
+    hold, overload, a bucket): the lane shuts for the wait, and if that is long, every run on it
+    whose other keys' lanes are shut as long gives back what it holds."""
     if reason == "parallelism":
         slot.room_at = now + ROOM_RECHECK_SECONDS
         return
-    lane = state.lane_of(slot)
+    ref = lane_ref if lane_ref is not None else slot.ctx.lane
+    lane = state.lanes.setdefault(ref.name, LaneSlot())
     if reason == "window" or reason.startswith("rate_"):
         lane.refused_at = now  # what is in flight is all the lane allows now (lanewide.py)
     if reason == "window":
@@ -70,7 +75,8 @@ def lane_refused(state: LoopState, slot: RunSlot, reason: str, wait: float, now:
     lane.closed_until, lane.reason = now + max(wait, 0.01), reason
     if wait > RELEASE_AFTER_SECONDS:
         for other in state.slots.values():
-            if other.ctx.lane == slot.ctx.lane:
+            if pool.uses_lane(other, ref) and pool.all_closed(state, other, now,
+                                                              longer_than=RELEASE_AFTER_SECONDS):
                 state.give_back(other)
 
 
@@ -166,51 +172,113 @@ class CallStarter:
                 lane.ceiling_bound_at = now
 
     async def _start_some(self, slot: RunSlot, room: int) -> bool:
-        """Ask the lane, in one round trip, for the slot's next ready packs up to `room` blocks (at
-        least one pack) and start those it grants. False when the lane refused one (it says why and
-        for how long) or no call may start now."""
+        """Start the slot's next ready packs up to `room` blocks (at least one pack): each model's
+        packs ask the routes of the run's pool (pool.py) in turn, each route's lane in one round
+        trip, and what one lane refuses (it says why and for how long) goes on to the next. False
+        when some pack found no lane to take it, or no call may start now."""
         state = self.state
-        lane = state.lane_of(slot)
         now = time.monotonic()
-        if lane.closed_until > now:
+        if pool.all_closed(state, slot, now):
             return False
-        room = min(room, pace(slot, lane, now))
+        room = min(room, pace(slot, pool.pace_lane(state, slot), now))
         if room <= 0:
             return False
         packs = self._take_ready(slot, room, now)
         if not packs:
             return True
-        needs = [call_need(slot.ctx, pack.blocks) for pack in packs]
+        alone = slot.ctx.routes_for(0)
+        if len(slot.ctx.routes) <= 1 and len(alone) == 1 and not pool.is_cold(slot, alone[0]):
+            # One key, one model (most runs): its lane, as before pools.
+            started = {id(pack) for pack in await self._offer(slot, alone[0], packs, set())}
+            return self._put_back(slot, packs, [pack for pack in packs if id(pack) not in started])
+        concurrency = ({name: view.concurrency for name, view in self.board.views.items()}
+                       if self.board is not None and slot.ctx.routes and len(slot.ctx.routes[0]) > 1
+                       else None)
+        left: list[Pack] = []
+        for model_index in sorted({pack.model_index for pack in packs}):
+            waiting = [pack for pack in packs if pack.model_index == model_index]
+            routes = pool.candidates(state, slot, model_index, time.monotonic(), concurrency)
+            refused: set[int] = set()
+            # First each warm route its share by room (pool.assign); then what a lane refused goes
+            # to the routes that have not refused, best first; a cold key takes one pack (warming).
+            for route, share in pool.assign(slot, routes, waiting, concurrency):
+                if slot.ended or state.stopping:
+                    break
+                started = {id(pack) for pack in await self._offer(slot, route, share, refused)}
+                waiting = [pack for pack in waiting if id(pack) not in started]
+            for route in routes:
+                if not waiting or slot.ended or state.stopping or route.key_id in refused:
+                    continue
+                cold = pool.is_cold(slot, route)
+                if cold and route.key_id in slot.warming:
+                    continue
+                offered = waiting[:1] if cold else waiting
+                started = {id(pack) for pack in await self._offer(slot, route, offered, refused)}
+                if cold and started:
+                    slot.warming.add(route.key_id)
+                waiting = [pack for pack in waiting if id(pack) not in started]
+            left.extend(waiting)
+        return self._put_back(slot, packs, left)
+
+    def _put_back(self, slot: RunSlot, packs: list[Pack], left: list[Pack]) -> bool:
+        """The packs no lane took go back to the front of the slot's queue (given back if the run
+        ended or the loop is stopping); True when every pack started."""
+        if slot.ended or self.state.stopping:
+            self.state.releases.extend(Release.of(slot.run_id, pack) for pack in left)
+            return False
+        if len(left) < len(packs):
+            slot.waiting_since = time.monotonic()
+        if not left:
+            return True
+        slot.ready.extendleft(reversed(left))
+        return False
+
+    async def _offer(self, slot: RunSlot, route: RunContext, packs: list[Pack], refused: set[int]
+                     ) -> list[Pack]:
+        """Ask the route's lane for these packs; the packs it started. A refusal shuts the lane for
+        its wait (lane_refused) and marks the route refused for this turn; `parallelism` (the run's
+        own bound) marks every route."""
+        started, refusal = await self._ask_lane(slot, route, packs)
+        if started is None:  # Redis unreachable: its lane is shut a moment
+            refused.add(route.key_id)
+            return []
+        if refusal is not None:
+            refused.add(route.key_id)
+            lane_refused(self.state, slot, refusal.reason, refusal.wait_seconds, time.monotonic(),
+                         lane_ref=route.lane)
+            if refusal.reason == "parallelism":
+                refused.update(r.key_id for r in pool.routes_of(slot))
+        return started
+
+    async def _ask_lane(self, slot: RunSlot, route: RunContext, packs: list[Pack]
+                        ) -> tuple[list[Pack] | None, Grant | None]:
+        """Ask one route's lane for these packs in one round trip and start those it grants. Returns
+        the packs started (None: the gate could not be reached) and the first refusal, if any."""
+        state = self.state
+        needs = [call_need(route, pack.blocks) for pack in packs]
         try:
             if self.settlements:  # calls that ended while we were busy: their room first
                 await self.settlements.flush(time.time())
             grants = await self.gate.try_acquire_many(
-                slot.ctx.lane, run_id=slot.run_id, needs=needs, parallelism=slot.parallelism,
-                limits=slot.ctx.limits, now=time.time(), lease_seconds=lease_seconds())
+                route.lane, run_id=slot.run_id, needs=needs, parallelism=slot.parallelism,
+                limits=route.limits, now=time.time(), lease_seconds=lease_seconds())
         except Exception:
-            logger.warning("lane %s: gate unavailable", slot.ctx.lane.name, exc_info=True)
-            slot.ready.extendleft(reversed(packs))
+            logger.warning("lane %s: gate unavailable", route.lane.name, exc_info=True)
+            lane = state.lanes.setdefault(route.lane.name, LaneSlot())
             lane.closed_until, lane.reason = time.monotonic() + GATE_DOWN_SECONDS, "gate unavailable"
-            return False
+            return None, None
         granted = [(pack, grant, need) for pack, grant, need in zip(packs, grants, needs, strict=False)
                    if grant.granted]
         if slot.ended or state.stopping:
             # The run ended (or the loop began stopping) while we asked: no call goes out.
             for _pack, grant, need in granted:
-                await self.gate.cancel(slot.ctx.lane, grant, run_id=slot.run_id, need=need,
-                                       limits=slot.ctx.limits, now=time.time())
-            state.releases.extend(Release.of(slot.run_id, pack) for pack in packs)
-            return False
+                await self.gate.cancel(route.lane, grant, run_id=slot.run_id, need=need,
+                                       limits=route.limits, now=time.time())
+            return [], None
         for pack, grant, need in granted:
-            self._start(slot, pack, grant, need)
-        if granted:
-            slot.waiting_since = time.monotonic()
-        if len(granted) == len(packs):
-            return True
-        slot.ready.extendleft(reversed(packs[len(granted):]))
-        refusal = grants[len(granted)]
-        lane_refused(state, slot, refusal.reason, refusal.wait_seconds, time.monotonic())
-        return False
+            self._start(slot, route, pack, grant, need)
+        refusal = grants[len(granted)] if len(granted) < len(packs) else None
+        return [pack for pack, _, _ in granted], refusal
 
     def _take_ready(self, slot: RunSlot, room: int, now: float) -> list[Pack]:
         """The slot's next packs up to `room` blocks (at least one pack). A pack held past its start-by
@@ -226,23 +294,29 @@ class CallStarter:
             taken += pack.size
         return packs
 
-    def _start(self, slot: RunSlot, pack: Pack, grant: Grant, need: Need) -> None:
+    def _start(self, slot: RunSlot, route: RunContext, pack: Pack, grant: Grant, need: Need) -> None:
         slot.in_flight += pack.size
+        slot.key_in_flight[route.key_id] += pack.size
         self.state.in_flight += pack.size
         slot.pace_tokens -= pack.size
-        task = asyncio.create_task(self._call(slot, pack, grant, need))
+        task = asyncio.create_task(self._call(slot, route, pack, grant, need))
         self.calls.add(task)
 
-    async def _call(self, slot: RunSlot, pack: Pack, grant: Grant, need: Need) -> None:
+    async def _call(self, slot: RunSlot, route: RunContext, pack: Pack, grant: Grant, need: Need) -> None:
         started = time.monotonic()
+        outcomes = []
         try:
-            outcomes = await self.caller.call(slot.ctx, pack.blocks, pack.token, grant, need)
+            outcomes = await self.caller.call(route, pack.blocks, pack.token, grant, need)
         finally:
             slot.in_flight -= pack.size
             self.state.in_flight -= pack.size
+            pool.call_ended(slot, route, pack.size,
+                            answered=any(o.failure is None for o in outcomes),
+                            key_refused=any(o.failure is not None and o.failure.kind in KEY_PAUSE_CAUSES
+                                            for o in outcomes))
             self.calls.discard(asyncio.current_task())  # type: ignore[arg-type]
             slot.room_at = slot.claim_at = 0.0
-            lane = self.state.lanes.get(slot.ctx.lane.name)
+            lane = self.state.lanes.get(route.lane.name)
             if lane is not None:
                 lane.call_ended(time.monotonic() - started)
             self.wake.set()

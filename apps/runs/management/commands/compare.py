@@ -41,6 +41,10 @@ def describe_parity(parity: Parity) -> list[str]:
                             ("only in A", parity.only_in_a), ("only in B", parity.only_in_b)):
         if uid_list.count:
             lines.append(f"  {label} ({uid_list.count:,}): {_uids(uid_list)}")
+    if len(parity.by_models) > 1:  # answered by different models (a fallback): each pair of models apart
+        lines.append("  by the models that answered (A | B): exact matches of compared")
+        for models, counts in sorted(parity.by_models.items()):
+            lines.append(f"    {models}: {counts['exact_matches']:,}/{counts['compared']:,}")
     if parity.json_objects:
         lines.append(f"  JSON objects in both: {parity.json_objects:,}; per field, matches:")
         for name, stats in sorted(parity.fields.items()):

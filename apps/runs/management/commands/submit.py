@@ -35,7 +35,8 @@ SETTINGS = {"model": "model", "name": "name", "max_tokens": "max_tokens",
             "max_attempts": "max_attempts", "parallelism": "parallelism", "priority": "priority",
             "temperature": "temperature", "mode": "mode", "deadline": "deadline",
             "webhook_url": "webhook_url"}
-OPTIONS = {"pack_size": "pack_size", "cache_ttl": "cache_ttl", "max_cost_usd": "max_cost_usd"}
+OPTIONS = {"pack_size": "pack_size", "cache_ttl": "cache_ttl", "max_cost_usd": "max_cost_usd",
+           "fallback_overload_seconds": "fallback_overload_seconds"}
 
 
 class Command(OperatorCommand):
@@ -45,9 +46,18 @@ class Command(OperatorCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="JSONL file, or - for standard input")
         parser.add_argument("--user", required=True, help="username of the run's owner")
-        parser.add_argument("--key", required=True, help="the owner's provider key: id or label")
+        parser.add_argument("--key", required=True, action="append",
+                            help="the owner's provider key: id or label; repeat it for a pool of keys "
+                                 "(calls spread over them; a key refused leaves the pool)")
         parser.add_argument("--model", default=catalog().default_model,
                             help=f"a model from the catalog (default {catalog().default_model})")
+        parser.add_argument("--fallback-model", action="append", dest="fallback_models",
+                            help="a model a block moves on to when the one it is on cannot serve it "
+                                 "(repeat, in order)")
+        parser.add_argument("--fallback-overload-seconds",
+                            help="how long a block may meet overload (529) before it moves on (300)")
+        parser.add_argument("--fallback-on-invalid-output", action="store_true",
+                            help="move a block on when its answers failed the output checks every time")
         parser.add_argument("--system", default="",
                             help=r"system prompt; \n, \t and \\ are read as newline, tab and backslash; "
                                  "@path reads a file as it is")
@@ -84,8 +94,10 @@ class Command(OperatorCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         user = user_named(opts["user"])
         team = team_named(opts["team"])
-        key = key_of(user, opts["key"], team)
-        settings = self._settings(key.pk, opts)
+        keys = [key_of(user, name, team) for name in opts["key"]]
+        if len({key.pk for key in keys}) != len(keys):
+            raise CommandError("--key: the same key is named twice")
+        settings = self._settings(keys[0].pk, opts)
         source = self._open(opts["file"])
         if opts["estimate"]:
             try:
@@ -98,7 +110,7 @@ class Command(OperatorCommand):
             self._warn(settings_warnings(blocks=estimate.blocks, **settings))
             return
         try:
-            run = run_create(owner=user, team=team, key=key, blocks=parse_jsonl(source), **settings)
+            run = run_create(owner=user, team=team, keys=keys, blocks=parse_jsonl(source), **settings)
         except SubmissionError as exc:
             raise refusal(exc) from None
         except PermissionDenied as exc:
@@ -129,7 +141,10 @@ class Command(OperatorCommand):
             data["output_schema"] = json_option(opts["output_schema"], option="--output-schema")
         options: dict[str, Any] = {field: opts[option] for option, field in OPTIONS.items()
                                    if opts[option] is not None}
-        options.update({flag: True for flag in ("cache", "stream") if opts[flag]})
+        options.update({flag: True for flag in ("cache", "stream", "fallback_on_invalid_output")
+                        if opts[flag]})
+        if opts["fallback_models"]:
+            data["fallback_models"] = opts["fallback_models"]
         if options:
             data["options"] = options
         checked = validated(RunSettingsInputSerializer, data)
