@@ -1,15 +1,20 @@
 """Teams in the admin. Every save is audited (channel `admin`): the team's own fields (`team.create`,
 `team.update`, `team.limit`) and each membership the inline adds, changes or removes
 (`team.member_add`, `team.member_role`, `team.member_limit`, `team.member_remove`), in the admin's
-own transaction."""
+own transaction. Deleting a team is the action "Delete selected teams ..." (apps/teams/deletion.py,
+in the background); the admin's own delete (Django's collector, refused anyway by the PROTECT
+foreign keys of the team's keys, runs and pipelines) is off."""
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apps.audit.services import actor_from_admin
+from apps.core.errors import StateConflict
 from apps.teams.auditing import LIMIT_FIELDS, member_fields, member_record, team_fields, team_record
+from apps.teams.deletion import team_delete
 from apps.teams.models import Membership, Team
 
 
@@ -34,6 +39,13 @@ class TeamAdmin(admin.ModelAdmin):
     fields = ["name", "limit_usd", "period", "window_days", "alert_level", "webhook_url", "webhook_signer"]
     readonly_fields = ["alert_level", "webhook_signer"]
     inlines = [MembershipInline]
+    actions = ["delete_in_background"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_erase_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("teams.delete_team")
 
     def save_model(self, request: HttpRequest, obj: Team, form: Any, change: bool) -> None:
         before = team_fields(Team.objects.get(pk=obj.pk)) if change else {}
@@ -74,3 +86,16 @@ class TeamAdmin(admin.ModelAdmin):
             if pk not in before:
                 member_record(actor, "member_add", team.pk, new["user_id"], None, new)
         return None
+
+    @admin.action(description="Delete selected teams and all they own (in the background)",
+                  permissions=["erase"])
+    def delete_in_background(self, request: HttpRequest, queryset: QuerySet[Team]) -> None:
+        actor = actor_from_admin(request)
+        for team in queryset:
+            try:
+                team_delete(team_id=team.pk, actor=actor)
+            except StateConflict as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                self.message_user(request, f"team {team.name}: deleting in the background.",
+                                  messages.SUCCESS)

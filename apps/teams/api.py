@@ -1,8 +1,8 @@
 """`/api/v1/teams/`: teams, their members and roles, and their spend limits.
 
 A team is visible to its members (any role) and to staff with `teams.view_team`; any other id is a
-404. Its members, limits and webhook are changed by its admins (and staff with
-`teams.change_team`): another member gets a 403 that says so. Every change is audited
+404. Its members, limits and webhook are changed, and the team deleted, by its admins (and staff
+with `teams.change_team`): another member gets a 403 that says so. Every change is audited
 (apps/teams/auditing.py). What a team's runs spent is read
 from the engine's usage: /api/v1/spend/ (apps/runs/spend_api.py)."""
 
@@ -27,6 +27,7 @@ from apps.teams.auditing import (
     team_create_audited,
     team_update_audited,
 )
+from apps.teams.deletion import team_delete
 from apps.teams.models import Membership, Role, Team
 from apps.teams.serializers import (
     MemberAddInputSerializer,
@@ -133,6 +134,19 @@ class TeamDetailApi(APIView):
         data = validated_input(TeamUpdateInputSerializer, request.data)
         team = team_update_audited(actor=actor_from_request(request), team=team, signer=request.user, **data)
         return team_response(team)
+
+    @extend_schema(
+        operation_id="teams_destroy",
+        description="Delete the team and all it owns: its keys, runs (with everything of them), "
+        "pipelines and webhook events, its members and limits, in the background (202); its audit "
+        "records stay. Refused (409, naming how many) while any of its runs or pipelines may still "
+        "work: cancel them first.",
+        responses={202: None, **error_responses(401, 403, 404, 409, 429)},
+    )
+    def delete(self, request: Request, team_id: str) -> Response:
+        team = administered_team(request, team_id)
+        team_delete(team_id=team.pk, actor=actor_from_request(request))
+        return Response(status=status.HTTP_202_ACCEPTED)
 
 
 @extend_schema(tags=["teams"], parameters=[TEAM_ID])

@@ -7,6 +7,7 @@ services as the API (a team admin's operations, for an operator).
     teams role TEAM USER ROLE
     teams remove TEAM USER
     teams limit TEAM AMOUNT|none [--period month|rolling_days] [--window-days N] [--member USER]
+    teams delete TEAM   (its keys, runs, pipelines, members: in the background; refused while it works)
 
 Every change takes `--as USER`: the Conveyor user the audit trail records (default: the OS user).
 """
@@ -24,6 +25,7 @@ from apps.teams.auditing import (
     spend_limit_set_audited,
     team_create_audited,
 )
+from apps.teams.deletion import team_delete
 from apps.teams.models import Membership, Role, SpendPeriod, Team
 from apps.teams.services import user_named
 
@@ -54,7 +56,9 @@ class Command(BaseCommand):
         limit.add_argument("--period", default=SpendPeriod.MONTH)
         limit.add_argument("--window-days")
         limit.add_argument("--member", help="a member's own limit within the team")
-        for changing in (create, add, role, remove, limit):
+        delete = sub.add_parser("delete")
+        delete.add_argument("team")
+        for changing in (create, add, role, remove, limit, delete):
             changing.add_argument(
                 "--as",
                 dest="as_user",
@@ -77,7 +81,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
 
     def _team(self, name: str) -> Team:
-        team = Team.objects.filter(name=name).first()
+        team = Team.objects.filter(name=name, deleting_at__isnull=True).first()
         if team is None:
             raise CommandError(f"No team {name!r}.")
         return team
@@ -132,3 +136,14 @@ class Command(BaseCommand):
             holder=holder, limit_usd=amount, period=options["period"], window_days=options["window_days"]
         )
         self.stdout.write(f"limit set: {amount or 'none'}")
+
+    def _delete(self, options: dict[str, Any]) -> None:
+        actor = self._actor(options)
+        team = Team.objects.filter(name=options["team"]).first()  # one being deleted: to finish it
+        if team is None:
+            raise CommandError(f"No team {options['team']!r}.")
+        team_delete(team_id=team.pk, actor=actor)
+        self.stdout.write(
+            f"team {team.name}: deleting in the background (keys, runs, pipelines, members); "
+            "audit records stay"
+        )
