@@ -191,3 +191,17 @@ def test_saves_in_the_admin_are_recorded(client, staff, alice, bob, carol, dave,
         "before": {"role": "viewer"}, "after": {"role": "member"}
     }
     assert recorded["team.limit", str(acme.pk)].changes["after"] == {"limit_usd": "300.0000"}
+
+
+def test_changes_to_a_teams_runs_and_keys_carry_the_team_for_its_admins(alice, bob, dave, acme, globex):
+    from tests.factories import make_key, make_run
+
+    key = make_key(alice, team=acme, label="acme offline")
+    run = make_run(bob, key, ["one"], team=acme)
+    assert api(bob).post(reverse("run-cancel", args=[run.pk])).status_code == 200
+    assert api(alice).patch(f"/api/v1/keys/{key.pk}/", {"label": "renamed"}, format="json").status_code == 200
+    assert set(AuditRecord.objects.values_list("action", "team_id")) == {
+        ("run.cancel", acme.pk), ("key.update", acme.pk)
+    }
+    assert {row["action"] for row in api(alice).get(AUDIT).json()["results"]} == {"run.cancel", "key.update"}
+    assert api(dave).get(AUDIT).json()["results"] == []
