@@ -155,3 +155,31 @@ def test_the_admin_action_deletes_a_team(client, staff, alice, acme, acme_offlin
     assert (AuditRecord.objects.get(action="team.delete").channel) == "admin"
     team_rows_delete(team_id=acme.pk)
     assert not Team.objects.filter(pk=acme.pk).exists()
+
+
+def test_a_teams_pipeline_is_refused_while_it_moves_and_goes_with_the_team(
+    alice, acme, acme_offline_key, django_capture_on_commit_callbacks
+):
+    from apps.pipelines.models import Pipeline, PipelineItem, PipelineStep
+    from apps.pipelines.services.control import pipeline_cancel
+    from tests.pipelines.helpers import make_pipeline, step
+
+    pipeline = make_pipeline(alice, acme_offline_key, [step("first"), step("second")],
+                             {"x": "one", "y": "two"}, team=acme, dispatch=False)
+    step_runs = list(PipelineStep.objects.filter(pipeline=pipeline).values_list("run_id", flat=True))
+    refused = api(alice).delete(f"{TEAMS}{acme.pk}/")
+    assert refused.status_code == 409
+    assert "cancel them first" in refused.json()["error"]["message"]
+    assert Team.objects.get(pk=acme.pk).deleting_at is None
+
+    with django_capture_on_commit_callbacks(execute=True):  # the cancel settles after commit
+        pipeline_cancel(pipeline_id=pipeline.pk)
+    pipeline.refresh_from_db()
+    assert pipeline.status == "canceled"
+    assert not Run.objects.filter(pk__in=step_runs).exclude(status="canceled").exists()
+    assert api(alice).delete(f"{TEAMS}{acme.pk}/").status_code == 202
+    assert team_rows_delete(team_id=acme.pk) == {"runs": 2, "pipelines": 1}
+    assert not Pipeline.objects.filter(pk=pipeline.pk).exists()
+    assert not PipelineItem.objects.filter(pipeline_id=pipeline.pk).exists()
+    assert not Run.objects.filter(pk__in=step_runs).exists()
+    assert not Team.objects.filter(pk=acme.pk).exists()
