@@ -97,7 +97,8 @@ class Command(BaseCommand):
         for team in Team.objects.prefetch_related("memberships__user"):
             limit = f"${team.limit_usd} per {team.period}" if team.limit_usd is not None else "no limit"
             members = ", ".join(f"{m.user.get_username()} ({m.role})" for m in team.memberships.all())
-            self.stdout.write(f"{team.name}: {limit}; {members}")
+            deleting = " (being deleted)" if team.deleting_at else ""
+            self.stdout.write(f"{team.name}{deleting}: {limit}; {members}")
 
     def _create(self, options: dict[str, Any]) -> None:
         actor = self._actor(options)
