@@ -22,6 +22,13 @@ def failure_fields(row: PipelineFailure) -> dict[str, Any]:
     }
 
 
+def _team_of(row: PipelineFailure | None) -> int | None:
+    """The team of the failure's run (its admins read the row), if any."""
+    if row is None or row.run_id is None:
+        return None
+    return PipelineFailure.objects.filter(pk=row.pk).values_list("run__team_id", flat=True).first()
+
+
 def failure_audited(actor: Actor, action: str, failure_id: int, operation: Callable[[], Any]) -> Any:
     with transaction.atomic():
         before = PipelineFailure.objects.filter(pk=failure_id).first()
@@ -34,6 +41,7 @@ def failure_audited(actor: Actor, action: str, failure_id: int, operation: Calla
             object_id=failure_id,
             before=failure_fields(before) if before else {},
             after=failure_fields(after) if after else {},
+            team_id=_team_of(before or after),
         )
     return result
 

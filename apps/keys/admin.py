@@ -126,7 +126,7 @@ class ProviderKeyAdmin(admin.ModelAdmin):
                                    base_url=data["base_url"], provider=data["provider"], **limits)
                 action = "key.create"
             record(actor=actor_from_admin(request), action=action, object_type="key", object_id=saved.pk,
-                   before=before, after=key_fields(saved))
+                   before=before, after=key_fields(saved), team_id=saved.team_id)
         # The admin goes on with `obj` (log entry, redirect): give it the saved row's state.
         for field in ProviderKey._meta.concrete_fields:
             setattr(obj, field.attname, getattr(saved, field.attname))
@@ -137,11 +137,11 @@ class ProviderKeyAdmin(admin.ModelAdmin):
 
     @staticmethod
     def _delete(request: HttpRequest, key: ProviderKey) -> None:
-        key_id, before = key.pk, key_fields(key)
+        key_id, before, team_id = key.pk, key_fields(key), key.team_id
         with transaction.atomic():
             key_delete(key=key)
             record(actor=actor_from_admin(request), action="key.delete", object_type="key",
-                   object_id=key_id, before=before)
+                   object_id=key_id, before=before, team_id=team_id)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ProviderKey]) -> None:
         for key in queryset:

@@ -101,18 +101,18 @@ class KeyDetailApi(KeyApi):
                 key = key_set_limits(key=key, **limits)
             action = "key.rotate" if "secret" in data else "key.update"
             record(actor=actor_from_request(request), action=action, object_type="key", object_id=key.pk,
-                   before=before, after=key_fields(key))
+                   before=before, after=key_fields(key), team_id=key.team_id)
         return Response(KeyOutputSerializer(key).data)
 
     @extend_schema(operation_id="keys_destroy",
                    responses={204: None, **error_responses(401, 403, 404, 409, 429)})
     def delete(self, request: Request, key_id: str) -> Response:
         key = changeable_key(request, key_id, action="delete")
-        key_id_deleted, before = key.pk, key_fields(key)
+        key_id_deleted, before, team_id = key.pk, key_fields(key), key.team_id
         with transaction.atomic():
             key_delete(key=key)
             record(actor=actor_from_request(request), action="key.delete", object_type="key",
-                   object_id=key_id_deleted, before=before)
+                   object_id=key_id_deleted, before=before, team_id=team_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

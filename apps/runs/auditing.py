@@ -42,7 +42,7 @@ def run_audited(actor: Actor, action: str, run_id: RunId, operation: Callable[[]
             object_id=run.pk,
             before=run_fields(before) if before else {},
             after=after,
-            team_id=None,
+            team_id=run.team_id,  # the team's admins read it
         )
     return run
 
@@ -60,4 +60,5 @@ def run_created(actor: Actor, run: Run) -> None:
             "key_id": run.key_id,
             "mode": run.mode,
         },
+        team_id=run.team_id,
     )

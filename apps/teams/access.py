@@ -137,12 +137,14 @@ def team_role(user: Any, team_id: Any) -> str | None:
 
 
 def teams_visible_to(user: Any, *, roles: frozenset[str] = ALL_ROLES) -> QuerySet[Team]:
-    """The teams `user` belongs to with one of `roles` (every team for staff with teams.view_team)."""
+    """The teams `user` belongs to with one of `roles` (every team for staff with teams.view_team);
+    never one being deleted."""
+    teams = Team.objects.filter(deleting_at__isnull=True)  # one being deleted: gone for everyone
     if roles == ALL_ROLES and staff_may(user, Team):
-        return Team.objects.all()
+        return teams
     if user is None or not user.is_authenticated:
         return Team.objects.none()
-    return Team.objects.filter(pk__in=team_ids_of(user, roles=roles))
+    return teams.filter(pk__in=team_ids_of(user, roles=roles))
 
 
 def check_may_submit(user: Any, team: Team) -> None:

@@ -1,8 +1,9 @@
 """`/api/v1/teams/`: teams, their members and roles, and their spend limits.
 
 A team is visible to its members (any role) and to staff with `teams.view_team`; any other id is a
-404. Its members, limits and webhook are changed by its admins (and staff with
-`teams.change_team`): another member gets a 403 that says so. What a team's runs spent is read
+404. Its members, limits and webhook are changed, and the team deleted, by its admins (and staff
+with `teams.change_team`): another member gets a 403 that says so. Every change is audited
+(apps/teams/auditing.py). What a team's runs spent is read
 from the engine's usage: /api/v1/spend/ (apps/runs/spend_api.py)."""
 
 from typing import Any
@@ -16,7 +17,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.audit.services import actor_from_request
 from apps.teams.access import ADMINS, staff_may, team_role, teams_visible_to
+from apps.teams.auditing import (
+    member_add_audited,
+    member_remove_audited,
+    member_set_role_audited,
+    spend_limit_set_audited,
+    team_create_audited,
+    team_update_audited,
+)
+from apps.teams.deletion import team_delete
 from apps.teams.models import Membership, Role, Team
 from apps.teams.serializers import (
     MemberAddInputSerializer,
@@ -26,15 +37,6 @@ from apps.teams.serializers import (
     TeamCreateInputSerializer,
     TeamSerializer,
     TeamUpdateInputSerializer,
-)
-from apps.teams.services import (
-    member_add,
-    member_remove,
-    member_set_role,
-    spend_limit_set,
-    team_create,
-    team_rename,
-    team_set_webhook,
 )
 from config.api.errors import error_responses, validated_input
 from config.api.throttles import WRITES
@@ -107,7 +109,8 @@ class TeamListCreateApi(APIView):
         """Create a team; you are its first admin."""
         data = validated_input(TeamCreateInputSerializer, request.data)
         return team_response(
-            team_create(creator=request.user, name=data["name"]), status_code=status.HTTP_201_CREATED
+            team_create_audited(actor=actor_from_request(request), creator=request.user, name=data["name"]),
+            status_code=status.HTTP_201_CREATED,
         )
 
 
@@ -129,11 +132,21 @@ class TeamDetailApi(APIView):
     def patch(self, request: Request, team_id: str) -> Response:
         team = administered_team(request, team_id)
         data = validated_input(TeamUpdateInputSerializer, request.data)
-        if "name" in data:
-            team = team_rename(team=team, name=data["name"])
-        if "webhook_url" in data:
-            team = team_set_webhook(team=team, url=data["webhook_url"], signer=request.user)
+        team = team_update_audited(actor=actor_from_request(request), team=team, signer=request.user, **data)
         return team_response(team)
+
+    @extend_schema(
+        operation_id="teams_destroy",
+        description="Delete the team and all it owns: its keys, runs (with everything of them), "
+        "pipelines and webhook events, its members and limits, in the background (202); its audit "
+        "records stay. Refused (409, naming how many) while any of its runs or pipelines may still "
+        "work: cancel them first.",
+        responses={202: None, **error_responses(401, 403, 404, 409, 429)},
+    )
+    def delete(self, request: Request, team_id: str) -> Response:
+        team = administered_team(request, team_id)
+        team_delete(team_id=team.pk, actor=actor_from_request(request))
+        return Response(status=status.HTTP_202_ACCEPTED)
 
 
 @extend_schema(tags=["teams"], parameters=[TEAM_ID])
@@ -150,7 +163,8 @@ class TeamLimitApi(APIView):
     )
     def post(self, request: Request, team_id: str) -> Response:
         team = administered_team(request, team_id)
-        spend_limit_set(holder=team, **validated_input(SpendLimitInputSerializer, request.data))
+        spend_limit_set_audited(actor=actor_from_request(request), holder=team,
+                                **validated_input(SpendLimitInputSerializer, request.data))
         return team_response(team)
 
 
@@ -175,7 +189,9 @@ class MemberListCreateApi(APIView):
         """Add a user by username or email, with a role (admin, member, viewer)."""
         team = administered_team(request, team_id)
         data = validated_input(MemberAddInputSerializer, request.data)
-        row = member_add(team=team, user_ref=data["user"], role=data["role"])
+        row = member_add_audited(
+            actor=actor_from_request(request), team=team, user_ref=data["user"], role=data["role"]
+        )
         return Response(MembershipSerializer(row).data, status=status.HTTP_201_CREATED)
 
 
@@ -192,7 +208,8 @@ class MemberDetailApi(APIView):
         """Change a member's role; the team's last admin stays one (409)."""
         row = team_member(administered_team(request, team_id), user_id)
         data = validated_input(MemberUpdateInputSerializer, request.data)
-        return Response(MembershipSerializer(member_set_role(membership=row, role=data["role"])).data)
+        row = member_set_role_audited(actor=actor_from_request(request), membership=row, role=data["role"])
+        return Response(MembershipSerializer(row).data)
 
     @extend_schema(
         operation_id="teams_members_remove", responses={204: None, **error_responses(401, 403, 404, 409, 429)}
@@ -202,7 +219,8 @@ class MemberDetailApi(APIView):
         team = visible_team(request, team_id)
         leaving = str(request.user.pk) == user_id and team_role(request.user, team.pk) != Role.ADMIN
         row = team_member(team if leaving else administered_team(request, team_id), user_id)
-        member_remove(membership=row)
+        member_remove_audited(actor=actor_from_request(request), membership=row,
+                              leaving=row.user_id == request.user.pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -218,6 +236,7 @@ class MemberLimitApi(APIView):
     )
     def post(self, request: Request, team_id: str, user_id: str) -> Response:
         row = team_member(administered_team(request, team_id), user_id)
-        spend_limit_set(holder=row, **validated_input(SpendLimitInputSerializer, request.data))
+        spend_limit_set_audited(actor=actor_from_request(request), holder=row,
+                                **validated_input(SpendLimitInputSerializer, request.data))
         row.refresh_from_db()
         return Response(MembershipSerializer(row).data)

@@ -58,6 +58,9 @@ class Team(SpendLimit):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when its deletion was asked for (apps/teams/deletion.py): its members are gone, it is gone
+    # from every list, and a background task deletes what it owns, then the row.
+    deleting_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

@@ -14,7 +14,7 @@ from apps.audit.services import actor_from_admin, record
 from apps.core.admin import OperatorActionsMixin, cut, moment, nowrap, short_id
 from apps.webhooks.models import WebhookDelivery, WebhookSecret
 from apps.webhooks.selectors import delivery_payload
-from apps.webhooks.services import delivery_redeliver
+from apps.webhooks.services import delivery_redeliver, delivery_team_id
 
 
 @admin.register(WebhookDelivery)
@@ -70,7 +70,8 @@ class WebhookDeliveryAdmin(OperatorActionsMixin, admin.ModelAdmin):
                 row = delivery_redeliver(delivery_id=pk)
                 record(actor=actor, action="webhook_delivery.redeliver", object_type="webhook_delivery",
                        object_id=row.pk, after={"run_id": str(row.run_id), "pass_number": row.pass_number,
-                                                "status": row.status})
+                                                "status": row.status},
+                       team_id=delivery_team_id(row))
             count += 1
         self.message_user(request, f"{count} delivery(ies) queued again; refresh to see the outcome.",
                           messages.SUCCESS)

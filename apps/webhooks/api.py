@@ -26,7 +26,7 @@ from apps.webhooks.serializers import (
     WebhookSecretCreatedSerializer,
     WebhookSecretSerializer,
 )
-from apps.webhooks.services import delivery_redeliver, webhook_secret_rotate
+from apps.webhooks.services import delivery_redeliver, delivery_team_id, webhook_secret_rotate
 from config.api.errors import error_responses, validated_input
 from config.api.pagination import PagePagination
 from config.api.throttles import WRITES
@@ -108,5 +108,6 @@ class DeliveryRedeliverApi(APIView):
             row = delivery_redeliver(delivery_id=visible_delivery(request, delivery_id, write=True).pk)
             record(actor=actor_from_request(request), action="webhook_delivery.redeliver",
                    object_type="webhook_delivery", object_id=row.pk,
-                   after={"run_id": str(row.run_id), "pass_number": row.pass_number, "status": row.status})
+                   after={"run_id": str(row.run_id), "pass_number": row.pass_number, "status": row.status},
+                   team_id=delivery_team_id(row))
         return Response(DeliveryDetailSerializer(row).data, status=status.HTTP_202_ACCEPTED)

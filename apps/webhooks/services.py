@@ -255,6 +255,15 @@ def deliveries_sweep() -> dict[str, int]:
 
 
 @transaction.atomic
+def delivery_team_id(row: WebhookDelivery) -> int | None:
+    """The team of a delivery (a team's event) or of its run, for its audit row."""
+    if row.team_id is not None:
+        return int(row.team_id)
+    if row.run_id is None:
+        return None
+    return WebhookDelivery.objects.filter(pk=row.pk).values_list("run__team_id", flat=True).first()
+
+
 def delivery_redeliver(*, delivery_id: int) -> WebhookDelivery:
     """Send the event again now, whatever its state (delivered, failed, waiting): the same event id,
     a new timestamp and signature. Its retry window starts again from now."""

@@ -141,7 +141,18 @@ def runs_delete_stalled(*, now: Any = None) -> int:
 
 def runs_delete_for_owner(*, owner_id: int) -> list[str]:
     """Every run of a user, marked deleting (callers refuse first if any is still active), for
-    `user_delete`; and later a team's. Returns their ids; the caller deletes them (run_rows_delete)."""
+    `user_delete`. Returns their ids; the caller deletes them (run_rows_delete)."""
     runs = Run.objects.filter(owner_id=owner_id)
     runs.filter(deleting_at__isnull=True).update(deleting_at=timezone.now())
     return [str(pk) for pk in runs.values_list("pk", flat=True)]
+
+
+def runs_delete_for_team(*, team_id: int) -> tuple[list[str], list[str]]:
+    """Every run of a team, marked deleting (the caller refuses first if any is still active), for a
+    team's deletion. Returns (the ids of runs on their own, those of pipeline steps): the first can
+    go through `conveyor.runs.delete_run` at once; a step's run only after its pipeline's rows."""
+    runs = Run.objects.filter(team_id=team_id)
+    runs.filter(deleting_at__isnull=True).update(deleting_at=timezone.now())
+    alone = runs.filter(pipeline_step__isnull=True).values_list("pk", flat=True)
+    steps = runs.filter(pipeline_step__isnull=False).values_list("pk", flat=True)
+    return [str(pk) for pk in alone], [str(pk) for pk in steps]
