@@ -58,6 +58,8 @@ def _errored(exc: MockAPIError, fault: str | None = None) -> Answer:
 
 def _answer(state: MockState, batch: Batch, params: Any, at: float) -> Answer:
     parsed = parse_request(params, version=batch.api_version)
+    if {parsed.model_name, parsed.model.id} & state.config.models_not_found:
+        raise MockAPIError(404, f"model: {parsed.model_name}")  # as a live call: the request errored
     if parsed.stream:
         raise invalid_request("stream: streaming is not supported for requests in a message batch")
     directives = find_directives(parsed)

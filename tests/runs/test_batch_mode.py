@@ -191,3 +191,24 @@ def test_in_a_batch_an_answer_that_is_no_document_is_retried_with_output_invalid
     assert (run.status, run.completed_blocks) == ("complete", 3)
     retried = Attempt.objects.filter(run=run, outcome="retry").values_list("block__uid", "error_code")
     assert sorted(retried) == [("b1", "output_invalid"), ("b2", "output_invalid")]
+
+
+FALLBACK = "claude-sonnet-4-6"
+
+
+def test_a_batch_run_that_allows_it_moves_a_model_answering_404_on_to_its_fallback(owner, mock_key, mock):
+    mock.configure(models_not_found=["claude-haiku-4-5"])
+    run = settle_batches(batch_run(owner, mock_key, [f"essay {i}" for i in range(6)],
+                                   fallback_models=[FALLBACK], options={"fallback_in_batch": True}))
+    assert (run.status, run.completed_blocks, run.failed_blocks) == ("complete", 6, 0)
+    answered = Attempt.objects.filter(run=run, outcome="succeeded")
+    assert {a.model for a in answered} == {FALLBACK} and all(a.batch_id for a in answered)
+    assert mock.stats()["by_path"].get("/v1/messages", 0) == 0  # still batches, never a live call
+
+
+def test_a_batch_run_uses_its_primary_model_only_unless_told(owner, mock_key, mock):
+    mock.configure(models_not_found=["claude-haiku-4-5"])
+    run = settle_batches(batch_run(owner, mock_key, [f"essay {i}" for i in range(3)],
+                                   fallback_models=[FALLBACK]))
+    assert (run.completed_blocks, run.failed_blocks) == (0, 3)
+    assert not Attempt.objects.filter(run=run, model=FALLBACK).exists()

@@ -21,7 +21,7 @@ from apps.counters.recording import metrics_flush
 from apps.keys.services import key_secret
 from apps.providers.errors import classify
 from apps.runs.batching.results import BatchItem, outcome_of, parse_custom_id
-from apps.runs.batching.submit import batch_client
+from apps.runs.batching.submit import batch_client, block_models
 from apps.runs.models import Block, BlockStatus, MessageBatch, MessageBatchStatus, Run, RunMode
 from apps.runs.services.claiming import blocks_release
 from apps.runs.services.outcomes import outcomes_record, outcomes_write_failed
@@ -47,10 +47,11 @@ def _record_chunk(batch: MessageBatch, run: Run, lines: list[Any], secret: str) 
             wanted[parsed[1]] = line
     held = Block.objects.filter(run_id=run.pk, id__in=wanted, status=BlockStatus.CLAIMED, lease_token=token)
     output_schema = run.call_spec.output_schema
+    on_model = block_models(run, list(wanted))
     outcomes = [
         outcome_of(wanted[block_id].result.model_dump(mode="json"), BatchItem(block_id, attempt, number),
-                   token=token, model=run.model, batch_id=batch.pk, secrets=(secret,),
-                   output_schema=output_schema)
+                   token=token, model=on_model.get(block_id, run.model), batch_id=batch.pk,
+                   secrets=(secret,), output_schema=output_schema)
         for block_id, attempt, number in held.values_list("id", "attempts", "pass_attempts")
     ]
     if outcomes:

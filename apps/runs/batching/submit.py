@@ -10,6 +10,7 @@ blocks whose ordinary lease expires within minutes."""
 
 import json
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -53,14 +54,26 @@ def batch_runs_with_due_work() -> list[Any]:
             and not MessageBatch.objects.filter(run_id=run_id).submitting().exists()]
 
 
+def block_models(run: Run, block_ids: list[int]) -> dict[int, str]:
+    """The model each block is on, for a run whose blocks may move on in batch mode
+    (options.fallback_in_batch); empty otherwise (every request on the primary model)."""
+    if not run.fallback_models or not (run.options or {}).get("fallback_in_batch"):
+        return {}
+    models = run.models
+    return {block_id: models[min(index, len(models) - 1)]
+            for block_id, index in Block.objects.filter(id__in=block_ids).values_list("id", "model_index")}
+
+
 def _requests(run: Run, blocks: list[ClaimedBlock], token: UUID) -> tuple[list[dict[str, Any]], list[int]]:
     """One request per block (batch mode does not pack), up to the size cap; the blocks that did not
     fit are returned to be given back."""
     spec = run.call_spec
+    on_model = block_models(run, [block.id for block in blocks])
     requests: list[dict[str, Any]] = []
     size, left_out = 0, []
     for block in blocks:
-        params = build_params(spec, [BlockInput(block.id, block.uid, block.input, block.metadata)])
+        params = build_params(replace(spec, model=on_model.get(block.id, run.model)),
+                              [BlockInput(block.id, block.uid, block.input, block.metadata)])
         params.pop("extra_body", None)
         if spec.temperature is not None:
             params["temperature"] = spec.temperature

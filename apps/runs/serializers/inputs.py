@@ -85,6 +85,11 @@ class RunOptionsSerializer(StrictSerializer):
         required=False,
         help_text="With fallback_models: a block whose answers failed the output checks on every "
                   "attempt moves to the next model instead of failing.")
+    fallback_in_batch = serializers.BooleanField(
+        required=False,
+        help_text="With fallback_models in batch mode: a block moves on to the next model in a later "
+                  "batch as it would live (not found, not permitted, or with fallback_on_invalid_output "
+                  "its answers refused every time). Without it, batches use the primary model only.")
 
 
 def stored_options(validated: dict[str, Any] | None) -> dict[str, Any]:

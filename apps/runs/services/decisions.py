@@ -147,12 +147,15 @@ def fallback(outcome: Outcome, block: Block, run: Run, now: datetime) -> Decisio
     """The block moves to the run's next model when the one it is on cannot serve it: the model is
     not found or not permitted; it has been overloaded for longer than the run allows; or (opt-in,
     options.fallback_on_invalid_output) its answers failed the run's checks on every attempt. Never
-    past the models the run lists, and never in batch mode (batches use the primary model)."""
+    past the models the run lists, and in batch mode only when the run says so
+    (options.fallback_in_batch; else batches use the primary model)."""
     failure = outcome.failure
     models = run.models
-    if failure is None or outcome.batch_id is not None or block.model_index + 1 >= len(models):
-        return None
     options = run.options or {}
+    in_batch = outcome.batch_id is not None
+    if (failure is None or (in_batch and not options.get("fallback_in_batch"))
+            or block.model_index + 1 >= len(models)):
+        return None
     moving = about_the_model(failure)
     if failure.kind == FailureKind.OVERLOADED:
         limit = float(options.get("fallback_overload_seconds") or FALLBACK_OVERLOAD_SECONDS)

@@ -58,6 +58,9 @@ class Command(OperatorCommand):
                             help="how long a block may meet overload (529) before it moves on (300)")
         parser.add_argument("--fallback-on-invalid-output", action="store_true",
                             help="move a block on when its answers failed the output checks every time")
+        parser.add_argument("--fallback-in-batch", action="store_true",
+                            help="in batch mode too, a block moves on to the next model (else batches "
+                                 "use the primary model only)")
         parser.add_argument("--system", default="",
                             help=r"system prompt; \n, \t and \\ are read as newline, tab and backslash; "
                                  "@path reads a file as it is")
@@ -141,7 +144,8 @@ class Command(OperatorCommand):
             data["output_schema"] = json_option(opts["output_schema"], option="--output-schema")
         options: dict[str, Any] = {field: opts[option] for option, field in OPTIONS.items()
                                    if opts[option] is not None}
-        options.update({flag: True for flag in ("cache", "stream", "fallback_on_invalid_output")
+        options.update({flag: True for flag in ("cache", "stream", "fallback_on_invalid_output",
+                                                         "fallback_in_batch")
                         if opts[flag]})
         if opts["fallback_models"]:
             data["fallback_models"] = opts["fallback_models"]
