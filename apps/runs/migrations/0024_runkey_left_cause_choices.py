@@ -13,8 +13,9 @@ class Migration(migrations.Migration):
         # Attempts made before pools recorded no key: each was made with its run's (one) key. One
         # UPDATE over the table: on a large store, run it in a quiet hour.
         migrations.RunSQL(
-            "UPDATE runs_attempt a SET key_id = r.key_id FROM runs_run r "
-            "WHERE a.run_id = r.id AND a.key_id IS NULL AND r.key_id IS NOT NULL",
+            # (A subquery, not UPDATE ... FROM: the demo's SQLite takes it too.)
+            "UPDATE runs_attempt SET key_id = (SELECT r.key_id FROM runs_run r WHERE r.id = runs_attempt.run_id) "
+            "WHERE key_id IS NULL",
             migrations.RunSQL.noop,
         ),
         migrations.AlterField(
