@@ -1,7 +1,10 @@
 """Lane-wide fair share, simulated: two serving loops' call starters (the real CallStarter, LoopState
 and lane boards in the real Redis) on one key whose window holds 12 calls, a gate and a provider
 faked in memory. One loop serves two owners' runs, the other a third owner's run. With the boards,
-each owner gets a third of the key's calls; with each loop sharing only its own slots, they do not."""
+each owner gets a third of the key's calls. (Without them, each loop sharing only its own slots, the
+shares came out 120/120/0 or 84/84/72 depending on which loop polled first: a control too dependent on
+scheduling to be a test, so it is only `simulate(boards=False)` to try by hand; the e2e
+tests/e2e/test_fair_hosts.py measures both with real workers.)"""
 
 import asyncio
 import contextlib
@@ -123,9 +126,3 @@ def test_three_owners_on_one_key_get_equal_shares_across_two_loops():
     assert sum(calls.values()) > 150
     for owner, share in shares(calls).items():
         assert abs(share - 1 / 3) <= 0.1 / 3, (owner, calls)
-
-
-def test_without_the_boards_shares_are_not_even():
-    # Each loop refills the window room its own calls free: the lane stays with whoever got it first.
-    calls = asyncio.run(simulate(boards=False))
-    assert max(abs(share - 1 / 3) for share in shares(calls).values()) > 0.1, calls
