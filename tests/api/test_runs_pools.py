@@ -22,7 +22,7 @@ def payload(**overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def three_keys(owner):
-    return [make_key(owner, label=f"k{i}", secret=f"sk-ant-api03-pool{i}{i}{i}{i}") for i in range(3)]
+    return [make_key(owner, label=f"k{i}", secret=f"sk-ant-mock-pool{i}{i}{i}{i}") for i in range(3)]
 
 
 def refused(response, field: str) -> list[str]:

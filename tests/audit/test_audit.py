@@ -24,7 +24,7 @@ from tests.storage_helpers import ended_run
 
 pytestmark = pytest.mark.django_db
 
-NEW_SECRET = "sk-ant-api03-rotated-secret-abcdef"
+NEW_SECRET = "sk-ant-mock-rotated-abcdef"
 
 
 def client_for(user) -> APIClient:
