@@ -20,7 +20,6 @@ run, after it was built, after the delete and after a VACUUM.
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,20 +37,10 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ["DEBUG"] = "false"  # DEBUG keeps every SQL statement in memory
 
 from scripts.bench_db import ensure_database  # noqa: E402  (needs ROOT on the path)
+from scripts.bench_meter import peak_mb, rss_mb  # noqa: E402
 
 TABLES = ("runs_block", "runs_attempt", "pipeline_failures", "diagnostic_logs")
 CLAIM_SIZE = 16
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def sizes() -> dict[str, int]:

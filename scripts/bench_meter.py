@@ -8,6 +8,7 @@ one interval's CPU).
 """
 
 import os
+import resource
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,3 +93,16 @@ class SessionMeter:
         self._sample()
         self._usage.cpu_seconds = sum(self._cpu.values()) - self._baseline_cpu
         return self._usage
+
+
+def rss_mb() -> float:
+    """This process's resident set now, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def peak_mb() -> float:
+    """This process's peak resident set so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -15,7 +15,6 @@ if missing). The user, key and run it creates are deleted at the end unless --ke
 
 import argparse
 import os
-import resource
 import sys
 import time
 import uuid
@@ -31,6 +30,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/convey
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 from scripts.bench_db import ensure_database  # noqa: E402  (needs ROOT on the path)
+from scripts.bench_meter import peak_mb, rss_mb  # noqa: E402
 from scripts.measure_upload import wsgi_environ  # noqa: E402
 
 if TYPE_CHECKING:
@@ -55,17 +55,6 @@ SCHEMA = {
 
 
 SAMPLE_SECONDS = 0.25
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def insert_blocks(run: "Run", blocks: int) -> None:
